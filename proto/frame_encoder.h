@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "proto/frame.h"
+#include "proto/gather_buffer.h"
+#include "proto/rpc_meta.pb.h"
+
+namespace google::protobuf {
+class MessageLite;
+}
+
+namespace percore {
+
+enum class EncodeStatus {
+  kOk,
+  // body_size would exceed the limit; nothing was appended.
+  kBodyTooLarge,
+};
+
+// Appends one baidu_std frame to `out`: header, meta, message, attachment.
+// The meta and the message are serialized once, straight into the buffer;
+// the attachment is moved in (large ones are referenced, not copied).
+// Sets meta.attachment_size from `attachment` (cleared when empty).
+// `message` may be null for a frame without a message (an error response).
+// The message must already be initialized (required fields set): checking is
+// the caller's business, since the answer to a missing field differs by side.
+// Any thread; touches only its arguments.
+EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
+
+}  // namespace percore

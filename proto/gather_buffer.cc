@@ -1,0 +1,79 @@
+#include "proto/gather_buffer.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "proto/assert.h"
+
+namespace percore {
+
+char* GatherBuffer::append_space(size_t bytes) {
+  const size_t offset = arena_.size();
+  if (bytes == 0) return arena_.data() + offset;
+  // resize() value-initializes; the bytes are overwritten by the caller at
+  // once, and the arena keeps its capacity across clear(), so this is cheap.
+  arena_.resize(offset + bytes);
+  if (!chunks_.empty() && chunks_.back().source == -1 &&
+      chunks_.back().offset + chunks_.back().size == offset) {
+    chunks_.back().size += bytes;
+  } else {
+    chunks_.push_back(Chunk{-1, offset, bytes});
+  }
+  unconsumed_bytes_ += bytes;
+  return arena_.data() + offset;
+}
+
+void GatherBuffer::append_copy(std::string_view bytes) {
+  if (bytes.empty()) return;
+  std::memcpy(append_space(bytes.size()), bytes.data(), bytes.size());
+}
+
+void GatherBuffer::append_owned(std::string&& bytes) {
+  if (bytes.size() < kCopyThreshold) {
+    append_copy(bytes);
+    return;
+  }
+  owned_.push_back(std::move(bytes));
+  chunks_.push_back(Chunk{static_cast<int>(owned_.size() - 1), 0, owned_.back().size()});
+  unconsumed_bytes_ += owned_.back().size();
+}
+
+std::string_view GatherBuffer::chunk(size_t index) const {
+  const Chunk& chunk = chunks_[first_chunk_ + index];
+  const std::string& source = chunk.source == -1 ? arena_ : owned_[chunk.source];
+  return std::string_view(source.data() + chunk.offset, chunk.size);
+}
+
+int GatherBuffer::fill_iovecs(iovec* vecs, int max_vecs) const {
+  const int count = static_cast<int>(std::min<size_t>(chunk_count(), max_vecs));
+  for (int i = 0; i < count; ++i) {
+    const std::string_view bytes = chunk(i);
+    vecs[i].iov_base = const_cast<char*>(bytes.data());
+    vecs[i].iov_len = bytes.size();
+  }
+  return count;
+}
+
+void GatherBuffer::consume(size_t bytes) {
+  PERCORE_ASSERT(bytes <= unconsumed_bytes_);
+  unconsumed_bytes_ -= bytes;
+  while (bytes > 0) {
+    Chunk& chunk = chunks_[first_chunk_];
+    const size_t taken = std::min(bytes, chunk.size);
+    chunk.offset += taken;
+    chunk.size -= taken;
+    bytes -= taken;
+    if (chunk.size == 0) ++first_chunk_;
+  }
+  if (unconsumed_bytes_ == 0) clear();
+}
+
+void GatherBuffer::clear() {
+  arena_.clear();
+  owned_.clear();
+  chunks_.clear();
+  first_chunk_ = 0;
+  unconsumed_bytes_ = 0;
+}
+
+}  // namespace percore
