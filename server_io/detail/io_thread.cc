@@ -1,0 +1,186 @@
+#include "server_io/detail/io_thread.h"
+
+#include <google/protobuf/message.h>
+
+#include "proto/assert.h"
+#include "proto/frame_encoder.h"
+#include "server_io/detail/server_connection.h"
+#include "server_io/detail/server_core.h"
+
+namespace percore::detail {
+namespace {
+
+uint64_t microseconds_since(ServerCall::Clock::time_point start) {
+  const auto elapsed = ServerCall::Clock::now() - start;
+  return static_cast<uint64_t>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count()));
+}
+
+}  // namespace
+
+IoThread::IoThread(ServerCore& core, int index) : core_(core), index_(index) {}
+
+IoThread::~IoThread() { join(); }
+
+void IoThread::start() {
+  work_guard_.emplace(context_.get_executor());
+  thread_ = std::thread([this] {
+    thread_id_.store(std::this_thread::get_id());
+    context_.run();
+  });
+}
+
+void IoThread::join() {
+  if (!thread_.joinable()) return;
+  work_guard_.reset();
+  thread_.join();
+}
+
+void IoThread::assert_in_loop_thread() const { PERCORE_ASSERT(in_loop_thread()); }
+
+void IoThread::adopt(boost::asio::ip::tcp::socket socket) {
+  boost::asio::post(context_, [this, socket = std::move(socket)]() mutable {
+    // The thread index in the high bits keeps ids unique across threads.
+    const uint64_t id = (static_cast<uint64_t>(index_) << 48) | ++next_connection_serial_;
+    auto connection = std::make_shared<ServerConnection>(*this, core_, std::move(socket), id);
+    connections_.emplace(id, connection);
+    core_.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    connection->start();
+  });
+}
+
+void IoThread::finish_call(ServerCall* call) {
+  if (in_loop_thread()) {
+    complete_call(call);
+  } else {
+    boost::asio::post(context_, [this, call] { complete_call(call); });
+  }
+}
+
+void IoThread::track(ServerCall* call) {
+  assert_in_loop_thread();
+  call->next_in_flight = in_flight_head_;
+  if (in_flight_head_ != nullptr) in_flight_head_->previous_in_flight = call;
+  in_flight_head_ = call;
+  core_.unanswered_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+void IoThread::untrack(ServerCall* call) {
+  if (call->previous_in_flight != nullptr) {
+    call->previous_in_flight->next_in_flight = call->next_in_flight;
+  } else {
+    in_flight_head_ = call->next_in_flight;
+  }
+  if (call->next_in_flight != nullptr) {
+    call->next_in_flight->previous_in_flight = call->previous_in_flight;
+  }
+}
+
+void IoThread::complete_call(ServerCall* call) {
+  assert_in_loop_thread();
+  untrack(call);
+  if (!call->abandoned.load(std::memory_order_acquire)) {
+    core_.unanswered_calls.fetch_sub(1, std::memory_order_relaxed);
+    ServerController& controller = call->controller();
+    const int32_t code = to_int(controller.error_code());
+    std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
+    if (connection == nullptr) {
+      count_dropped(&call->method(), code, call->received_at());
+    } else {
+      answer(*connection, call->correlation_id(), &call->method(), code, controller.ErrorText(),
+             call->response(), std::move(controller.response_attachment()), call->received_at());
+      connection->call_answered();
+    }
+  }
+  if (google::protobuf::Closure* on_end = call->take_end_callback()) on_end->Run();
+  delete call;
+}
+
+void IoThread::answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
+                      int32_t code, const std::string& text,
+                      const google::protobuf::Message* response, std::string&& attachment,
+                      ServerCall::Clock::time_point received_at) {
+  assert_in_loop_thread();
+  std::string error_text;
+  if (code == 0 && response != nullptr && !response->IsInitialized()) {
+    code = to_int(ErrorCode::kInternal);
+    error_text = "response misses required fields: " + response->InitializationErrorString();
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    reply_meta_.Clear();
+    reply_meta_.set_correlation_id(correlation_id);
+    wire::RpcResponseMeta* response_meta = reply_meta_.mutable_response();
+    const bool ok = code == 0;
+    if (!ok) {
+      response_meta->set_error_code(code);
+      response_meta->set_error_text(error_text.empty() ? text : error_text);
+    }
+    const EncodeStatus status =
+        encode_frame(reply_meta_, ok ? response : nullptr, ok ? std::move(attachment) : std::string(),
+                     core_.options.max_body_bytes, connection.output());
+    if (status == EncodeStatus::kOk) break;
+    // The reply is too large for the limit: answer with an error instead.
+    code = to_int(ErrorCode::kInternal);
+    error_text = "response exceeds max_body_bytes (" +
+                 std::to_string(core_.options.max_body_bytes) + ")";
+  }
+  const uint64_t latency_us = microseconds_since(received_at);
+  if (method != nullptr) method->counters.record(code, latency_us);
+  core_.answers.record(code, latency_us);
+  connection.answer_queued();
+}
+
+void IoThread::count_dropped(MethodEntry* method, int32_t code,
+                             ServerCall::Clock::time_point received_at) {
+  const uint64_t latency_us = microseconds_since(received_at);
+  if (method != nullptr) method->counters.record(code, latency_us);
+  core_.answers.record(code, latency_us);
+  core_.replies_dropped.fetch_add(1, std::memory_order_relaxed);
+}
+
+void IoThread::remove_connection(uint64_t connection_id) {
+  assert_in_loop_thread();
+  // Deferred: the connection may be on the stack of its own handler.
+  boost::asio::post(context_, [this, connection_id] { connections_.erase(connection_id); });
+}
+
+void IoThread::abandon_in_flight_calls() {
+  assert_in_loop_thread();
+  for (ServerCall* call = in_flight_head_; call != nullptr; call = call->next_in_flight) {
+    if (call->abandoned.exchange(true, std::memory_order_acq_rel)) continue;
+    core_.unanswered_calls.fetch_sub(1, std::memory_order_relaxed);
+    const int32_t code = to_int(ErrorCode::kServerStopping);
+    std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
+    if (connection == nullptr) {
+      count_dropped(&call->method(), code, call->received_at());
+      continue;
+    }
+    answer(*connection, call->correlation_id(), &call->method(), code,
+           "server stopped before the handler finished", nullptr, std::string(),
+           call->received_at());
+    connection->call_answered();
+  }
+}
+
+void IoThread::close_connections() {
+  assert_in_loop_thread();
+  // A copy: closing schedules removals from the table.
+  std::vector<std::shared_ptr<ServerConnection>> connections;
+  for (auto& [id, connection] : connections_) connections.push_back(connection);
+  for (auto& connection : connections) connection->close_after_flush();
+}
+
+void IoThread::force_close_connections() {
+  assert_in_loop_thread();
+  std::vector<std::shared_ptr<ServerConnection>> connections;
+  for (auto& [id, connection] : connections_) connections.push_back(connection);
+  for (auto& connection : connections) connection->close();
+}
+
+std::shared_ptr<ServerConnection> IoThread::find_connection(uint64_t connection_id) const {
+  const auto found = connections_.find(connection_id);
+  if (found == connections_.end() || found->second->closed()) return nullptr;
+  return found->second;
+}
+
+}  // namespace percore::detail

@@ -1,0 +1,23 @@
+#include "server_io/server_stats.h"
+
+namespace percore {
+
+uint64_t MethodStats::errors() const {
+  uint64_t errors = 0;
+  for (const auto& [code, count] : answers_by_code) {
+    if (code != 0) errors += count;
+  }
+  return errors;
+}
+
+double MethodStats::average_latency_us() const {
+  return calls == 0 ? 0.0 : static_cast<double>(total_latency_us) / static_cast<double>(calls);
+}
+
+uint64_t ServerStats::rejected_frames_total() const {
+  uint64_t total = 0;
+  for (const auto& [status, count] : rejected_frames) total += count;
+  return total;
+}
+
+}  // namespace percore

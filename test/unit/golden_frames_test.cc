@@ -1,0 +1,184 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+
+#include "proto/echo.pb.h"
+#include "proto/frame.h"
+#include "proto/frame_decoder.h"
+#include "proto/frame_encoder.h"
+#include "proto/gather_buffer.h"
+#include "proto/rpc_meta.pb.h"
+
+namespace percore {
+namespace {
+
+// Reference frames produced by scripts/golden_frames.py (`--cpp`), which
+// builds them with protoc's Python classes and struct.pack, independently of
+// percore's codec. They also appear, annotated, in docs/PROTOCOL.md.
+
+// example.EchoService.Echo, correlation_id 1, log_id 42, timeout_ms 500,
+// EchoRequest{message: "hello"}, attachment "ATTACH".
+constexpr unsigned char kGoldenRequest[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x33, 0x00, 0x00, 0x00, 0x26, 0x0a, 0x20, 0x0a, 0x13,
+    0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x45, 0x63, 0x68, 0x6f, 0x53, 0x65, 0x72, 0x76,
+    0x69, 0x63, 0x65, 0x12, 0x04, 0x45, 0x63, 0x68, 0x6f, 0x18, 0x2a, 0x40, 0xf4, 0x03, 0x20, 0x01,
+    0x28, 0x06, 0x0a, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x41, 0x54, 0x54, 0x41, 0x43, 0x48,
+};
+
+// Its response: correlation_id 1, an empty (present) RpcResponseMeta,
+// EchoResponse{message: "hello"}, attachment "ATTACH".
+constexpr unsigned char kGoldenResponse[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x13, 0x00, 0x00, 0x00, 0x06, 0x12, 0x00, 0x20, 0x01,
+    0x28, 0x06, 0x0a, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x41, 0x54, 0x54, 0x41, 0x43, 0x48,
+};
+
+// An error response: correlation_id 2, error_code 1002, error_text
+// "no such method: example.EchoService.Nope", no message, no attachment.
+constexpr unsigned char kGoldenErrorResponse[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x31, 0x00, 0x00, 0x00, 0x31, 0x12, 0x2d, 0x08, 0xea,
+    0x07, 0x12, 0x28, 0x6e, 0x6f, 0x20, 0x73, 0x75, 0x63, 0x68, 0x20, 0x6d, 0x65, 0x74, 0x68, 0x6f,
+    0x64, 0x3a, 0x20, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x45, 0x63, 0x68, 0x6f, 0x53,
+    0x65, 0x72, 0x76, 0x69, 0x63, 0x65, 0x2e, 0x4e, 0x6f, 0x70, 0x65, 0x20, 0x02,
+};
+
+std::string_view as_bytes(const unsigned char* data, size_t size) {
+  return std::string_view(reinterpret_cast<const char*>(data), size);
+}
+
+std::string flatten(const GatherBuffer& buffer) {
+  std::string bytes;
+  for (size_t i = 0; i < buffer.chunk_count(); ++i)
+    bytes += buffer.chunk(i);
+  return bytes;
+}
+
+wire::RpcMeta golden_request_meta() {
+  wire::RpcMeta meta;
+  meta.mutable_request()->set_service_name("example.EchoService");
+  meta.mutable_request()->set_method_name("Echo");
+  meta.mutable_request()->set_log_id(42);
+  meta.mutable_request()->set_timeout_ms(500);
+  meta.set_correlation_id(1);
+  return meta;
+}
+
+wire::RpcMeta golden_response_meta() {
+  wire::RpcMeta meta;
+  meta.mutable_response();  // Present but empty: error_code 0, as brpc writes it.
+  meta.set_correlation_id(1);
+  return meta;
+}
+
+wire::RpcMeta golden_error_response_meta() {
+  wire::RpcMeta meta;
+  meta.mutable_response()->set_error_code(1002);
+  meta.mutable_response()->set_error_text("no such method: example.EchoService.Nope");
+  meta.set_correlation_id(2);
+  return meta;
+}
+
+Frame decode_one(std::string_view bytes, FrameDecoder& decoder) {
+  decoder.feed(bytes);
+  Frame frame;
+  EXPECT_EQ(decoder.next(frame), DecodeStatus::kFrame);
+  EXPECT_EQ(decoder.buffered_bytes(), 0u);
+  return frame;
+}
+
+TEST(GoldenFramesTest, EncoderProducesTheGoldenRequest) {
+  wire::RpcMeta meta = golden_request_meta();
+  example::EchoRequest request;
+  request.set_message("hello");
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, &request, "ATTACH", kDefaultMaxBodyBytes, out), EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), as_bytes(kGoldenRequest, sizeof(kGoldenRequest)));
+}
+
+TEST(GoldenFramesTest, EncoderProducesTheGoldenResponse) {
+  wire::RpcMeta meta = golden_response_meta();
+  example::EchoResponse response;
+  response.set_message("hello");
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, &response, "ATTACH", kDefaultMaxBodyBytes, out), EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), as_bytes(kGoldenResponse, sizeof(kGoldenResponse)));
+}
+
+TEST(GoldenFramesTest, EncoderProducesTheGoldenErrorResponse) {
+  wire::RpcMeta meta = golden_error_response_meta();
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, nullptr, std::string(), kDefaultMaxBodyBytes, out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), as_bytes(kGoldenErrorResponse, sizeof(kGoldenErrorResponse)));
+}
+
+TEST(GoldenFramesTest, DecoderReadsTheGoldenRequest) {
+  FrameDecoder decoder;
+  const Frame frame = decode_one(as_bytes(kGoldenRequest, sizeof(kGoldenRequest)), decoder);
+  ASSERT_TRUE(frame.is_request());
+  EXPECT_EQ(frame.body_bytes, 51u);
+  EXPECT_EQ(frame.meta.request().service_name(), "example.EchoService");
+  EXPECT_EQ(frame.meta.request().method_name(), "Echo");
+  EXPECT_EQ(frame.meta.request().log_id(), 42);
+  EXPECT_EQ(frame.meta.request().timeout_ms(), 500);
+  EXPECT_EQ(frame.meta.correlation_id(), 1);
+  EXPECT_EQ(frame.meta.attachment_size(), 6);
+  EXPECT_FALSE(frame.meta.has_compress_type());
+  EXPECT_EQ(frame.attachment, "ATTACH");
+  example::EchoRequest request;
+  ASSERT_TRUE(request.ParseFromArray(frame.message.data(), static_cast<int>(frame.message.size())));
+  EXPECT_EQ(request.message(), "hello");
+  // Decoding and re-encoding gives the same bytes.
+  wire::RpcMeta meta = frame.meta;
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, &request, std::string(frame.attachment), kDefaultMaxBodyBytes, out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), as_bytes(kGoldenRequest, sizeof(kGoldenRequest)));
+}
+
+TEST(GoldenFramesTest, DecoderReadsTheGoldenResponse) {
+  FrameDecoder decoder;
+  const Frame frame = decode_one(as_bytes(kGoldenResponse, sizeof(kGoldenResponse)), decoder);
+  ASSERT_FALSE(frame.is_request());
+  ASSERT_TRUE(frame.meta.has_response());
+  EXPECT_FALSE(frame.meta.response().has_error_code());
+  EXPECT_EQ(frame.meta.response().error_code(), 0);
+  EXPECT_EQ(frame.meta.correlation_id(), 1);
+  EXPECT_EQ(frame.meta.attachment_size(), 6);
+  EXPECT_EQ(frame.attachment, "ATTACH");
+  example::EchoResponse response;
+  ASSERT_TRUE(
+      response.ParseFromArray(frame.message.data(), static_cast<int>(frame.message.size())));
+  EXPECT_EQ(response.message(), "hello");
+}
+
+TEST(GoldenFramesTest, DecoderReadsTheGoldenErrorResponse) {
+  FrameDecoder decoder;
+  const Frame frame =
+      decode_one(as_bytes(kGoldenErrorResponse, sizeof(kGoldenErrorResponse)), decoder);
+  ASSERT_FALSE(frame.is_request());
+  EXPECT_EQ(frame.meta.response().error_code(), 1002);
+  EXPECT_EQ(frame.meta.response().error_text(), "no such method: example.EchoService.Nope");
+  EXPECT_EQ(frame.meta.correlation_id(), 2);
+  EXPECT_FALSE(frame.meta.has_attachment_size());
+  EXPECT_TRUE(frame.message.empty());
+  EXPECT_TRUE(frame.attachment.empty());
+}
+
+// The three frames back to back, as they could arrive on one connection.
+TEST(GoldenFramesTest, DecoderReadsTheGoldenFramesBackToBack) {
+  std::string stream(as_bytes(kGoldenResponse, sizeof(kGoldenResponse)));
+  stream += as_bytes(kGoldenErrorResponse, sizeof(kGoldenErrorResponse));
+  stream += as_bytes(kGoldenResponse, sizeof(kGoldenResponse));
+  FrameDecoder decoder;
+  decoder.feed(stream);
+  Frame frame;
+  for (int64_t correlation_id : {1, 2, 1}) {
+    ASSERT_EQ(decoder.next(frame), DecodeStatus::kFrame);
+    EXPECT_EQ(frame.meta.correlation_id(), correlation_id);
+  }
+  EXPECT_EQ(decoder.next(frame), DecodeStatus::kNeedMore);
+}
+
+}  // namespace
+}  // namespace percore
