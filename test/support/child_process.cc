@@ -1,0 +1,117 @@
+#include "test/support/child_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+namespace percore::testing {
+
+std::unique_ptr<ChildProcess> ChildProcess::start(const std::vector<std::string>& argv,
+                                                  std::string* error) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    if (error != nullptr) *error = std::string("pipe: ") + std::strerror(errno);
+    return nullptr;
+  }
+  std::vector<char*> arguments;
+  for (const std::string& argument : argv) arguments.push_back(const_cast<char*>(argument.c_str()));
+  arguments.push_back(nullptr);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    if (error != nullptr) *error = std::string("fork: ") + std::strerror(errno);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    return nullptr;
+  }
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], STDOUT_FILENO);
+    ::execv(arguments[0], arguments.data());
+    std::_Exit(127);
+  }
+  ::close(pipe_fds[1]);
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, pipe_fds[0]));
+}
+
+ChildProcess::~ChildProcess() {
+  if (!reaped_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  ::close(stdout_fd_);
+}
+
+std::optional<std::string> ChildProcess::wait_for_line(const std::string& text,
+                                                       std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    size_t line_end;
+    while ((line_end = stdout_buffer_.find('\n')) != std::string::npos) {
+      std::string line = stdout_buffer_.substr(0, line_end);
+      stdout_buffer_.erase(0, line_end + 1);
+      if (line.find(text) != std::string::npos) return line;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd poll_fd{stdout_fd_, POLLIN, 0};
+    const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return std::nullopt;
+    char chunk[1024];
+    const ssize_t bytes = ::read(stdout_fd_, chunk, sizeof(chunk));
+    if (bytes < 0 && errno == EINTR) continue;
+    if (bytes <= 0) return std::nullopt;  // The child closed stdout (exited).
+    stdout_buffer_.append(chunk, static_cast<size_t>(bytes));
+  }
+}
+
+void ChildProcess::send_signal(int signal_number) {
+  if (!reaped_) ::kill(pid_, signal_number);
+}
+
+std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
+    if (reaped == pid_) {
+      reaped_ = true;
+      return status;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::string built_program(const std::string& relative_path) {
+  const char* binary_dir = std::getenv("PERCORE_BINARY_DIR");
+  return std::string(binary_dir != nullptr ? binary_dir : ".") + "/" + relative_path;
+}
+
+std::optional<ServerProcess> start_server_process(const std::vector<std::string>& extra_arguments) {
+  std::vector<std::string> argv = {built_program("examples/percore-server"), "--listen",
+                                   "127.0.0.1:0"};
+  argv.insert(argv.end(), extra_arguments.begin(), extra_arguments.end());
+  std::string error;
+  ServerProcess server;
+  server.process = ChildProcess::start(argv, &error);
+  if (server.process == nullptr) return std::nullopt;
+  const std::optional<std::string> ready =
+      server.process->wait_for_line("percore-server ready on", std::chrono::seconds(10));
+  if (!ready) return std::nullopt;
+  // "percore-server ready on 127.0.0.1:PORT pid N"
+  const size_t colon = ready->find(':');
+  server.port = std::atoi(ready->c_str() + colon + 1);
+  return server;
+}
+
+}  // namespace percore::testing
