@@ -34,7 +34,8 @@ constexpr std::string_view kUsage =
 long long parse_number(const std::string& flag, const char* text) {
   char* end = nullptr;
   const long long value = std::strtoll(text, &end, 10);
-  if (end == text || *end != '\0' || value < 0) usage_error(flag + " needs a non-negative number");
+  if (end == text || *end != '\0' || value < 0)
+    usage_error(flag + " needs a non-negative number");
   return value;
 }
 
@@ -50,7 +51,8 @@ int main(int argc, char** argv) {
       std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
       return 0;
     }
-    if (i + 1 >= argc) usage_error("missing value for " + flag);
+    if (i + 1 >= argc)
+      usage_error("missing value for " + flag);
     const char* value = argv[++i];
     if (flag == "--listen") {
       listen = value;
@@ -101,7 +103,8 @@ int main(int argc, char** argv) {
 
   const percore::ServerStats stats = server.stats();
   uint64_t answered = 0;
-  for (const auto& [code, count] : stats.answers_by_code) answered += count;
+  for (const auto& [code, count] : stats.answers_by_code)
+    answered += count;
   std::fprintf(stderr,
                "percore-server: stopped; %llu answers, %llu connections, %llu rejected frames\n",
                static_cast<unsigned long long>(answered),

@@ -31,7 +31,8 @@ static_assert(sizeof(kInfo) / sizeof(kInfo[0]) == kErrorCodeCount);
 
 int error_code_index(int32_t code) {
   for (int i = 0; i < kErrorCodeCount; ++i) {
-    if (to_int(kAllErrorCodes[i]) == code) return i;
+    if (to_int(kAllErrorCodes[i]) == code)
+      return i;
   }
   return -1;
 }

@@ -11,29 +11,38 @@ namespace percore {
 enum class ErrorCode : int32_t {
   kOk = 0,
   // System errno values reported by the client.
-  kHostDown = 112,   // EHOSTDOWN: no server is available.
-  kCanceled = 125,   // ECANCELED: the call's Channel is being destroyed.
+  kHostDown = 112,  // EHOSTDOWN: no server is available.
+  kCanceled = 125,  // ECANCELED: the call's Channel is being destroyed.
   // brpc's RPC errors.
-  kNoService = 1001,          // ENOSERVICE
-  kNoMethod = 1002,           // ENOMETHOD
-  kBadRequest = 1003,         // EREQUEST
-  kUnauthorized = 1004,       // ERPCAUTH
-  kTimedOut = 1008,           // ERPCTIMEDOUT
-  kBrokenConnection = 1009,   // EFAILEDSOCKET
-  kOvercrowded = 1011,        // EOVERCROWDED
-  kInternal = 2001,           // EINTERNAL
-  kBadResponse = 2002,        // ERESPONSE
-  kServerStopping = 2003,     // ELOGOFF
-  kServerLimitReached = 2004, // ELIMIT
+  kNoService = 1001,           // ENOSERVICE
+  kNoMethod = 1002,            // ENOMETHOD
+  kBadRequest = 1003,          // EREQUEST
+  kUnauthorized = 1004,        // ERPCAUTH
+  kTimedOut = 1008,            // ERPCTIMEDOUT
+  kBrokenConnection = 1009,    // EFAILEDSOCKET
+  kOvercrowded = 1011,         // EOVERCROWDED
+  kInternal = 2001,            // EINTERNAL
+  kBadResponse = 2002,         // ERESPONSE
+  kServerStopping = 2003,      // ELOGOFF
+  kServerLimitReached = 2004,  // ELIMIT
 };
 
 // Every code above, in a fixed order; counters index arrays by this order.
 inline constexpr ErrorCode kAllErrorCodes[] = {
-    ErrorCode::kOk,           ErrorCode::kHostDown,          ErrorCode::kCanceled,
-    ErrorCode::kNoService,    ErrorCode::kNoMethod,          ErrorCode::kBadRequest,
-    ErrorCode::kUnauthorized, ErrorCode::kTimedOut,          ErrorCode::kBrokenConnection,
-    ErrorCode::kOvercrowded,  ErrorCode::kInternal,          ErrorCode::kBadResponse,
-    ErrorCode::kServerStopping, ErrorCode::kServerLimitReached,
+    ErrorCode::kOk,
+    ErrorCode::kHostDown,
+    ErrorCode::kCanceled,
+    ErrorCode::kNoService,
+    ErrorCode::kNoMethod,
+    ErrorCode::kBadRequest,
+    ErrorCode::kUnauthorized,
+    ErrorCode::kTimedOut,
+    ErrorCode::kBrokenConnection,
+    ErrorCode::kOvercrowded,
+    ErrorCode::kInternal,
+    ErrorCode::kBadResponse,
+    ErrorCode::kServerStopping,
+    ErrorCode::kServerLimitReached,
 };
 inline constexpr int kErrorCodeCount = sizeof(kAllErrorCodes) / sizeof(kAllErrorCodes[0]);
 
@@ -48,6 +57,8 @@ std::string_view error_code_name(int32_t code);
 // A one-line human description, as a default error_text.
 std::string_view error_code_description(int32_t code);
 
-inline int32_t to_int(ErrorCode code) { return static_cast<int32_t>(code); }
+inline int32_t to_int(ErrorCode code) {
+  return static_cast<int32_t>(code);
+}
 
 }  // namespace percore

@@ -55,7 +55,8 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
   if (buffered_bytes() >= kFrameHeaderBytes &&
       check_header(body_bytes, meta_bytes) == DecodeStatus::kNeedMore) {
     const size_t frame_bytes = kFrameHeaderBytes + body_bytes;
-    if (frame_bytes > buffered_bytes()) wanted = std::max(wanted, frame_bytes - buffered_bytes());
+    if (frame_bytes > buffered_bytes())
+      wanted = std::max(wanted, frame_bytes - buffered_bytes());
   }
 
   if (begin_ == end_) {
@@ -71,9 +72,11 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
       std::memmove(buffer_.get(), buffer_.get() + begin_, live);
     } else {
       size_t capacity = std::max(capacity_ * 2, kInitialCapacity);
-      while (capacity - live < wanted) capacity *= 2;
+      while (capacity - live < wanted)
+        capacity *= 2;
       auto grown = std::make_unique_for_overwrite<char[]>(capacity);
-      if (live > 0) std::memcpy(grown.get(), buffer_.get() + begin_, live);
+      if (live > 0)
+        std::memcpy(grown.get(), buffer_.get() + begin_, live);
       buffer_ = std::move(grown);
       capacity_ = capacity;
     }
@@ -89,7 +92,8 @@ void FrameDecoder::commit(size_t bytes) {
 }
 
 void FrameDecoder::feed(std::string_view bytes) {
-  if (bytes.empty()) return;
+  if (bytes.empty())
+    return;
   std::span<char> space = prepare(bytes.size());
   std::memcpy(space.data(), bytes.data(), bytes.size());
   commit(bytes.size());
@@ -103,23 +107,30 @@ DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_byt
   if (std::memcmp(header, kFrameMagic, std::min(available, sizeof(kFrameMagic))) != 0) {
     return DecodeStatus::kBadMagic;
   }
-  if (available < kFrameHeaderBytes) return DecodeStatus::kNeedMore;
+  if (available < kFrameHeaderBytes)
+    return DecodeStatus::kNeedMore;
   body_bytes = get_uint32_big_endian(header + 4);
   meta_bytes = get_uint32_big_endian(header + 8);
-  if (body_bytes > options_.max_body_bytes) return DecodeStatus::kBodyTooLarge;
-  if (meta_bytes > body_bytes) return DecodeStatus::kMetaSizeExceedsBody;
+  if (body_bytes > options_.max_body_bytes)
+    return DecodeStatus::kBodyTooLarge;
+  if (meta_bytes > body_bytes)
+    return DecodeStatus::kMetaSizeExceedsBody;
   return DecodeStatus::kNeedMore;
 }
 
 DecodeStatus FrameDecoder::next(Frame& frame) {
-  if (rejection_ != DecodeStatus::kNeedMore) return rejection_;
-  if (begin_ == end_) return DecodeStatus::kNeedMore;
+  if (rejection_ != DecodeStatus::kNeedMore)
+    return rejection_;
+  if (begin_ == end_)
+    return DecodeStatus::kNeedMore;
 
   uint32_t body_bytes = 0;
   uint32_t meta_bytes = 0;
   DecodeStatus status = check_header(body_bytes, meta_bytes);
-  if (status != DecodeStatus::kNeedMore) return rejection_ = status;
-  if (buffered_bytes() < kFrameHeaderBytes + size_t{body_bytes}) return DecodeStatus::kNeedMore;
+  if (status != DecodeStatus::kNeedMore)
+    return rejection_ = status;
+  if (buffered_bytes() < kFrameHeaderBytes + size_t{body_bytes})
+    return DecodeStatus::kNeedMore;
 
   const char* body = buffer_.get() + begin_ + kFrameHeaderBytes;
   if (!frame.meta.ParseFromArray(body, static_cast<int>(meta_bytes))) {

@@ -81,8 +81,8 @@ class FrameDecoder {
   FrameDecoderOptions options_;
   std::unique_ptr<char[]> buffer_;
   size_t capacity_ = 0;
-  size_t begin_ = 0;  // First unreturned byte.
-  size_t end_ = 0;    // One past the last received byte.
+  size_t begin_ = 0;                                  // First unreturned byte.
+  size_t end_ = 0;                                    // One past the last received byte.
   DecodeStatus rejection_ = DecodeStatus::kNeedMore;  // Sticky once set.
 };
 

@@ -41,8 +41,10 @@ EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLi
   auto* cursor = reinterpret_cast<uint8_t*>(header + kFrameHeaderBytes);
   // ByteSizeLong() above cached the sizes that these serializers rely on.
   cursor = meta.SerializeWithCachedSizesToArray(cursor);
-  if (message != nullptr) message->SerializeWithCachedSizesToArray(cursor);
-  if (!attachment.empty()) out.append_owned(std::move(attachment));
+  if (message != nullptr)
+    message->SerializeWithCachedSizesToArray(cursor);
+  if (!attachment.empty())
+    out.append_owned(std::move(attachment));
   return EncodeStatus::kOk;
 }
 

@@ -9,7 +9,8 @@ namespace percore {
 
 char* GatherBuffer::append_space(size_t bytes) {
   const size_t offset = arena_.size();
-  if (bytes == 0) return arena_.data() + offset;
+  if (bytes == 0)
+    return arena_.data() + offset;
   // resize() value-initializes; the bytes are overwritten by the caller at
   // once, and the arena keeps its capacity across clear(), so this is cheap.
   arena_.resize(offset + bytes);
@@ -24,7 +25,8 @@ char* GatherBuffer::append_space(size_t bytes) {
 }
 
 void GatherBuffer::append_copy(std::string_view bytes) {
-  if (bytes.empty()) return;
+  if (bytes.empty())
+    return;
   std::memcpy(append_space(bytes.size()), bytes.data(), bytes.size());
 }
 
@@ -63,9 +65,11 @@ void GatherBuffer::consume(size_t bytes) {
     chunk.offset += taken;
     chunk.size -= taken;
     bytes -= taken;
-    if (chunk.size == 0) ++first_chunk_;
+    if (chunk.size == 0)
+      ++first_chunk_;
   }
-  if (unconsumed_bytes_ == 0) clear();
+  if (unconsumed_bytes_ == 0)
+    clear();
 }
 
 void GatherBuffer::clear() {

@@ -105,14 +105,20 @@ def print_cpp(frames):
     for name, _, _, _, data, _ in frames:
         print("constexpr unsigned char kGolden%s[] = {"
               % "".join(part.capitalize() for part in name.split("_")))
-        for offset in range(0, len(data), 12):
-            row = data[offset:offset + 12]
+        # 16 a line, as clang-format lays them out in the test.
+        for offset in range(0, len(data), 16):
+            row = data[offset:offset + 16]
             print("    " + " ".join("0x%02x," % b for b in row))
         print("};")
         print()
 
 
 def main():
+    try:
+        import google.protobuf  # noqa: F401
+    except ImportError:
+        sys.exit("golden_frames.py: this python3 has no protobuf package "
+                 "(Debian: apt-get install python3-protobuf)")
     with tempfile.TemporaryDirectory() as out_dir:
         rpc_meta_pb2, echo_pb2 = compile_protos(out_dir)
         frames = build_frames(rpc_meta_pb2, echo_pb2)

@@ -18,7 +18,8 @@ namespace {
 constexpr size_t kMinimumMaxBodyBytes = 4096;
 
 int default_thread_count(int requested) {
-  if (requested > 0) return requested;
+  if (requested > 0)
+    return requested;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
@@ -43,7 +44,8 @@ void run_on_each(std::vector<std::unique_ptr<detail::IoThread>>& io_threads, Tas
       finished->set_value();
     });
   }
-  for (auto& future : done) future.wait();
+  for (auto& future : done)
+    future.wait();
 }
 
 }  // namespace
@@ -54,29 +56,34 @@ Server::Server(ServerOptions options)
 Server::~Server() {
   Stop();
   // Workers first: their last done->Run() calls post to the I/O threads.
-  if (core_->workers != nullptr) core_->workers->shutdown();
-  for (auto& io_thread : io_threads_) io_thread->join();
+  if (core_->workers != nullptr)
+    core_->workers->shutdown();
+  for (auto& io_thread : io_threads_)
+    io_thread->join();
 }
 
 bool Server::AddService(google::protobuf::Service* service, ServiceOptions options,
                         std::string* error) {
   if (started_) {
-    if (error != nullptr) *error = "services must be added before Start()";
+    if (error != nullptr)
+      *error = "services must be added before Start()";
     return false;
   }
   return core_->services.add(service, options, error);
 }
 
-bool Server::AddService(std::unique_ptr<google::protobuf::Service> service,
-                        ServiceOptions options, std::string* error) {
-  if (!AddService(service.get(), std::move(options), error)) return false;
+bool Server::AddService(std::unique_ptr<google::protobuf::Service> service, ServiceOptions options,
+                        std::string* error) {
+  if (!AddService(service.get(), std::move(options), error))
+    return false;
   core_->services.adopt(std::move(service));
   return true;
 }
 
 bool Server::Start(const std::string& listen_address, std::string* error) {
   if (started_) {
-    if (error != nullptr) *error = "server already started";
+    if (error != nullptr)
+      *error = "server already started";
     return false;
   }
   const ServerOptions& options = core_->options;
@@ -84,7 +91,8 @@ bool Server::Start(const std::string& listen_address, std::string* error) {
     io_threads_.push_back(std::make_unique<detail::IoThread>(*core_, i));
   }
   std::vector<detail::IoThread*> targets;
-  for (auto& io_thread : io_threads_) targets.push_back(io_thread.get());
+  for (auto& io_thread : io_threads_)
+    targets.push_back(io_thread.get());
   acceptor_ = std::make_unique<detail::Acceptor>(io_threads_[0]->context(), targets, *core_);
   if (!acceptor_->open(listen_address, error)) {
     acceptor_.reset();
@@ -94,14 +102,16 @@ bool Server::Start(const std::string& listen_address, std::string* error) {
   port_ = acceptor_->port();
   core_->workers =
       std::make_unique<detail::WorkerPool>(options.workers, options.worker_queue_capacity);
-  for (auto& io_thread : io_threads_) io_thread->start();
+  for (auto& io_thread : io_threads_)
+    io_thread->start();
   acceptor_->start();
   started_ = true;
   return true;
 }
 
 void Server::Stop(std::chrono::milliseconds grace) {
-  if (!started_ || stopped_) return;
+  if (!started_ || stopped_)
+    return;
   stopped_ = true;
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline = Clock::now() + grace;
@@ -124,9 +134,11 @@ void Server::Stop(std::chrono::milliseconds grace) {
     run_on_each(io_threads_, [&open_connections](detail::IoThread& io_thread) {
       open_connections += io_thread.connection_count();
     });
-    if (open_connections.load() == 0) break;
+    if (open_connections.load() == 0)
+      break;
     if (Clock::now() >= flush_deadline) {
-      run_on_each(io_threads_, [](detail::IoThread& io_thread) { io_thread.force_close_connections(); });
+      run_on_each(io_threads_,
+                  [](detail::IoThread& io_thread) { io_thread.force_close_connections(); });
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -148,7 +160,8 @@ ServerStats Server::stats() const {
   stats.replies_dropped = core_->replies_dropped.load(std::memory_order_relaxed);
   for (size_t i = 0; i < core_->rejected_frames.size(); ++i) {
     const uint64_t count = core_->rejected_frames[i].load(std::memory_order_relaxed);
-    if (count > 0) stats.rejected_frames[static_cast<DecodeStatus>(i)] = count;
+    if (count > 0)
+      stats.rejected_frames[static_cast<DecodeStatus>(i)] = count;
   }
   return stats;
 }

@@ -13,7 +13,9 @@ void ServerController::Reset() {
   on_end_ = nullptr;
 }
 
-void ServerController::NotifyOnCancel(google::protobuf::Closure* callback) { on_end_ = callback; }
+void ServerController::NotifyOnCancel(google::protobuf::Closure* callback) {
+  on_end_ = callback;
+}
 
 void ServerController::SetFailed(const std::string& reason) {
   SetFailed(ErrorCode::kInternal, reason);

@@ -5,7 +5,8 @@ namespace percore {
 uint64_t MethodStats::errors() const {
   uint64_t errors = 0;
   for (const auto& [code, count] : answers_by_code) {
-    if (code != 0) errors += count;
+    if (code != 0)
+      errors += count;
   }
   return errors;
 }
@@ -16,7 +17,8 @@ double MethodStats::average_latency_us() const {
 
 uint64_t ServerStats::rejected_frames_total() const {
   uint64_t total = 0;
-  for (const auto& [status, count] : rejected_frames) total += count;
+  for (const auto& [status, count] : rejected_frames)
+    total += count;
   return total;
 }
 

@@ -11,7 +11,8 @@ namespace {
 // Splits "host:port" or "[v6]:port".
 bool split_host_port(const std::string& address, std::string& host, std::string& port) {
   const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon + 1 == address.size()) return false;
+  if (colon == std::string::npos || colon + 1 == address.size())
+    return false;
   host = address.substr(0, colon);
   port = address.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
@@ -32,25 +33,31 @@ Acceptor::Acceptor(boost::asio::io_context& context, std::vector<IoThread*> targ
 
 bool Acceptor::open(const std::string& listen_address, std::string* error) {
   auto fail = [&](const std::string& reason) {
-    if (error != nullptr) *error = "cannot listen on " + listen_address + ": " + reason;
+    if (error != nullptr)
+      *error = "cannot listen on " + listen_address + ": " + reason;
     return false;
   };
   std::string host;
   std::string port;
-  if (!split_host_port(listen_address, host, port)) return fail("expected HOST:PORT");
+  if (!split_host_port(listen_address, host, port))
+    return fail("expected HOST:PORT");
   boost::system::error_code code;
   boost::asio::ip::tcp::resolver resolver(context_);
-  const auto results = resolver.resolve(host, port, boost::asio::ip::tcp::resolver::passive |
-                                                        boost::asio::ip::tcp::resolver::numeric_service,
-                                        code);
-  if (code || results.empty()) return fail(code ? code.message() : "no address");
+  const auto results = resolver.resolve(
+      host, port,
+      boost::asio::ip::tcp::resolver::passive | boost::asio::ip::tcp::resolver::numeric_service,
+      code);
+  if (code || results.empty())
+    return fail(code ? code.message() : "no address");
   const boost::asio::ip::tcp::endpoint endpoint = results.begin()->endpoint();
 
-  if (acceptor_.open(endpoint.protocol(), code)) return fail(code.message());
+  if (acceptor_.open(endpoint.protocol(), code))
+    return fail(code.message());
   // SO_REUSEADDR lets a restarted server bind despite TIME_WAIT; on Linux it
   // never lets two listeners share a port.
   acceptor_.set_option(boost::asio::socket_base::reuse_address(true), code);
-  if (acceptor_.bind(endpoint, code) || acceptor_.listen(boost::asio::socket_base::max_listen_connections, code)) {
+  if (acceptor_.bind(endpoint, code) ||
+      acceptor_.listen(boost::asio::socket_base::max_listen_connections, code)) {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     return fail(code.message());
@@ -67,13 +74,15 @@ void Acceptor::accept_next() {
   IoThread& target = *targets_[next_target_];
   acceptor_.async_accept(target.context(), [this, &target](const boost::system::error_code& error,
                                                            boost::asio::ip::tcp::socket socket) {
-    if (error == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (error == boost::asio::error::operation_aborted || !acceptor_.is_open())
+      return;
     if (error) {
       // Out of descriptors or similar: back off instead of spinning.
       std::fprintf(stderr, "percore: accept failed: %s\n", error.message().c_str());
       retry_timer_.expires_after(std::chrono::milliseconds(10));
       retry_timer_.async_wait([this](const boost::system::error_code& wait_error) {
-        if (!wait_error && acceptor_.is_open()) accept_next();
+        if (!wait_error && acceptor_.is_open())
+          accept_next();
       });
       return;
     }

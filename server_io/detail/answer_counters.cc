@@ -17,7 +17,8 @@ std::map<int32_t, uint64_t> AnswerCounters::answers_by_code() const {
   std::map<int32_t, uint64_t> answers;
   for (int i = 0; i <= kErrorCodeCount; ++i) {
     const uint64_t count = by_code_[i].load(std::memory_order_relaxed);
-    if (count == 0) continue;
+    if (count == 0)
+      continue;
     // Numbers outside the enum are reported under -1.
     answers[i < kErrorCodeCount ? to_int(kAllErrorCodes[i]) : -1] += count;
   }

@@ -20,7 +20,9 @@ uint64_t microseconds_since(ServerCall::Clock::time_point start) {
 
 IoThread::IoThread(ServerCore& core, int index) : core_(core), index_(index) {}
 
-IoThread::~IoThread() { join(); }
+IoThread::~IoThread() {
+  join();
+}
 
 void IoThread::start() {
   work_guard_.emplace(context_.get_executor());
@@ -31,12 +33,15 @@ void IoThread::start() {
 }
 
 void IoThread::join() {
-  if (!thread_.joinable()) return;
+  if (!thread_.joinable())
+    return;
   work_guard_.reset();
   thread_.join();
 }
 
-void IoThread::assert_in_loop_thread() const { PERCORE_ASSERT(in_loop_thread()); }
+void IoThread::assert_in_loop_thread() const {
+  PERCORE_ASSERT(in_loop_thread());
+}
 
 void IoThread::adopt(boost::asio::ip::tcp::socket socket) {
   boost::asio::post(context_, [this, socket = std::move(socket)]() mutable {
@@ -60,7 +65,8 @@ void IoThread::finish_call(ServerCall* call) {
 void IoThread::track(ServerCall* call) {
   assert_in_loop_thread();
   call->next_in_flight = in_flight_head_;
-  if (in_flight_head_ != nullptr) in_flight_head_->previous_in_flight = call;
+  if (in_flight_head_ != nullptr)
+    in_flight_head_->previous_in_flight = call;
   in_flight_head_ = call;
   core_.unanswered_calls.fetch_add(1, std::memory_order_relaxed);
 }
@@ -92,7 +98,8 @@ void IoThread::complete_call(ServerCall* call) {
       connection->call_answered();
     }
   }
-  if (google::protobuf::Closure* on_end = call->take_end_callback()) on_end->Run();
+  if (google::protobuf::Closure* on_end = call->take_end_callback())
+    on_end->Run();
   delete call;
 }
 
@@ -115,17 +122,19 @@ void IoThread::answer(ServerConnection& connection, int64_t correlation_id, Meth
       response_meta->set_error_code(code);
       response_meta->set_error_text(error_text.empty() ? text : error_text);
     }
-    const EncodeStatus status =
-        encode_frame(reply_meta_, ok ? response : nullptr, ok ? std::move(attachment) : std::string(),
-                     core_.options.max_body_bytes, connection.output());
-    if (status == EncodeStatus::kOk) break;
+    const EncodeStatus status = encode_frame(reply_meta_, ok ? response : nullptr,
+                                             ok ? std::move(attachment) : std::string(),
+                                             core_.options.max_body_bytes, connection.output());
+    if (status == EncodeStatus::kOk)
+      break;
     // The reply is too large for the limit: answer with an error instead.
     code = to_int(ErrorCode::kInternal);
-    error_text = "response exceeds max_body_bytes (" +
-                 std::to_string(core_.options.max_body_bytes) + ")";
+    error_text =
+        "response exceeds max_body_bytes (" + std::to_string(core_.options.max_body_bytes) + ")";
   }
   const uint64_t latency_us = microseconds_since(received_at);
-  if (method != nullptr) method->counters.record(code, latency_us);
+  if (method != nullptr)
+    method->counters.record(code, latency_us);
   core_.answers.record(code, latency_us);
   connection.answer_queued();
 }
@@ -133,7 +142,8 @@ void IoThread::answer(ServerConnection& connection, int64_t correlation_id, Meth
 void IoThread::count_dropped(MethodEntry* method, int32_t code,
                              ServerCall::Clock::time_point received_at) {
   const uint64_t latency_us = microseconds_since(received_at);
-  if (method != nullptr) method->counters.record(code, latency_us);
+  if (method != nullptr)
+    method->counters.record(code, latency_us);
   core_.answers.record(code, latency_us);
   core_.replies_dropped.fetch_add(1, std::memory_order_relaxed);
 }
@@ -147,7 +157,8 @@ void IoThread::remove_connection(uint64_t connection_id) {
 void IoThread::abandon_in_flight_calls() {
   assert_in_loop_thread();
   for (ServerCall* call = in_flight_head_; call != nullptr; call = call->next_in_flight) {
-    if (call->abandoned.exchange(true, std::memory_order_acq_rel)) continue;
+    if (call->abandoned.exchange(true, std::memory_order_acq_rel))
+      continue;
     core_.unanswered_calls.fetch_sub(1, std::memory_order_relaxed);
     const int32_t code = to_int(ErrorCode::kServerStopping);
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
@@ -166,20 +177,25 @@ void IoThread::close_connections() {
   assert_in_loop_thread();
   // A copy: closing schedules removals from the table.
   std::vector<std::shared_ptr<ServerConnection>> connections;
-  for (auto& [id, connection] : connections_) connections.push_back(connection);
-  for (auto& connection : connections) connection->close_after_flush();
+  for (auto& [id, connection] : connections_)
+    connections.push_back(connection);
+  for (auto& connection : connections)
+    connection->close_after_flush();
 }
 
 void IoThread::force_close_connections() {
   assert_in_loop_thread();
   std::vector<std::shared_ptr<ServerConnection>> connections;
-  for (auto& [id, connection] : connections_) connections.push_back(connection);
-  for (auto& connection : connections) connection->close();
+  for (auto& [id, connection] : connections_)
+    connections.push_back(connection);
+  for (auto& connection : connections)
+    connection->close();
 }
 
 std::shared_ptr<ServerConnection> IoThread::find_connection(uint64_t connection_id) const {
   const auto found = connections_.find(connection_id);
-  if (found == connections_.end() || found->second->closed()) return nullptr;
+  if (found == connections_.end() || found->second->closed())
+    return nullptr;
   return found->second;
 }
 

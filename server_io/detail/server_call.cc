@@ -21,7 +21,8 @@ void ServerCall::set_request_context(std::string remote_side, int64_t log_id, in
                                      std::string_view attachment) {
   controller_.remote_side_ = std::move(remote_side);
   controller_.log_id_ = log_id;
-  if (timeout_ms > 0) controller_.deadline_ = received_at_ + std::chrono::milliseconds(timeout_ms);
+  if (timeout_ms > 0)
+    controller_.deadline_ = received_at_ + std::chrono::milliseconds(timeout_ms);
   controller_.request_attachment_.assign(attachment.data(), attachment.size());
 }
 
@@ -31,18 +32,20 @@ void ServerCall::execute() {
     return;
   }
   if (Clock::now() > controller_.deadline_) {
-    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
-                                                                              received_at_);
-    controller_.SetFailed(ErrorCode::kTimedOut,
-                          "deadline passed while the request waited (" +
-                              std::to_string(waited.count()) + " ms); the handler did not run");
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - received_at_);
+    controller_.SetFailed(ErrorCode::kTimedOut, "deadline passed while the request waited (" +
+                                                    std::to_string(waited.count()) +
+                                                    " ms); the handler did not run");
     Run();
     return;
   }
   method_.service->CallMethod(method_.method, &controller_, request_.get(), response_.get(), this);
 }
 
-void ServerCall::Run() { io_thread_.finish_call(this); }
+void ServerCall::Run() {
+  io_thread_.finish_call(this);
+}
 
 google::protobuf::Closure* ServerCall::take_end_callback() {
   return std::exchange(controller_.on_end_, nullptr);

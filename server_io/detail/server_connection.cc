@@ -18,7 +18,8 @@ constexpr size_t kReadBytes = 64 * 1024;
 std::string describe_peer(const boost::asio::ip::tcp::socket& socket) {
   boost::system::error_code error;
   const auto endpoint = socket.remote_endpoint(error);
-  if (error) return "unknown peer";
+  if (error)
+    return "unknown peer";
   const auto address = endpoint.address();
   return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
          std::to_string(endpoint.port());
@@ -43,25 +44,30 @@ void ServerConnection::start() {
 }
 
 void ServerConnection::read_more() {
-  if (reading_ || read_paused_ || closing_ || closed_) return;
+  if (reading_ || read_paused_ || closing_ || closed_)
+    return;
   reading_ = true;
   std::span<char> space = decoder_.prepare(kReadBytes);
-  socket_.async_read_some(boost::asio::buffer(space.data(), space.size()),
-                          [self = shared_from_this()](const boost::system::error_code& error,
-                                                      size_t bytes) { self->on_read(error, bytes); });
+  socket_.async_read_some(
+      boost::asio::buffer(space.data(), space.size()),
+      [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
+        self->on_read(error, bytes);
+      });
 }
 
 void ServerConnection::on_read(const boost::system::error_code& error, size_t bytes) {
   io_thread_.assert_in_loop_thread();
   reading_ = false;
-  if (closed_) return;
+  if (closed_)
+    return;
   if (error) {
     // EOF or a reset: the peer is gone; answers still queued cannot be sent.
     close();
     return;
   }
   decoder_.commit(bytes);
-  if (closing_) return;
+  if (closing_)
+    return;
   last_read_at_ = ServerCall::Clock::now();
   process_frames();
   flush();
@@ -69,7 +75,8 @@ void ServerConnection::on_read(const boost::system::error_code& error, size_t by
 }
 
 void ServerConnection::process_frames() {
-  if (in_read_pass_) return;
+  if (in_read_pass_)
+    return;
   in_read_pass_ = true;
   const int limit = core_.options.max_inflight_per_connection;
   while (!closed_ && !closing_) {
@@ -78,7 +85,8 @@ void ServerConnection::process_frames() {
       break;
     }
     const DecodeStatus status = decoder_.next(frame_);
-    if (status == DecodeStatus::kNeedMore) break;
+    if (status == DecodeStatus::kNeedMore)
+      break;
     if (is_rejection(status)) {
       reject(status);
       break;
@@ -124,9 +132,9 @@ void ServerConnection::dispatch(const Frame& frame) {
   }
   MethodEntry* method = ServiceTable::find_method(*methods, request_meta.method_name());
   if (method == nullptr) {
-    answer_error(nullptr, ErrorCode::kNoMethod,
-                 "no such method: " + request_meta.service_name() + "." +
-                     request_meta.method_name());
+    answer_error(
+        nullptr, ErrorCode::kNoMethod,
+        "no such method: " + request_meta.service_name() + "." + request_meta.method_name());
     return;
   }
   if (meta.compress_type() != static_cast<int32_t>(CompressType::kNone)) {
@@ -151,17 +159,18 @@ void ServerConnection::dispatch(const Frame& frame) {
   if (method->mode == ExecutionMode::kInline) {
     raw_call->execute();
   } else if (!core_.workers->try_submit(raw_call)) {
-    raw_call->controller().SetFailed(
-        ErrorCode::kServerLimitReached,
-        "worker queue is full (" + std::to_string(core_.options.worker_queue_capacity) +
-            " requests waiting)");
+    raw_call->controller().SetFailed(ErrorCode::kServerLimitReached,
+                                     "worker queue is full (" +
+                                         std::to_string(core_.options.worker_queue_capacity) +
+                                         " requests waiting)");
     raw_call->Run();
   }
 }
 
 void ServerConnection::answer_queued() {
   // Inside a read pass the pass flushes once at its end, batching answers.
-  if (!in_read_pass_) flush();
+  if (!in_read_pass_)
+    flush();
 }
 
 void ServerConnection::call_answered() {
@@ -179,9 +188,11 @@ void ServerConnection::call_answered() {
 }
 
 void ServerConnection::flush() {
-  if (writing_ || closed_ || in_read_pass_) return;
+  if (writing_ || closed_ || in_read_pass_)
+    return;
   if (pending_output_.empty()) {
-    if (closing_) close();
+    if (closing_)
+      close();
     return;
   }
   std::swap(pending_output_, writing_output_);
@@ -200,7 +211,8 @@ void ServerConnection::on_written(const boost::system::error_code& error) {
   io_thread_.assert_in_loop_thread();
   writing_ = false;
   writing_output_.clear();
-  if (closed_) return;
+  if (closed_)
+    return;
   if (error) {
     close();
     return;
@@ -210,14 +222,17 @@ void ServerConnection::on_written(const boost::system::error_code& error) {
 
 void ServerConnection::close_after_flush() {
   io_thread_.assert_in_loop_thread();
-  if (closed_) return;
+  if (closed_)
+    return;
   closing_ = true;
-  if (!writing_ && !in_read_pass_) flush();
+  if (!writing_ && !in_read_pass_)
+    flush();
 }
 
 void ServerConnection::close() {
   io_thread_.assert_in_loop_thread();
-  if (closed_) return;
+  if (closed_)
+    return;
   closed_ = true;
   boost::system::error_code ignored;
   socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);

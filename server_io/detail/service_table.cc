@@ -6,7 +6,8 @@ bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions&
                        std::string* error) {
   const google::protobuf::ServiceDescriptor* descriptor = service->GetDescriptor();
   if (services_.contains(descriptor->full_name())) {
-    if (error != nullptr) *error = "service " + descriptor->full_name() + " is already added";
+    if (error != nullptr)
+      *error = "service " + descriptor->full_name() + " is already added";
     return false;
   }
   for (const auto& [method_name, mode] : options.method_modes) {

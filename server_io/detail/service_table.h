@@ -43,7 +43,8 @@ class ServiceTable {
   template <typename Visitor>
   void for_each_method(Visitor&& visit) const {
     for (const auto& [service_name, methods] : services_) {
-      for (const auto& [method_name, entry] : methods) visit(*entry);
+      for (const auto& [method_name, entry] : methods)
+        visit(*entry);
     }
   }
 

@@ -30,15 +30,16 @@ TEST(ServerProcessTest, AnswersARequestBuiltByHandFromTheProtocolDescription) {
   // meta = request{service_name "example.EchoService", method_name "Echo"},
   //        correlation_id 5; message = EchoRequest{message "hi"}.
   const std::string service = "example.EchoService";
-  std::string request_meta = "\x0a" + std::string(1, static_cast<char>(service.size())) + service +
-                             "\x12\x04" + "Echo";
-  std::string meta = "\x0a" + std::string(1, static_cast<char>(request_meta.size())) +
-                     request_meta + "\x20\x05";
+  std::string request_meta =
+      "\x0a" + std::string(1, static_cast<char>(service.size())) + service + "\x12\x04" + "Echo";
+  std::string meta =
+      "\x0a" + std::string(1, static_cast<char>(request_meta.size())) + request_meta + "\x20\x05";
   const std::string message = "\x0a\x02hi";
   const uint32_t body = static_cast<uint32_t>(meta.size() + message.size());
   std::string frame = "PRPC";
   for (uint32_t value : {body, static_cast<uint32_t>(meta.size())}) {
-    for (int shift = 24; shift >= 0; shift -= 8) frame.push_back(static_cast<char>(value >> shift));
+    for (int shift = 24; shift >= 0; shift -= 8)
+      frame.push_back(static_cast<char>(value >> shift));
   }
   ASSERT_TRUE(client.send_bytes(frame + meta + message));
 
@@ -98,10 +99,10 @@ TEST(ServerProcessTest, SecondServerOnTheSamePortExitsWithAnError) {
   auto first = testing::start_server_process({});
   ASSERT_TRUE(first.has_value());
   std::string error;
-  auto second = testing::ChildProcess::start(
-      {testing::built_program("examples/percore-server"), "--listen",
-       "127.0.0.1:" + std::to_string(first->port)},
-      &error);
+  auto second =
+      testing::ChildProcess::start({testing::built_program("examples/percore-server"), "--listen",
+                                    "127.0.0.1:" + std::to_string(first->port)},
+                                   &error);
   ASSERT_NE(second, nullptr) << error;
   const std::optional<int> status = second->wait_exit(milliseconds(5000));
   ASSERT_TRUE(status.has_value());

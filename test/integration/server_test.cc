@@ -17,6 +17,7 @@
 #include "proto/prime.pb.h"
 #include "server_io/server.h"
 #include "test/support/blocking_client.h"
+#include "test/support/slack.h"
 #include "test/support/test_service_impl.h"
 
 namespace percore {
@@ -28,13 +29,15 @@ using testing::ReceivedFrame;
 using testing::ReceiveStatus;
 using testing::RequestParts;
 
-constexpr milliseconds kReceiveTimeout{5000};
+const milliseconds kReceiveTimeout = testing::scaled(milliseconds(5000));
 
 class ServerTest : public ::testing::Test {
  protected:
   void start(ServerOptions options = {}) {
-    if (options.io_threads == 0) options.io_threads = 2;
-    if (options.workers == 0) options.workers = 2;
+    if (options.io_threads == 0)
+      options.io_threads = 2;
+    if (options.workers == 0)
+      options.workers = 2;
     server_ = std::make_unique<Server>(options);
     ASSERT_TRUE(server_->AddService(&echo_));
     ServiceOptions prime_options;
@@ -113,7 +116,8 @@ TEST_F(ServerTest, LargeAttachmentIsEchoedIntact) {
   example::EchoRequest request;
   request.set_message("big");
   std::string attachment(3 << 20, '\0');
-  for (size_t i = 0; i < attachment.size(); ++i) attachment[i] = static_cast<char>(i * 131);
+  for (size_t i = 0; i < attachment.size(); ++i)
+    attachment[i] = static_cast<char>(i * 131);
   ASSERT_TRUE(client->send_request(echo_request(1, request, attachment)));
   const ReceivedFrame frame = receive(*client);
   EXPECT_EQ(frame.error_code(), 0);
@@ -199,7 +203,8 @@ TEST_F(ServerTest, UnsupportedCompressTypeGets1003NotAMisparse) {
   const std::string message_bytes = request.SerializeAsString();
   std::string frame = "PRPC";
   auto put = [&frame](uint32_t value) {
-    for (int shift = 24; shift >= 0; shift -= 8) frame.push_back(static_cast<char>(value >> shift));
+    for (int shift = 24; shift >= 0; shift -= 8)
+      frame.push_back(static_cast<char>(value >> shift));
   };
   put(static_cast<uint32_t>(meta_bytes.size() + message_bytes.size()));
   put(static_cast<uint32_t>(meta_bytes.size()));
@@ -259,7 +264,8 @@ TEST_F(ServerTest, PipelinedRequestsInOneWriteAreEachAnsweredOnce) {
     ASSERT_TRUE(response.ParseFromString(frame.message));
     EXPECT_EQ(response.message(), "request " + std::to_string(index));
   }
-  for (int i = 0; i < kRequests; ++i) EXPECT_EQ(seen[i], 1) << "request " << i;
+  for (int i = 0; i < kRequests; ++i)
+    EXPECT_EQ(seen[i], 1) << "request " << i;
   ReceivedFrame extra;
   EXPECT_EQ(client->receive(extra, milliseconds(100)), ReceiveStatus::kTimedOut);
 }
@@ -287,10 +293,13 @@ TEST_F(ServerTest, FloodedWorkerQueueAnswers2004ForTheExcessAndEveryRequestOnce)
     ASSERT_GE(frame.correlation_id(), 0);
     ASSERT_LT(frame.correlation_id(), kRequests);
     ++answers[frame.correlation_id()];
-    if (frame.error_code() == 0) ++ok;
-    if (frame.error_code() == 2004) ++limited;
+    if (frame.error_code() == 0)
+      ++ok;
+    if (frame.error_code() == 2004)
+      ++limited;
   }
-  for (int i = 0; i < kRequests; ++i) EXPECT_EQ(answers[i], 1) << "request " << i;
+  for (int i = 0; i < kRequests; ++i)
+    EXPECT_EQ(answers[i], 1) << "request " << i;
   EXPECT_EQ(ok + limited, kRequests);
   // Four wait in the queue, and the worker may already hold a fifth.
   EXPECT_GE(ok, 4);
@@ -350,8 +359,8 @@ TEST_F(ServerTest, OversizedFrameIsRejectedFromItsHeader) {
   start(options);
   auto client = connect();
   // Only a header announcing 8193 bytes: the server must not wait for them.
-  const std::string header = std::string("PRPC") + std::string("\x00\x00\x20\x01", 4) +
-                             std::string("\x00\x00\x00\x10", 4);
+  const std::string header =
+      std::string("PRPC") + std::string("\x00\x00\x20\x01", 4) + std::string("\x00\x00\x00\x10", 4);
   ASSERT_TRUE(client->send_bytes(header));
   EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
   EXPECT_EQ(server_->stats().rejected_frames.at(DecodeStatus::kBodyTooLarge), 1u);
@@ -378,7 +387,8 @@ TEST_F(ServerTest, ConnectionWithTooManyCallsInFlightIsNotReadUntilSomeFinish) {
     EXPECT_EQ(frame.error_code(), 0);
     ++answers.at(frame.correlation_id());
   }
-  for (int i = 0; i < kRequests; ++i) EXPECT_EQ(answers[i], 1);
+  for (int i = 0; i < kRequests; ++i)
+    EXPECT_EQ(answers[i], 1);
   // Four idle workers, but never more than two of this connection's calls.
   EXPECT_LE(test_service_.max_concurrent_sleeps(), 2);
   EXPECT_EQ(test_service_.sleeps_started(), kRequests);
@@ -405,7 +415,8 @@ TEST_F(ServerTest, ConnectionsAreSpreadRoundRobinOverIoThreads) {
     ++connections_per_thread[response.thread_hash()];
   }
   ASSERT_EQ(connections_per_thread.size(), 2u);
-  for (const auto& [thread, count] : connections_per_thread) EXPECT_EQ(count, 2);
+  for (const auto& [thread, count] : connections_per_thread)
+    EXPECT_EQ(count, 2);
 }
 
 TEST_F(ServerTest, SecondServerOnTheSamePortFailsToBind) {
@@ -459,7 +470,7 @@ TEST_F(ServerTest, StopAnswersEveryRequestInFlight) {
   EXPECT_EQ(codes[10], 2003);
   EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
   // The grace period bounds the stop, not the 1.5 s handlers.
-  EXPECT_LT(stop_took, milliseconds(1300));
+  EXPECT_LT(stop_took, testing::scaled(milliseconds(1300)));
 }
 
 TEST_F(ServerTest, StatsCountCallsAndErrorsPerMethod) {
@@ -467,8 +478,10 @@ TEST_F(ServerTest, StatsCountCallsAndErrorsPerMethod) {
   auto client = connect();
   example::EchoRequest request;
   request.set_message("count me");
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client->send_request(echo_request(i, request)));
-  for (int i = 0; i < 3; ++i) receive(*client);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(client->send_request(echo_request(i, request)));
+  for (int i = 0; i < 3; ++i)
+    receive(*client);
   const ServerStats stats = server_->stats();
   const MethodStats& echo = stats.methods.at("example.EchoService.Echo");
   EXPECT_EQ(echo.calls, 3u);

@@ -14,7 +14,9 @@
 
 namespace percore::testing {
 
-BlockingClient::~BlockingClient() { close(); }
+BlockingClient::~BlockingClient() {
+  close();
+}
 
 bool BlockingClient::connect(const std::string& host, int port, std::string* error) {
   close();
@@ -22,12 +24,14 @@ bool BlockingClient::connect(const std::string& host, int port, std::string* err
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   if (inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) {
-    if (error != nullptr) *error = "not an IPv4 address: " + host;
+    if (error != nullptr)
+      *error = "not an IPv4 address: " + host;
     return false;
   }
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    if (error != nullptr) *error = std::string("connect: ") + std::strerror(errno);
+    if (error != nullptr)
+      *error = std::string("connect: ") + std::strerror(errno);
     close();
     return false;
   }
@@ -38,7 +42,8 @@ bool BlockingClient::connect(const std::string& host, int port, std::string* err
 }
 
 void BlockingClient::close() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0)
+    ::close(fd_);
   fd_ = -1;
 }
 
@@ -48,13 +53,16 @@ std::string BlockingClient::encode_request(const RequestParts& parts) {
   wire::RpcRequestMeta* request = meta.mutable_request();
   request->set_service_name(parts.service);
   request->set_method_name(parts.method);
-  if (parts.log_id != 0) request->set_log_id(parts.log_id);
-  if (parts.timeout_ms != 0) request->set_timeout_ms(parts.timeout_ms);
+  if (parts.log_id != 0)
+    request->set_log_id(parts.log_id);
+  if (parts.timeout_ms != 0)
+    request->set_timeout_ms(parts.timeout_ms);
   GatherBuffer buffer;
   std::string attachment = parts.attachment;
   encode_frame(meta, parts.message, std::move(attachment), ~size_t{0} >> 1, buffer);
   std::string bytes;
-  for (size_t i = 0; i < buffer.chunk_count(); ++i) bytes.append(buffer.chunk(i));
+  for (size_t i = 0; i < buffer.chunk_count(); ++i)
+    bytes.append(buffer.chunk(i));
   return bytes;
 }
 
@@ -62,7 +70,8 @@ bool BlockingClient::send_bytes(std::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t written = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (written < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       return false;
     }
     bytes.remove_prefix(static_cast<size_t>(written));
@@ -86,15 +95,20 @@ ReceiveStatus BlockingClient::receive(ReceivedFrame& frame, std::chrono::millise
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return ReceiveStatus::kTimedOut;
+    if (left.count() <= 0)
+      return ReceiveStatus::kTimedOut;
     pollfd poll_fd{fd_, POLLIN, 0};
     const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return ReceiveStatus::kTimedOut;
+    if (ready < 0 && errno == EINTR)
+      continue;
+    if (ready <= 0)
+      return ReceiveStatus::kTimedOut;
     std::span<char> space = decoder_->prepare(64 * 1024);
     const ssize_t bytes = ::recv(fd_, space.data(), space.size(), 0);
-    if (bytes < 0 && errno == EINTR) continue;
-    if (bytes <= 0) return ReceiveStatus::kClosed;
+    if (bytes < 0 && errno == EINTR)
+      continue;
+    if (bytes <= 0)
+      return ReceiveStatus::kClosed;
     decoder_->commit(static_cast<size_t>(bytes));
   }
 }
@@ -105,14 +119,19 @@ bool BlockingClient::wait_closed(std::chrono::milliseconds timeout) {
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
+    if (left.count() <= 0)
+      return false;
     pollfd poll_fd{fd_, POLLIN, 0};
     const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return false;
+    if (ready < 0 && errno == EINTR)
+      continue;
+    if (ready <= 0)
+      return false;
     const ssize_t bytes = ::recv(fd_, discard, sizeof(discard), 0);
-    if (bytes < 0 && errno == EINTR) continue;
-    if (bytes <= 0) return true;
+    if (bytes < 0 && errno == EINTR)
+      continue;
+    if (bytes <= 0)
+      return true;
   }
 }
 

@@ -17,16 +17,19 @@ std::unique_ptr<ChildProcess> ChildProcess::start(const std::vector<std::string>
                                                   std::string* error) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    if (error != nullptr) *error = std::string("pipe: ") + std::strerror(errno);
+    if (error != nullptr)
+      *error = std::string("pipe: ") + std::strerror(errno);
     return nullptr;
   }
   std::vector<char*> arguments;
-  for (const std::string& argument : argv) arguments.push_back(const_cast<char*>(argument.c_str()));
+  for (const std::string& argument : argv)
+    arguments.push_back(const_cast<char*>(argument.c_str()));
   arguments.push_back(nullptr);
 
   const pid_t pid = ::fork();
   if (pid < 0) {
-    if (error != nullptr) *error = std::string("fork: ") + std::strerror(errno);
+    if (error != nullptr)
+      *error = std::string("fork: ") + std::strerror(errno);
     ::close(pipe_fds[0]);
     ::close(pipe_fds[1]);
     return nullptr;
@@ -57,25 +60,32 @@ std::optional<std::string> ChildProcess::wait_for_line(const std::string& text,
     while ((line_end = stdout_buffer_.find('\n')) != std::string::npos) {
       std::string line = stdout_buffer_.substr(0, line_end);
       stdout_buffer_.erase(0, line_end + 1);
-      if (line.find(text) != std::string::npos) return line;
+      if (line.find(text) != std::string::npos)
+        return line;
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
+    if (left.count() <= 0)
+      return std::nullopt;
     pollfd poll_fd{stdout_fd_, POLLIN, 0};
     const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return std::nullopt;
+    if (ready < 0 && errno == EINTR)
+      continue;
+    if (ready <= 0)
+      return std::nullopt;
     char chunk[1024];
     const ssize_t bytes = ::read(stdout_fd_, chunk, sizeof(chunk));
-    if (bytes < 0 && errno == EINTR) continue;
-    if (bytes <= 0) return std::nullopt;  // The child closed stdout (exited).
+    if (bytes < 0 && errno == EINTR)
+      continue;
+    if (bytes <= 0)
+      return std::nullopt;  // The child closed stdout (exited).
     stdout_buffer_.append(chunk, static_cast<size_t>(bytes));
   }
 }
 
 void ChildProcess::send_signal(int signal_number) {
-  if (!reaped_) ::kill(pid_, signal_number);
+  if (!reaped_)
+    ::kill(pid_, signal_number);
 }
 
 std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
@@ -87,7 +97,8 @@ std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
       reaped_ = true;
       return status;
     }
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
@@ -104,10 +115,12 @@ std::optional<ServerProcess> start_server_process(const std::vector<std::string>
   std::string error;
   ServerProcess server;
   server.process = ChildProcess::start(argv, &error);
-  if (server.process == nullptr) return std::nullopt;
+  if (server.process == nullptr)
+    return std::nullopt;
   const std::optional<std::string> ready =
       server.process->wait_for_line("percore-server ready on", std::chrono::seconds(10));
-  if (!ready) return std::nullopt;
+  if (!ready)
+    return std::nullopt;
   // "percore-server ready on 127.0.0.1:PORT pid N"
   const size_t colon = ready->find(':');
   server.port = std::atoi(ready->c_str() + colon + 1);

@@ -27,8 +27,8 @@ void TestServiceImpl::Sleep(google::protobuf::RpcController*,
 }
 
 void TestServiceImpl::Fail(google::protobuf::RpcController* controller,
-                           const percore::test::FailRequest* request,
-                           percore::test::FailResponse*, google::protobuf::Closure* done) {
+                           const percore::test::FailRequest* request, percore::test::FailResponse*,
+                           google::protobuf::Closure* done) {
   auto* server_controller = static_cast<ServerController*>(controller);
   if (request->code() == 0) {
     server_controller->SetFailed(request->text());
@@ -38,8 +38,7 @@ void TestServiceImpl::Fail(google::protobuf::RpcController* controller,
   done->Run();
 }
 
-void TestServiceImpl::WhoAmI(google::protobuf::RpcController*,
-                             const percore::test::WhoAmIRequest*,
+void TestServiceImpl::WhoAmI(google::protobuf::RpcController*, const percore::test::WhoAmIRequest*,
                              percore::test::WhoAmIResponse* response,
                              google::protobuf::Closure* done) {
   response->set_thread_hash(std::hash<std::thread::id>()(std::this_thread::get_id()));

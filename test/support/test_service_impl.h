@@ -12,13 +12,14 @@ namespace percore::testing {
 // Threads: any; the counters are atomic or locked.
 class TestServiceImpl : public percore::test::TestService {
  public:
-  void Sleep(google::protobuf::RpcController* controller, const percore::test::SleepRequest* request,
-             percore::test::SleepResponse* response, google::protobuf::Closure* done) override;
+  void Sleep(google::protobuf::RpcController* controller,
+             const percore::test::SleepRequest* request, percore::test::SleepResponse* response,
+             google::protobuf::Closure* done) override;
   void Fail(google::protobuf::RpcController* controller, const percore::test::FailRequest* request,
             percore::test::FailResponse* response, google::protobuf::Closure* done) override;
   void WhoAmI(google::protobuf::RpcController* controller,
-              const percore::test::WhoAmIRequest* request,
-              percore::test::WhoAmIResponse* response, google::protobuf::Closure* done) override;
+              const percore::test::WhoAmIRequest* request, percore::test::WhoAmIResponse* response,
+              google::protobuf::Closure* done) override;
 
   int sleeps_started() const { return sleeps_started_.load(); }
   int max_concurrent_sleeps() const { return max_concurrent_sleeps_.load(); }

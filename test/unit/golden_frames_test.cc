@@ -180,5 +180,57 @@ TEST(GoldenFramesTest, DecoderReadsTheGoldenFramesBackToBack) {
   EXPECT_EQ(decoder.next(frame), DecodeStatus::kNeedMore);
 }
 
+// The smallest useful request, built by hand in docs/PROTOCOL.md ("Building a
+// request by hand"), and the reply it gets; the doc's bytes must stay right.
+constexpr char kDocMinimalRequest[] =
+    "PRPC\x00\x00\x00\x26\x00\x00\x00\x1f"
+    "\x0a\x1b\x0a\x13"
+    "example.EchoService"
+    "\x12\x04"
+    "Echo"
+    "\x20\x01"
+    "\x0a\x05"
+    "hello";
+constexpr char kDocMinimalReply[] =
+    "PRPC\x00\x00\x00\x0b\x00\x00\x00\x04"
+    "\x12\x00\x20\x01"
+    "\x0a\x05"
+    "hello";
+
+TEST(GoldenFramesTest, MinimalRequestOfTheProtocolDoc) {
+  const std::string_view bytes(kDocMinimalRequest, sizeof(kDocMinimalRequest) - 1);
+  ASSERT_EQ(bytes.size(), 50u);
+  FrameDecoder decoder;
+  const Frame frame = decode_one(bytes, decoder);
+  ASSERT_TRUE(frame.is_request());
+  EXPECT_EQ(frame.meta.request().service_name(), "example.EchoService");
+  EXPECT_EQ(frame.meta.request().method_name(), "Echo");
+  EXPECT_EQ(frame.meta.correlation_id(), 1);
+  example::EchoRequest request;
+  ASSERT_TRUE(request.ParseFromArray(frame.message.data(), static_cast<int>(frame.message.size())));
+  EXPECT_EQ(request.message(), "hello");
+
+  wire::RpcMeta meta;
+  meta.mutable_request()->set_service_name("example.EchoService");
+  meta.mutable_request()->set_method_name("Echo");
+  meta.set_correlation_id(1);
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, &request, std::string(), kDefaultMaxBodyBytes, out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), bytes);
+}
+
+TEST(GoldenFramesTest, MinimalReplyOfTheProtocolDoc) {
+  wire::RpcMeta meta;
+  meta.mutable_response();
+  meta.set_correlation_id(1);
+  example::EchoResponse response;
+  response.set_message("hello");
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, &response, std::string(), kDefaultMaxBodyBytes, out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), std::string_view(kDocMinimalReply, sizeof(kDocMinimalReply) - 1));
+}
+
 }  // namespace
 }  // namespace percore
