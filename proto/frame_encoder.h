@@ -30,4 +30,11 @@ enum class EncodeStatus {
 EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                           std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
 
+// Appends only the head of a frame (header, meta, message) to `out`, sized for
+// an attachment of `attachment_bytes` that the caller sends right after it.
+// For a sender that keeps the head and the attachment apart (the client
+// proxy, which may have to send a call again). Any thread.
+EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+                               size_t attachment_bytes, size_t max_body_bytes, std::string& out);
+
 }  // namespace percore

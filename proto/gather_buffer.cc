@@ -14,11 +14,11 @@ char* GatherBuffer::append_space(size_t bytes) {
   // resize() value-initializes; the bytes are overwritten by the caller at
   // once, and the arena keeps its capacity across clear(), so this is cheap.
   arena_.resize(offset + bytes);
-  if (!chunks_.empty() && chunks_.back().source == -1 &&
+  if (!chunks_.empty() && chunks_.back().source == Source::kArena &&
       chunks_.back().offset + chunks_.back().size == offset) {
     chunks_.back().size += bytes;
   } else {
-    chunks_.push_back(Chunk{-1, offset, bytes});
+    chunks_.push_back(Chunk{Source::kArena, 0, offset, bytes});
   }
   unconsumed_bytes_ += bytes;
   return arena_.data() + offset;
@@ -36,13 +36,29 @@ void GatherBuffer::append_owned(std::string&& bytes) {
     return;
   }
   owned_.push_back(std::move(bytes));
-  chunks_.push_back(Chunk{static_cast<int>(owned_.size() - 1), 0, owned_.back().size()});
+  chunks_.push_back(
+      Chunk{Source::kOwned, static_cast<uint32_t>(owned_.size() - 1), 0, owned_.back().size()});
   unconsumed_bytes_ += owned_.back().size();
+}
+
+void GatherBuffer::append_shared(std::shared_ptr<const std::string> bytes) {
+  if (bytes == nullptr || bytes->empty())
+    return;
+  if (bytes->size() < kCopyThreshold) {
+    append_copy(*bytes);
+    return;
+  }
+  const size_t size = bytes->size();
+  shared_.push_back(std::move(bytes));
+  chunks_.push_back(Chunk{Source::kShared, static_cast<uint32_t>(shared_.size() - 1), 0, size});
+  unconsumed_bytes_ += size;
 }
 
 std::string_view GatherBuffer::chunk(size_t index) const {
   const Chunk& chunk = chunks_[first_chunk_ + index];
-  const std::string& source = chunk.source == -1 ? arena_ : owned_[chunk.source];
+  const std::string& source = chunk.source == Source::kArena   ? arena_
+                              : chunk.source == Source::kOwned ? owned_[chunk.index]
+                                                               : *shared_[chunk.index];
   return std::string_view(source.data() + chunk.offset, chunk.size);
 }
 
@@ -75,6 +91,7 @@ void GatherBuffer::consume(size_t bytes) {
 void GatherBuffer::clear() {
   arena_.clear();
   owned_.clear();
+  shared_.clear();
   chunks_.clear();
   first_chunk_ = 0;
   unconsumed_bytes_ = 0;

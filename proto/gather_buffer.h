@@ -3,7 +3,9 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +16,8 @@ namespace percore {
 // buffer sequences). Small pieces (headers, metas, messages) are serialized
 // straight into one contiguous arena; large pieces handed over as strings
 // (attachments) are moved in and referenced, never copied.
+// Memory is reclaimed when everything is consumed, so a writer keeps two: one
+// being written, one collecting the next batch, swapped when the first empties.
 //
 // Owns: the arena and every string moved into it.
 // Threads: not thread-safe; one owner thread at a time (the connection's
@@ -38,6 +42,9 @@ class GatherBuffer {
   void append_copy(std::string_view bytes);
   // Takes `bytes` by move; large strings become their own chunk.
   void append_owned(std::string&& bytes);
+  // Shares `bytes` (kept alive until consumed); small ones are copied. For
+  // bytes that may have to be written again elsewhere (a retried call).
+  void append_shared(std::shared_ptr<const std::string> bytes);
 
   // Bytes not yet consumed.
   size_t size() const { return unconsumed_bytes_; }
@@ -55,15 +62,17 @@ class GatherBuffer {
   void clear();
 
  private:
+  enum class Source : uint8_t { kArena, kOwned, kShared };
   struct Chunk {
-    // -1: the arena; otherwise an index into owned_.
-    int source;
+    Source source;
+    uint32_t index;  // Into owned_ or shared_.
     size_t offset;
     size_t size;
   };
 
   std::string arena_;
   std::deque<std::string> owned_;
+  std::deque<std::shared_ptr<const std::string>> shared_;
   std::vector<Chunk> chunks_;
   size_t first_chunk_ = 0;
   size_t unconsumed_bytes_ = 0;

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <google/protobuf/message.h>
+#include <google/protobuf/stubs/callback.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "client_proxy/channel_options.h"
+#include "client_proxy/detail/call_table.h"
+
+namespace percore {
+class Controller;
+}
+
+namespace percore::detail {
+
+// The data of one call in flight, in the CallTable slot of the same index.
+// Slots are reused, never freed, so a pointer to a record is always valid;
+// whether it still holds the call one has in mind is what the table's
+// generation says.
+//
+// Fields are grouped by who writes them. Threads: see each group.
+struct CallRecord {
+  using Clock = std::chrono::steady_clock;
+
+  // --- Written by the calling thread between acquire() and publish(); read
+  // by the send thread (after the request queue) and the completer (after
+  // try_complete()). ---
+  Controller* controller = nullptr;
+  google::protobuf::Message* response = nullptr;
+  google::protobuf::Closure* done = nullptr;  // Null: synchronous.
+  CompletionMode completion = CompletionMode::kQueuedCallback;
+  Clock::time_point started_at;
+  Clock::time_point deadline;  // time_point::max(): none.
+  int max_retry = 0;
+  // Header + meta + message, serialized by the caller. Kept until the call
+  // ends, since the call may have to be sent again on another connection.
+  std::string head;
+  // Large heads move here instead, to be shared by connection buffers.
+  std::shared_ptr<const std::string> shared_head;
+  std::shared_ptr<const std::string> attachment;
+
+  // Times the call was sent again (send thread writes, completer reads).
+  std::atomic<int> resends{0};
+
+  // --- Synchronous calls: the completer stores 1 and notifies; the caller
+  // waits for it, then releases the slot. ---
+  std::atomic<uint32_t> finished{0};
+
+  // --- Send thread only. ---
+  uint32_t generation = 0;     // Of the call these fields describe.
+  uint64_t connection_id = 0;  // Where it was last queued; 0: none.
+  uint64_t stream_offset = 0;  // Its first byte's offset in that stream.
+  uint64_t avoid_server = 0;   // Server id not to retry on; 0: none.
+  int retries_used = 0;
+};
+
+}  // namespace percore::detail

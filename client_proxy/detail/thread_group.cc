@@ -1,0 +1,180 @@
+#include "client_proxy/detail/thread_group.h"
+
+#include <pthread.h>
+
+#include <string>
+
+#include "client_proxy/controller.h"
+#include "proto/frame_encoder.h"
+
+namespace percore::detail {
+namespace {
+
+// Heads at least this large are shared by connection buffers, not copied.
+constexpr size_t kShareHeadAbove = 16 * 1024;
+
+void name_thread(std::thread& thread, const std::string& name) {
+  pthread_setname_np(thread.native_handle(), name.substr(0, 15).c_str());
+}
+
+}  // namespace
+
+ThreadGroup::ThreadGroup(const ChannelOptions& options, int index)
+    : state_(options, index), send_(state_), receive_(state_) {
+  send_thread_ = std::thread([this] { send_.run(); });
+  receive_thread_ = std::thread([this] { receive_.run(); });
+  name_thread(send_thread_, "percore-send-" + std::to_string(index));
+  name_thread(receive_thread_, "percore-recv-" + std::to_string(index));
+  for (int i = 0; i < options.callback_threads; ++i) {
+    callback_threads_.emplace_back([this] {
+      for (;;) {
+        google::protobuf::Closure* done = nullptr;
+        state_.callbacks.wait_dequeue(done);
+        if (done == nullptr)
+          return;
+        done->Run();
+      }
+    });
+    name_thread(callback_threads_.back(), "percore-cb-" + std::to_string(index));
+  }
+}
+
+ThreadGroup::~ThreadGroup() {
+  state_.closing.store(true, std::memory_order_release);
+  // Receive first: once it has stopped, only the send thread completes calls,
+  // and it may close every socket.
+  state_.post_to_receive_thread(ReceiveCommand{});
+  receive_thread_.join();
+  SendCommand shutdown;
+  shutdown.kind = SendCommand::Kind::kShutdown;
+  state_.post_to_send_thread(std::move(shutdown));
+  send_thread_.join();
+  // A call published after the send thread's last sweep still ends.
+  for (uint32_t index = 0; index < state_.table.capacity(); ++index) {
+    if (std::optional<CallTable::Slot> slot = state_.table.pending_at(index)) {
+      if (state_.table.try_complete(*slot)) {
+        CallCompleter::finish(state_, *slot, ErrorCode::kCanceled,
+                              "cancelled: the channel is being destroyed", std::string());
+      }
+    }
+  }
+  for (size_t i = 0; i < callback_threads_.size(); ++i)
+    state_.callbacks.enqueue(nullptr);
+  for (std::thread& thread : callback_threads_)
+    thread.join();
+  // The queue has no order across producers: run what a callback thread left.
+  google::protobuf::Closure* done = nullptr;
+  while (state_.callbacks.try_dequeue(done)) {
+    if (done != nullptr)
+      done->Run();
+  }
+  // Synchronous callers still hold their slots until they have woken up.
+  while (state_.table.in_use() > 0)
+    std::this_thread::yield();
+}
+
+void ThreadGroup::set_servers(std::shared_ptr<const std::vector<ServerAddress>> servers) {
+  SendCommand command;
+  command.kind = SendCommand::Kind::kServers;
+  command.servers = std::move(servers);
+  state_.post_to_send_thread(std::move(command));
+}
+
+void ThreadGroup::call(const google::protobuf::MethodDescriptor* method, Controller* controller,
+                       const google::protobuf::Message* request,
+                       google::protobuf::Message* response, google::protobuf::Closure* done) {
+  const CallRecord::Clock::time_point started = CallRecord::Clock::now();
+  state_.counters.calls_started.fetch_add(1, std::memory_order_relaxed);
+  controller->response_attachment_.clear();
+  if (state_.closing.load(std::memory_order_acquire)) {
+    CallCompleter::fail_unpublished(state_, controller, done, started, ErrorCode::kCanceled,
+                                    "cancelled: the channel is being destroyed");
+    return;
+  }
+  const std::optional<CallTable::Slot> slot = state_.table.acquire();
+  if (!slot) {
+    CallCompleter::fail_unpublished(
+        state_, controller, done, started, ErrorCode::kOvercrowded,
+        "overcrowded: " + std::to_string(state_.options.max_inflight_per_group) +
+            " calls already in flight in this group (max_inflight_per_group)");
+    return;
+  }
+
+  CallRecord& record = state_.records[slot->index];
+  const int timeout_ms =
+      controller->timeout_ms() >= 0 ? controller->timeout_ms() : state_.options.timeout_ms;
+  record.controller = controller;
+  record.response = response;
+  record.done = done;
+  record.completion = state_.options.completion;
+  record.started_at = started;
+  record.deadline = timeout_ms > 0 ? started + std::chrono::milliseconds(timeout_ms)
+                                   : CallRecord::Clock::time_point::max();
+  record.max_retry =
+      controller->max_retry() >= 0 ? controller->max_retry() : state_.options.max_retry;
+  record.resends.store(0, std::memory_order_relaxed);
+  record.finished.store(0, std::memory_order_relaxed);
+
+  // Serialize here, on the calling thread: callers work in parallel, and the
+  // send thread only copies bytes.
+  thread_local wire::RpcMeta meta;
+  meta.Clear();
+  meta.set_correlation_id(CallTable::correlation_id(*slot));
+  wire::RpcRequestMeta* request_meta = meta.mutable_request();
+  request_meta->set_service_name(method->service()->full_name());
+  request_meta->set_method_name(method->name());
+  if (controller->log_id() != 0)
+    request_meta->set_log_id(controller->log_id());
+  if (timeout_ms > 0)
+    request_meta->set_timeout_ms(timeout_ms);
+  std::string& attachment = controller->request_attachment_;
+  record.head.clear();
+  if (encode_frame_head(meta, request, attachment.size(), state_.options.max_body_bytes,
+                        record.head) != EncodeStatus::kOk) {
+    const size_t body = request->ByteSizeLong() + attachment.size();
+    state_.table.release(*slot);
+    CallCompleter::fail_unpublished(
+        state_, controller, done, started, ErrorCode::kBadRequest,
+        "request too large: " + std::to_string(body) + " bytes of message and attachment exceed " +
+            "max_body_bytes (" + std::to_string(state_.options.max_body_bytes) + ")");
+    return;
+  }
+  if (record.head.size() >= kShareHeadAbove) {
+    record.shared_head = std::make_shared<const std::string>(std::move(record.head));
+    record.head = std::string();
+  } else {
+    record.shared_head.reset();
+  }
+  if (attachment.empty()) {
+    record.attachment.reset();
+  } else {
+    record.attachment = std::make_shared<const std::string>(std::move(attachment));
+    attachment.clear();
+  }
+
+  state_.table.publish(*slot);
+  state_.requests.enqueue(*slot);
+  state_.send_notifier.notify();
+  if (done == nullptr) {
+    wait_for(record);
+    record.shared_head.reset();
+    record.attachment.reset();
+    state_.table.release(*slot);
+  }
+}
+
+void ThreadGroup::wait_for(CallRecord& record) {
+  const int spin_us = state_.options.spin_us;
+  if (spin_us > 0) {
+    const auto until = CallRecord::Clock::now() + std::chrono::microseconds(spin_us);
+    while (CallRecord::Clock::now() < until) {
+      if (record.finished.load(std::memory_order_acquire) != 0)
+        return;
+    }
+  }
+  while (record.finished.load(std::memory_order_acquire) == 0) {
+    record.finished.wait(0, std::memory_order_acquire);
+  }
+}
+
+}  // namespace percore::detail

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "discovery/server_address.h"
+
+namespace percore {
+
+// Where a client learns its servers. A source delivers the *full* current
+// list whenever it changes (never a diff); the consumer works out what was
+// added and removed. URIs choose the source: `list://host:port,...` now;
+// `file://` and `zk://` come with discovery.
+//
+// Threads: start() and stop() from one control thread. The listener runs on
+// one thread at a time (the source's own, or the caller of start()); it must
+// not block for long.
+class NamingSource {
+ public:
+  using Listener = std::function<void(const std::vector<ServerAddress>& servers)>;
+
+  virtual ~NamingSource() = default;
+
+  // Starts delivering lists to `listener`. A source that knows its list at
+  // once delivers it before start() returns. False with *error on failure.
+  virtual bool start(Listener listener, std::string* error) = 0;
+  // No listener call starts after stop() returns. Idempotent.
+  virtual void stop() = 0;
+};
+
+// Makes the source a target URI names. A bare "host:port[,host:port]" is read
+// as list://. Null with *error for an unknown scheme or a malformed URI.
+std::unique_ptr<NamingSource> make_naming_source(const std::string& target, std::string* error);
+
+}  // namespace percore
