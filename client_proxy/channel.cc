@@ -58,7 +58,7 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
     return false;
   options_ = sanitized(options);
   for (int i = 0; i < options_.groups; ++i) {
-    groups_.push_back(std::make_unique<detail::ThreadGroup>(options_, i));
+    groups_.push_back(std::make_unique<detail::ThreadGroup>(options_, i, this));
   }
   if (!naming->start([this](const std::vector<ServerAddress>& servers) { on_servers(servers); },
                      error)) {
@@ -87,8 +87,10 @@ void Channel::CallMethod(const google::protobuf::MethodDescriptor* method,
       done->Run();
     return;
   }
-  groups_[this_thread_ordinal() % groups_.size()]->call(method, percore_controller, request,
-                                                        response, done);
+  // A group's own thread (a callback making its next call) stays in it.
+  int group = detail::ThreadGroup::current_group_of(this);
+  if (group < 0) group = static_cast<int>(this_thread_ordinal() % groups_.size());
+  groups_[group]->call(method, percore_controller, request, response, done);
 }
 
 uint64_t Channel::calls_in_flight() const {

@@ -17,16 +17,36 @@ void name_thread(std::thread& thread, const std::string& name) {
   pthread_setname_np(thread.native_handle(), name.substr(0, 15).c_str());
 }
 
+// Which channel and group the current thread works for, if any.
+thread_local const void* current_owner = nullptr;
+thread_local int current_group = -1;
+
 }  // namespace
 
-ThreadGroup::ThreadGroup(const ChannelOptions& options, int index)
-    : state_(options, index), send_(state_), receive_(state_) {
-  send_thread_ = std::thread([this] { send_.run(); });
-  receive_thread_ = std::thread([this] { receive_.run(); });
+int ThreadGroup::current_group_of(const void* owner) {
+  return current_owner == owner ? current_group : -1;
+}
+
+void ThreadGroup::enter_thread() const {
+  current_owner = owner_;
+  current_group = state_.index;
+}
+
+ThreadGroup::ThreadGroup(const ChannelOptions& options, int index, const void* owner)
+    : owner_(owner), state_(options, index), send_(state_), receive_(state_) {
+  send_thread_ = std::thread([this] {
+    enter_thread();
+    send_.run();
+  });
+  receive_thread_ = std::thread([this] {
+    enter_thread();
+    receive_.run();
+  });
   name_thread(send_thread_, "percore-send-" + std::to_string(index));
   name_thread(receive_thread_, "percore-recv-" + std::to_string(index));
   for (int i = 0; i < options.callback_threads; ++i) {
     callback_threads_.emplace_back([this] {
+      enter_thread();
       for (;;) {
         google::protobuf::Closure* done = nullptr;
         state_.callbacks.wait_dequeue(done);

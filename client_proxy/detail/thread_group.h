@@ -27,7 +27,8 @@ namespace percore::detail {
 // destructor from the Channel's owner.
 class ThreadGroup {
  public:
-  ThreadGroup(const ChannelOptions& options, int index);
+  // `owner` identifies the Channel, so that its own threads find their group.
+  ThreadGroup(const ChannelOptions& options, int index, const void* owner);
   // Ends every pending call with 125 and joins the threads; no callback runs
   // after it returns.
   ~ThreadGroup();
@@ -42,12 +43,20 @@ class ThreadGroup {
   // The group's servers are now `servers` (the full list).
   void set_servers(std::shared_ptr<const std::vector<ServerAddress>> servers);
 
+  // The index of the group whose thread (send, receive or callback) is
+  // running this, if that group belongs to `owner`; else -1. A callback that
+  // makes the next call thus stays in its own group.
+  static int current_group_of(const void* owner);
+
   const GroupCounters& counters() const { return state_.counters; }
   uint32_t calls_in_flight() const { return state_.table.in_use(); }
 
  private:
   void wait_for(CallRecord& record);
 
+  void enter_thread() const;
+
+  const void* const owner_;
   GroupState state_;
   SendThread send_;
   ReceiveThread receive_;
