@@ -1,11 +1,15 @@
 #include "client_proxy/channel.h"
 
+#include <unistd.h>
 #include <algorithm>
+
 #include <atomic>
+#include <random>
 #include <thread>
 
 #include "client_proxy/detail/thread_group.h"
 #include "discovery/naming_source.h"
+#include "discovery/subsetting.h"
 
 namespace percore {
 namespace {
@@ -32,6 +36,13 @@ ChannelOptions sanitized(ChannelOptions options) {
   options.max_retry = std::max(0, options.max_retry);
   options.callback_threads = std::clamp(options.callback_threads, 1, 64);
   options.spin_us = std::clamp(options.spin_us, 0, 1000);
+  options.subset_size = std::max(0, options.subset_size);
+  if (options.client_id < 0) {
+    std::random_device random;
+    options.client_id = static_cast<int64_t>(
+        ((static_cast<uint64_t>(::getpid()) << 20) ^ random()) & 0x7fffffffffffull);
+  }
+  options.naming_timeout_ms = std::max(1, options.naming_timeout_ms);
   if (options.timeout_ms < 0)
     options.timeout_ms = -1;
   return options;
@@ -53,7 +64,10 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
       *error = "channel already initialized";
     return false;
   }
-  std::unique_ptr<NamingSource> naming = make_naming_source(target, error);
+  NamingOptions naming_options;
+  naming_options.connect_timeout_ms = options.naming_timeout_ms;
+  naming_options.session_timeout_ms = options.zookeeper_session_timeout_ms;
+  std::unique_ptr<NamingSource> naming = make_naming_source(target, naming_options, error);
   if (naming == nullptr)
     return false;
   options_ = sanitized(options);
@@ -70,9 +84,26 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
 }
 
 void Channel::on_servers(const std::vector<ServerAddress>& servers) {
-  auto shared = std::make_shared<const std::vector<ServerAddress>>(servers);
-  for (auto& group : groups_)
-    group->set_servers(shared);
+  auto all = std::make_shared<const std::vector<ServerAddress>>(servers);
+  const auto subset_size = static_cast<size_t>(options_.subset_size);
+  if (subset_size == 0 || subset_size >= servers.size()) {
+    for (auto& group : groups_)
+      group->set_servers(all, nullptr);
+    return;
+  }
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const uint64_t id = subsetting_id(static_cast<uint64_t>(options_.client_id),
+                                      static_cast<int>(groups_.size()), static_cast<int>(g));
+    std::vector<ServerAddress> subset = deterministic_subset(servers, id, subset_size);
+    std::vector<ServerAddress> others;
+    for (const ServerAddress& server : servers) {
+      if (std::find(subset.begin(), subset.end(), server) == subset.end()) {
+        others.push_back(server);
+      }
+    }
+    groups_[g]->set_servers(std::make_shared<const std::vector<ServerAddress>>(std::move(subset)),
+                            std::make_shared<const std::vector<ServerAddress>>(std::move(others)));
+  }
 }
 
 void Channel::CallMethod(const google::protobuf::MethodDescriptor* method,
@@ -89,7 +120,8 @@ void Channel::CallMethod(const google::protobuf::MethodDescriptor* method,
   }
   // A group's own thread (a callback making its next call) stays in it.
   int group = detail::ThreadGroup::current_group_of(this);
-  if (group < 0) group = static_cast<int>(this_thread_ordinal() % groups_.size());
+  if (group < 0)
+    group = static_cast<int>(this_thread_ordinal() % groups_.size());
   groups_[group]->call(method, percore_controller, request, response, done);
 }
 

@@ -57,6 +57,23 @@ struct ChannelOptions {
   // Largest request body sent and response body accepted. A larger request
   // fails at once with 1003 before anything is sent. Default 64 MiB.
   size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // Deterministic subsetting: each group connects to `subset_size` servers
+  // chosen by the SRE book's algorithm (sort, shuffle per round with a fixed
+  // PRNG, slice), so that connections per server stay even across groups and
+  // client processes. A group whose whole subset is down uses any server
+  // until one of its subset is back. Default 0: every group connects to
+  // every server.
+  int subset_size = 0;
+  // This client's id for subsetting; group g of client c has subsetting id
+  // c * groups + g. Give client processes consecutive ids (0, 1, 2...) for
+  // exactly even connections. Default -1: derived from the process id and a
+  // random number (even on average).
+  int64_t client_id = -1;
+  // How long Init() waits for a registry (zk://: the ZooKeeper session and
+  // the first list). Default 5000 ms.
+  int naming_timeout_ms = 5000;
+  // ZooKeeper session timeout for zk:// targets. Default 10000 ms.
+  int zookeeper_session_timeout_ms = 10000;
   // How long a parking thread (send thread, synchronous caller) polls before
   // it sleeps, in microseconds. Default 0 (sleep at once); at most 1000.
   int spin_us = 0;

@@ -1,14 +1,20 @@
 // percore-server: hosts example.EchoService (inline) and prime.PrimeService
-// (worker pool) on one port. Prints one line when ready; SIGTERM or SIGINT
-// stop it gracefully.
+// (worker pool) on one port, optionally registered in ZooKeeper. Prints one
+// line when ready; SIGTERM or SIGINT stop it gracefully: deregister, wait for
+// clients to drop it, drain, close.
 
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 
+#include "discovery/zookeeper_registrar.h"
+#include "discovery/zookeeper_uri.h"
 #include "examples/echo_service.h"
 #include "examples/prime_service.h"
 #include "server_io/server.h"
@@ -18,12 +24,23 @@ namespace {
 constexpr std::string_view kUsage =
     "usage: percore-server [--listen HOST:PORT] [--io-threads N] [--workers N]\n"
     "                      [--max-body-bytes N] [--worker-queue N] [--grace-ms N]\n"
+    "                      [--registry zk://HOSTS/BASE/PATH] [--advertise HOST]\n"
+    "                      [--registry-credential-file FILE] [--deregister-delay-ms N]\n"
+    "                      [--zk-session-timeout-ms N]\n"
     "  --listen          address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --io-threads      I/O threads (default: one per core)\n"
     "  --workers         worker threads for IsPrime (default: one per core)\n"
     "  --max-body-bytes  largest request/reply body (default 67108864)\n"
     "  --worker-queue    requests waiting for a worker before 2004 (default 1024)\n"
-    "  --grace-ms        how long a stop waits for calls in flight (default 5000)\n";
+    "  --grace-ms        how long a stop waits for calls in flight (default 5000)\n"
+    "  --registry        register each service in ZooKeeper under this base path,\n"
+    "                    as Apache Curator instances (EPHEMERAL nodes)\n"
+    "  --advertise       address to register (required when listening on 0.0.0.0)\n"
+    "  --registry-credential-file  file holding a ZooKeeper digest credential\n"
+    "                    user:password (or set PERCORE_ZK_CREDENTIAL); with it only\n"
+    "                    holders of the credential can add or remove instances\n"
+    "  --deregister-delay-ms  pause between deregistering and draining (default 1000)\n"
+    "  --zk-session-timeout-ms  ZooKeeper session timeout (default 10000)\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr, "percore-server: %s\n%.*s", message.c_str(), static_cast<int>(kUsage.size()),
@@ -39,12 +56,45 @@ long long parse_number(const std::string& flag, const char* text) {
   return value;
 }
 
+std::string read_credential_file(const std::string& path) {
+  std::ifstream file(path);
+  if (!file)
+    usage_error("cannot read " + path);
+  std::string credential;
+  std::getline(file, credential);
+  while (!credential.empty() && (credential.back() == '\r' || credential.back() == ' '))
+    credential.pop_back();
+  if (credential.find(':') == std::string::npos)
+    usage_error(path + " must hold user:password");
+  return credential;
+}
+
+std::string hex(std::string_view bytes) {
+  std::ostringstream out;
+  for (unsigned char byte : bytes) {
+    constexpr char kDigits[] = "0123456789abcdef";
+    out << kDigits[byte >> 4] << kDigits[byte & 15];
+  }
+  return out.str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:8000";
   percore::ServerOptions options;
   long long grace_ms = 5000;
+  std::string registry;
+  std::string advertise;
+  std::string credential;
+  long long deregister_delay_ms = 1000;
+  long long session_timeout_ms = 10000;
+  // For tests that force a ZooKeeper session expiry: the session id and
+  // password are written to this file (hex) whenever a session starts.
+  std::string session_file;
+  if (const char* from_environment = std::getenv("PERCORE_ZK_CREDENTIAL")) {
+    credential = from_environment;
+  }
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -66,9 +116,34 @@ int main(int argc, char** argv) {
       options.worker_queue_capacity = static_cast<size_t>(parse_number(flag, value));
     } else if (flag == "--grace-ms") {
       grace_ms = parse_number(flag, value);
+    } else if (flag == "--registry") {
+      registry = value;
+    } else if (flag == "--advertise") {
+      advertise = value;
+    } else if (flag == "--registry-credential-file") {
+      credential = read_credential_file(value);
+    } else if (flag == "--deregister-delay-ms") {
+      deregister_delay_ms = parse_number(flag, value);
+    } else if (flag == "--zk-session-timeout-ms") {
+      session_timeout_ms = parse_number(flag, value);
+    } else if (flag == "--zk-session-file") {
+      session_file = value;
     } else {
       usage_error("unknown option " + flag);
     }
+  }
+
+  std::optional<percore::ZooKeeperUri> registry_uri;
+  if (!registry.empty()) {
+    std::string error;
+    registry_uri = percore::parse_zookeeper_uri(registry, /*service_required=*/false, &error);
+    if (!registry_uri)
+      usage_error(error);
+  }
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  const bool wildcard = host == "0.0.0.0" || host == "[::]" || host == "::";
+  if (registry_uri && wildcard && advertise.empty()) {
+    usage_error("--advertise HOST is required to register a server listening on " + host);
   }
 
   // Block the stop signals before any thread starts, so that every thread
@@ -91,7 +166,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "percore-server: %s\n", error.c_str());
     return 1;
   }
-  const std::string host = listen.substr(0, listen.rfind(':'));
+
+  std::unique_ptr<percore::ZooKeeperRegistrar> registrar;
+  if (registry_uri) {
+    percore::ZooKeeperOptions zookeeper;
+    zookeeper.session_timeout_ms = static_cast<int>(session_timeout_ms);
+    zookeeper.digest_credential = credential;
+    registrar = std::make_unique<percore::ZooKeeperRegistrar>(*registry_uri, zookeeper);
+    if (!session_file.empty()) {
+      registrar->set_session_listener([session_file](int64_t id, const std::string& password) {
+        const std::string temporary = session_file + ".tmp";
+        std::ofstream(temporary) << std::hex << id << " " << hex(password) << "\n";
+        std::rename(temporary.c_str(), session_file.c_str());
+      });
+    }
+    std::string registered_host = advertise.empty() ? host : advertise;
+    if (registered_host.size() > 2 && registered_host.front() == '[') {
+      registered_host = registered_host.substr(1, registered_host.size() - 2);
+    }
+    if (!registrar->register_services({"example.EchoService", "prime.PrimeService"},
+                                      registered_host, server.port(), &error)) {
+      std::fprintf(stderr, "percore-server: cannot register in %s: %s\n", registry.c_str(),
+                   error.c_str());
+      return 1;
+    }
+  }
   std::printf("percore-server ready on %s:%d pid %d\n", host.c_str(), server.port(),
               static_cast<int>(getpid()));
   std::fflush(stdout);
@@ -99,7 +198,14 @@ int main(int argc, char** argv) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   std::fprintf(stderr, "percore-server: signal %d, stopping\n", signal_number);
+  if (registrar != nullptr) {
+    // Clients drop this server when its nodes go; give them a moment before
+    // the drain starts answering 2003.
+    registrar->deregister();
+    std::this_thread::sleep_for(std::chrono::milliseconds(deregister_delay_ms));
+  }
   server.Stop(std::chrono::milliseconds(grace_ms));
+  registrar.reset();
 
   const percore::ServerStats stats = server.stats();
   uint64_t answered = 0;

@@ -25,15 +25,19 @@ struct ClientConnection {
     kReleasing,   // Failed or drained; waiting for the receive side to let go.
   };
 
-  ClientConnection(uint64_t connection_id, uint64_t owning_server_id, std::string remote,
-                   size_t max_body_bytes)
+  ClientConnection(uint64_t connection_id, uint64_t owning_server_id, bool is_fallback,
+                   std::string remote, size_t max_body_bytes)
       : id(connection_id),
         server_id(owning_server_id),
+        fallback(is_fallback),
         remote_side(std::move(remote)),
         decoder(FrameDecoderOptions{max_body_bytes}) {}
 
-  const uint64_t id;              // Never reused within a group.
-  const uint64_t server_id;       // The server entry it belongs to.
+  const uint64_t id;         // Never reused within a group.
+  const uint64_t server_id;  // The server entry it belongs to.
+  // To a server outside the group's subset, used only while the whole subset
+  // is down.
+  const bool fallback;
   const std::string remote_side;  // "ip:port"
 
   // Calls queued on it and not completed: the send thread adds, whoever

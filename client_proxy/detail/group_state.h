@@ -25,7 +25,7 @@ struct SendCommand {
   enum class Kind {
     kReleased,  // The receive side let go of `connection_id` (failed or asked).
     kResend,    // `slot` was answered 2003 on `connection_id`: send it elsewhere.
-    kServers,   // The server list changed to `servers`.
+    kServers,   // The servers are now `servers` (+ `fallback_servers`).
     kShutdown,
   };
   Kind kind = Kind::kShutdown;
@@ -33,6 +33,9 @@ struct SendCommand {
   CallTable::Slot slot{0, 0};
   std::string reason;
   std::shared_ptr<const std::vector<ServerAddress>> servers;
+  // With subsetting: the servers outside the group's subset, used only while
+  // every server of the subset is down. Null: none.
+  std::shared_ptr<const std::vector<ServerAddress>> fallback_servers;
 };
 
 // A message to a group's receive thread.

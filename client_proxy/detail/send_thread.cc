@@ -102,7 +102,7 @@ bool SendThread::process_commands() {
         break;
       }
       case SendCommand::Kind::kServers:
-        set_servers(*command.servers);
+        set_servers(*command.servers, command.fallback_servers.get());
         break;
       case SendCommand::Kind::kShutdown:
         running_ = false;
@@ -159,24 +159,63 @@ void SendThread::resend(CallTable::Slot slot, uint64_t avoid_server) {
 }
 
 void SendThread::place(CallTable::Slot slot, CallRecord& record) {
+  if (try_place(slot, record, 0))
+    return;
+  // The whole subset is down: any server will do.
+  if (fallback_servers_ > 0) {
+    if (!fallback_active_)
+      set_fallback_active(true);
+    if (try_place(slot, record, 1))
+      return;
+  }
+  complete(slot, ErrorCode::kHostDown,
+           current_servers_.empty() ? "no server available: the server list is empty"
+                                    : "no server available: every connection is down");
+}
+
+bool SendThread::try_place(CallTable::Slot slot, CallRecord& record, int tier) {
+  std::vector<ClientConnection*>& ready = ready_[tier];
   const int chosen = picker_.pick(
-      ready_.size(),
-      [this](size_t i) {
-        return BalancerCandidate{ready_[i]->server_id,
-                                 ready_[i]->outstanding.load(std::memory_order_relaxed)};
+      ready.size(),
+      [&ready](size_t i) {
+        return BalancerCandidate{ready[i]->server_id,
+                                 ready[i]->outstanding.load(std::memory_order_relaxed)};
       },
       record.avoid_server);
   if (chosen >= 0) {
-    queue_on(*ready_[chosen], slot, record);
-    return;
+    queue_on(*ready[chosen], slot, record);
+    return true;
   }
-  if (connecting_ > 0) {
+  if (connecting_[tier] > 0) {
     waiting_.push_back(slot);  // A connection is on its way.
+    return true;
+  }
+  return false;
+}
+
+void SendThread::set_fallback_active(bool active) {
+  fallback_active_ = active;
+  if (active) {
+    maintain(Clock::now());  // Connects the fallback servers.
     return;
   }
-  complete(slot, ErrorCode::kHostDown,
-           servers_.empty() ? "no server available: the server list is empty"
-                            : "no server available: every connection is down");
+  // The subset is back: fallback connections finish their calls and close.
+  std::vector<ClientConnection*> fallback;
+  for (auto& [id, connection] : connections_) {
+    if (connection->fallback)
+      fallback.push_back(connection.get());
+  }
+  for (ClientConnection* connection : fallback) {
+    if (connection->state == ClientConnection::State::kReady) {
+      remove_ready(*connection);
+      connection->state = ClientConnection::State::kDraining;
+    } else if (connection->state == ClientConnection::State::kConnecting) {
+      --connecting_[1];
+      unwatch(*connection);
+      forget_connection(*connection, /*failed=*/false);
+    }
+  }
+  next_maintenance_ = Clock::time_point::min();
 }
 
 void SendThread::queue_on(ClientConnection& connection, CallTable::Slot slot, CallRecord& record) {
@@ -216,7 +255,8 @@ void SendThread::complete(CallTable::Slot slot, ErrorCode code, std::string text
 }
 
 void SendThread::retry_waiting_calls() {
-  if (ready_.empty() && connecting_ > 0)
+  const bool none_ready = ready_[0].empty() && ready_[1].empty();
+  if (none_ready && connecting_[0] + connecting_[1] > 0)
     return;  // Still waiting.
   std::vector<CallTable::Slot> waiting;
   waiting.swap(waiting_);
@@ -359,8 +399,8 @@ void SendThread::unwatch(ClientConnection& connection) {
 
 void SendThread::connect(ServerEntry& server, size_t slot_index) {
   const uint64_t id = next_connection_id_++;
-  auto owned = std::make_unique<ClientConnection>(id, server.id, server.address.to_string(),
-                                                  group_.options.max_body_bytes);
+  auto owned = std::make_unique<ClientConnection>(
+      id, server.id, server.fallback, server.address.to_string(), group_.options.max_body_bytes);
   ClientConnection& connection = *owned;
   connections_.emplace(id, std::move(owned));
   server.connection_ids[slot_index] = id;
@@ -368,15 +408,16 @@ void SendThread::connect(ServerEntry& server, size_t slot_index) {
 
   connection.fd =
       ::socket(server.socket_address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int tier = server.fallback ? 1 : 0;
   if (connection.fd < 0) {
-    ++connecting_;  // on_connect_failed() expects a connecting connection.
+    ++connecting_[tier];  // on_connect_failed() expects a connecting connection.
     on_connect_failed(connection, "socket: " + errno_text(errno));
     return;
   }
   const int one = 1;
   ::setsockopt(connection.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   connection.state = ClientConnection::State::kConnecting;
-  ++connecting_;
+  ++connecting_[tier];
   connection.connect_deadline =
       Clock::now() + std::chrono::milliseconds(group_.options.connect_timeout_ms);
   next_maintenance_ = std::min(next_maintenance_, connection.connect_deadline);
@@ -393,7 +434,7 @@ void SendThread::connect(ServerEntry& server, size_t slot_index) {
 
 void SendThread::on_connected(ClientConnection& connection) {
   unwatch(connection);
-  --connecting_;
+  --connecting_[connection.fallback ? 1 : 0];
   connection.state = ClientConnection::State::kReady;
   if (ServerEntry* server = find_server(connection.server_id))
     server->consecutive_failures = 0;
@@ -403,11 +444,13 @@ void SendThread::on_connected(ClientConnection& connection) {
   adopt.connection_id = connection.id;
   group_.post_to_receive_thread(adopt);
   add_ready(connection);
+  if (!connection.fallback && fallback_active_)
+    set_fallback_active(false);
 }
 
 void SendThread::on_connect_failed(ClientConnection& connection, const std::string& reason) {
   (void)reason;
-  --connecting_;
+  --connecting_[connection.fallback ? 1 : 0];
   if (connection.fd >= 0) {
     unwatch(connection);
   }
@@ -516,17 +559,19 @@ std::chrono::milliseconds SendThread::backoff(int failures) {
 void SendThread::add_ready(ClientConnection& connection) {
   if (connection.ready_index >= 0)
     return;
-  connection.ready_index = static_cast<int>(ready_.size());
-  ready_.push_back(&connection);
+  std::vector<ClientConnection*>& ready = ready_[connection.fallback ? 1 : 0];
+  connection.ready_index = static_cast<int>(ready.size());
+  ready.push_back(&connection);
 }
 
 void SendThread::remove_ready(ClientConnection& connection) {
   if (connection.ready_index < 0)
     return;
-  ClientConnection* last = ready_.back();
-  ready_[connection.ready_index] = last;
+  std::vector<ClientConnection*>& ready = ready_[connection.fallback ? 1 : 0];
+  ClientConnection* last = ready.back();
+  ready[connection.ready_index] = last;
   last->ready_index = connection.ready_index;
-  ready_.pop_back();
+  ready.pop_back();
   connection.ready_index = -1;
 }
 
@@ -565,7 +610,7 @@ void SendThread::maintain(Clock::time_point now) {
         any_connection = true;
         continue;
       }
-      if (server.removed)
+      if (server.removed || (server.fallback && !fallback_active_))
         continue;
       if (now >= server.retry_at[i]) {
         connect(server, i);
@@ -588,14 +633,27 @@ void SendThread::maintain(Clock::time_point now) {
   next_maintenance_ = next;
 }
 
-void SendThread::set_servers(const std::vector<ServerAddress>& servers) {
-  std::map<std::string, const ServerAddress*> wanted;
+void SendThread::set_servers(const std::vector<ServerAddress>& servers,
+                             const std::vector<ServerAddress>* fallback_servers) {
+  // key -> (address, fallback?)
+  std::map<std::string, std::pair<const ServerAddress*, bool>> wanted;
+  if (fallback_servers != nullptr) {
+    for (const ServerAddress& address : *fallback_servers) {
+      wanted[address.to_string()] = {&address, true};
+    }
+  }
   for (const ServerAddress& address : servers)
-    wanted.emplace(address.to_string(), &address);
-  // Left the list: drain (finish what is in flight, take nothing new).
-  for (auto& [key, server] : servers_) {
-    if (wanted.contains(key) || server.removed)
+    wanted[address.to_string()] = {&address, false};
+
+  // Left the list, or moved in or out of the subset: drain (finish what is
+  // in flight, take nothing new); a moved server gets a fresh entry below.
+  for (auto entry = current_servers_.begin(); entry != current_servers_.end();) {
+    ServerEntry& server = servers_.at(entry->second);
+    const auto found = wanted.find(entry->first);
+    if (found != wanted.end() && found->second.second == server.fallback) {
+      ++entry;
       continue;
+    }
     server.removed = true;
     for (uint64_t id : server.connection_ids) {
       ClientConnection* connection = find_connection(id);
@@ -605,28 +663,27 @@ void SendThread::set_servers(const std::vector<ServerAddress>& servers) {
         remove_ready(*connection);
         connection->state = ClientConnection::State::kDraining;
       } else if (connection->state == ClientConnection::State::kConnecting) {
-        --connecting_;
+        --connecting_[connection->fallback ? 1 : 0];
         unwatch(*connection);
         forget_connection(*connection, /*failed=*/false);
       }
     }
+    // The entry stays (by id) while its connections drain; maintain() drops
+    // it after. The address is free for a fresh entry.
+    entry = current_servers_.erase(entry);
   }
-  // Joined (or came back): connect now.
-  for (const auto& [key, address] : wanted) {
-    auto found = servers_.find(key);
-    if (found != servers_.end() && !found->second.removed)
+  // Joined (or moved): a fresh entry, connected by maintain().
+  fallback_servers_ = 0;
+  for (const auto& [key, wanted_server] : wanted) {
+    const auto [address, fallback] = wanted_server;
+    if (fallback)
+      ++fallback_servers_;
+    if (current_servers_.contains(key))
       continue;
-    if (found != servers_.end()) {
-      // It came back while its connections drain: let those finish and give
-      // the server a fresh entry.
-      found->second.removed = true;
-      ServerEntry old = std::move(found->second);
-      servers_.erase(found);
-      (void)old;
-    }
     ServerEntry server;
     server.id = next_server_id_++;
     server.address = *address;
+    server.fallback = fallback;
     std::memset(&server.socket_address, 0, sizeof(server.socket_address));
     if (address->ip.find(':') == std::string::npos) {
       auto* v4 = reinterpret_cast<sockaddr_in*>(&server.socket_address);
@@ -644,8 +701,11 @@ void SendThread::set_servers(const std::vector<ServerAddress>& servers) {
     const auto slots = static_cast<size_t>(group_.options.connections_per_server);
     server.connection_ids.assign(slots, 0);
     server.retry_at.assign(slots, Clock::time_point::min());
-    servers_.emplace(key, std::move(server));
+    current_servers_.emplace(key, server.id);
+    servers_.emplace(server.id, std::move(server));
   }
+  if (fallback_servers_ == 0 && fallback_active_)
+    fallback_active_ = false;
   maintain(Clock::now());  // Connect at once, before any call is placed.
 }
 
@@ -657,11 +717,8 @@ ClientConnection* SendThread::find_connection(uint64_t connection_id) const {
 }
 
 SendThread::ServerEntry* SendThread::find_server(uint64_t server_id) {
-  for (auto& [key, server] : servers_) {
-    if (server.id == server_id)
-      return &server;
-  }
-  return nullptr;
+  const auto found = servers_.find(server_id);
+  return found == servers_.end() ? nullptr : &found->second;
 }
 
 void SendThread::shut_down() {

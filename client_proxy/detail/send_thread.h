@@ -45,7 +45,8 @@ class SendThread {
     ServerAddress address;
     sockaddr_storage socket_address{};
     socklen_t socket_address_length = 0;
-    bool removed = false;  // Left the list; its connections drain.
+    bool removed = false;   // Left the list; its connections drain.
+    bool fallback = false;  // Outside the subset: connected only when needed.
     int consecutive_failures = 0;
     // connections_per_server slots: a live connection id, or 0 and the time
     // of the next attempt.
@@ -71,6 +72,11 @@ class SendThread {
   void dispatch(CallTable::Slot slot);
   void resend(CallTable::Slot slot, uint64_t avoid_server);
   void place(CallTable::Slot slot, CallRecord& record);
+  // Queues the call on a ready connection of `tier` (0: the subset, 1: the
+  // fallback servers), or parks it until one of that tier connects. False if
+  // the tier has neither.
+  bool try_place(CallTable::Slot slot, CallRecord& record, int tier);
+  void set_fallback_active(bool active);
   void queue_on(ClientConnection& connection, CallTable::Slot slot, CallRecord& record);
   void complete(CallTable::Slot slot, ErrorCode code, std::string text);
   void retry_waiting_calls();
@@ -90,7 +96,8 @@ class SendThread {
   void add_ready(ClientConnection& connection);
   void remove_ready(ClientConnection& connection);
   void maintain(Clock::time_point now);
-  void set_servers(const std::vector<ServerAddress>& servers);
+  void set_servers(const std::vector<ServerAddress>& servers,
+                   const std::vector<ServerAddress>* fallback_servers);
   std::chrono::milliseconds backoff(int failures);
   ClientConnection* find_connection(uint64_t connection_id) const;
   ServerEntry* find_server(uint64_t server_id);
@@ -103,10 +110,15 @@ class SendThread {
   std::thread::id thread_id_;
 
   std::unordered_map<uint64_t, std::unique_ptr<ClientConnection>> connections_;
-  std::vector<ClientConnection*> ready_;
+  // Ready connections and connections in kConnecting, by tier (0: the
+  // group's subset of servers, 1: fallback servers).
+  std::vector<ClientConnection*> ready_[2];
+  int connecting_[2] = {0, 0};
+  int fallback_servers_ = 0;  // Entries outside the subset.
+  bool fallback_active_ = false;
   std::vector<ClientConnection*> dirty_;
-  int connecting_ = 0;                          // Connections in kConnecting.
-  std::map<std::string, ServerEntry> servers_;  // By "ip:port".
+  std::map<uint64_t, ServerEntry> servers_;          // By id, removed ones too.
+  std::map<std::string, uint64_t> current_servers_;  // "ip:port" -> id, not removed.
   uint64_t next_connection_id_ = 1;
   uint64_t next_server_id_ = 1;
   ConnectionPicker picker_;

@@ -93,10 +93,12 @@ ThreadGroup::~ThreadGroup() {
     std::this_thread::yield();
 }
 
-void ThreadGroup::set_servers(std::shared_ptr<const std::vector<ServerAddress>> servers) {
+void ThreadGroup::set_servers(std::shared_ptr<const std::vector<ServerAddress>> servers,
+                              std::shared_ptr<const std::vector<ServerAddress>> fallback_servers) {
   SendCommand command;
   command.kind = SendCommand::Kind::kServers;
   command.servers = std::move(servers);
+  command.fallback_servers = std::move(fallback_servers);
   state_.post_to_send_thread(std::move(command));
 }
 

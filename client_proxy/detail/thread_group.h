@@ -40,8 +40,10 @@ class ThreadGroup {
             const google::protobuf::Message* request, google::protobuf::Message* response,
             google::protobuf::Closure* done);
 
-  // The group's servers are now `servers` (the full list).
-  void set_servers(std::shared_ptr<const std::vector<ServerAddress>> servers);
+  // The group's servers are now `servers`; with subsetting,
+  // `fallback_servers` are the others, used while all of `servers` are down.
+  void set_servers(std::shared_ptr<const std::vector<ServerAddress>> servers,
+                   std::shared_ptr<const std::vector<ServerAddress>> fallback_servers);
 
   // The index of the group whose thread (send, receive or callback) is
   // running this, if that group belongs to `owner`; else -1. A callback that

@@ -18,6 +18,7 @@
 #include "proto/echo.pb.h"
 #include "test/support/call_ledger.h"
 #include "test/support/child_process.h"
+#include "test/support/echo_load.h"
 #include "test/support/slack.h"
 
 namespace percore {
@@ -28,129 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 std::string address_of(const testing::ServerProcess& server) {
   return "127.0.0.1:" + std::to_string(server.port);
-}
-
-// One call of a load, with what the test asserts on.
-struct CallOutcome {
-  int32_t code = -1;
-  int64_t latency_us = 0;
-  std::string remote_side;
-  Clock::time_point ended_at;
-};
-
-// Keeps `in_flight` asynchronous echo calls going through a channel and
-// records every outcome by call id.
-class EchoLoad {
- public:
-  EchoLoad(Channel& channel, size_t max_calls, int in_flight)
-      : stub_(&channel),
-        ledger_(max_calls),
-        outcomes_(max_calls),
-        permits_(in_flight),
-        in_flight_(in_flight) {}
-
-  // Issues calls [issued(), issued() + count) and returns when they are issued.
-  void issue(size_t count) {
-    for (size_t i = 0; i < count; ++i) {
-      ASSERT_TRUE(permits_.try_acquire_for(testing::scaled(milliseconds(20000))));
-      const size_t id = issued_++;
-      ASSERT_LT(id, outcomes_.size());
-      auto* call = new Call(*this, id);
-      call->request.set_message("call " + std::to_string(id));
-      stub_.Echo(&call->controller, &call->request, &call->response, call);
-    }
-  }
-  // Issues calls on a thread of its own until stop_background() (or until
-  // the outcome table is full).
-  void start_background() {
-    background_ = std::thread([this] {
-      while (!stop_.load() && issued_.load() < outcomes_.size())
-        issue(1);
-    });
-  }
-  void stop_background() {
-    stop_.store(true);
-    if (background_.joinable())
-      background_.join();
-  }
-  // Waits until at least `count` calls are issued (bounded).
-  bool wait_issued(size_t count) {
-    const auto deadline = Clock::now() + testing::scaled(milliseconds(20000));
-    while (issued_.load() < count && Clock::now() < deadline) {
-      std::this_thread::sleep_for(milliseconds(1));
-    }
-    return issued_.load() >= count;
-  }
-  // Waits for every issued call to end.
-  void wait_all() {
-    for (int i = 0; i < in_flight_; ++i) {
-      ASSERT_TRUE(permits_.try_acquire_for(testing::scaled(milliseconds(20000))));
-    }
-    permits_.release(in_flight_);
-  }
-  size_t issued() const { return issued_.load(); }
-  const testing::CallLedger& ledger() const { return ledger_; }
-  std::vector<CallOutcome> outcomes() {
-    std::lock_guard lock(mutex_);
-    return std::vector<CallOutcome>(outcomes_.begin(), outcomes_.begin() + issued_.load());
-  }
-  // When a successful call was first answered by `remote_side` after `since`.
-  std::optional<Clock::time_point> first_answer_from(const std::string& remote_side,
-                                                     Clock::time_point since) {
-    std::lock_guard lock(mutex_);
-    std::optional<Clock::time_point> first;
-    for (size_t i = 0; i < issued_.load(); ++i) {
-      const CallOutcome& outcome = outcomes_[i];
-      if (outcome.code == 0 && outcome.remote_side == remote_side && outcome.ended_at > since &&
-          (!first || outcome.ended_at < *first)) {
-        first = outcome.ended_at;
-      }
-    }
-    return first;
-  }
-
- private:
-  struct Call : google::protobuf::Closure {
-    Call(EchoLoad& owner, size_t call_id) : load(owner), id(call_id) {}
-    void Run() override {
-      CallOutcome outcome;
-      outcome.code = controller.ErrorCode();
-      if (outcome.code == 0 && response.message() != request.message())
-        outcome.code = -2;
-      outcome.latency_us = controller.latency_us();
-      outcome.remote_side = controller.remote_side();
-      outcome.ended_at = Clock::now();
-      {
-        std::lock_guard lock(load.mutex_);
-        load.outcomes_[id] = std::move(outcome);
-      }
-      load.ledger_.record_end(id);
-      load.permits_.release();
-      delete this;
-    }
-    EchoLoad& load;
-    size_t id;
-    Controller controller;
-    example::EchoRequest request;
-    example::EchoResponse response;
-  };
-
-  example::EchoService_Stub stub_;
-  testing::CallLedger ledger_;
-  std::mutex mutex_;
-  std::vector<CallOutcome> outcomes_;
-  std::counting_semaphore<1 << 20> permits_;
-  const int in_flight_;
-  std::atomic<size_t> issued_{0};
-  std::atomic<bool> stop_{false};
-  std::thread background_;
-};
-
-std::map<int32_t, int> count_codes(const std::vector<CallOutcome>& outcomes) {
-  std::map<int32_t, int> codes;
-  for (const CallOutcome& outcome : outcomes)
-    ++codes[outcome.code];
-  return codes;
 }
 
 TEST(ChannelFaultTest, KillNineOneOfTwoServersUnderLoad) {
@@ -166,7 +44,7 @@ TEST(ChannelFaultTest, KillNineOneOfTwoServersUnderLoad) {
   options.timeout_ms = static_cast<int>(timeout.count());
   Channel channel;
   ASSERT_TRUE(channel.Init("list://" + first_address + "," + second_address, options));
-  EchoLoad load(channel, 2000000, 128);
+  testing::EchoLoad load(channel, 2000000, 128);
 
   load.start_background();
   ASSERT_TRUE(load.wait_issued(10000));
@@ -194,20 +72,20 @@ TEST(ChannelFaultTest, KillNineOneOfTwoServersUnderLoad) {
   load.wait_all();
 
   EXPECT_EQ(load.ledger().violations(load.issued()), "");
-  const std::vector<CallOutcome> outcomes = load.outcomes();
+  const std::vector<testing::CallOutcome> outcomes = load.outcomes();
   ASSERT_GE(outcomes.size(), 20000u);
-  const std::map<int32_t, int> codes = count_codes(outcomes);
+  const std::map<int32_t, int> codes = testing::count_codes(outcomes);
   for (const auto& [code, count] : codes) {
     EXPECT_TRUE(code == 0 || code == 1009) << count << " calls ended with " << code;
   }
-  for (const CallOutcome& outcome : outcomes) {
+  for (const testing::CallOutcome& outcome : outcomes) {
     if (outcome.code != 0 && outcome.code != 1009) {
       ADD_FAILURE() << "e.g. code " << outcome.code << " from " << outcome.remote_side;
       break;
     }
   }
   EXPECT_GT(codes.count(1009) ? codes.at(1009) : 0, 0) << "calls in flight on the killed server";
-  for (const CallOutcome& outcome : outcomes) {
+  for (const testing::CallOutcome& outcome : outcomes) {
     if (outcome.code != 1009)
       continue;
     EXPECT_EQ(outcome.remote_side, first_address);
@@ -215,7 +93,7 @@ TEST(ChannelFaultTest, KillNineOneOfTwoServersUnderLoad) {
     EXPECT_LT(outcome.latency_us, std::chrono::microseconds(timeout).count() / 3);
   }
   // Between the kill and the restart, only the live server answered.
-  for (const CallOutcome& outcome : outcomes) {
+  for (const testing::CallOutcome& outcome : outcomes) {
     if (outcome.code == 0 && outcome.ended_at > killed_at + milliseconds(50) &&
         outcome.ended_at < restarted_at) {
       EXPECT_EQ(outcome.remote_side, second_address);
@@ -234,7 +112,7 @@ TEST(ChannelFaultTest, FrozenServerTimesOutWhileTheOtherGoesOn) {
   options.timeout_ms = 300;
   Channel channel;
   ASSERT_TRUE(channel.Init("list://" + address_of(*frozen) + "," + address_of(*healthy), options));
-  EchoLoad load(channel, 1000000, 32);
+  testing::EchoLoad load(channel, 1000000, 32);
   load.start_background();
   ASSERT_TRUE(load.wait_issued(500));
   frozen->process->send_signal(SIGSTOP);
@@ -245,14 +123,14 @@ TEST(ChannelFaultTest, FrozenServerTimesOutWhileTheOtherGoesOn) {
   frozen->process->send_signal(SIGCONT);
 
   EXPECT_EQ(load.ledger().violations(load.issued()), "");
-  const std::vector<CallOutcome> outcomes = load.outcomes();
-  const std::map<int32_t, int> codes = count_codes(outcomes);
+  const std::vector<testing::CallOutcome> outcomes = load.outcomes();
+  const std::map<int32_t, int> codes = testing::count_codes(outcomes);
   for (const auto& [code, count] : codes) {
     EXPECT_TRUE(code == 0 || code == 1008) << count << " calls ended with " << code;
   }
   EXPECT_GT(codes.count(1008) ? codes.at(1008) : 0, 0) << "the frozen server's calls time out";
   int answered_after_freeze = 0;
-  for (const CallOutcome& outcome : outcomes) {
+  for (const testing::CallOutcome& outcome : outcomes) {
     if (outcome.code == 1008) {
       EXPECT_EQ(outcome.remote_side, address_of(*frozen));
     }

@@ -1,0 +1,76 @@
+#include "discovery/zookeeper_naming_source.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "discovery/service_instance.h"
+
+namespace percore {
+
+ZooKeeperNamingSource::ZooKeeperNamingSource(ZooKeeperUri uri, ZooKeeperOptions options)
+    : uri_(std::move(uri)), options_(std::move(options)) {
+  options_.hosts = uri_.hosts;
+}
+
+ZooKeeperNamingSource::~ZooKeeperNamingSource() {
+  stop();
+}
+
+std::optional<ServerAddress> ZooKeeperNamingSource::address_of(const std::string& instance_json,
+                                                               std::string* error) {
+  std::optional<ServiceInstance> instance = parse_curator_json(instance_json, error);
+  if (!instance)
+    return std::nullopt;
+  if (instance->enabled.has_value() && !*instance->enabled) {
+    if (error != nullptr)
+      *error = "instance " + instance->id + " is disabled";
+    return std::nullopt;
+  }
+  if (!instance->port) {
+    if (error != nullptr)
+      *error = "instance " + instance->id + " has no plain-text port";
+    return std::nullopt;
+  }
+  return resolve_server_address(instance->address + ":" + std::to_string(*instance->port), error);
+}
+
+std::vector<ServerAddress> ZooKeeperNamingSource::to_servers(
+    const ZooKeeperClient::Children& children) {
+  std::vector<ServerAddress> servers;
+  for (const auto& [id, json] : children) {
+    std::string error;
+    std::optional<ServerAddress> address = address_of(json, &error);
+    if (address) {
+      servers.push_back(*address);
+    } else {
+      std::fprintf(stderr, "percore: skipping instance %s%s/%s: %s\n", uri_.hosts.c_str(),
+                   uri_.path.c_str(), id.c_str(), error.c_str());
+    }
+  }
+  std::sort(servers.begin(), servers.end());
+  servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
+  return servers;
+}
+
+bool ZooKeeperNamingSource::start(Listener listener, std::string* error) {
+  client_ = std::make_unique<ZooKeeperClient>(options_);
+  if (!client_->connect(error)) {
+    client_.reset();
+    return false;
+  }
+  std::optional<ZooKeeperClient::Children> children = client_->watch_children(
+      uri_.path,
+      [this, listener](const ZooKeeperClient::Children& now) { listener(to_servers(now)); }, error);
+  if (!children) {
+    client_.reset();
+    return false;
+  }
+  listener(to_servers(*children));
+  return true;
+}
+
+void ZooKeeperNamingSource::stop() {
+  client_.reset();
+}
+
+}  // namespace percore

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "discovery/naming_source.h"
+#include "discovery/zookeeper_client.h"
+#include "discovery/zookeeper_uri.h"
+
+namespace percore {
+
+// `zk://hosts/base/path/ServiceName`: the instances registered under
+// /base/path/ServiceName in Apache Curator's layout. start() waits (bounded
+// by the connect timeout) for the session and delivers the first list before
+// it returns — possibly empty, when no instance has registered yet. After
+// that, every change of the children is delivered as a full list; through a
+// connection loss or a session expiry the last known list stays.
+//
+// Owns: its ZooKeeper session. Threads: as NamingSource; the listener runs
+// on the session's thread after start().
+class ZooKeeperNamingSource : public NamingSource {
+ public:
+  ZooKeeperNamingSource(ZooKeeperUri uri, ZooKeeperOptions options);
+  ~ZooKeeperNamingSource() override;
+
+  bool start(Listener listener, std::string* error) override;
+  void stop() override;
+
+  // The session (for tests that force its expiry); null before start().
+  ZooKeeperClient* client() { return client_.get(); }
+
+  // Instances whose JSON is not a usable Curator instance are skipped; this
+  // turns one child's data into an address, or nullopt (with *error).
+  static std::optional<ServerAddress> address_of(const std::string& instance_json,
+                                                 std::string* error);
+
+ private:
+  std::vector<ServerAddress> to_servers(const ZooKeeperClient::Children& children);
+
+  ZooKeeperUri uri_;
+  ZooKeeperOptions options_;
+  std::unique_ptr<ZooKeeperClient> client_;
+};
+
+}  // namespace percore
