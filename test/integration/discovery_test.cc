@@ -1,0 +1,456 @@
+// Discovery against a real ZooKeeper server (Debian's package, started by the
+// fixture on a free loopback port): registration in Curator's layout, hot
+// plug under load, ZooKeeper outages, session expiry, ACLs, subsetting and
+// file:// lists.
+
+#define THREADED
+#include <zookeeper/zookeeper.h>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "client_proxy/channel.h"
+#include "discovery/zookeeper_client.h"
+#include "discovery/zookeeper_naming_source.h"
+#include "examples/echo_service.h"
+#include "proto/echo.pb.h"
+#include "server_io/server.h"
+#include "test/support/child_process.h"
+#include "test/support/echo_load.h"
+#include "test/support/slack.h"
+#include "test/support/zookeeper_server.h"
+
+namespace percore {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kBase[] = "/percore/services";
+constexpr char kEchoService[] = "example.EchoService";
+
+// Polls `condition` every 20 ms until it holds or `timeout` (scaled) passes.
+template <typename Condition>
+bool eventually(Condition condition, milliseconds timeout) {
+  const auto deadline = Clock::now() + testing::scaled(timeout);
+  while (Clock::now() < deadline) {
+    if (condition())
+      return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return condition();
+}
+
+// A plain ZooKeeper C handle, as another process (Curator, an operator)
+// would hold: no credential unless given.
+class RawZooKeeper {
+ public:
+  explicit RawZooKeeper(const std::string& hosts, const clientid_t* session = nullptr) {
+    handle_ = zookeeper_init(hosts.c_str(), &RawZooKeeper::watcher, 4000, session, this, 0);
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, testing::scaled(milliseconds(10000)), [&] { return connected_; });
+  }
+  ~RawZooKeeper() {
+    if (handle_ != nullptr)
+      zookeeper_close(handle_);
+  }
+  bool connected() {
+    std::lock_guard lock(mutex_);
+    return connected_;
+  }
+  zhandle_t* handle() { return handle_; }
+  std::vector<std::string> children(const std::string& path) {
+    String_vector names{0, nullptr};
+    std::vector<std::string> result;
+    if (zoo_get_children(handle_, path.c_str(), 0, &names) == ZOK) {
+      for (int i = 0; i < names.count; ++i)
+        result.push_back(names.data[i]);
+      deallocate_String_vector(&names);
+    }
+    return result;
+  }
+  std::optional<std::string> data(const std::string& path, Stat* stat = nullptr) {
+    std::vector<char> buffer(1 << 16);
+    int length = static_cast<int>(buffer.size());
+    Stat local;
+    if (zoo_get(handle_, path.c_str(), 0, buffer.data(), &length, stat ? stat : &local) != ZOK) {
+      return std::nullopt;
+    }
+    return std::string(buffer.data(), length < 0 ? 0 : length);
+  }
+
+ private:
+  static void watcher(zhandle_t*, int type, int state, const char*, void* context) {
+    auto* self = static_cast<RawZooKeeper*>(context);
+    if (type != ZOO_SESSION_EVENT)
+      return;
+    std::lock_guard lock(self->mutex_);
+    self->connected_ = state == ZOO_CONNECTED_STATE;
+    self->changed_.notify_all();
+  }
+
+  zhandle_t* handle_ = nullptr;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool connected_ = false;
+};
+
+class DiscoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
+    std::string error;
+    zookeeper_ = testing::ZooKeeperServer::start(&error);
+    ASSERT_NE(zookeeper_, nullptr) << error;
+  }
+
+  std::string registry() const { return "zk://" + zookeeper_->hosts() + kBase; }
+  std::string echo_target() const { return registry() + "/" + kEchoService; }
+
+  std::optional<testing::ServerProcess> start_registered_server(
+      std::vector<std::string> extra = {}) {
+    std::vector<std::string> arguments = {"--io-threads",
+                                          "1",
+                                          "--workers",
+                                          "1",
+                                          "--registry",
+                                          registry(),
+                                          "--zk-session-timeout-ms",
+                                          "2000",
+                                          "--deregister-delay-ms",
+                                          "300"};
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    return testing::start_server_process(arguments);
+  }
+
+  // Instance ids under the echo service node.
+  std::vector<std::string> echo_instances() {
+    RawZooKeeper reader(zookeeper_->hosts());
+    return reader.children(std::string(kBase) + "/" + kEchoService);
+  }
+
+  std::unique_ptr<testing::ZooKeeperServer> zookeeper_;
+};
+
+std::string address_of(const testing::ServerProcess& server) {
+  return "127.0.0.1:" + std::to_string(server.port);
+}
+
+TEST_F(DiscoveryTest, RegisteredInstanceHasCuratorsExactLayoutAndGoesAwayOnStop) {
+  auto server = start_registered_server();
+  ASSERT_TRUE(server.has_value());
+  RawZooKeeper reader(zookeeper_->hosts());
+  ASSERT_TRUE(reader.connected());
+  for (const char* service : {"example.EchoService", "prime.PrimeService"}) {
+    const std::string service_path = std::string(kBase) + "/" + service;
+    const std::vector<std::string> ids = reader.children(service_path);
+    ASSERT_EQ(ids.size(), 1u) << service;
+    Stat stat;
+    const std::optional<std::string> data = reader.data(service_path + "/" + ids[0], &stat);
+    ASSERT_TRUE(data.has_value());
+    EXPECT_NE(stat.ephemeralOwner, 0) << "instance nodes are EPHEMERAL";
+    const nlohmann::json instance = nlohmann::json::parse(*data);
+    std::set<std::string> keys;
+    for (const auto& [key, value] : instance.items())
+      keys.insert(key);
+    EXPECT_EQ(keys, (std::set<std::string>{"name", "id", "address", "port", "sslPort", "payload",
+                                           "registrationTimeUTC", "serviceType", "uriSpec"}));
+    EXPECT_EQ(instance["name"], service);
+    EXPECT_EQ(instance["id"], ids[0]);
+    EXPECT_EQ(instance["address"], "127.0.0.1");
+    EXPECT_TRUE(instance["port"].is_number_integer());
+    EXPECT_EQ(instance["port"], server->port);
+    EXPECT_TRUE(instance["sslPort"].is_null());
+    EXPECT_TRUE(instance["payload"].is_null());
+    EXPECT_TRUE(instance["uriSpec"].is_null());
+    EXPECT_TRUE(instance["registrationTimeUTC"].is_number_integer());
+    EXPECT_EQ(instance["serviceType"], "DYNAMIC");
+  }
+
+  server->process->send_signal(SIGTERM);
+  // Deregistered first: the node goes before the process exits.
+  EXPECT_TRUE(eventually([&] { return echo_instances().empty(); }, milliseconds(3000)));
+  const std::optional<int> status =
+      server->process->wait_exit(testing::scaled(milliseconds(10000)));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST_F(DiscoveryTest, ChannelInitFailsClearlyWhenZooKeeperIsUnreachable) {
+  const std::string hosts = zookeeper_->hosts();
+  zookeeper_->stop();
+  Channel channel;
+  ChannelOptions options;
+  options.naming_timeout_ms = 1000;
+  std::string error;
+  const auto start = Clock::now();
+  EXPECT_FALSE(channel.Init("zk://" + hosts + kBase + "/" + kEchoService, options, &error));
+  EXPECT_NE(error.find("ZooKeeper unreachable"), std::string::npos) << error;
+  EXPECT_LT(Clock::now() - start, testing::scaled(milliseconds(3000)));
+}
+
+TEST_F(DiscoveryTest, NoInstancesYetGives112UntilOneRegisters) {
+  Channel channel;
+  ChannelOptions options;
+  options.groups = 1;
+  std::string error;
+  ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
+  example::EchoService_Stub stub(&channel);
+  example::EchoRequest request;
+  request.set_message("anyone?");
+  example::EchoResponse response;
+  Controller early;
+  stub.Echo(&early, &request, &response, nullptr);
+  EXPECT_EQ(early.ErrorCode(), 112) << early.ErrorText();
+
+  auto server = start_registered_server();
+  ASSERT_TRUE(server.has_value());
+  EXPECT_TRUE(eventually(
+      [&] {
+        Controller controller;
+        stub.Echo(&controller, &request, &response, nullptr);
+        return !controller.Failed();
+      },
+      milliseconds(3000)));
+  EXPECT_EQ(response.message(), "anyone?");
+}
+
+TEST_F(DiscoveryTest, HotPlugUnderLoad) {
+  auto first = start_registered_server();
+  ASSERT_TRUE(first.has_value());
+  Channel channel;
+  ChannelOptions options;
+  options.groups = 2;
+  options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(3000)).count());
+  std::string error;
+  ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
+  testing::EchoLoad load(channel, 4000000, 64);
+  load.start_background();
+  ASSERT_TRUE(load.wait_issued(5000));
+
+  // A second server joins: it gets calls within 2 s.
+  auto second = start_registered_server();
+  ASSERT_TRUE(second.has_value());
+  const auto joined_at = Clock::now();
+  std::optional<Clock::time_point> second_used;
+  ASSERT_TRUE(eventually(
+      [&] {
+        second_used = load.first_answer_from(address_of(*second), joined_at);
+        return second_used.has_value();
+      },
+      milliseconds(2000)))
+      << "the new server got no call within 2 s";
+
+  // The first leaves gracefully: no call fails.
+  const size_t before_leave = load.issued();
+  first->process->send_signal(SIGTERM);
+  ASSERT_TRUE(first->process->wait_exit(testing::scaled(milliseconds(10000))).has_value());
+  ASSERT_TRUE(load.wait_issued(load.issued() + 5000));
+  {
+    const auto outcomes = load.outcomes();
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      if (outcomes[i].code >= 0) {
+        ASSERT_EQ(outcomes[i].code, 0) << "call " << i << " (" << before_leave
+                                       << " before the leave) from " << outcomes[i].remote_side;
+      }
+    }
+  }
+
+  // A third joins, then the second dies hard: only its calls in flight fail.
+  auto third = start_registered_server();
+  ASSERT_TRUE(third.has_value());
+  const auto third_joined = Clock::now();
+  ASSERT_TRUE(eventually(
+      [&] { return load.first_answer_from(address_of(*third), third_joined).has_value(); },
+      milliseconds(2000)));
+  second->process->send_signal(SIGKILL);
+  ASSERT_TRUE(second->process->wait_exit(milliseconds(5000)).has_value());
+  const auto killed_at = Clock::now();
+  ASSERT_TRUE(load.wait_issued(load.issued() + 5000));
+  load.stop_background();
+  load.wait_all();
+
+  EXPECT_EQ(load.ledger().violations(load.issued()), "");
+  EXPECT_GE(load.issued(), 20000u);
+  for (const testing::CallOutcome& outcome : load.outcomes()) {
+    EXPECT_TRUE(outcome.code == 0 || outcome.code == 1009) << outcome.code;
+    if (outcome.code == 1009) {
+      EXPECT_EQ(outcome.remote_side, address_of(*second));
+    }
+  }
+  // ZooKeeper drops the dead server's instance once its session times out.
+  EXPECT_TRUE(eventually([&] { return echo_instances().size() == 1; }, milliseconds(6000)));
+  EXPECT_GT(Clock::now() - killed_at, milliseconds(0));
+}
+
+TEST_F(DiscoveryTest, ZooKeeperOutageKeepsTheLastListAndRecovers) {
+  auto first = start_registered_server();
+  ASSERT_TRUE(first.has_value());
+  Channel channel;
+  ChannelOptions options;
+  options.groups = 1;
+  std::string error;
+  ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
+  testing::EchoLoad load(channel, 4000000, 16);
+  load.start_background();
+  ASSERT_TRUE(load.wait_issued(2000));
+
+  zookeeper_->stop();
+  const size_t at_outage = load.issued();
+  ASSERT_TRUE(load.wait_issued(at_outage + 3000));  // Still served.
+  std::this_thread::sleep_for(milliseconds(500));
+
+  ASSERT_TRUE(zookeeper_->restart(&error)) << error;
+  // Watches work again: a server started now is discovered.
+  auto second = start_registered_server();
+  ASSERT_TRUE(second.has_value());
+  const auto joined_at = Clock::now();
+  EXPECT_TRUE(
+      eventually([&] { return load.first_answer_from(address_of(*second), joined_at).has_value(); },
+                 milliseconds(8000)));
+  load.stop_background();
+  load.wait_all();
+  EXPECT_EQ(load.ledger().violations(load.issued()), "");
+  for (const testing::CallOutcome& outcome : load.outcomes()) {
+    ASSERT_EQ(outcome.code, 0) << "no call fails through a ZooKeeper outage";
+  }
+}
+
+// Reads "session_id_hex password_hex" written by percore-server.
+std::optional<clientid_t> read_session_file(const std::string& path) {
+  std::ifstream file(path);
+  std::string id_hex;
+  std::string password_hex;
+  if (!(file >> id_hex >> password_hex) || password_hex.size() != 32)
+    return std::nullopt;
+  clientid_t session{};
+  session.client_id = static_cast<int64_t>(std::stoull(id_hex, nullptr, 16));
+  for (size_t i = 0; i < 16; ++i) {
+    session.passwd[i] = static_cast<char>(std::stoi(password_hex.substr(i * 2, 2), nullptr, 16));
+  }
+  return session;
+}
+
+// Expires a session the way ZooKeeper's own tests do: a second handle with
+// the same id and password connects, then closes (which ends the session).
+void expire_session(const std::string& hosts, const clientid_t& session) {
+  RawZooKeeper twin(hosts, &session);
+  ASSERT_TRUE(twin.connected());
+}
+
+TEST_F(DiscoveryTest, SessionExpiryReRegistersTheServerAndReArmsTheClient) {
+  char directory_template[] = "/tmp/percore-session-XXXXXX";
+  ASSERT_NE(mkdtemp(directory_template), nullptr);
+  const std::string session_file = std::string(directory_template) + "/session";
+  auto server = start_registered_server({"--zk-session-file", session_file});
+  ASSERT_TRUE(server.has_value());
+  const std::optional<clientid_t> server_session = read_session_file(session_file);
+  ASSERT_TRUE(server_session.has_value());
+
+  // A client-side source, watching.
+  ZooKeeperUri uri{zookeeper_->hosts(), std::string(kBase) + "/" + kEchoService};
+  ZooKeeperOptions options;
+  options.session_timeout_ms = 2000;
+  ZooKeeperNamingSource source(uri, options);
+  std::mutex mutex;
+  std::vector<ServerAddress> latest;
+  std::string error;
+  ASSERT_TRUE(source.start(
+      [&](const std::vector<ServerAddress>& servers) {
+        std::lock_guard lock(mutex);
+        latest = servers;
+      },
+      &error))
+      << error;
+  auto latest_size = [&] {
+    std::lock_guard lock(mutex);
+    return latest.size();
+  };
+  ASSERT_EQ(latest_size(), 1u);
+
+  // Expire both sessions. The session's owner reconnects at once and may
+  // take the session back before the twin's close arrives: try until it
+  // sticks.
+  const std::string service_path = std::string(kBase) + "/" + kEchoService;
+  RawZooKeeper reader(zookeeper_->hosts());
+  auto server_re_registered = [&] {
+    const std::optional<clientid_t> now = read_session_file(session_file);
+    if (!now || now->client_id == server_session->client_id)
+      return false;
+    const std::vector<std::string> ids = reader.children(service_path);
+    if (ids.size() != 1)
+      return false;
+    Stat stat;
+    // Verified in ZooKeeper: the instance belongs to the new session.
+    return reader.data(service_path + "/" + ids[0], &stat).has_value() &&
+           stat.ephemeralOwner == now->client_id;
+  };
+  bool server_renewed = false;
+  for (int attempt = 0; attempt < 5 && !server_renewed; ++attempt) {
+    expire_session(zookeeper_->hosts(), *server_session);
+    server_renewed = eventually(server_re_registered, milliseconds(3000));
+  }
+  EXPECT_TRUE(server_renewed) << "the server did not re-register under a new session";
+
+  const auto [client_session_id, client_password] = source.client()->session();
+  clientid_t client_session{};
+  client_session.client_id = client_session_id;
+  std::copy(client_password.begin(), client_password.end(), client_session.passwd);
+  bool client_renewed = false;
+  for (int attempt = 0; attempt < 5 && !client_renewed; ++attempt) {
+    expire_session(zookeeper_->hosts(), client_session);
+    client_renewed =
+        eventually([&] { return source.client()->sessions_replaced() == 1; }, milliseconds(3000));
+  }
+  EXPECT_TRUE(client_renewed) << "the client did not replace its expired session";
+  EXPECT_NE(source.client()->session().first, client_session_id);
+  // It watches again: a new server shows up.
+  auto second = start_registered_server();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_TRUE(eventually([&] { return latest_size() == 2; }, milliseconds(5000)));
+  source.stop();
+  std::remove(session_file.c_str());
+  rmdir(directory_template);
+}
+
+TEST_F(DiscoveryTest, OnlyHoldersOfTheCredentialCanChangeInstances) {
+  char directory_template[] = "/tmp/percore-credential-XXXXXX";
+  ASSERT_NE(mkdtemp(directory_template), nullptr);
+  const std::string credential_file = std::string(directory_template) + "/credential";
+  std::ofstream(credential_file) << "percore:s3cret\n";
+  auto server = start_registered_server({"--registry-credential-file", credential_file});
+  ASSERT_TRUE(server.has_value());
+
+  RawZooKeeper stranger(zookeeper_->hosts());
+  ASSERT_TRUE(stranger.connected());
+  const std::string service_path = std::string(kBase) + "/" + kEchoService;
+  const std::vector<std::string> ids = stranger.children(service_path);
+  ASSERT_EQ(ids.size(), 1u);
+  const std::string instance_path = service_path + "/" + ids[0];
+  // Reads need no credential.
+  EXPECT_TRUE(stranger.data(instance_path).has_value());
+  // Writes do: delete, overwrite, add.
+  EXPECT_EQ(zoo_delete(stranger.handle(), instance_path.c_str(), -1), ZNOAUTH);
+  EXPECT_EQ(zoo_set(stranger.handle(), instance_path.c_str(), "{}", 2, -1), ZNOAUTH);
+  EXPECT_EQ(zoo_create(stranger.handle(), (service_path + "/intruder").c_str(), "{}", 2,
+                       &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL, nullptr, 0),
+            ZNOAUTH);
+  EXPECT_EQ(stranger.children(service_path).size(), 1u);
+  std::remove(credential_file.c_str());
+  rmdir(directory_template);
+}
+
+}  // namespace
+}  // namespace percore

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "test/support/child_process.h"
+
+namespace percore::testing {
+
+// A real ZooKeeper server (Debian's `zookeeper` package) for tests, alone on
+// a loopback port, with its configuration, data and log in a temporary
+// directory of its own.
+//
+// Started with `zkServer.sh start-foreground`; the server's stdout and stderr
+// go to `zookeeper.out` in that directory (never to a pipe that could fill
+// up). Ready means: `ruok` answers `imok`, `srvr` says `Mode: standalone`,
+// and `conf` names this server's data directory (so a stranger that took the
+// port is never mistaken for it).
+//
+// The configuration is made for fast tests: tickTime=200, sessions of
+// 400 ms to 20 s, no fsync, no admin server, no JMX, all four-letter words.
+//
+// No process is left behind: the destructor stops the server by pid and
+// removes the directory; the JVM also gets SIGKILL if the thread that
+// started it dies (a crashed test), so start it from a thread that lives as
+// long as the server, e.g. the test's main thread.
+//
+// Owns: the JVM process and the temporary directory. Threads: one at a time.
+class ZooKeeperServer {
+ public:
+  // Starts a server on `port`, or on a free loopback port when 0, and waits
+  // until it is ready (30 s, scaled by the test slack). Null with *error
+  // (including the tail of the server's log) on failure.
+  static std::unique_ptr<ZooKeeperServer> start(std::string* error, int port = 0);
+  ~ZooKeeperServer();
+  ZooKeeperServer(const ZooKeeperServer&) = delete;
+  ZooKeeperServer& operator=(const ZooKeeperServer&) = delete;
+
+  int port() const { return port_; }
+  // "127.0.0.1:PORT", for zookeeper_init and zk:// URIs.
+  std::string hosts() const;
+  // The JVM's pid while it runs; the last one after stop() or kill_hard().
+  pid_t pid() const { return pid_; }
+  // The temporary directory: zoo.cfg, data/, zookeeper.out.
+  const std::string& directory() const { return directory_; }
+
+  // SIGTERM, up to 5 s, then SIGKILL. Keeps the data directory, so that
+  // restart() brings back the same nodes and sessions.
+  void stop();
+  // SIGKILL at once (a crash); keeps the data directory.
+  void kill_hard();
+  // Starts again on the same port with the same data and waits until ready.
+  bool restart(std::string* error);
+  bool running() const { return process_ != nullptr; }
+
+  // The last `lines` lines of the server's log, for failure messages.
+  std::string log_tail(size_t lines = 40) const;
+
+ private:
+  ZooKeeperServer(std::string directory, int port)
+      : directory_(std::move(directory)), port_(port) {}
+
+  bool launch(std::string* error);
+  bool wait_ready(std::chrono::milliseconds timeout, std::string* error);
+
+  std::string directory_;
+  int port_;
+  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+}  // namespace percore::testing
