@@ -452,5 +452,46 @@ TEST_F(DiscoveryTest, OnlyHoldersOfTheCredentialCanChangeInstances) {
   rmdir(directory_template);
 }
 
+TEST_F(DiscoveryTest, CliListsRegisteredServicesAndInstances) {
+  auto server = start_registered_server();
+  ASSERT_TRUE(server.has_value());
+  std::string error;
+  auto cli = testing::ChildProcess::start(
+      {testing::built_program("examples/percore-cli"), "list", registry()}, &error);
+  ASSERT_NE(cli, nullptr) << error;
+  const std::optional<std::string> echo_line =
+      cli->wait_for_line("example.EchoService (1 instance)", testing::scaled(milliseconds(5000)));
+  ASSERT_TRUE(echo_line.has_value());
+  const std::optional<std::string> instance_line =
+      cli->wait_for_line(address_of(*server), testing::scaled(milliseconds(5000)));
+  EXPECT_TRUE(instance_line.has_value());
+  const std::optional<int> status = cli->wait_exit(testing::scaled(milliseconds(5000)));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST_F(DiscoveryTest, WildcardListenerMustAdvertiseAnAddress) {
+  std::string error;
+  auto server = testing::ChildProcess::start({testing::built_program("examples/percore-server"),
+                                              "--listen", "0.0.0.0:0", "--registry", registry()},
+                                             &error);
+  ASSERT_NE(server, nullptr) << error;
+  const std::optional<int> status = server->wait_exit(testing::scaled(milliseconds(5000)));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_TRUE(echo_instances().empty());
+
+  // With --advertise it registers that address.
+  auto advertised = start_registered_server({"--listen", "0.0.0.0:0", "--advertise", "127.0.0.1"});
+  ASSERT_TRUE(advertised.has_value());
+  RawZooKeeper reader(zookeeper_->hosts());
+  const std::string service_path = std::string(kBase) + "/" + kEchoService;
+  const std::vector<std::string> ids = reader.children(service_path);
+  ASSERT_EQ(ids.size(), 1u);
+  const nlohmann::json instance =
+      nlohmann::json::parse(reader.data(service_path + "/" + ids[0]).value_or("{}"));
+  EXPECT_EQ(instance["address"], "127.0.0.1");
+}
+
 }  // namespace
 }  // namespace percore
