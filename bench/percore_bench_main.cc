@@ -4,6 +4,7 @@
 //                 [--payload BYTES] [--duration S] [--warmup S]
 //                 [--method echo|is_prime] [--server-pid PID[,PID...]]
 //                 [--timeout-ms N] [--spin-us N] [--inline] [--json FILE]
+//   percore-bench --target URI --idle S [--groups G] [--server-pid PID]
 //
 // Closed loop (--concurrency): C calls in flight in total, spread over the
 // groups; each completion makes the next call from its group's own thread.
@@ -51,6 +52,7 @@ struct Options {
   int timeout_ms = 5000;
   int spin_us = 0;
   bool inline_callbacks = false;
+  double idle_s = 0;  // --idle: no calls, just measure the CPU of an idle channel.
   std::string json_path;
 };
 
@@ -106,6 +108,8 @@ Options parse(int argc, char** argv) {
         options.timeout_ms = std::stoi(value);
       } else if (flag == "--spin-us") {
         options.spin_us = std::stoi(value);
+      } else if (flag == "--idle") {
+        options.idle_s = std::stod(value);
       } else if (flag == "--json") {
         options.json_path = value;
       } else {
@@ -117,8 +121,8 @@ Options parse(int argc, char** argv) {
   }
   if (options.target.empty())
     usage("--target is required");
-  if ((options.concurrency > 0) == (options.rate > 0)) {
-    usage("give one of --concurrency C or --rate R");
+  if (options.idle_s <= 0 && (options.concurrency > 0) == (options.rate > 0)) {
+    usage("give one of --concurrency C, --rate R or --idle S");
   }
   if (options.method != "echo" && options.method != "is_prime")
     usage("--method echo|is_prime");
@@ -227,6 +231,26 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int groups = channel.group_count();
+  if (options.idle_s > 0) {
+    // The idle target: an initialized channel (threads, connections) and a
+    // server with nothing to do must not spin.
+    const double client_start = percore::bench::self_cpu_seconds();
+    const double server_start = percore::bench::processes_cpu_seconds(options.server_pids);
+    std::this_thread::sleep_for(std::chrono::duration<double>(options.idle_s));
+    const double client_cpu = percore::bench::self_cpu_seconds() - client_start;
+    const double server_cpu =
+        percore::bench::processes_cpu_seconds(options.server_pids) - server_start;
+    std::printf(
+        "idle %.1f s with %d groups: client %.3f CPU s (%.2f%%), server %.3f CPU s (%.2f%%)\n",
+        options.idle_s, groups, client_cpu, 100 * client_cpu / options.idle_s, server_cpu,
+        100 * server_cpu / options.idle_s);
+    if (!options.json_path.empty()) {
+      std::ofstream(options.json_path)
+          << "{\"system\":\"percore\",\"idle_s\":" << options.idle_s << ",\"groups\":" << groups
+          << ",\"client_cpu_s\":" << client_cpu << ",\"server_cpu_s\":" << server_cpu << "}\n";
+    }
+    return 0;
+  }
   Results results;
   const bool closed_loop = options.concurrency > 0;
 
