@@ -1,0 +1,400 @@
+// grpc-echo-bench: percore-bench's load generator for the gRPC C++ peer
+// (grpc-echo-server). Same flags, same table, same JSON keys, so the two can
+// be run side by side:
+//
+//   grpc-echo-bench --target HOST:PORT (--concurrency C | --rate R) [--threads T]
+//                   [--payload BYTES] [--duration S] [--warmup S]
+//                   [--server-pid PID[,PID...]] [--timeout-ms N] [--json FILE]
+//
+// T client threads (default 2) play the part of percore-bench's groups: each
+// has its own grpc::Channel (its own TCP connection) and its own
+// CompletionQueue, polled by that thread; calls are asynchronous
+// (PrepareAsyncEcho + StartCall + Finish with the call as the tag).
+// Closed loop (--concurrency): C calls in flight in total, spread over the
+// threads; each completion makes the next call from the thread that polled it.
+// Open loop (--rate): R calls per second in total, one pacing thread per client
+// thread; latency counts from each call's intended send time, so a stall is
+// not hidden. The headline figure is requests per CPU-second: completed calls
+// divided by the user + system CPU seconds of this process and of the
+// --server-pid processes over the measured window. Errors are counted by gRPC
+// status code.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "bench/cpu_usage.h"
+#include "bench/latency_histogram.h"
+#include "bench/peers/grpc/grpc_echo.grpc.pb.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using percore::bench::LatencyHistogram;
+
+// grpc::StatusCode values run from 0 (OK) to 16 (UNAUTHENTICATED).
+constexpr int kStatusCodeCount = 17;
+
+const char* status_code_name(int code) {
+  static constexpr std::array<const char*, kStatusCodeCount> kNames = {
+      "OK",
+      "CANCELLED",
+      "UNKNOWN",
+      "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED",
+      "NOT_FOUND",
+      "ALREADY_EXISTS",
+      "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION",
+      "ABORTED",
+      "OUT_OF_RANGE",
+      "UNIMPLEMENTED",
+      "INTERNAL",
+      "UNAVAILABLE",
+      "DATA_LOSS",
+      "UNAUTHENTICATED",
+  };
+  return code >= 0 && code < kStatusCodeCount ? kNames[code] : "unknown status code";
+}
+
+struct Options {
+  std::string target;
+  int concurrency = 0;
+  double rate = 0;
+  int threads = 2;
+  size_t payload = 16;
+  double duration_s = 5;
+  double warmup_s = 1;
+  std::vector<pid_t> server_pids;
+  int timeout_ms = 5000;
+  std::string json_path;
+};
+
+[[noreturn]] void usage(const std::string& message) {
+  std::fprintf(stderr,
+               "grpc-echo-bench: %s\n"
+               "usage: grpc-echo-bench --target HOST:PORT (--concurrency C | --rate R)\n"
+               "       [--threads T] [--payload BYTES] [--duration S] [--warmup S]\n"
+               "       [--server-pid PID[,PID...]] [--timeout-ms N] [--json FILE]\n",
+               message.c_str());
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc)
+      usage("missing value for " + flag);
+    const std::string value = argv[++i];
+    try {
+      if (flag == "--target") {
+        options.target = value;
+      } else if (flag == "--concurrency") {
+        options.concurrency = std::stoi(value);
+      } else if (flag == "--rate") {
+        options.rate = std::stod(value);
+      } else if (flag == "--threads") {
+        options.threads = std::stoi(value);
+      } else if (flag == "--payload") {
+        options.payload = std::stoul(value);
+      } else if (flag == "--duration") {
+        options.duration_s = std::stod(value);
+      } else if (flag == "--warmup") {
+        options.warmup_s = std::stod(value);
+      } else if (flag == "--server-pid") {
+        size_t start = 0;
+        while (start < value.size()) {
+          const size_t comma = value.find(',', start);
+          options.server_pids.push_back(std::stoi(value.substr(start, comma - start)));
+          start = comma == std::string::npos ? value.size() : comma + 1;
+        }
+      } else if (flag == "--timeout-ms") {
+        options.timeout_ms = std::stoi(value);
+      } else if (flag == "--json") {
+        options.json_path = value;
+      } else {
+        usage("unknown option " + flag);
+      }
+    } catch (const std::exception&) {
+      usage("bad value for " + flag + ": " + value);
+    }
+  }
+  if (options.target.empty())
+    usage("--target is required");
+  if ((options.concurrency > 0) == (options.rate > 0)) {
+    usage("give one of --concurrency C or --rate R");
+  }
+  if (options.threads < 1)
+    usage("--threads needs at least 1");
+  return options;
+}
+
+// What every call reports into.
+struct Results {
+  std::atomic<bool> measuring{false};
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> completed{0};
+  std::atomic<uint64_t> ended_after_stop{0};
+  // Open loop: calls started and not yet completed.
+  std::atomic<int64_t> open_in_flight{0};
+  // By status code; the last entry counts codes outside 0..16.
+  std::array<std::atomic<uint64_t>, kStatusCodeCount + 1> errors{};
+  LatencyHistogram latency;
+
+  void record(const grpc::Status& status, Clock::time_point since) {
+    if (!measuring.load(std::memory_order_relaxed))
+      return;
+    latency.record(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count()));
+    completed.fetch_add(1, std::memory_order_relaxed);
+    if (!status.ok()) {
+      const int code = static_cast<int>(status.error_code());
+      errors[code >= 0 && code < kStatusCodeCount ? code : kStatusCodeCount].fetch_add(
+          1, std::memory_order_relaxed);
+    }
+  }
+};
+
+// One client thread's channel and completion queue.
+struct ClientThread {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<grpcpeer::EchoService::Stub> stub;
+  grpc::CompletionQueue queue;
+  std::thread poller;
+  std::thread pacer;
+};
+
+// One call slot of the load; reused for the next call in the closed loop. It
+// is its own completion-queue tag.
+class BenchCall {
+ public:
+  BenchCall(ClientThread& client, const Options& options, Results& results, bool closed_loop)
+      : client_(client), options_(options), results_(results), closed_loop_(closed_loop) {
+    request_.set_message(std::string(options.payload, 'x'));
+  }
+
+  // Starts a call whose latency counts from `intended`.
+  void start(Clock::time_point intended) {
+    intended_ = intended;
+    // A ClientContext serves one call only; a fresh one is built in place.
+    context_.emplace();
+    if (options_.timeout_ms > 0) {
+      context_->set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::milliseconds(options_.timeout_ms));
+    }
+    reader_ = client_.stub->PrepareAsyncEcho(&*context_, request_, &client_.queue);
+    reader_->StartCall();
+    reader_->Finish(&response_, &status_, this);
+  }
+
+  // The Finish tag came back (its `ok` is always true; the status says how the
+  // call ended).
+  void done() {
+    results_.record(status_, intended_);
+    // The reader lives in the call's arena, which the context releases: the
+    // reader goes first.
+    reader_.reset();
+    context_.reset();
+    if (!closed_loop_) {
+      results_.open_in_flight.fetch_sub(1, std::memory_order_release);
+      delete this;
+      return;
+    }
+    if (results_.stopping.load(std::memory_order_relaxed)) {
+      results_.ended_after_stop.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    start(Clock::now());
+  }
+
+ private:
+  ClientThread& client_;
+  const Options& options_;
+  Results& results_;
+  const bool closed_loop_;
+  std::optional<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<grpcpeer::EchoResponse>> reader_;
+  grpcpeer::EchoRequest request_;
+  grpcpeer::EchoResponse response_;
+  grpc::Status status_;
+  Clock::time_point intended_;
+};
+
+void poll(ClientThread& client) {
+  void* tag = nullptr;
+  bool ok = false;
+  // Next() returns false once the queue is shut down and drained.
+  while (client.queue.Next(&tag, &ok))
+    static_cast<BenchCall*>(tag)->done();
+}
+
+std::string json_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\')
+      out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = parse(argc, argv);
+  const int threads = options.threads;
+  std::vector<std::unique_ptr<ClientThread>> clients;
+  for (int t = 0; t < threads; ++t) {
+    auto client = std::make_unique<ClientThread>();
+    // Channels to the same target with the same arguments share their
+    // subchannels, and so one TCP connection, through gRPC's global subchannel
+    // pool. A local pool per channel gives each client thread a connection of
+    // its own, as each percore-bench group has; otherwise all the threads'
+    // calls would be multiplexed onto one HTTP/2 connection and one server
+    // completion queue. This is the only non-default argument set.
+    grpc::ChannelArguments arguments;
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    client->channel =
+        grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), arguments);
+    const auto connect_deadline =
+        std::chrono::system_clock::now() + std::chrono::milliseconds(options.timeout_ms);
+    if (!client->channel->WaitForConnected(connect_deadline)) {
+      std::fprintf(stderr, "grpc-echo-bench: cannot connect to %s\n", options.target.c_str());
+      return 1;
+    }
+    client->stub = grpcpeer::EchoService::NewStub(client->channel);
+    clients.push_back(std::move(client));
+  }
+  Results results;
+  const bool closed_loop = options.concurrency > 0;
+
+  std::vector<std::unique_ptr<BenchCall>> closed_calls;
+  if (closed_loop) {
+    for (int i = 0; i < options.concurrency; ++i) {
+      closed_calls.push_back(
+          std::make_unique<BenchCall>(*clients[i % threads], options, results, true));
+    }
+    // Each client thread starts its share, then polls its queue; completions
+    // keep the calls going from there.
+    for (int t = 0; t < threads; ++t) {
+      clients[t]->poller = std::thread([&, t] {
+        for (int i = t; i < options.concurrency; i += threads)
+          closed_calls[i]->start(Clock::now());
+        poll(*clients[t]);
+      });
+    }
+  } else {
+    const double per_thread_rate = options.rate / threads;
+    for (int t = 0; t < threads; ++t) {
+      ClientThread& client = *clients[t];
+      client.poller = std::thread([&client] { poll(client); });
+      client.pacer = std::thread([&, per_thread_rate] {
+        const auto interval = std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(1.0 / per_thread_rate));
+        Clock::time_point next = Clock::now();
+        while (!results.stopping.load(std::memory_order_relaxed)) {
+          std::this_thread::sleep_until(next);
+          results.open_in_flight.fetch_add(1, std::memory_order_relaxed);
+          (new BenchCall(client, options, results, false))->start(next);
+          next += interval;
+        }
+      });
+    }
+  }
+
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
+  const double client_cpu_start = percore::bench::self_cpu_seconds();
+  const double server_cpu_start = percore::bench::processes_cpu_seconds(options.server_pids);
+  const Clock::time_point window_start = Clock::now();
+  results.measuring = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
+  results.measuring = false;
+  const double elapsed = std::chrono::duration<double>(Clock::now() - window_start).count();
+  const double client_cpu = percore::bench::self_cpu_seconds() - client_cpu_start;
+  const double server_cpu =
+      percore::bench::processes_cpu_seconds(options.server_pids) - server_cpu_start;
+
+  // Wind down: no new calls, wait for those in flight (each has a deadline),
+  // then shut the queues down; the pollers drain them and return.
+  results.stopping = true;
+  for (auto& client : clients) {
+    if (client->pacer.joinable())
+      client->pacer.join();
+  }
+  const Clock::time_point give_up =
+      Clock::now() + std::chrono::milliseconds(options.timeout_ms + 2000);
+  auto all_ended = [&] {
+    return closed_loop ? results.ended_after_stop.load(std::memory_order_acquire) >=
+                             static_cast<uint64_t>(options.concurrency)
+                       : results.open_in_flight.load(std::memory_order_acquire) <= 0;
+  };
+  while (!all_ended() && Clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (auto& client : clients)
+    client->queue.Shutdown();
+  for (auto& client : clients)
+    client->poller.join();
+  closed_calls.clear();
+
+  const double completed = static_cast<double>(results.completed.load());
+  const double cpu = client_cpu + server_cpu;
+  std::map<int32_t, uint64_t> errors;
+  uint64_t error_total = 0;
+  for (int i = 0; i <= kStatusCodeCount; ++i) {
+    const uint64_t count = results.errors[i].load();
+    if (count == 0)
+      continue;
+    errors[i < kStatusCodeCount ? i : -1] = count;
+    error_total += count;
+  }
+  auto us = [&](double quantile) { return results.latency.percentile(quantile) / 1000.0; };
+  const std::string load = closed_loop ? "concurrency " + std::to_string(options.concurrency)
+                                       : "rate " + std::to_string(static_cast<long>(options.rate));
+  // The table is percore-bench's, column for column; "groups" holds the
+  // number of client threads (one channel and one completion queue each).
+  std::printf("%-16s %6s %11s %8s %8s %8s %9s %9s %9s %9s %12s %7s\n", "load", "groups", "calls/s",
+              "p50_us", "p90_us", "p99_us", "p99.9_us", "max_us", "client_s", "server_s",
+              "req/cpu_s", "errors");
+  std::printf("%-16s %6d %11.0f %8.1f %8.1f %8.1f %9.1f %9.1f %9.2f %9.2f %12.0f %7llu\n",
+              load.c_str(), threads, completed / elapsed, us(0.5), us(0.9), us(0.99), us(0.999),
+              results.latency.max() / 1000.0, client_cpu, server_cpu,
+              cpu > 0 ? completed / cpu : 0.0, static_cast<unsigned long long>(error_total));
+  for (const auto& [code, count] : errors) {
+    std::printf("  errors %d %s: %llu\n", code, status_code_name(code),
+                static_cast<unsigned long long>(count));
+  }
+
+  if (!options.json_path.empty()) {
+    std::ofstream json(options.json_path);
+    json << "{\"system\":\"grpc\",\"target\":\"" << json_escape(options.target)
+         << "\",\"method\":\"echo\",\"payload_bytes\":" << options.payload
+         << ",\"threads\":" << threads << ",\"concurrency\":" << options.concurrency
+         << ",\"rate\":" << options.rate << ",\"duration_s\":" << elapsed
+         << ",\"completed\":" << static_cast<uint64_t>(completed)
+         << ",\"calls_per_s\":" << completed / elapsed << ",\"latency_us\":{\"p50\":" << us(0.5)
+         << ",\"p90\":" << us(0.9) << ",\"p99\":" << us(0.99) << ",\"p999\":" << us(0.999)
+         << ",\"max\":" << results.latency.max() / 1000.0 << "},\"client_cpu_s\":" << client_cpu
+         << ",\"server_cpu_s\":" << server_cpu
+         << ",\"requests_per_cpu_s\":" << (cpu > 0 ? completed / cpu : 0.0) << ",\"errors\":{";
+    bool first = true;
+    for (const auto& [code, count] : errors) {
+      json << (first ? "" : ",") << "\"" << code << "\":" << count;
+      first = false;
+    }
+    json << "}}\n";
+  }
+  return error_total == 0 ? 0 : 1;
+}
