@@ -2,6 +2,7 @@
 
 #include <google/protobuf/message_lite.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -79,6 +80,29 @@ EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::Mess
   const size_t offset = out.size();
   out.resize(offset + layout.head_bytes());
   write_head(meta, message, layout, out.data() + offset);
+  return EncodeStatus::kOk;
+}
+
+EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+                                 const RequestMetaEncoder::CallFields& fields,
+                                 const google::protobuf::MessageLite& message,
+                                 size_t max_body_bytes, std::string& out) {
+  const size_t message_bytes = message.ByteSizeLong();
+  const size_t meta_bytes = meta.size(fields);
+  const size_t body_bytes =
+      meta_bytes + message_bytes + static_cast<size_t>(std::max(0, fields.attachment_size));
+  if (body_bytes > max_body_bytes || body_bytes > std::numeric_limits<uint32_t>::max()) {
+    return EncodeStatus::kBodyTooLarge;
+  }
+  const size_t offset = out.size();
+  out.resize(offset + kFrameHeaderBytes + meta_bytes + message_bytes);
+  char* head = out.data() + offset;
+  std::memcpy(head, kFrameMagic, sizeof(kFrameMagic));
+  put_uint32_big_endian(head + 4, static_cast<uint32_t>(body_bytes));
+  put_uint32_big_endian(head + 8, static_cast<uint32_t>(meta_bytes));
+  char* cursor = meta.write(fields, head + kFrameHeaderBytes);
+  // ByteSizeLong() above cached the sizes the serializer relies on.
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(cursor));
   return EncodeStatus::kOk;
 }
 

@@ -5,6 +5,7 @@
 
 #include "proto/frame.h"
 #include "proto/gather_buffer.h"
+#include "proto/request_meta_encoder.h"
 #include "proto/rpc_meta.pb.h"
 
 namespace google::protobuf {
@@ -36,5 +37,13 @@ EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLi
 // proxy, which may have to send a call again). Any thread.
 EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                                size_t attachment_bytes, size_t max_body_bytes, std::string& out);
+
+// The head of a request frame, its meta written by `meta` (no RpcMeta is
+// built): the client's per-call path. Same bytes as encode_frame_head with
+// the equivalent RpcMeta. Any thread.
+EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+                                 const RequestMetaEncoder::CallFields& fields,
+                                 const google::protobuf::MessageLite& message,
+                                 size_t max_body_bytes, std::string& out);
 
 }  // namespace percore

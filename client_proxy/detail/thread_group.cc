@@ -2,10 +2,14 @@
 
 #include <pthread.h>
 
+#include <climits>
+#include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "client_proxy/controller.h"
 #include "proto/frame_encoder.h"
+#include "proto/request_meta_encoder.h"
 
 namespace percore::detail {
 namespace {
@@ -139,20 +143,25 @@ void ThreadGroup::call(const google::protobuf::MethodDescriptor* method, Control
 
   // Serialize here, on the calling thread: callers work in parallel, and the
   // send thread only copies bytes.
-  thread_local wire::RpcMeta meta;
-  meta.Clear();
-  meta.set_correlation_id(CallTable::correlation_id(*slot));
-  wire::RpcRequestMeta* request_meta = meta.mutable_request();
-  request_meta->set_service_name(method->service()->full_name());
-  request_meta->set_method_name(method->name());
-  if (controller->log_id() != 0)
-    request_meta->set_log_id(controller->log_id());
-  if (timeout_ms > 0)
-    request_meta->set_timeout_ms(timeout_ms);
+  // The service and method part of the meta is encoded once per method and
+  // calling thread; only the per-call fields are written each time.
+  thread_local std::unordered_map<const google::protobuf::MethodDescriptor*,
+                                  std::unique_ptr<RequestMetaEncoder>>
+      meta_encoders;
+  std::unique_ptr<RequestMetaEncoder>& meta_encoder = meta_encoders[method];
+  if (meta_encoder == nullptr) {
+    meta_encoder =
+        std::make_unique<RequestMetaEncoder>(method->service()->full_name(), method->name());
+  }
   std::string& attachment = controller->request_attachment_;
+  const bool attachment_fits = attachment.size() <= static_cast<size_t>(INT32_MAX);
+  const RequestMetaEncoder::CallFields fields{
+      CallTable::correlation_id(*slot), controller->log_id(), timeout_ms > 0 ? timeout_ms : 0,
+      attachment_fits ? static_cast<int32_t>(attachment.size()) : 0};
   record.head.clear();
-  if (encode_frame_head(meta, request, attachment.size(), state_.options.max_body_bytes,
-                        record.head) != EncodeStatus::kOk) {
+  if (!attachment_fits ||
+      encode_request_head(*meta_encoder, fields, *request, state_.options.max_body_bytes,
+                          record.head) != EncodeStatus::kOk) {
     const size_t body = request->ByteSizeLong() + attachment.size();
     state_.table.release(*slot);
     CallCompleter::fail_unpublished(

@@ -22,6 +22,38 @@ IoThread::IoThread(ServerCore& core, int index) : core_(core), index_(index) {}
 
 IoThread::~IoThread() {
   join();
+  for (auto& [method, calls] : call_pool_) {
+    for (ServerCall* call : calls)
+      delete call;
+  }
+}
+
+ServerCall* IoThread::acquire_call(MethodEntry& method, uint64_t connection_id,
+                                   int64_t correlation_id,
+                                   ServerCall::Clock::time_point received_at) {
+  assert_in_loop_thread();
+  std::vector<ServerCall*>& pool = call_pool_[&method];
+  ServerCall* call;
+  if (pool.empty()) {
+    call = new ServerCall(*this, method);
+  } else {
+    call = pool.back();
+    pool.pop_back();
+  }
+  call->begin(connection_id, correlation_id, received_at);
+  return call;
+}
+
+void IoThread::recycle(ServerCall* call) {
+  assert_in_loop_thread();
+  // Bounded: a burst larger than this frees its extra calls.
+  constexpr size_t kMaxPooledPerMethod = 1024;
+  std::vector<ServerCall*>& pool = call_pool_[&call->method()];
+  if (pool.size() >= kMaxPooledPerMethod) {
+    delete call;
+  } else {
+    pool.push_back(call);
+  }
 }
 
 void IoThread::start() {
@@ -100,7 +132,7 @@ void IoThread::complete_call(ServerCall* call) {
   }
   if (google::protobuf::Closure* on_end = call->take_end_callback())
     on_end->Run();
-  delete call;
+  recycle(call);
 }
 
 void IoThread::answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,

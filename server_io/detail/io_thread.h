@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "proto/rpc_meta.pb.h"
 #include "server_io/detail/asio.h"
@@ -45,6 +46,11 @@ class IoThread {
   void finish_call(ServerCall* call);
 
   // --- I/O thread only ---
+  // A call object for `method`, from this thread's pool when it has one.
+  ServerCall* acquire_call(MethodEntry& method, uint64_t connection_id, int64_t correlation_id,
+                           ServerCall::Clock::time_point received_at);
+  // Gives a finished (or never dispatched) call back to the pool.
+  void recycle(ServerCall* call);
   // Registers a dispatched call in the in-flight list.
   void track(ServerCall* call);
   // Encodes an answer into the connection's output and counts it. A non-OK
@@ -81,6 +87,8 @@ class IoThread {
   uint64_t next_connection_serial_ = 0;
   ServerCall* in_flight_head_ = nullptr;
   wire::RpcMeta reply_meta_;  // Reused for every answer.
+  // Finished calls by method, ready for reuse.
+  std::unordered_map<const MethodEntry*, std::vector<ServerCall*>> call_pool_;
 };
 
 }  // namespace percore::detail

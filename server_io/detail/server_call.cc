@@ -7,19 +7,27 @@
 
 namespace percore::detail {
 
-ServerCall::ServerCall(IoThread& io_thread, uint64_t connection_id, int64_t correlation_id,
-                       MethodEntry& method, Clock::time_point received_at)
+ServerCall::ServerCall(IoThread& io_thread, MethodEntry& method)
     : io_thread_(io_thread),
-      connection_id_(connection_id),
-      correlation_id_(correlation_id),
       method_(method),
-      received_at_(received_at),
       request_(method.request_prototype->New()),
       response_(method.response_prototype->New()) {}
 
-void ServerCall::set_request_context(std::string remote_side, int64_t log_id, int32_t timeout_ms,
-                                     std::string_view attachment) {
-  controller_.remote_side_ = std::move(remote_side);
+void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
+                       Clock::time_point received_at) {
+  connection_id_ = connection_id;
+  correlation_id_ = correlation_id;
+  received_at_ = received_at;
+  abandoned.store(false, std::memory_order_relaxed);
+  previous_in_flight = nullptr;
+  next_in_flight = nullptr;
+  controller_.Reset();
+  response_->Clear();  // The request is overwritten by its parse.
+}
+
+void ServerCall::set_request_context(const std::string& remote_side, int64_t log_id,
+                                     int32_t timeout_ms, std::string_view attachment) {
+  controller_.remote_side_.assign(remote_side);
   controller_.log_id_ = log_id;
   if (timeout_ms > 0)
     controller_.deadline_ = received_at_ + std::chrono::milliseconds(timeout_ms);

@@ -19,19 +19,23 @@ struct MethodEntry;
 // connection. It is the `done` closure handed to the handler.
 //
 // Owned by its I/O thread's in-flight list from dispatch until the I/O
-// thread has seen done->Run(); refers to its connection by id, never by
-// pointer, since the connection may close first.
+// thread has seen done->Run(), then recycled into that thread's pool for its
+// method (messages and controller keep their memory: no allocation per call
+// once warm); refers to its connection by id, never by pointer, since the
+// connection may close first.
 // Threads: created and deleted on its I/O thread; execute() on the thread
 // that runs the handler; Run() (done) from any thread.
 class ServerCall final : public google::protobuf::Closure {
  public:
   using Clock = std::chrono::steady_clock;
 
-  ServerCall(IoThread& io_thread, uint64_t connection_id, int64_t correlation_id,
-             MethodEntry& method, Clock::time_point received_at);
+  ServerCall(IoThread& io_thread, MethodEntry& method);
+
+  // Starts a new call in this (new or recycled) object.
+  void begin(uint64_t connection_id, int64_t correlation_id, Clock::time_point received_at);
 
   // Prepares the controller from the request's meta.
-  void set_request_context(std::string remote_side, int64_t log_id, int32_t timeout_ms,
+  void set_request_context(const std::string& remote_side, int64_t log_id, int32_t timeout_ms,
                            std::string_view attachment);
 
   // Runs the handler, unless the call was abandoned by Stop() or its deadline
@@ -62,10 +66,10 @@ class ServerCall final : public google::protobuf::Closure {
 
  private:
   IoThread& io_thread_;
-  const uint64_t connection_id_;
-  const int64_t correlation_id_;
+  uint64_t connection_id_ = 0;
+  int64_t correlation_id_ = 0;
   MethodEntry& method_;
-  const Clock::time_point received_at_;
+  Clock::time_point received_at_;
   std::unique_ptr<google::protobuf::Message> request_;
   std::unique_ptr<google::protobuf::Message> response_;
   ServerController controller_;

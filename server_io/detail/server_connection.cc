@@ -144,16 +144,17 @@ void ServerConnection::dispatch(const Frame& frame) {
     return;
   }
 
-  auto call = std::make_unique<ServerCall>(io_thread_, id_, correlation_id, *method, last_read_at_);
-  if (!call->request()->ParseFromArray(frame.message.data(),
-                                       static_cast<int>(frame.message.size()))) {
-    answer_error(method, ErrorCode::kBadRequest,
-                 "request does not parse as " + call->request()->GetTypeName());
+  ServerCall* raw_call = io_thread_.acquire_call(*method, id_, correlation_id, last_read_at_);
+  if (!raw_call->request()->ParseFromArray(frame.message.data(),
+                                           static_cast<int>(frame.message.size()))) {
+    const std::string type = raw_call->request()->GetTypeName();
+    io_thread_.recycle(raw_call);
+    answer_error(method, ErrorCode::kBadRequest, "request does not parse as " + type);
     return;
   }
-  call->set_request_context(peer_, request_meta.log_id(), request_meta.timeout_ms(),
-                            frame.attachment);
-  ServerCall* raw_call = call.release();  // Owned by the in-flight list from here.
+  raw_call->set_request_context(peer_, request_meta.log_id(), request_meta.timeout_ms(),
+                                frame.attachment);
+  // Owned by the in-flight list from here.
   io_thread_.track(raw_call);
   ++in_flight_calls_;
   if (method->mode == ExecutionMode::kInline) {
