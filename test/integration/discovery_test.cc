@@ -29,6 +29,7 @@
 #include "server_io/server.h"
 #include "test/support/child_process.h"
 #include "test/support/echo_load.h"
+#include "test/support/eventually.h"
 #include "test/support/slack.h"
 #include "test/support/zookeeper_server.h"
 
@@ -41,17 +42,7 @@ using Clock = std::chrono::steady_clock;
 constexpr char kBase[] = "/percore/services";
 constexpr char kEchoService[] = "example.EchoService";
 
-// Polls `condition` every 20 ms until it holds or `timeout` (scaled) passes.
-template <typename Condition>
-bool eventually(Condition condition, milliseconds timeout) {
-  const auto deadline = Clock::now() + testing::scaled(timeout);
-  while (Clock::now() < deadline) {
-    if (condition())
-      return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return condition();
-}
+using testing::eventually;
 
 // A plain ZooKeeper C handle, as another process (Curator, an operator)
 // would hold: no credential unless given.

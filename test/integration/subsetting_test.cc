@@ -15,6 +15,7 @@
 #include "examples/echo_service.h"
 #include "proto/echo.pb.h"
 #include "server_io/server.h"
+#include "test/support/eventually.h"
 #include "test/support/slack.h"
 
 namespace percore {
@@ -23,16 +24,7 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-template <typename Condition>
-bool eventually(Condition condition, milliseconds timeout) {
-  const auto deadline = Clock::now() + testing::scaled(timeout);
-  while (Clock::now() < deadline) {
-    if (condition())
-      return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return condition();
-}
+using testing::eventually;
 
 class EchoServers {
  public:
