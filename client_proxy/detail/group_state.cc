@@ -10,15 +10,29 @@ int64_t microseconds_since(CallRecord::Clock::time_point start) {
       .count();
 }
 
-void deliver(GroupState& group, google::protobuf::Closure* done) {
+void deliver(GroupState& group, google::protobuf::Closure* done, const CallTable::Slot* held_slot) {
   if (group.options.completion == CompletionMode::kInlineCallback) {
+    if (held_slot != nullptr)
+      group.table.release(*held_slot);
     done->Run();
   } else {
-    group.callbacks.enqueue(done);
+    GroupState::QueuedCallback callback;
+    callback.done = done;
+    if (held_slot != nullptr) {
+      callback.slot = *held_slot;
+      callback.holds_slot = true;
+    }
+    group.callbacks.enqueue(callback);
   }
 }
 
 }  // namespace
+
+void GroupState::run_callback(const QueuedCallback& callback) {
+  callback.done->Run();
+  if (callback.holds_slot)
+    table.release(callback.slot);
+}
 
 GroupState::GroupState(const ChannelOptions& channel_options, int group_index)
     : options(channel_options),
@@ -47,8 +61,7 @@ void CallCompleter::finish(GroupState& group, CallTable::Slot slot, ErrorCode co
   // Drop the request bytes now rather than when the slot is next used.
   record.shared_head.reset();
   record.attachment.reset();
-  group.table.release(slot);
-  deliver(group, done);
+  deliver(group, done, &slot);
 }
 
 void CallCompleter::fail_unpublished(GroupState& group, Controller* controller,
@@ -62,7 +75,7 @@ void CallCompleter::fail_unpublished(GroupState& group, Controller* controller,
   controller->retried_count_ = 0;
   group.counters.calls_completed.fetch_add(1, std::memory_order_relaxed);
   if (done != nullptr)
-    deliver(group, done);
+    deliver(group, done, nullptr);
 }
 
 }  // namespace percore::detail

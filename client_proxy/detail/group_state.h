@@ -93,8 +93,18 @@ struct GroupState {
   moodycamel::ConcurrentQueue<ReceiveCommand> receive_commands;
   EventNotifier receive_notifier;
 
-  // Completers -> callback threads (kQueuedCallback); null = stop.
-  moodycamel::BlockingConcurrentQueue<google::protobuf::Closure*, CallbackQueueTraits> callbacks;
+  // Completers -> callback threads (kQueuedCallback); done == null: stop.
+  // A queued callback keeps its call's slot until it has run, so callbacks
+  // that fall behind hold the group at max_inflight_per_group (new calls get
+  // 1011) instead of piling up in this queue.
+  struct QueuedCallback {
+    google::protobuf::Closure* done = nullptr;
+    CallTable::Slot slot{0, 0};
+    bool holds_slot = false;
+  };
+  moodycamel::BlockingConcurrentQueue<QueuedCallback, CallbackQueueTraits> callbacks;
+  // Callback thread: runs a queued callback and frees its slot.
+  void run_callback(const QueuedCallback& callback);
 
   // Set when the Channel is being destroyed: new calls fail with 125.
   std::atomic<bool> closing{false};

@@ -141,8 +141,24 @@ void SendThread::dispatch(CallTable::Slot slot) {
         std::chrono::duration_cast<std::chrono::milliseconds>(record.deadline - record.started_at)
             .count();
     deadlines_[length].push_back(DeadlineEntry{record.deadline, slot});
+    // Entries of calls that ended early stay until their deadline; at high
+    // rates and long timeouts that is many. Dropping them once they
+    // outnumber the calls that can be pending keeps the queues bounded by
+    // max_inflight_per_group, at amortized O(1) per call.
+    if (++deadline_entries_ > 2 * static_cast<size_t>(group_.table.capacity()) + 1024)
+      compact_deadlines();
   }
   place(slot, record);
+}
+
+void SendThread::compact_deadlines() {
+  deadline_entries_ = 0;
+  for (auto& [length, entries] : deadlines_) {
+    std::erase_if(entries, [this](const DeadlineEntry& entry) {
+      return !group_.table.is_pending(entry.slot);
+    });
+    deadline_entries_ += entries.size();
+  }
 }
 
 void SendThread::resend(CallTable::Slot slot, uint64_t avoid_server) {
@@ -273,6 +289,7 @@ void SendThread::fire_deadlines(Clock::time_point now) {
     while (!entries.empty() && entries.front().deadline <= now) {
       const CallTable::Slot slot = entries.front().slot;
       entries.pop_front();
+      --deadline_entries_;
       if (group_.table.is_pending(slot)) {
         const auto timeout_ms = queue->first;
         complete(slot, ErrorCode::kTimedOut,

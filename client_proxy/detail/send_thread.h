@@ -81,6 +81,7 @@ class SendThread {
   void complete(CallTable::Slot slot, ErrorCode code, std::string text);
   void retry_waiting_calls();
   void fire_deadlines(Clock::time_point now);
+  void compact_deadlines();
 
   // --- connections ---
   void flush_dirty();
@@ -127,6 +128,7 @@ class SendThread {
   // Deadlines by timeout length: calls with the same timeout arrive in
   // deadline order, so each queue is FIFO and the earliest is at its front.
   std::map<int64_t, std::deque<DeadlineEntry>> deadlines_;
+  size_t deadline_entries_ = 0;  // Over all the queues.
   Clock::time_point next_maintenance_ = Clock::time_point::min();
   std::vector<CallTable::Slot> request_batch_;
 };

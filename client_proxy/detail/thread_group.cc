@@ -52,11 +52,11 @@ ThreadGroup::ThreadGroup(const ChannelOptions& options, int index, const void* o
     callback_threads_.emplace_back([this] {
       enter_thread();
       for (;;) {
-        google::protobuf::Closure* done = nullptr;
-        state_.callbacks.wait_dequeue(done);
-        if (done == nullptr)
+        GroupState::QueuedCallback callback;
+        state_.callbacks.wait_dequeue(callback);
+        if (callback.done == nullptr)
           return;
-        done->Run();
+        state_.run_callback(callback);
       }
     });
     name_thread(callback_threads_.back(), "percore-cb-" + std::to_string(index));
@@ -83,14 +83,14 @@ ThreadGroup::~ThreadGroup() {
     }
   }
   for (size_t i = 0; i < callback_threads_.size(); ++i)
-    state_.callbacks.enqueue(nullptr);
+    state_.callbacks.enqueue(GroupState::QueuedCallback{});
   for (std::thread& thread : callback_threads_)
     thread.join();
   // The queue has no order across producers: run what a callback thread left.
-  google::protobuf::Closure* done = nullptr;
-  while (state_.callbacks.try_dequeue(done)) {
-    if (done != nullptr)
-      done->Run();
+  GroupState::QueuedCallback callback;
+  while (state_.callbacks.try_dequeue(callback)) {
+    if (callback.done != nullptr)
+      state_.run_callback(callback);
   }
   // Synchronous callers still hold their slots until they have woken up.
   while (state_.table.in_use() > 0)

@@ -20,6 +20,7 @@
 #include "server_io/server.h"
 #include "test/proto/test_service.pb.h"
 #include "test/support/call_ledger.h"
+#include "test/support/eventually.h"
 #include "test/support/once_closure.h"
 #include "test/support/slack.h"
 #include "test/support/test_service_impl.h"
@@ -320,6 +321,50 @@ TEST(ChannelTest, InFlightLimitAnswers1011AndLosesNothing) {
   EXPECT_EQ(ledger.violations(), "");
   EXPECT_EQ(codes[0], 8);
   EXPECT_EQ(codes[1011], kCalls - 8);
+}
+
+TEST(ChannelTest, SlowQueuedCallbacksHoldTheInFlightLimitInsteadOfPilingUp) {
+  TestServer server;
+  ChannelOptions options = small_options();
+  options.groups = 1;
+  options.max_inflight_per_group = 4;
+  auto channel = open_channel(server.address(), options);
+  example::EchoService_Stub stub(channel.get());
+  std::binary_semaphore release_callbacks{0};
+  std::atomic<int> callbacks_done{0};
+  struct Call {
+    Controller controller;
+    example::EchoRequest request;
+    example::EchoResponse response;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int i = 0; i < 4; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    calls.back()->request.set_message("slow callback");
+    // The first callback blocks the group's only callback thread.
+    stub.Echo(&calls.back()->controller, &calls.back()->request, &calls.back()->response,
+              testing::once([&, i] {
+                if (i == 0)
+                  release_callbacks.acquire();
+                callbacks_done.fetch_add(1);
+              }));
+  }
+  // The replies are in, the callbacks wait: their calls still count.
+  ASSERT_TRUE(
+      testing::eventually([&] { return channel->calls_in_flight() == 4; }, milliseconds(3000)));
+  std::this_thread::sleep_for(milliseconds(50));
+  Controller fifth;
+  example::EchoRequest request;
+  request.set_message("one too many");
+  example::EchoResponse response;
+  stub.Echo(&fifth, &request, &response, nullptr);
+  EXPECT_EQ(fifth.ErrorCode(), 1011);
+  release_callbacks.release();
+  EXPECT_TRUE(testing::eventually([&] { return callbacks_done.load() == 4; }, milliseconds(3000)));
+  EXPECT_TRUE(
+      testing::eventually([&] { return channel->calls_in_flight() == 0; }, milliseconds(3000)));
+  for (const auto& call : calls)
+    EXPECT_FALSE(call->controller.Failed());
 }
 
 TEST(ChannelTest, NoServerAvailableFailsFastWith112) {
