@@ -24,8 +24,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,7 +32,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "bench/cpu_usage.h"
+#include "bench/bench_report.h"
 #include "bench/latency_histogram.h"
 #include "bench/peers/grpc/grpc_echo.grpc.pb.h"
 
@@ -69,17 +67,8 @@ const char* status_code_name(int code) {
   return code >= 0 && code < kStatusCodeCount ? kNames[code] : "unknown status code";
 }
 
-struct Options {
-  std::string target;
-  int concurrency = 0;
-  double rate = 0;
+struct Options : percore::bench::CommonOptions {
   int threads = 2;
-  size_t payload = 16;
-  double duration_s = 5;
-  double warmup_s = 1;
-  std::vector<pid_t> server_pids;
-  int timeout_ms = 5000;
-  std::string json_path;
 };
 
 [[noreturn]] void usage(const std::string& message) {
@@ -100,31 +89,10 @@ Options parse(int argc, char** argv) {
       usage("missing value for " + flag);
     const std::string value = argv[++i];
     try {
-      if (flag == "--target") {
-        options.target = value;
-      } else if (flag == "--concurrency") {
-        options.concurrency = std::stoi(value);
-      } else if (flag == "--rate") {
-        options.rate = std::stod(value);
-      } else if (flag == "--threads") {
+      if (percore::bench::parse_common_flag(flag, value, options))
+        continue;
+      if (flag == "--threads") {
         options.threads = std::stoi(value);
-      } else if (flag == "--payload") {
-        options.payload = std::stoul(value);
-      } else if (flag == "--duration") {
-        options.duration_s = std::stod(value);
-      } else if (flag == "--warmup") {
-        options.warmup_s = std::stod(value);
-      } else if (flag == "--server-pid") {
-        size_t start = 0;
-        while (start < value.size()) {
-          const size_t comma = value.find(',', start);
-          options.server_pids.push_back(std::stoi(value.substr(start, comma - start)));
-          start = comma == std::string::npos ? value.size() : comma + 1;
-        }
-      } else if (flag == "--timeout-ms") {
-        options.timeout_ms = std::stoi(value);
-      } else if (flag == "--json") {
-        options.json_path = value;
       } else {
         usage("unknown option " + flag);
       }
@@ -241,16 +209,6 @@ void poll(ClientThread& client) {
     static_cast<BenchCall*>(tag)->done();
 }
 
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"' || c == '\\')
-      out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -315,17 +273,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
-  const double client_cpu_start = percore::bench::self_cpu_seconds();
-  const double server_cpu_start = percore::bench::processes_cpu_seconds(options.server_pids);
-  const Clock::time_point window_start = Clock::now();
-  results.measuring = true;
-  std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
-  results.measuring = false;
-  const double elapsed = std::chrono::duration<double>(Clock::now() - window_start).count();
-  const double client_cpu = percore::bench::self_cpu_seconds() - client_cpu_start;
-  const double server_cpu =
-      percore::bench::processes_cpu_seconds(options.server_pids) - server_cpu_start;
+  const percore::bench::Window window = percore::bench::measure_window(
+      options.warmup_s, options.duration_s, options.server_pids, results.measuring);
 
   // Wind down: no new calls, wait for those in flight (each has a deadline),
   // then shut the queues down; the pollers drain them and return.
@@ -349,52 +298,30 @@ int main(int argc, char** argv) {
     client->poller.join();
   closed_calls.clear();
 
-  const double completed = static_cast<double>(results.completed.load());
-  const double cpu = client_cpu + server_cpu;
-  std::map<int32_t, uint64_t> errors;
-  uint64_t error_total = 0;
+  percore::bench::BenchResult result;
+  result.system = "grpc";
+  result.target = options.target;
+  result.payload_bytes = options.payload;
+  result.parallelism_column = "groups";
+  result.parallelism_key = "threads";
+  result.parallelism = threads;
+  result.concurrency = options.concurrency;
+  result.rate = options.rate;
+  result.duration_s = window.elapsed_s;
+  result.completed = results.completed.load();
+  result.latency = &results.latency;
+  result.client_cpu_s = window.client_cpu_s;
+  result.server_cpu_s = window.server_cpu_s;
   for (int i = 0; i <= kStatusCodeCount; ++i) {
     const uint64_t count = results.errors[i].load();
-    if (count == 0)
-      continue;
-    errors[i < kStatusCodeCount ? i : -1] = count;
-    error_total += count;
+    if (count != 0)
+      result.errors[i < kStatusCodeCount ? i : -1] = count;
   }
-  auto us = [&](double quantile) { return results.latency.percentile(quantile) / 1000.0; };
-  const std::string load = closed_loop ? "concurrency " + std::to_string(options.concurrency)
-                                       : "rate " + std::to_string(static_cast<long>(options.rate));
+  result.error_name = [](int32_t code) { return std::string(status_code_name(code)); };
   // The table is percore-bench's, column for column; "groups" holds the
   // number of client threads (one channel and one completion queue each).
-  std::printf("%-16s %6s %11s %8s %8s %8s %9s %9s %9s %9s %12s %7s\n", "load", "groups", "calls/s",
-              "p50_us", "p90_us", "p99_us", "p99.9_us", "max_us", "client_s", "server_s",
-              "req/cpu_s", "errors");
-  std::printf("%-16s %6d %11.0f %8.1f %8.1f %8.1f %9.1f %9.1f %9.2f %9.2f %12.0f %7llu\n",
-              load.c_str(), threads, completed / elapsed, us(0.5), us(0.9), us(0.99), us(0.999),
-              results.latency.max() / 1000.0, client_cpu, server_cpu,
-              cpu > 0 ? completed / cpu : 0.0, static_cast<unsigned long long>(error_total));
-  for (const auto& [code, count] : errors) {
-    std::printf("  errors %d %s: %llu\n", code, status_code_name(code),
-                static_cast<unsigned long long>(count));
-  }
-
-  if (!options.json_path.empty()) {
-    std::ofstream json(options.json_path);
-    json << "{\"system\":\"grpc\",\"target\":\"" << json_escape(options.target)
-         << "\",\"method\":\"echo\",\"payload_bytes\":" << options.payload
-         << ",\"threads\":" << threads << ",\"concurrency\":" << options.concurrency
-         << ",\"rate\":" << options.rate << ",\"duration_s\":" << elapsed
-         << ",\"completed\":" << static_cast<uint64_t>(completed)
-         << ",\"calls_per_s\":" << completed / elapsed << ",\"latency_us\":{\"p50\":" << us(0.5)
-         << ",\"p90\":" << us(0.9) << ",\"p99\":" << us(0.99) << ",\"p999\":" << us(0.999)
-         << ",\"max\":" << results.latency.max() / 1000.0 << "},\"client_cpu_s\":" << client_cpu
-         << ",\"server_cpu_s\":" << server_cpu
-         << ",\"requests_per_cpu_s\":" << (cpu > 0 ? completed / cpu : 0.0) << ",\"errors\":{";
-    bool first = true;
-    for (const auto& [code, count] : errors) {
-      json << (first ? "" : ",") << "\"" << code << "\":" << count;
-      first = false;
-    }
-    json << "}}\n";
-  }
-  return error_total == 0 ? 0 : 1;
+  percore::bench::print_table(result);
+  if (!options.json_path.empty())
+    percore::bench::write_json(result, options.json_path);
+  return result.error_total() == 0 ? 0 : 1;
 }

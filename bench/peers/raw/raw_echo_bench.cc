@@ -34,14 +34,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "bench/cpu_usage.h"
+#include "bench/bench_report.h"
 #include "bench/latency_histogram.h"
 
 namespace {
@@ -53,16 +52,8 @@ constexpr int kBrokenConnection = 1009;
 constexpr int kBadResponse = 2002;
 constexpr size_t kReadBufferBytes = 256 * 1024;
 
-struct Options {
-  std::string target;
-  int concurrency = 0;
-  double rate = 0;
+struct Options : percore::bench::CommonOptions {
   int threads = 2;
-  size_t payload = 16;
-  double duration_s = 5;
-  double warmup_s = 1;
-  std::vector<pid_t> server_pids;
-  std::string json_path;
 };
 
 [[noreturn]] void usage(const std::string& message) {
@@ -83,29 +74,11 @@ Options parse(int argc, char** argv) {
       usage("missing value for " + flag);
     const std::string value = argv[++i];
     try {
-      if (flag == "--target") {
-        options.target = value;
-      } else if (flag == "--concurrency") {
-        options.concurrency = std::stoi(value);
-      } else if (flag == "--rate") {
-        options.rate = std::stod(value);
-      } else if (flag == "--threads") {
+      // No --timeout-ms here: a frame has no deadline.
+      if (flag != "--timeout-ms" && percore::bench::parse_common_flag(flag, value, options))
+        continue;
+      if (flag == "--threads") {
         options.threads = std::stoi(value);
-      } else if (flag == "--payload") {
-        options.payload = std::stoul(value);
-      } else if (flag == "--duration") {
-        options.duration_s = std::stod(value);
-      } else if (flag == "--warmup") {
-        options.warmup_s = std::stod(value);
-      } else if (flag == "--server-pid") {
-        size_t start = 0;
-        while (start < value.size()) {
-          const size_t comma = value.find(',', start);
-          options.server_pids.push_back(std::stoi(value.substr(start, comma - start)));
-          start = comma == std::string::npos ? value.size() : comma + 1;
-        }
-      } else if (flag == "--json") {
-        options.json_path = value;
       } else {
         usage("unknown option " + flag);
       }
@@ -359,16 +332,6 @@ class LoadThread {
   std::thread thread_;
 };
 
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"' || c == '\\')
-      out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -385,70 +348,36 @@ int main(int argc, char** argv) {
     load.push_back(std::make_unique<LoadThread>(options, shared, share, options.rate / threads));
   }
 
-  std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
-  const double client_cpu_start = percore::bench::self_cpu_seconds();
-  const double server_cpu_start = percore::bench::processes_cpu_seconds(options.server_pids);
-  const Clock::time_point window_start = Clock::now();
-  shared.measuring = true;
-  std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
-  shared.measuring = false;
-  const double elapsed = std::chrono::duration<double>(Clock::now() - window_start).count();
-  const double client_cpu = percore::bench::self_cpu_seconds() - client_cpu_start;
-  const double server_cpu =
-      percore::bench::processes_cpu_seconds(options.server_pids) - server_cpu_start;
+  const percore::bench::Window window = percore::bench::measure_window(
+      options.warmup_s, options.duration_s, options.server_pids, shared.measuring);
 
   shared.stopping = true;
   LatencyHistogram latency;
-  uint64_t completed_calls = 0;
-  std::map<int, uint64_t> errors;
-  uint64_t error_total = 0;
+  percore::bench::BenchResult result;
+  result.system = "raw";
+  result.target = options.target;
+  result.payload_bytes = options.payload;
+  result.parallelism_column = "threads";
+  result.parallelism_key = "threads";
+  result.parallelism = threads;
+  result.concurrency = options.concurrency;
+  result.rate = options.rate;
+  result.duration_s = window.elapsed_s;
   for (auto& thread : load) {
     thread->join();
     latency.merge_from(thread->latency);
-    completed_calls += thread->completed;
-    for (const auto& [code, count] : thread->errors) {
-      errors[code] += count;
-      error_total += count;
-    }
+    result.completed += thread->completed;
+    for (const auto& [code, count] : thread->errors)
+      result.errors[code] += count;
   }
-
-  const double completed = static_cast<double>(completed_calls);
-  const double cpu = client_cpu + server_cpu;
-  auto us = [&](double quantile) { return latency.percentile(quantile) / 1000.0; };
-  const std::string load_name = closed_loop
-                                    ? "concurrency " + std::to_string(options.concurrency)
-                                    : "rate " + std::to_string(static_cast<long>(options.rate));
-  std::printf("%-16s %7s %11s %8s %8s %8s %9s %9s %9s %9s %12s %7s\n", "load", "threads", "calls/s",
-              "p50_us", "p90_us", "p99_us", "p99.9_us", "max_us", "client_s", "server_s",
-              "req/cpu_s", "errors");
-  std::printf("%-16s %7d %11.0f %8.1f %8.1f %8.1f %9.1f %9.1f %9.2f %9.2f %12.0f %7llu\n",
-              load_name.c_str(), threads, completed / elapsed, us(0.5), us(0.9), us(0.99),
-              us(0.999), latency.max() / 1000.0, client_cpu, server_cpu,
-              cpu > 0 ? completed / cpu : 0.0, static_cast<unsigned long long>(error_total));
-  for (const auto& [code, count] : errors) {
-    std::printf("  errors %d %s: %llu\n", code,
-                code == kBadResponse ? "bad response" : "broken connection",
-                static_cast<unsigned long long>(count));
-  }
-
-  if (!options.json_path.empty()) {
-    std::ofstream json(options.json_path);
-    json << "{\"system\":\"raw\",\"target\":\"" << json_escape(options.target)
-         << "\",\"method\":\"echo\",\"payload_bytes\":" << options.payload
-         << ",\"threads\":" << threads << ",\"concurrency\":" << options.concurrency
-         << ",\"rate\":" << options.rate << ",\"duration_s\":" << elapsed
-         << ",\"completed\":" << completed_calls << ",\"calls_per_s\":" << completed / elapsed
-         << ",\"latency_us\":{\"p50\":" << us(0.5) << ",\"p90\":" << us(0.9)
-         << ",\"p99\":" << us(0.99) << ",\"p999\":" << us(0.999)
-         << ",\"max\":" << latency.max() / 1000.0 << "},\"client_cpu_s\":" << client_cpu
-         << ",\"server_cpu_s\":" << server_cpu
-         << ",\"requests_per_cpu_s\":" << (cpu > 0 ? completed / cpu : 0.0) << ",\"errors\":{";
-    bool first = true;
-    for (const auto& [code, count] : errors) {
-      json << (first ? "" : ",") << "\"" << code << "\":" << count;
-      first = false;
-    }
-    json << "}}\n";
-  }
-  return error_total == 0 ? 0 : 1;
+  result.latency = &latency;
+  result.client_cpu_s = window.client_cpu_s;
+  result.server_cpu_s = window.server_cpu_s;
+  result.error_name = [](int32_t code) {
+    return std::string(code == kBadResponse ? "bad response" : "broken connection");
+  };
+  percore::bench::print_table(result);
+  if (!options.json_path.empty())
+    percore::bench::write_json(result, options.json_path);
+  return result.error_total() == 0 ? 0 : 1;
 }
