@@ -97,4 +97,13 @@ void GatherBuffer::clear() {
   unconsumed_bytes_ = 0;
 }
 
+void GatherBuffer::swap(GatherBuffer& other) noexcept {
+  arena_.swap(other.arena_);
+  owned_.swap(other.owned_);
+  shared_.swap(other.shared_);
+  chunks_.swap(other.chunks_);
+  std::swap(first_chunk_, other.first_chunk_);
+  std::swap(unconsumed_bytes_, other.unconsumed_bytes_);
+}
+
 }  // namespace percore

@@ -60,6 +60,9 @@ class GatherBuffer {
   // everything is consumed the memory is kept for reuse.
   void consume(size_t bytes);
   void clear();
+  // Exchanges contents without allocating (std::swap would move through a
+  // temporary, and moving a std::deque allocates a fresh map for the source).
+  void swap(GatherBuffer& other) noexcept;
 
  private:
   enum class Source : uint8_t { kArena, kOwned, kShared };
@@ -77,5 +80,9 @@ class GatherBuffer {
   size_t first_chunk_ = 0;
   size_t unconsumed_bytes_ = 0;
 };
+
+inline void swap(GatherBuffer& a, GatherBuffer& b) noexcept {
+  a.swap(b);
+}
 
 }  // namespace percore

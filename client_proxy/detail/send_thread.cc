@@ -381,7 +381,7 @@ void SendThread::flush(ClientConnection& connection) {
     if (connection.writing.empty()) {
       if (connection.pending.empty())
         return;
-      std::swap(connection.writing, connection.pending);
+      connection.writing.swap(connection.pending);
     }
     msghdr message{};
     message.msg_iov = vectors;

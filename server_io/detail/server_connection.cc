@@ -196,16 +196,24 @@ void ServerConnection::flush() {
       close();
     return;
   }
-  std::swap(pending_output_, writing_output_);
+  pending_output_.swap(writing_output_);
   write_buffers_.clear();
   for (size_t i = 0; i < writing_output_.chunk_count(); ++i) {
     const std::string_view chunk = writing_output_.chunk(i);
     write_buffers_.emplace_back(chunk.data(), chunk.size());
   }
   writing_ = true;
-  boost::asio::async_write(socket_, write_buffers_,
-                           [self = shared_from_this()](const boost::system::error_code& error,
-                                                       size_t) { self->on_written(error); });
+  auto on_written = [self = shared_from_this()](const boost::system::error_code& error, size_t) {
+    self->on_written(error);
+  };
+  // async_write keeps a copy of the buffer sequence: a vector would be
+  // copied (allocated) per write, so the usual single-chunk batch goes as one
+  // buffer.
+  if (write_buffers_.size() == 1) {
+    boost::asio::async_write(socket_, write_buffers_.front(), std::move(on_written));
+  } else {
+    boost::asio::async_write(socket_, write_buffers_, std::move(on_written));
+  }
 }
 
 void ServerConnection::on_written(const boost::system::error_code& error) {

@@ -287,3 +287,38 @@ TEST(GatherBufferSharedTest, MixedSourcesKeepTheirOrder) {
 
 }  // namespace
 }  // namespace percore
+
+namespace percore {
+namespace {
+
+std::string contents(const GatherBuffer& buffer) {
+  std::string bytes;
+  for (size_t i = 0; i < buffer.chunk_count(); ++i)
+    bytes.append(buffer.chunk(i));
+  return bytes;
+}
+
+TEST(GatherBufferSwapTest, ExchangesEveryKindOfChunk) {
+  GatherBuffer first;
+  first.append_copy("head-1;");
+  first.append_owned(std::string(GatherBuffer::kCopyThreshold, 'o'));
+  first.append_shared(std::make_shared<const std::string>(GatherBuffer::kCopyThreshold, 's'));
+  first.consume(2);  // A partly written buffer swaps too.
+  GatherBuffer second;
+  second.append_copy("head-2");
+  const std::string first_bytes = contents(first);
+  const size_t first_size = first.size();
+
+  first.swap(second);
+  EXPECT_EQ(contents(first), "head-2");
+  EXPECT_EQ(first.size(), 6u);
+  EXPECT_EQ(contents(second), first_bytes);
+  EXPECT_EQ(second.size(), first_size);
+  using std::swap;
+  swap(first, second);  // The non-member swap picks the member one.
+  EXPECT_EQ(contents(first), first_bytes);
+  EXPECT_EQ(contents(second), "head-2");
+}
+
+}  // namespace
+}  // namespace percore
