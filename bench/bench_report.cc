@@ -32,8 +32,7 @@ double requests_per_cpu_s(const BenchResult& result) {
   return cpu > 0 ? static_cast<double>(result.completed) / cpu : 0.0;
 }
 
-}  // namespace
-
+// Sets the common option `flag` from `value`; false when it is not one.
 bool parse_common_flag(const std::string& flag, const std::string& value, CommonOptions& options) {
   if (flag == "--target") {
     options.target = value;
@@ -62,6 +61,39 @@ bool parse_common_flag(const std::string& flag, const std::string& value, Common
     return false;
   }
   return true;
+}
+
+}  // namespace
+
+void parse_flags(int argc, char** argv, CommonOptions& options, const FlagSpec& spec,
+                 void (*usage)(const std::string& message)) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (spec.on_switch && spec.on_switch(flag))
+      continue;
+    if (i + 1 >= argc)
+      usage("missing value for " + flag);
+    const std::string value = argv[++i];
+    const bool rejected =
+        std::find(spec.rejected.begin(), spec.rejected.end(), flag) != spec.rejected.end();
+    bool taken = false;
+    try {
+      taken = !rejected && parse_common_flag(flag, value, options);
+      for (const auto& [name, target] : spec.int_flags) {
+        if (!taken && flag == name) {
+          *target = std::stoi(value);
+          taken = true;
+        }
+      }
+      taken = taken || (spec.on_flag && spec.on_flag(flag, value));
+    } catch (const std::exception&) {
+      usage("bad value for " + flag + ": " + value);
+    }
+    if (!taken)
+      usage("unknown option " + flag);
+  }
+  if (options.target.empty())
+    usage("--target is required");
 }
 
 Window measure_window(double warmup_s, double duration_s, const std::vector<pid_t>& server_pids,

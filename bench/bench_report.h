@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/latency_histogram.h"
@@ -30,9 +32,24 @@ struct CommonOptions {
   std::string json_path;
 };
 
-// Sets the common option `flag` from `value` (std::stoi and the like throw on
-// a bad value). False when `flag` is not a common one.
-bool parse_common_flag(const std::string& flag, const std::string& value, CommonOptions& options);
+// How a program extends the common flags.
+struct FlagSpec {
+  // Flags without a value (e.g. --inline); true if the program took it.
+  std::function<bool(const std::string& flag)> on_switch;
+  // The program's own flags with a value; true if taken. May throw
+  // (std::stoi and the like) on a bad value.
+  std::function<bool(const std::string& flag, const std::string& value)> on_flag;
+  // The program's own integer flags, set in place (e.g. {"--threads", &n}).
+  std::vector<std::pair<std::string, int*>> int_flags;
+  // Common flags this program does not accept.
+  std::vector<std::string> rejected;
+};
+
+// Parses argv into `options` and the program's own flags. Any problem (a
+// missing or bad value, an unknown flag, no --target) goes to `usage`, which
+// must not return. Checking which load was asked for is the program's.
+void parse_flags(int argc, char** argv, CommonOptions& options, const FlagSpec& spec,
+                 void (*usage)(const std::string& message));
 
 // The measured window: its length and the CPU seconds spent in it.
 struct Window {

@@ -60,37 +60,27 @@ struct Options : percore::bench::CommonOptions {
 
 Options parse(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--inline") {
-      options.inline_callbacks = true;
-      continue;
+  percore::bench::FlagSpec spec;
+  spec.on_switch = [&options](const std::string& flag) {
+    if (flag != "--inline")
+      return false;
+    options.inline_callbacks = true;
+    return true;
+  };
+  spec.on_flag = [&options](const std::string& flag, const std::string& value) {
+    if (flag == "--method") {
+      options.method = value;
+    } else if (flag == "--prime") {
+      options.prime_number = std::stoull(value);
+    } else if (flag == "--idle") {
+      options.idle_s = std::stod(value);
+    } else {
+      return false;
     }
-    if (i + 1 >= argc)
-      usage("missing value for " + flag);
-    const std::string value = argv[++i];
-    try {
-      if (percore::bench::parse_common_flag(flag, value, options))
-        continue;
-      if (flag == "--groups") {
-        options.groups = std::stoi(value);
-      } else if (flag == "--method") {
-        options.method = value;
-      } else if (flag == "--prime") {
-        options.prime_number = std::stoull(value);
-      } else if (flag == "--spin-us") {
-        options.spin_us = std::stoi(value);
-      } else if (flag == "--idle") {
-        options.idle_s = std::stod(value);
-      } else {
-        usage("unknown option " + flag);
-      }
-    } catch (const std::exception&) {
-      usage("bad value for " + flag + ": " + value);
-    }
-  }
-  if (options.target.empty())
-    usage("--target is required");
+    return true;
+  };
+  spec.int_flags = {{"--groups", &options.groups}, {"--spin-us", &options.spin_us}};
+  percore::bench::parse_flags(argc, argv, options, spec, usage);
   if (options.idle_s <= 0 && (options.concurrency > 0) == (options.rate > 0)) {
     usage("give one of --concurrency C, --rate R or --idle S");
   }

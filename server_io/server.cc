@@ -123,7 +123,7 @@ void Server::Stop(std::chrono::milliseconds grace) {
   }
   run_on_each(io_threads_, [](detail::IoThread& io_thread) {
     io_thread.abandon_in_flight_calls();
-    io_thread.close_connections();
+    io_thread.close_connections(/*after_flush=*/true);
   });
 
   // Connections close once their queued answers are written; a peer that does
@@ -137,8 +137,9 @@ void Server::Stop(std::chrono::milliseconds grace) {
     if (open_connections.load() == 0)
       break;
     if (Clock::now() >= flush_deadline) {
-      run_on_each(io_threads_,
-                  [](detail::IoThread& io_thread) { io_thread.force_close_connections(); });
+      run_on_each(io_threads_, [](detail::IoThread& io_thread) {
+        io_thread.close_connections(/*after_flush=*/false);
+      });
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -205,23 +205,19 @@ void IoThread::abandon_in_flight_calls() {
   }
 }
 
-void IoThread::close_connections() {
+void IoThread::close_connections(bool after_flush) {
   assert_in_loop_thread();
   // A copy: closing schedules removals from the table.
   std::vector<std::shared_ptr<ServerConnection>> connections;
   for (auto& [id, connection] : connections_)
     connections.push_back(connection);
-  for (auto& connection : connections)
-    connection->close_after_flush();
-}
-
-void IoThread::force_close_connections() {
-  assert_in_loop_thread();
-  std::vector<std::shared_ptr<ServerConnection>> connections;
-  for (auto& [id, connection] : connections_)
-    connections.push_back(connection);
-  for (auto& connection : connections)
-    connection->close();
+  for (auto& connection : connections) {
+    if (after_flush) {
+      connection->close_after_flush();
+    } else {
+      connection->close();
+    }
+  }
 }
 
 std::shared_ptr<ServerConnection> IoThread::find_connection(uint64_t connection_id) const {

@@ -64,10 +64,9 @@ class IoThread {
   void remove_connection(uint64_t connection_id);
   // Stop(): answers every in-flight call 2003 and marks it abandoned.
   void abandon_in_flight_calls();
-  // Stop(): flushes and closes every connection.
-  void close_connections();
-  // Stop(): closes every connection now, written or not.
-  void force_close_connections();
+  // Stop(): closes every connection, once its queued answers are written
+  // (`after_flush`) or at once.
+  void close_connections(bool after_flush);
   size_t connection_count() const { return connections_.size(); }
 
  private:

@@ -57,6 +57,12 @@ class TestServer {
   std::unique_ptr<Server> server_;
 };
 
+std::string current_thread_name() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof(name));
+  return name;
+}
+
 ChannelOptions small_options() {
   ChannelOptions options;
   options.groups = 2;
@@ -121,9 +127,7 @@ TEST(ChannelTest, QueuedCallbackRunsOffTheIoThreadsOnce) {
   std::binary_semaphore finished{0};
   std::string thread_name;
   auto* done = testing::once([&] {
-    char buffer[16] = {};
-    pthread_getname_np(pthread_self(), buffer, sizeof(buffer));
-    thread_name = buffer;
+    thread_name = current_thread_name();
     runs.fetch_add(1);
     finished.release();
   });
@@ -149,9 +153,7 @@ TEST(ChannelTest, InlineCallbackRunsOnTheReceiveThread) {
   std::binary_semaphore finished{0};
   std::string thread_name;
   auto* done = testing::once([&] {
-    char buffer[16] = {};
-    pthread_getname_np(pthread_self(), buffer, sizeof(buffer));
-    thread_name = buffer;
+    thread_name = current_thread_name();
     finished.release();
   });
   stub.Echo(&controller, &request, &response, done);

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "proto/frame_encoder.h"
+#include "test/support/wait_readable.h"
 
 namespace percore::testing {
 
@@ -93,15 +94,7 @@ ReceiveStatus BlockingClient::receive(ReceivedFrame& frame, std::chrono::millise
       last_rejection_ = status;
       return ReceiveStatus::kRejected;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      return ReceiveStatus::kTimedOut;
-    pollfd poll_fd{fd_, POLLIN, 0};
-    const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR)
-      continue;
-    if (ready <= 0)
+    if (!wait_readable(fd_, deadline))
       return ReceiveStatus::kTimedOut;
     std::span<char> space = decoder_->prepare(64 * 1024);
     const ssize_t bytes = ::recv(fd_, space.data(), space.size(), 0);
@@ -117,15 +110,7 @@ bool BlockingClient::wait_closed(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   char discard[4096];
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      return false;
-    pollfd poll_fd{fd_, POLLIN, 0};
-    const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR)
-      continue;
-    if (ready <= 0)
+    if (!wait_readable(fd_, deadline))
       return false;
     const ssize_t bytes = ::recv(fd_, discard, sizeof(discard), 0);
     if (bytes < 0 && errno == EINTR)

@@ -1,5 +1,7 @@
 #include "test/support/child_process.h"
 
+#include "test/support/wait_readable.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -63,15 +65,7 @@ std::optional<std::string> ChildProcess::wait_for_line(const std::string& text,
       if (line.find(text) != std::string::npos)
         return line;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      return std::nullopt;
-    pollfd poll_fd{stdout_fd_, POLLIN, 0};
-    const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR)
-      continue;
-    if (ready <= 0)
+    if (!wait_readable(stdout_fd_, deadline))
       return std::nullopt;
     char chunk[1024];
     const ssize_t bytes = ::read(stdout_fd_, chunk, sizeof(chunk));

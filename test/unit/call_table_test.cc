@@ -98,7 +98,7 @@ TEST(CallTableTest, CorrelationIdRoundTrips) {
       {0x7FFFFFFFu, 0x7FFFFFFFu},
   };
   for (const CallTable::Slot slot : cases) {
-    SCOPED_TRACE(testing::Message() << "index " << slot.index << " generation " << slot.generation);
+    SCOPED_TRACE(::testing::Message() << "index " << slot.index << " generation " << slot.generation);
     const int64_t id = CallTable::correlation_id(slot);
     expect_same_slot(CallTable::slot_of(id), slot);
   }

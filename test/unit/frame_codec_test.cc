@@ -16,19 +16,16 @@
 #include "proto/gather_buffer.h"
 #include "proto/prime.pb.h"
 #include "proto/rpc_meta.pb.h"
+#include "test/support/bytes.h"
 
 namespace percore {
 namespace {
 
+using testing::flatten;
+using testing::patterned_bytes;
+
 using google::protobuf::MessageLite;
 using google::protobuf::util::MessageDifferencer;
-
-std::string flatten(const GatherBuffer& buffer) {
-  std::string bytes;
-  for (size_t i = 0; i < buffer.chunk_count(); ++i)
-    bytes += buffer.chunk(i);
-  return bytes;
-}
 
 std::string big_endian(uint32_t value) {
   const char bytes[4] = {static_cast<char>(value >> 24), static_cast<char>(value >> 16),
@@ -142,16 +139,6 @@ void expect_same_frames(const std::vector<DecodedFrame>& actual,
     EXPECT_EQ(actual[i].attachment, expected[i].attachment) << "frame " << i;
     EXPECT_EQ(actual[i].body_bytes, expected[i].body_bytes) << "frame " << i;
   }
-}
-
-std::string patterned_bytes(size_t size, uint32_t seed = 1) {
-  std::string bytes(size, '\0');
-  uint32_t state = seed;
-  for (char& byte : bytes) {
-    state = state * 1103515245u + 12345u;
-    byte = static_cast<char>(state >> 16);
-  }
-  return bytes;
 }
 
 // --- Round trips -----------------------------------------------------------
@@ -304,7 +291,7 @@ TEST(FrameCodecTest, EncodesAfterWhatTheBufferHolds) {
 
 // Requests and responses, small and large attachments, an empty message, an
 // error response without message, and an attachment that contains "PRPC".
-class FrameStreamTest : public testing::Test {
+class FrameStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     GatherBuffer out;
@@ -353,7 +340,7 @@ TEST_F(FrameStreamTest, DecodesWholeStream) {
 
 TEST_F(FrameStreamTest, DecodesWhenSplitAtEveryPoint) {
   for (size_t split = 0; split <= stream_.size(); ++split) {
-    SCOPED_TRACE(testing::Message() << "split at " << split);
+    SCOPED_TRACE(::testing::Message() << "split at " << split);
     FrameDecoder decoder;
     std::vector<DecodedFrame> frames;
     decoder.feed(std::string_view(stream_).substr(0, split));
@@ -362,7 +349,7 @@ TEST_F(FrameStreamTest, DecodesWhenSplitAtEveryPoint) {
     ASSERT_EQ(drain(decoder, frames), DecodeStatus::kNeedMore);
     expect_same_frames(frames, expected_);
     EXPECT_EQ(decoder.buffered_bytes(), 0u);
-    if (testing::Test::HasFailure())
+    if (::testing::Test::HasFailure())
       break;
   }
 }

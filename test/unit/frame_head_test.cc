@@ -14,26 +14,13 @@
 #include "proto/frame_encoder.h"
 #include "proto/gather_buffer.h"
 #include "proto/rpc_meta.pb.h"
+#include "test/support/bytes.h"
 
 namespace percore {
 namespace {
 
-std::string flatten(const GatherBuffer& buffer) {
-  std::string bytes;
-  for (size_t i = 0; i < buffer.chunk_count(); ++i)
-    bytes += buffer.chunk(i);
-  return bytes;
-}
-
-std::string patterned_bytes(size_t size, uint32_t seed = 1) {
-  std::string bytes(size, '\0');
-  uint32_t state = seed;
-  for (char& byte : bytes) {
-    state = state * 1103515245u + 12345u;
-    byte = static_cast<char>(state >> 16);
-  }
-  return bytes;
-}
+using testing::flatten;
+using testing::patterned_bytes;
 
 wire::RpcMeta request_meta(int64_t correlation_id) {
   wire::RpcMeta meta;
@@ -61,7 +48,7 @@ TEST(FrameHeadTest, HeadPlusAttachmentEqualsWholeFrame) {
   // Empty, small (copied by a GatherBuffer) and large (referenced).
   for (size_t attachment_bytes :
        {size_t{0}, size_t{1}, size_t{5}, GatherBuffer::kCopyThreshold, size_t{100000}}) {
-    SCOPED_TRACE(testing::Message() << "attachment of " << attachment_bytes);
+    SCOPED_TRACE(::testing::Message() << "attachment of " << attachment_bytes);
     const std::string attachment = patterned_bytes(attachment_bytes, 7);
     // A meta that says "attachment" even though there is none must be cleaned
     // up the same way by both.
@@ -291,13 +278,6 @@ TEST(GatherBufferSharedTest, MixedSourcesKeepTheirOrder) {
 namespace percore {
 namespace {
 
-std::string contents(const GatherBuffer& buffer) {
-  std::string bytes;
-  for (size_t i = 0; i < buffer.chunk_count(); ++i)
-    bytes.append(buffer.chunk(i));
-  return bytes;
-}
-
 TEST(GatherBufferSwapTest, ExchangesEveryKindOfChunk) {
   GatherBuffer first;
   first.append_copy("head-1;");
@@ -306,18 +286,18 @@ TEST(GatherBufferSwapTest, ExchangesEveryKindOfChunk) {
   first.consume(2);  // A partly written buffer swaps too.
   GatherBuffer second;
   second.append_copy("head-2");
-  const std::string first_bytes = contents(first);
+  const std::string first_bytes = flatten(first);
   const size_t first_size = first.size();
 
   first.swap(second);
-  EXPECT_EQ(contents(first), "head-2");
+  EXPECT_EQ(flatten(first), "head-2");
   EXPECT_EQ(first.size(), 6u);
-  EXPECT_EQ(contents(second), first_bytes);
+  EXPECT_EQ(flatten(second), first_bytes);
   EXPECT_EQ(second.size(), first_size);
   using std::swap;
   swap(first, second);  // The non-member swap picks the member one.
-  EXPECT_EQ(contents(first), first_bytes);
-  EXPECT_EQ(contents(second), "head-2");
+  EXPECT_EQ(flatten(first), first_bytes);
+  EXPECT_EQ(flatten(second), "head-2");
 }
 
 }  // namespace

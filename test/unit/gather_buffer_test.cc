@@ -1,4 +1,5 @@
 #include "proto/gather_buffer.h"
+#include "test/support/bytes.h"
 
 #include <gtest/gtest.h>
 #include <sys/uio.h>
@@ -11,12 +12,7 @@
 namespace percore {
 namespace {
 
-std::string flatten(const GatherBuffer& buffer) {
-  std::string bytes;
-  for (size_t i = 0; i < buffer.chunk_count(); ++i)
-    bytes += buffer.chunk(i);
-  return bytes;
-}
+using testing::flatten;
 
 // A string long enough to be referenced rather than copied, with a pattern
 // so that any misplaced byte shows.

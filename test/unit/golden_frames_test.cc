@@ -9,9 +9,12 @@
 #include "proto/frame_encoder.h"
 #include "proto/gather_buffer.h"
 #include "proto/rpc_meta.pb.h"
+#include "test/support/bytes.h"
 
 namespace percore {
 namespace {
+
+using testing::flatten;
 
 // Reference frames produced by scripts/golden_frames.py (`--cpp`), which
 // builds them with protoc's Python classes and struct.pack, independently of
@@ -44,13 +47,6 @@ constexpr unsigned char kGoldenErrorResponse[] = {
 
 std::string_view as_bytes(const unsigned char* data, size_t size) {
   return std::string_view(reinterpret_cast<const char*>(data), size);
-}
-
-std::string flatten(const GatherBuffer& buffer) {
-  std::string bytes;
-  for (size_t i = 0; i < buffer.chunk_count(); ++i)
-    bytes += buffer.chunk(i);
-  return bytes;
 }
 
 wire::RpcMeta golden_request_meta() {

@@ -83,25 +83,9 @@ struct Options : percore::bench::CommonOptions {
 
 Options parse(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc)
-      usage("missing value for " + flag);
-    const std::string value = argv[++i];
-    try {
-      if (percore::bench::parse_common_flag(flag, value, options))
-        continue;
-      if (flag == "--threads") {
-        options.threads = std::stoi(value);
-      } else {
-        usage("unknown option " + flag);
-      }
-    } catch (const std::exception&) {
-      usage("bad value for " + flag + ": " + value);
-    }
-  }
-  if (options.target.empty())
-    usage("--target is required");
+  percore::bench::FlagSpec spec;
+  spec.int_flags = {{"--threads", &options.threads}};
+  percore::bench::parse_flags(argc, argv, options, spec, usage);
   if ((options.concurrency > 0) == (options.rate > 0)) {
     usage("give one of --concurrency C or --rate R");
   }
