@@ -6,9 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <string_view>
+
+#include "base/log.h"
 
 namespace percore {
 namespace {
@@ -168,8 +169,8 @@ void FileNamingSource::poll_loop() {
     if (problem == last_problem_)
       return;
     last_problem_ = problem;
-    std::fprintf(stderr, "percore: %s; keeping the last list of %zu server(s)\n", problem.c_str(),
-                 last_servers_.size());
+    log(LogLevel::kWarning, problem + "; keeping the last list of " +
+                                std::to_string(last_servers_.size()) + " server(s)");
   };
 
   std::unique_lock<std::mutex> lock(mutex_);

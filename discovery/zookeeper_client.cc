@@ -4,9 +4,9 @@
 #define THREADED
 #include <zookeeper/zookeeper.h>
 
-#include <cstdio>
 #include <future>
 
+#include "base/log.h"
 #include "proto/assert.h"
 
 namespace percore {
@@ -251,7 +251,7 @@ void ZooKeeperClient::replace_expired_session() {
     }
     if (open_session(std::chrono::milliseconds(options_.connect_timeout_ms), &reason))
       break;
-    std::fprintf(stderr, "percore: ZooKeeper session expired; reconnecting: %s\n", reason.c_str());
+    log(LogLevel::kWarning, "ZooKeeper session expired; reconnecting: " + reason);
     std::unique_lock lock(mutex_);
     changed_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
   }
@@ -262,7 +262,7 @@ void ZooKeeperClient::replace_expired_session() {
   // The old session's ephemeral nodes and watches died with it.
   for (const auto& [path, data] : ephemerals_) {
     if (!create_node(path, data, &reason)) {
-      std::fprintf(stderr, "percore: could not re-create %s: %s\n", path.c_str(), reason.c_str());
+      log(LogLevel::kError, "could not re-create " + path + ": " + reason);
     }
   }
   for (auto& [path, watch] : watches_)

@@ -1,8 +1,8 @@
 #include "discovery/zookeeper_naming_source.h"
 
 #include <algorithm>
-#include <cstdio>
 
+#include "base/log.h"
 #include "discovery/service_instance.h"
 
 namespace percore {
@@ -43,8 +43,12 @@ std::vector<ServerAddress> ZooKeeperNamingSource::to_servers(
     if (address) {
       servers.push_back(*address);
     } else {
-      std::fprintf(stderr, "percore: skipping instance %s%s/%s: %s\n", uri_.hosts.c_str(),
-                   uri_.path.c_str(), id.c_str(), error.c_str());
+      // Every change of the service re-reads the list: one bad instance must
+      // not write a line per change.
+      static LogRateLimiter limiter;
+      limiter.log(LogLevel::kWarning, [&] {
+        return "skipping instance " + uri_.hosts + uri_.path + "/" + id + ": " + error;
+      });
     }
   }
   std::sort(servers.begin(), servers.end());

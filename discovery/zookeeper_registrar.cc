@@ -1,6 +1,6 @@
 #include "discovery/zookeeper_registrar.h"
 
-#include <cstdio>
+#include "base/log.h"
 
 namespace percore {
 
@@ -45,7 +45,7 @@ void ZooKeeperRegistrar::deregister() {
   for (const ServiceInstance& instance : instances_) {
     std::string error;
     if (!client_->delete_ephemeral(instance_path(instance), &error)) {
-      std::fprintf(stderr, "percore: deregistering: %s\n", error.c_str());
+      log(LogLevel::kWarning, "deregistering: " + error);
     }
   }
 }

@@ -5,7 +5,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <limits>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -24,6 +26,9 @@ namespace {
 constexpr std::string_view kUsage =
     "usage: percore-server [--listen HOST:PORT] [--io-threads N] [--workers N]\n"
     "                      [--max-body-bytes N] [--worker-queue N] [--grace-ms N]\n"
+    "                      [--max-inflight-per-connection N] [--max-unwritten-bytes N]\n"
+    "                      [--max-connections N] [--idle-timeout-ms N]\n"
+    "                      [--partial-frame-timeout-ms N] [--close-linger-ms N]\n"
     "                      [--registry zk://HOSTS/BASE/PATH] [--advertise HOST]\n"
     "                      [--registry-credential-file FILE] [--deregister-delay-ms N]\n"
     "                      [--zk-session-timeout-ms N]\n"
@@ -33,6 +38,17 @@ constexpr std::string_view kUsage =
     "  --max-body-bytes  largest request/reply body (default 67108864)\n"
     "  --worker-queue    requests waiting for a worker before 2004 (default 1024)\n"
     "  --grace-ms        how long a stop waits for calls in flight (default 5000)\n"
+    "  --max-inflight-per-connection  calls in flight per connection before it is\n"
+    "                    no longer read (default 1024)\n"
+    "  --max-unwritten-bytes  answer bytes waiting to be written per connection\n"
+    "                    before it is no longer read (default 67108864)\n"
+    "  --max-connections  open connections; more are closed at once (default 0: no\n"
+    "                    limit but the descriptor limit)\n"
+    "  --idle-timeout-ms  close connections idle this long (default 0: never)\n"
+    "  --partial-frame-timeout-ms  close a connection that sent part of a frame and\n"
+    "                    then nothing this long (default 10000; 0: never)\n"
+    "  --close-linger-ms  time a closing connection has to take its answers\n"
+    "                    (default 1000)\n"
     "  --registry        register each service in ZooKeeper under this base path,\n"
     "                    as Apache Curator instances (EPHEMERAL nodes)\n"
     "  --advertise       address to register (required when listening on 0.0.0.0)\n"
@@ -48,12 +64,18 @@ constexpr std::string_view kUsage =
   std::exit(2);
 }
 
-long long parse_number(const std::string& flag, const char* text) {
+long long parse_number(const std::string& flag, const char* text,
+                       long long max = std::numeric_limits<long long>::max()) {
   char* end = nullptr;
+  errno = 0;
   const long long value = std::strtoll(text, &end, 10);
-  if (end == text || *end != '\0' || value < 0)
-    usage_error(flag + " needs a non-negative number");
+  if (end == text || *end != '\0' || value < 0 || errno == ERANGE || value > max)
+    usage_error(flag + " needs a number from 0 to " + std::to_string(max));
   return value;
+}
+
+int parse_int(const std::string& flag, const char* text) {
+  return static_cast<int>(parse_number(flag, text, std::numeric_limits<int>::max()));
 }
 
 std::string read_credential_file(const std::string& path) {
@@ -107,13 +129,25 @@ int main(int argc, char** argv) {
     if (flag == "--listen") {
       listen = value;
     } else if (flag == "--io-threads") {
-      options.io_threads = static_cast<int>(parse_number(flag, value));
+      options.io_threads = parse_int(flag, value);
     } else if (flag == "--workers") {
-      options.workers = static_cast<int>(parse_number(flag, value));
+      options.workers = parse_int(flag, value);
     } else if (flag == "--max-body-bytes") {
       options.max_body_bytes = static_cast<size_t>(parse_number(flag, value));
     } else if (flag == "--worker-queue") {
       options.worker_queue_capacity = static_cast<size_t>(parse_number(flag, value));
+    } else if (flag == "--max-inflight-per-connection") {
+      options.max_inflight_per_connection = parse_int(flag, value);
+    } else if (flag == "--max-unwritten-bytes") {
+      options.max_unwritten_bytes_per_connection = static_cast<size_t>(parse_number(flag, value));
+    } else if (flag == "--max-connections") {
+      options.max_connections = parse_int(flag, value);
+    } else if (flag == "--idle-timeout-ms") {
+      options.idle_timeout_ms = parse_int(flag, value);
+    } else if (flag == "--partial-frame-timeout-ms") {
+      options.partial_frame_timeout_ms = parse_int(flag, value);
+    } else if (flag == "--close-linger-ms") {
+      options.close_linger_ms = parse_int(flag, value);
     } else if (flag == "--grace-ms") {
       grace_ms = parse_number(flag, value);
     } else if (flag == "--registry") {

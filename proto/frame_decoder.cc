@@ -45,6 +45,19 @@ std::string_view decode_status_text(DecodeStatus status) {
   return "unknown decode status";
 }
 
+std::unique_ptr<char[]> ReadBlockPool::take() {
+  if (free_.empty())
+    return std::make_unique_for_overwrite<char[]>(block_bytes_);
+  std::unique_ptr<char[]> block = std::move(free_.back());
+  free_.pop_back();
+  return block;
+}
+
+void ReadBlockPool::give(std::unique_ptr<char[]> block) {
+  if (free_.size() < max_cached_)
+    free_.push_back(std::move(block));
+}
+
 FrameDecoder::FrameDecoder(FrameDecoderOptions options) : options_(options) {}
 
 std::span<char> FrameDecoder::prepare(size_t min_bytes) {
@@ -61,10 +74,14 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
 
   if (begin_ == end_) {
     begin_ = end_ = 0;
-    if (capacity_ > kShrinkAbove && wanted <= kInitialCapacity) {
-      buffer_.reset();
-      capacity_ = 0;
-    }
+    if (capacity_ > kShrinkAbove && wanted <= kInitialCapacity)
+      release();
+  }
+  ReadBlockPool* pool = options_.block_pool;
+  if (buffer_ == nullptr && pool != nullptr && wanted <= pool->block_bytes()) {
+    buffer_ = pool->take();
+    capacity_ = pool->block_bytes();
+    buffer_from_pool_ = true;
   }
   if (capacity_ - end_ < wanted) {
     const size_t live = end_ - begin_;
@@ -77,13 +94,28 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
       auto grown = std::make_unique_for_overwrite<char[]>(capacity);
       if (live > 0)
         std::memcpy(grown.get(), buffer_.get() + begin_, live);
+      if (buffer_from_pool_)
+        pool->give(std::move(buffer_));
       buffer_ = std::move(grown);
       capacity_ = capacity;
+      buffer_from_pool_ = false;
     }
     begin_ = 0;
     end_ = live;
   }
   return std::span<char>(buffer_.get() + end_, capacity_ - end_);
+}
+
+void FrameDecoder::release() {
+  if (begin_ != end_ || buffer_ == nullptr)
+    return;
+  if (buffer_from_pool_) {
+    options_.block_pool->give(std::move(buffer_));
+  }
+  buffer_.reset();
+  capacity_ = 0;
+  begin_ = end_ = 0;
+  buffer_from_pool_ = false;
 }
 
 void FrameDecoder::commit(size_t bytes) {

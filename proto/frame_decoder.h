@@ -5,6 +5,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "proto/frame.h"
 #include "proto/rpc_meta.pb.h"
@@ -42,10 +43,39 @@ struct Frame {
   bool is_request() const { return meta.has_request(); }
 };
 
+// Fixed-size read buffers shared by the decoders of one thread: a decoder
+// takes a block when bytes arrive and gives it back once it holds no partial
+// frame (FrameDecoder::release), so an idle connection holds no read buffer
+// and a busy one does not allocate per read. Keeps at most `max_cached`
+// blocks; frames larger than a block get their own allocation.
+//
+// Owns: the cached blocks. Threads: one owner thread, with every decoder
+// that uses it.
+class ReadBlockPool {
+ public:
+  ReadBlockPool(size_t block_bytes, size_t max_cached)
+      : block_bytes_(block_bytes), max_cached_(max_cached) {}
+  ReadBlockPool(const ReadBlockPool&) = delete;
+  ReadBlockPool& operator=(const ReadBlockPool&) = delete;
+
+  size_t block_bytes() const { return block_bytes_; }
+  std::unique_ptr<char[]> take();
+  void give(std::unique_ptr<char[]> block);
+  size_t cached() const { return free_.size(); }
+
+ private:
+  const size_t block_bytes_;
+  const size_t max_cached_;
+  std::vector<std::unique_ptr<char[]>> free_;
+};
+
 struct FrameDecoderOptions {
   // Largest accepted body_size (meta + message + attachment), in bytes.
   // Default 64 MiB; a frame of exactly this size is accepted.
   size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // Where buffers come from and go back to (release()); null: plain
+  // allocations. Must outlive the decoder's calls to prepare() and release().
+  ReadBlockPool* block_pool = nullptr;
 };
 
 // Incremental baidu_std decoder: bytes go in as they arrive, split anywhere;
@@ -67,6 +97,10 @@ class FrameDecoder {
   void commit(size_t bytes);
   // Copies `bytes` in: prepare + memcpy + commit.
   void feed(std::string_view bytes);
+  // Gives the buffer back (to the block pool, or to the heap) if no byte is
+  // buffered; a reader calls it before it waits for more input, so that an
+  // idle connection holds no buffer. Invalidates views.
+  void release();
 
   // Decodes the next frame into `frame`, or says why not.
   DecodeStatus next(Frame& frame);
@@ -81,6 +115,7 @@ class FrameDecoder {
   FrameDecoderOptions options_;
   std::unique_ptr<char[]> buffer_;
   size_t capacity_ = 0;
+  bool buffer_from_pool_ = false;
   size_t begin_ = 0;                                  // First unreturned byte.
   size_t end_ = 0;                                    // One past the last received byte.
   DecodeStatus rejection_ = DecodeStatus::kNeedMore;  // Sticky once set.

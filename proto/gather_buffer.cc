@@ -8,20 +8,31 @@
 namespace percore {
 
 char* GatherBuffer::append_space(size_t bytes) {
-  const size_t offset = arena_.size();
+  if (arena_.empty())
+    arena_.emplace_back();
+  std::string* block = &arena_.back();
+  size_t offset = block->size();
   if (bytes == 0)
-    return arena_.data() + offset;
+    return block->data() + offset;
+  if (offset > 0 && offset + bytes > block->capacity() && offset + bytes > kArenaBlockBytes) {
+    // A new block instead of a reallocation that would copy this one.
+    block = &arena_.emplace_back();
+    block->reserve(std::max(bytes, kArenaBlockBytes));
+    offset = 0;
+  }
   // resize() value-initializes; the bytes are overwritten by the caller at
-  // once, and the arena keeps its capacity across clear(), so this is cheap.
-  arena_.resize(offset + bytes);
+  // once, and the first block keeps its capacity across clear(), so this is
+  // cheap.
+  block->resize(offset + bytes);
+  const auto index = static_cast<uint32_t>(arena_.size() - 1);
   if (!chunks_.empty() && chunks_.back().source == Source::kArena &&
-      chunks_.back().offset + chunks_.back().size == offset) {
+      chunks_.back().index == index && chunks_.back().offset + chunks_.back().size == offset) {
     chunks_.back().size += bytes;
   } else {
-    chunks_.push_back(Chunk{Source::kArena, 0, offset, bytes});
+    chunks_.push_back(Chunk{Source::kArena, index, offset, bytes});
   }
   unconsumed_bytes_ += bytes;
-  return arena_.data() + offset;
+  return block->data() + offset;
 }
 
 void GatherBuffer::append_copy(std::string_view bytes) {
@@ -56,7 +67,7 @@ void GatherBuffer::append_shared(std::shared_ptr<const std::string> bytes) {
 
 std::string_view GatherBuffer::chunk(size_t index) const {
   const Chunk& chunk = chunks_[first_chunk_ + index];
-  const std::string& source = chunk.source == Source::kArena   ? arena_
+  const std::string& source = chunk.source == Source::kArena   ? arena_[chunk.index]
                               : chunk.source == Source::kOwned ? owned_[chunk.index]
                                                                : *shared_[chunk.index];
   return std::string_view(source.data() + chunk.offset, chunk.size);
@@ -89,7 +100,14 @@ void GatherBuffer::consume(size_t bytes) {
 }
 
 void GatherBuffer::clear() {
-  arena_.clear();
+  if (!arena_.empty()) {
+    arena_.resize(1);
+    if (arena_.front().capacity() > kKeptArenaBytes) {
+      std::string().swap(arena_.front());
+    } else {
+      arena_.front().clear();
+    }
+  }
   owned_.clear();
   shared_.clear();
   chunks_.clear();

@@ -4,7 +4,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,9 +13,13 @@ namespace percore {
 
 // Bytes waiting to be written with one gathered write (writev or Asio's
 // buffer sequences). Small pieces (headers, metas, messages) are serialized
-// straight into one contiguous arena; large pieces handed over as strings
-// (attachments) are moved in and referenced, never copied.
-// Memory is reclaimed when everything is consumed, so a writer keeps two: one
+// straight into an arena; large pieces handed over as strings (attachments)
+// are moved in and referenced, never copied.
+// The arena is a chain of blocks: one block grows by reallocation up to
+// kArenaBlockBytes, then new blocks start, so a large backlog (a peer that
+// does not read) costs its size, never twice its size in a reallocation.
+// Memory is reclaimed when everything is consumed (the first block is kept
+// for reuse while it is at most kKeptArenaBytes), so a writer keeps two: one
 // being written, one collecting the next batch, swapped when the first empties.
 //
 // Owns: the arena and every string moved into it.
@@ -28,6 +31,10 @@ class GatherBuffer {
   // Strings shorter than this are copied into the arena: a separate chunk
   // costs more than the copy.
   static constexpr size_t kCopyThreshold = 512;
+  // Largest arena block grown by reallocation; past it a new block starts.
+  static constexpr size_t kArenaBlockBytes = 256 * 1024;
+  // Capacity of the first arena block kept across clear().
+  static constexpr size_t kKeptArenaBytes = 64 * 1024;
 
   GatherBuffer() = default;
   GatherBuffer(const GatherBuffer&) = delete;
@@ -60,22 +67,24 @@ class GatherBuffer {
   // everything is consumed the memory is kept for reuse.
   void consume(size_t bytes);
   void clear();
-  // Exchanges contents without allocating (std::swap would move through a
-  // temporary, and moving a std::deque allocates a fresh map for the source).
+  // Exchanges contents without allocating or copying.
   void swap(GatherBuffer& other) noexcept;
 
  private:
   enum class Source : uint8_t { kArena, kOwned, kShared };
   struct Chunk {
     Source source;
-    uint32_t index;  // Into owned_ or shared_.
+    uint32_t index;  // Into arena_, owned_ or shared_.
     size_t offset;
     size_t size;
   };
 
-  std::string arena_;
-  std::deque<std::string> owned_;
-  std::deque<std::shared_ptr<const std::string>> shared_;
+  std::vector<std::string> arena_;  // Blocks; appends go to the last one.
+  // Vectors, not deques: an empty deque allocates, and every connection holds
+  // two buffers. A moved std::string keeps its heap bytes, so chunks of
+  // owned strings stay put when the vector grows.
+  std::vector<std::string> owned_;
+  std::vector<std::shared_ptr<const std::string>> shared_;
   std::vector<Chunk> chunks_;
   size_t first_chunk_ = 0;
   size_t unconsumed_bytes_ = 0;

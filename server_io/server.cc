@@ -1,11 +1,14 @@
 #include "server_io/server.h"
 
 #include <google/protobuf/service.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <future>
 #include <thread>
 
+#include "base/log.h"
 #include "server_io/detail/acceptor.h"
 #include "server_io/detail/io_thread.h"
 #include "server_io/detail/server_core.h"
@@ -29,6 +32,12 @@ ServerOptions sanitized(ServerOptions options) {
   options.worker_queue_capacity = std::max<size_t>(1, options.worker_queue_capacity);
   options.max_body_bytes = std::max(kMinimumMaxBodyBytes, options.max_body_bytes);
   options.max_inflight_per_connection = std::max(1, options.max_inflight_per_connection);
+  options.max_unwritten_bytes_per_connection =
+      std::max(options.max_body_bytes, options.max_unwritten_bytes_per_connection);
+  options.max_connections = std::max(0, options.max_connections);
+  options.idle_timeout_ms = std::max(0, options.idle_timeout_ms);
+  options.partial_frame_timeout_ms = std::max(0, options.partial_frame_timeout_ms);
+  options.close_linger_ms = std::max(1, options.close_linger_ms);
   return options;
 }
 
@@ -106,6 +115,40 @@ bool Server::Start(const std::string& listen_address, std::string* error) {
     io_thread->start();
   acceptor_->start();
   started_ = true;
+  core_->running.store(true, std::memory_order_release);
+  return true;
+}
+
+bool Server::AddConnection(int fd) {
+  if (!core_->running.load(std::memory_order_acquire) ||
+      core_->stopping.load(std::memory_order_acquire)) {
+    ::close(fd);
+    return false;
+  }
+  if (!core_->try_open_connection()) {
+    core_->refused_connection_log.log(LogLevel::kWarning, [&] {
+      return "refusing an added connection: max_connections (" +
+             std::to_string(core_->options.max_connections) + ") reached";
+    });
+    ::close(fd);
+    return false;
+  }
+  const size_t index =
+      next_added_connection_.fetch_add(1, std::memory_order_relaxed) % io_threads_.size();
+  detail::IoThread& io_thread = *io_threads_[index];
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  const bool v6 = ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 &&
+                  address.ss_family == AF_INET6;
+  boost::asio::ip::tcp::socket socket(io_thread.context());
+  boost::system::error_code error;
+  socket.assign(v6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(), fd, error);
+  if (error) {
+    ::close(fd);
+    core_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  io_thread.adopt(std::move(socket));
   return true;
 }
 
@@ -123,26 +166,21 @@ void Server::Stop(std::chrono::milliseconds grace) {
   }
   run_on_each(io_threads_, [](detail::IoThread& io_thread) {
     io_thread.abandon_in_flight_calls();
-    io_thread.close_connections(/*after_flush=*/true);
+    io_thread.begin_close_connections(CloseReason::kServerStopped);
   });
 
-  // Connections close once their queued answers are written; a peer that does
-  // not read gets one more second.
-  const Clock::time_point flush_deadline = Clock::now() + std::chrono::seconds(1);
-  for (;;) {
-    std::atomic<size_t> open_connections{0};
-    run_on_each(io_threads_, [&open_connections](detail::IoThread& io_thread) {
-      open_connections += io_thread.connection_count();
-    });
-    if (open_connections.load() == 0)
-      break;
-    if (Clock::now() >= flush_deadline) {
-      run_on_each(io_threads_, [](detail::IoThread& io_thread) {
-        io_thread.close_connections(/*after_flush=*/false);
-      });
-      break;
-    }
+  // Each connection answers what it read, flushes and closes within
+  // close_linger_ms (its I/O thread's sweep enforces that); this wait is only
+  // a safety net over it.
+  const Clock::time_point flush_deadline =
+      Clock::now() + std::chrono::milliseconds(core_->options.close_linger_ms) +
+      2 * core_->sweep_interval() + std::chrono::milliseconds(100);
+  while (core_->open_connections.load(std::memory_order_acquire) > 0 &&
+         Clock::now() < flush_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (core_->open_connections.load(std::memory_order_acquire) > 0) {
+    run_on_each(io_threads_, [](detail::IoThread& io_thread) { io_thread.abort_connections(); });
   }
 }
 
@@ -158,6 +196,19 @@ ServerStats Server::stats() const {
   stats.answers_by_code = core_->answers.answers_by_code();
   stats.connections_accepted = core_->connections_accepted.load(std::memory_order_relaxed);
   stats.connections_closed = core_->connections_closed.load(std::memory_order_relaxed);
+  stats.connections_open =
+      static_cast<uint64_t>(std::max<int64_t>(0, core_->open_connections.load()));
+  stats.connections_refused = core_->connections_refused.load(std::memory_order_relaxed);
+  stats.accept_errors = core_->accept_errors.load(std::memory_order_relaxed);
+  stats.closes_without_flush = core_->closes_without_flush.load(std::memory_order_relaxed);
+  stats.incomplete_frames = core_->incomplete_frames.load(std::memory_order_relaxed);
+  stats.write_backpressure_pauses =
+      core_->write_backpressure_pauses.load(std::memory_order_relaxed);
+  for (int i = 0; i < kCloseReasonCount; ++i) {
+    const uint64_t count = core_->closes_by_reason[i].load(std::memory_order_relaxed);
+    if (count > 0)
+      stats.closes_by_reason[static_cast<CloseReason>(i)] = count;
+  }
   stats.replies_dropped = core_->replies_dropped.load(std::memory_order_relaxed);
   for (size_t i = 0; i < core_->rejected_frames.size(); ++i) {
     const uint64_t count = core_->rejected_frames[i].load(std::memory_order_relaxed);

@@ -1,9 +1,10 @@
 #include "server_io/detail/acceptor.h"
 
-#include <cstdio>
 #include <future>
 
+#include "base/log.h"
 #include "server_io/detail/io_thread.h"
+#include "server_io/detail/server_core.h"
 
 namespace percore::detail {
 namespace {
@@ -77,8 +78,13 @@ void Acceptor::accept_next() {
     if (error == boost::asio::error::operation_aborted || !acceptor_.is_open())
       return;
     if (error) {
-      // Out of descriptors or similar: back off instead of spinning.
-      std::fprintf(stderr, "percore: accept failed: %s\n", error.message().c_str());
+      // Out of descriptors (EMFILE) or similar: retry every 10 ms instead of
+      // spinning, and say so once a second at most. Connections wait in the
+      // listen backlog meanwhile and are served once descriptors are free.
+      core_.accept_errors.fetch_add(1, std::memory_order_relaxed);
+      core_.accept_error_log.log(LogLevel::kError, [&] {
+        return "accept failed: " + error.message() + "; retrying every 10 ms";
+      });
       retry_timer_.expires_after(std::chrono::milliseconds(10));
       retry_timer_.async_wait([this](const boost::system::error_code& wait_error) {
         if (!wait_error && acceptor_.is_open())
@@ -86,8 +92,19 @@ void Acceptor::accept_next() {
       });
       return;
     }
-    target.adopt(std::move(socket));
-    next_target_ = (next_target_ + 1) % targets_.size();
+    if (core_.try_open_connection()) {
+      target.adopt(std::move(socket));
+      next_target_ = (next_target_ + 1) % targets_.size();
+    } else {
+      core_.refused_connection_log.log(LogLevel::kWarning, [&] {
+        boost::system::error_code ignored;
+        return "refusing connection from " +
+               socket.remote_endpoint(ignored).address().to_string() + ": max_connections (" +
+               std::to_string(core_.options.max_connections) + ") reached";
+      });
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    }
     accept_next();
   });
 }

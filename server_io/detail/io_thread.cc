@@ -18,7 +18,14 @@ uint64_t microseconds_since(ServerCall::Clock::time_point start) {
 
 }  // namespace
 
-IoThread::IoThread(ServerCore& core, int index) : core_(core), index_(index) {}
+// Read blocks: 64 KiB, the most one read takes in the common case; a few
+// cached per thread, enough for the connections that are read in one loop
+// pass.
+constexpr size_t kReadBlockBytes = 64 * 1024;
+constexpr size_t kCachedReadBlocks = 16;
+
+IoThread::IoThread(ServerCore& core, int index)
+    : core_(core), index_(index), read_blocks_(kReadBlockBytes, kCachedReadBlocks) {}
 
 IoThread::~IoThread() {
   join();
@@ -67,6 +74,10 @@ void IoThread::start() {
 void IoThread::join() {
   if (!thread_.joinable())
     return;
+  boost::asio::post(context_, [this] {
+    joining_ = true;
+    sweep_timer_.cancel();
+  });
   work_guard_.reset();
   thread_.join();
 }
@@ -82,8 +93,32 @@ void IoThread::adopt(boost::asio::ip::tcp::socket socket) {
     auto connection = std::make_shared<ServerConnection>(*this, core_, std::move(socket), id);
     connections_.emplace(id, connection);
     core_.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    arm_sweep();
     connection->start();
   });
+}
+
+void IoThread::arm_sweep() {
+  assert_in_loop_thread();
+  if (sweep_armed_ || joining_)
+    return;
+  sweep_armed_ = true;
+  sweep_timer_.expires_after(core_.sweep_interval());
+  sweep_timer_.async_wait([this](const boost::system::error_code& error) {
+    sweep_armed_ = false;
+    if (!error)
+      sweep();
+  });
+}
+
+void IoThread::sweep() {
+  assert_in_loop_thread();
+  const ServerCall::Clock::time_point now = ServerCall::Clock::now();
+  // Closing only posts the removal from the table, so iterating is safe.
+  for (auto& [id, connection] : connections_)
+    connection->check_timeouts(now);
+  if (!connections_.empty())
+    arm_sweep();
 }
 
 void IoThread::finish_call(ServerCall* call) {
@@ -127,7 +162,7 @@ void IoThread::complete_call(ServerCall* call) {
     } else {
       answer(*connection, call->correlation_id(), &call->method(), code, controller.ErrorText(),
              call->response(), std::move(controller.response_attachment()), call->received_at());
-      connection->call_answered();
+      connection->call_answered();  // Writes the answer.
     }
   }
   if (google::protobuf::Closure* on_end = call->take_end_callback())
@@ -168,7 +203,6 @@ void IoThread::answer(ServerConnection& connection, int64_t correlation_id, Meth
   if (method != nullptr)
     method->counters.record(code, latency_us);
   core_.answers.record(code, latency_us);
-  connection.answer_queued();
 }
 
 void IoThread::count_dropped(MethodEntry* method, int32_t code,
@@ -205,19 +239,17 @@ void IoThread::abandon_in_flight_calls() {
   }
 }
 
-void IoThread::close_connections(bool after_flush) {
+void IoThread::begin_close_connections(CloseReason reason) {
   assert_in_loop_thread();
-  // A copy: closing schedules removals from the table.
-  std::vector<std::shared_ptr<ServerConnection>> connections;
+  // Closing only posts the removal from the table, so iterating is safe.
   for (auto& [id, connection] : connections_)
-    connections.push_back(connection);
-  for (auto& connection : connections) {
-    if (after_flush) {
-      connection->close_after_flush();
-    } else {
-      connection->close();
-    }
-  }
+    connection->begin_close(reason);
+}
+
+void IoThread::abort_connections() {
+  assert_in_loop_thread();
+  for (auto& [id, connection] : connections_)
+    connection->abort(CloseReason::kServerStopped);
 }
 
 std::shared_ptr<ServerConnection> IoThread::find_connection(uint64_t connection_id) const {

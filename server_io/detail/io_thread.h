@@ -9,9 +9,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proto/frame_decoder.h"
 #include "proto/rpc_meta.pb.h"
 #include "server_io/detail/asio.h"
 #include "server_io/detail/server_call.h"
+#include "server_io/server_stats.h"
 
 namespace percore::detail {
 
@@ -21,10 +23,15 @@ struct MethodEntry;
 
 // One I/O thread of the server: an io_context run by one std::thread, the
 // connections assigned to it, and the calls those connections dispatched.
+// A sweep timer, armed while the thread has connections, applies their
+// timeouts (ServerConnection::check_timeouts) every
+// ServerCore::sweep_interval().
 //
-// Owns: its thread, io_context, connections (by id) and in-flight calls.
-// Threads: adopt() and finish_call() from any thread (they post); every other
-// method on this I/O thread only (checked with assert_in_loop_thread()).
+// Owns: its thread, io_context, connections (by id), in-flight calls, the
+// read-block pool its connections' decoders share, and the sweep timer.
+// Threads: adopt() and finish_call() from any thread (they post); start() and
+// join() from the control thread; every other method on this I/O thread only
+// (checked with assert_in_loop_thread()).
 class IoThread {
  public:
   IoThread(ServerCore& core, int index);
@@ -53,8 +60,9 @@ class IoThread {
   void recycle(ServerCall* call);
   // Registers a dispatched call in the in-flight list.
   void track(ServerCall* call);
-  // Encodes an answer into the connection's output and counts it. A non-OK
-  // code sends `text` and no message.
+  // Encodes an answer into the connection's output and counts it (the
+  // connection writes it at the end of the current event). A non-OK code
+  // sends `text` and no message.
   void answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
               int32_t code, const std::string& text, const google::protobuf::Message* response,
               std::string&& attachment, ServerCall::Clock::time_point received_at);
@@ -64,23 +72,34 @@ class IoThread {
   void remove_connection(uint64_t connection_id);
   // Stop(): answers every in-flight call 2003 and marks it abandoned.
   void abandon_in_flight_calls();
-  // Stop(): closes every connection, once its queued answers are written
-  // (`after_flush`) or at once.
-  void close_connections(bool after_flush);
-  size_t connection_count() const { return connections_.size(); }
+  // Stop(): every connection stops reading, answers what it read (2003 for
+  // requests not yet dispatched), flushes and closes.
+  void begin_close_connections(CloseReason reason);
+  // Stop(), past the linger: resets every connection still open.
+  void abort_connections();
+  // The read buffers of this thread's decoders.
+  ReadBlockPool& read_blocks() { return read_blocks_; }
 
  private:
   void complete_call(ServerCall* call);
   void untrack(ServerCall* call);
+  void arm_sweep();
+  void sweep();
   std::shared_ptr<ServerConnection> find_connection(uint64_t connection_id) const;
 
   ServerCore& core_;
   const int index_;
+  // Before context_: pending handlers destroyed with the context may hold
+  // connections whose decoders use it.
+  ReadBlockPool read_blocks_;
   boost::asio::io_context context_{1};
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
       work_guard_;
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_{};
+  boost::asio::steady_timer sweep_timer_{context_};
+  bool sweep_armed_ = false;
+  bool joining_ = false;  // Set by join(): the sweep is not re-armed.
 
   std::unordered_map<uint64_t, std::shared_ptr<ServerConnection>> connections_;
   uint64_t next_connection_serial_ = 0;

@@ -1,7 +1,9 @@
 #include "server_io/detail/server_connection.h"
 
-#include <cstdio>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
+#include "base/log.h"
 #include "proto/assert.h"
 #include "proto/frame.h"
 #include "server_io/detail/io_thread.h"
@@ -11,18 +13,25 @@
 namespace percore::detail {
 namespace {
 
-// Free space offered to each read; a known larger frame gets room for all of
-// it (FrameDecoder::prepare).
-constexpr size_t kReadBytes = 64 * 1024;
+// A read is offered at least this much free space; the decoder's block (or
+// a buffer sized for a known large frame) usually offers more.
+constexpr size_t kMinReadBytes = 4096;
+// Reads per readiness event, so that one busy connection cannot hold its I/O
+// thread; the next event comes at once if more is waiting.
+constexpr int kMaxReadsPerEvent = 4;
 
 std::string describe_peer(const boost::asio::ip::tcp::socket& socket) {
   boost::system::error_code error;
   const auto endpoint = socket.remote_endpoint(error);
   if (error)
-    return "unknown peer";
+    return "local peer";  // e.g. a socketpair given to Server::AddConnection
   const auto address = endpoint.address();
   return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
          std::to_string(endpoint.port());
+}
+
+bool would_block(const boost::system::error_code& error) {
+  return error == boost::asio::error::would_block || error == boost::asio::error::try_again;
 }
 
 }  // namespace
@@ -34,74 +43,158 @@ ServerConnection::ServerConnection(IoThread& io_thread, ServerCore& core,
       socket_(std::move(socket)),
       id_(id),
       peer_(describe_peer(socket_)),
-      decoder_(FrameDecoderOptions{core.options.max_body_bytes}) {}
+      decoder_(FrameDecoderOptions{core.options.max_body_bytes, &io_thread.read_blocks()}) {}
 
 void ServerConnection::start() {
   io_thread_.assert_in_loop_thread();
   boost::system::error_code ignored;
   socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
-  read_more();
-}
-
-void ServerConnection::read_more() {
-  if (reading_ || read_paused_ || closing_ || closed_)
-    return;
-  reading_ = true;
-  std::span<char> space = decoder_.prepare(kReadBytes);
-  socket_.async_read_some(
-      boost::asio::buffer(space.data(), space.size()),
-      [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
-        self->on_read(error, bytes);
-      });
-}
-
-void ServerConnection::on_read(const boost::system::error_code& error, size_t bytes) {
-  io_thread_.assert_in_loop_thread();
-  reading_ = false;
-  if (closed_)
-    return;
-  if (error) {
-    // EOF or a reset: the peer is gone; answers still queued cannot be sent.
-    close();
+  // Reads are made by hand when the socket is readable (async_wait), so that
+  // no buffer is tied up while a connection waits.
+  socket_.non_blocking(true, ignored);
+  last_read_at_ = last_write_at_ = Clock::now();
+  if (core_.stopping.load(std::memory_order_acquire)) {
+    begin_close(CloseReason::kServerStopped);
     return;
   }
-  decoder_.commit(bytes);
-  if (closing_)
-    return;
-  last_read_at_ = ServerCall::Clock::now();
+  pump();
+}
+
+void ServerConnection::pump() {
   process_frames();
   flush();
-  read_more();
+  advance();
+  if (wants_input())
+    wait_readable();
+}
+
+bool ServerConnection::wants_input() const {
+  if (input_ended_)
+    return false;
+  if (state_ == State::kLingering)
+    return true;  // Discarding until the peer's FIN.
+  return state_ == State::kOpen && !write_backpressure_ &&
+         in_flight_calls_ < core_.options.max_inflight_per_connection;
+}
+
+void ServerConnection::wait_readable() {
+  if (waiting_readable_)
+    return;
+  decoder_.release();
+  waiting_readable_ = true;
+  socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& error) {
+                       self->on_readable(error);
+                     });
+}
+
+void ServerConnection::on_readable(const boost::system::error_code& error) {
+  io_thread_.assert_in_loop_thread();
+  waiting_readable_ = false;
+  if (state_ == State::kClosed)
+    return;
+  if (error) {
+    abort(CloseReason::kConnectionError);
+    return;
+  }
+  if (state_ == State::kLingering) {
+    discard_input();
+  } else if (wants_input()) {
+    read_input();
+  }
+  if (state_ != State::kClosed)
+    pump();
+}
+
+void ServerConnection::read_input() {
+  for (int reads = 0; reads < kMaxReadsPerEvent && wants_input(); ++reads) {
+    const std::span<char> space = decoder_.prepare(kMinReadBytes);
+    boost::system::error_code error;
+    const size_t bytes = socket_.read_some(boost::asio::buffer(space.data(), space.size()), error);
+    if (error == boost::asio::error::interrupted)
+      continue;
+    if (would_block(error))
+      break;
+    if (error == boost::asio::error::eof) {
+      // The peer sends no more; it may still read. Answer what it sent.
+      input_ended_ = true;
+      break;
+    }
+    if (error) {
+      abort(CloseReason::kConnectionError);
+      return;
+    }
+    decoder_.commit(bytes);
+    last_read_at_ = Clock::now();
+    process_frames();
+    if (bytes < space.size())
+      break;  // The socket is drained for now.
+  }
+  if (input_ended_ && state_ == State::kOpen) {
+    close_reason_ = CloseReason::kPeerClosed;
+    transition(State::kDraining);
+  }
+}
+
+void ServerConnection::discard_input() {
+  char sink[4096];
+  for (int reads = 0; reads < 16; ++reads) {
+    boost::system::error_code error;
+    const size_t bytes = socket_.read_some(boost::asio::buffer(sink), error);
+    if (error == boost::asio::error::eof) {
+      input_ended_ = true;
+      return;
+    }
+    if (would_block(error))
+      return;
+    if (error && error != boost::asio::error::interrupted) {
+      abort(close_reason_);
+      return;
+    }
+    if (bytes < sizeof(sink))
+      return;
+  }
 }
 
 void ServerConnection::process_frames() {
-  if (in_read_pass_)
+  if (in_pass_ || frames_ended_ || (state_ != State::kOpen && state_ != State::kDraining))
     return;
-  in_read_pass_ = true;
-  const int limit = core_.options.max_inflight_per_connection;
-  while (!closed_ && !closing_) {
-    if (in_flight_calls_ >= limit) {
-      read_paused_ = true;
+  in_pass_ = true;
+  const int inflight_limit = core_.options.max_inflight_per_connection;
+  const size_t unwritten_limit = core_.options.max_unwritten_bytes_per_connection;
+  while (!frames_ended_) {
+    if (in_flight_calls_ >= inflight_limit)
       break;
+    if (!write_backpressure_ && unwritten_bytes() > unwritten_limit) {
+      write_backpressure_ = true;
+      core_.write_backpressure_pauses.fetch_add(1, std::memory_order_relaxed);
     }
+    if (write_backpressure_)
+      break;
     const DecodeStatus status = decoder_.next(frame_);
     if (status == DecodeStatus::kNeedMore)
       break;
     if (is_rejection(status)) {
-      reject(status);
+      reject(status, decode_status_text(status));
       break;
     }
     dispatch(frame_);
   }
-  in_read_pass_ = false;
+  in_pass_ = false;
 }
 
-void ServerConnection::reject(DecodeStatus status) {
+void ServerConnection::reject(DecodeStatus status, std::string_view text) {
   core_.count_rejected(status);
-  std::fprintf(stderr, "percore: closing connection from %s: %.*s\n", peer_.c_str(),
-               static_cast<int>(decode_status_text(status).size()),
-               decode_status_text(status).data());
-  close();
+  core_.rejected_frame_log.log(LogLevel::kWarning, [&] {
+    return "closing connection from " + peer_ + " after answering what it sent before: " +
+           std::string(text);
+  });
+  // The bytes past a bad frame cannot be trusted: nothing more is dispatched.
+  frames_ended_ = true;
+  if (state_ == State::kOpen) {
+    close_reason_ = CloseReason::kRejectedFrame;
+    transition(State::kDraining);
+  }
 }
 
 void ServerConnection::dispatch(const Frame& frame) {
@@ -109,10 +202,7 @@ void ServerConnection::dispatch(const Frame& frame) {
   const int64_t correlation_id = meta.correlation_id();
   if (!frame.is_request()) {
     // A server never sent a request, so a response here is a broken peer.
-    std::fprintf(stderr, "percore: closing connection from %s: response frame sent to a server\n",
-                 peer_.c_str());
-    core_.count_rejected(DecodeStatus::kNeitherRequestNorResponse);
-    close();
+    reject(DecodeStatus::kNeitherRequestNorResponse, "response frame sent to a server");
     return;
   }
   const wire::RpcRequestMeta& request_meta = meta.request();
@@ -168,34 +258,18 @@ void ServerConnection::dispatch(const Frame& frame) {
   }
 }
 
-void ServerConnection::answer_queued() {
-  // Inside a read pass the pass flushes once at its end, batching answers.
-  if (!in_read_pass_)
-    flush();
-}
-
 void ServerConnection::call_answered() {
   io_thread_.assert_in_loop_thread();
   PERCORE_ASSERT(in_flight_calls_ > 0);
   --in_flight_calls_;
-  if (read_paused_ && in_flight_calls_ < core_.options.max_inflight_per_connection &&
-      !in_read_pass_) {
-    read_paused_ = false;
-    // Frames already buffered go first, then the socket again.
-    process_frames();
-    flush();
-    read_more();
-  }
+  // Inside a read pass (an inline handler) the pass's event pumps at its end.
+  if (!in_pass_ && state_ != State::kClosed)
+    pump();
 }
 
 void ServerConnection::flush() {
-  if (writing_ || closed_ || in_read_pass_)
+  if (writing_ || in_pass_ || pending_output_.empty() || state_ == State::kClosed)
     return;
-  if (pending_output_.empty()) {
-    if (closing_)
-      close();
-    return;
-  }
   pending_output_.swap(writing_output_);
   write_buffers_.clear();
   for (size_t i = 0; i < writing_output_.chunk_count(); ++i) {
@@ -220,34 +294,137 @@ void ServerConnection::on_written(const boost::system::error_code& error) {
   io_thread_.assert_in_loop_thread();
   writing_ = false;
   writing_output_.clear();
-  if (closed_)
+  if (state_ == State::kClosed)
     return;
   if (error) {
-    close();
+    abort(CloseReason::kConnectionError);
     return;
   }
-  flush();
+  last_write_at_ = Clock::now();
+  if (write_backpressure_ &&
+      unwritten_bytes() <= core_.options.max_unwritten_bytes_per_connection / 2) {
+    write_backpressure_ = false;
+  }
+  pump();
 }
 
-void ServerConnection::close_after_flush() {
-  io_thread_.assert_in_loop_thread();
-  if (closed_)
-    return;
-  closing_ = true;
-  if (!writing_ && !in_read_pass_)
-    flush();
+void ServerConnection::advance() {
+  if (state_ == State::kDraining && in_flight_calls_ == 0 && !write_backpressure_) {
+    // process_frames() ran just before: with nothing in flight and no
+    // back-pressure, it dispatched every complete frame there was.
+    transition(State::kFlushing);
+  }
+  if (state_ == State::kFlushing && !writing_ && pending_output_.empty()) {
+    // The peer that already sent its FIN needs no lingering.
+    transition(input_ended_ ? State::kClosed : State::kLingering);
+  }
+  if (state_ == State::kLingering && (input_ended_ || peer_has_everything()))
+    transition(State::kClosed);
 }
 
-void ServerConnection::close() {
+bool ServerConnection::peer_has_everything() const {
+  // Nothing unread here (a close would then send a reset, which some stacks
+  // let destroy answers the peer has not read yet), and every byte written is
+  // acknowledged by the peer (SIOCOUTQ: unacknowledged bytes; for a Unix
+  // socket, bytes the peer has not read).
+  const int fd = const_cast<boost::asio::ip::tcp::socket&>(socket_).native_handle();
+  int unread = 0;
+  int unacknowledged = 0;
+  return ::ioctl(fd, FIONREAD, &unread) == 0 && unread == 0 &&
+         ::ioctl(fd, SIOCOUTQ, &unacknowledged) == 0 && unacknowledged == 0;
+}
+
+void ServerConnection::begin_close(CloseReason reason) {
   io_thread_.assert_in_loop_thread();
-  if (closed_)
+  if (state_ != State::kOpen)
     return;
-  closed_ = true;
+  close_reason_ = reason;
+  // At a stop the requests already buffered are answered (2003); after a
+  // timeout only a partial frame is buffered, and it is dropped.
+  frames_ended_ = reason != CloseReason::kServerStopped;
+  transition(State::kDraining);
+  pump();
+}
+
+void ServerConnection::abort(CloseReason reason) {
+  io_thread_.assert_in_loop_thread();
+  if (state_ == State::kClosed)
+    return;
+  if (state_ == State::kOpen)
+    close_reason_ = reason;
+  // A reset, not a FIN: the kernel drops what is unsent at once instead of
+  // keeping it for a peer that does not read.
   boost::system::error_code ignored;
-  socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
-  core_.connections_closed.fetch_add(1, std::memory_order_relaxed);
-  io_thread_.remove_connection(id_);
+  socket_.set_option(boost::asio::socket_base::linger(true, 0), ignored);
+  transition(State::kClosed);
+}
+
+void ServerConnection::check_timeouts(Clock::time_point now) {
+  io_thread_.assert_in_loop_thread();
+  const ServerOptions& options = core_.options;
+  switch (state_) {
+    case State::kOpen:
+      // Buffered bytes with nothing blocking dispatch are a partial frame.
+      if (options.partial_frame_timeout_ms > 0 && decoder_.buffered_bytes() > 0 &&
+          wants_input() &&
+          now - last_read_at_ >= std::chrono::milliseconds(options.partial_frame_timeout_ms)) {
+        core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
+        begin_close(CloseReason::kPartialFrameTimeout);
+      } else if (options.idle_timeout_ms > 0 && in_flight_calls_ == 0 &&
+                 decoder_.buffered_bytes() == 0 && unwritten_bytes() == 0 &&
+                 now - std::max(last_read_at_, last_write_at_) >=
+                     std::chrono::milliseconds(options.idle_timeout_ms)) {
+        begin_close(CloseReason::kIdleTimeout);
+      }
+      break;
+    case State::kFlushing:
+    case State::kLingering:
+      if (now >= linger_deadline_) {
+        abort(close_reason_);
+      } else {
+        advance();  // Lingering: the peer may have acknowledged everything since.
+      }
+      break;
+    case State::kDraining:  // Waits for handlers; Stop() bounds them.
+    case State::kClosed:
+      break;
+  }
+}
+
+void ServerConnection::transition(State next) {
+  io_thread_.assert_in_loop_thread();
+  // Forward only; any state may end in kClosed.
+  PERCORE_ASSERT(next == State::kClosed || static_cast<int>(next) == static_cast<int>(state_) + 1);
+  PERCORE_ASSERT(state_ != State::kClosed);
+  state_ = next;
+  boost::system::error_code ignored;
+  switch (next) {
+    case State::kOpen:
+    case State::kDraining:
+      break;
+    case State::kFlushing:
+      linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
+      if (input_ended_ && !frames_ended_ && decoder_.buffered_bytes() > 0)
+        core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case State::kLingering:
+      socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+      break;
+    case State::kClosed:
+      if (unwritten_bytes() > 0 || in_flight_calls_ > 0) {
+        core_.closes_without_flush.fetch_add(1, std::memory_order_relaxed);
+        core_.unflushed_close_log.log(LogLevel::kWarning, [&] {
+          return "connection from " + peer_ + " closed (" + close_reason_name(close_reason_) +
+                 ") with " + std::to_string(unwritten_bytes()) + " answer bytes unwritten and " +
+                 std::to_string(in_flight_calls_) + " calls unanswered";
+        });
+      }
+      socket_.close(ignored);
+      core_.count_close(close_reason_);
+      core_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+      io_thread_.remove_connection(id_);
+      break;
+  }
 }
 
 }  // namespace percore::detail

@@ -9,50 +9,99 @@
 #include "proto/gather_buffer.h"
 #include "server_io/detail/asio.h"
 #include "server_io/detail/server_call.h"
+#include "server_io/server_stats.h"
 
 namespace percore::detail {
 
 class IoThread;
 struct ServerCore;
 
-// One accepted TCP connection: reads and decodes requests, dispatches them,
-// and writes answers, as many as are ready per gathered write (one write in
+// One accepted connection: reads and decodes requests, dispatches them, and
+// writes answers, as many as are ready per gathered write (one write in
 // flight at a time, the next batch collecting meanwhile).
+//
+// Its life is a state machine that only moves forward, and every move goes
+// through transition():
+//
+//   kOpen ──► kDraining ──► kFlushing ──► kLingering ──► kClosed
+//     │  reads no more,    all answered;   answers written,      ▲
+//     │  answers what it   writing them    FIN sent; input       │
+//     │  read              (linger clock)  discarded until the   │
+//     │                                    peer's FIN, or until  │
+//     │                                    it has acknowledged   │
+//     │                                    every byte            │
+//     └── abort(): a reset or a read/write error, or the linger ─┘
+//         clock running out — from any state
+//
+// Whatever starts a close (the peer's end of stream, a rejected frame, a
+// timeout, Stop) answers every request read before it and flushes the
+// answers; only a reset, a write error or the end of close_linger_ms drops
+// them. The peer's FIN ends only its input: the connection then answers
+// what it read and closes (a half-closed peer is still reading).
+//
+// Back-pressure: the socket is not read, nor buffered frames dispatched,
+// while max_inflight_per_connection calls are unanswered or more than
+// max_unwritten_bytes_per_connection bytes wait to be written (until half of
+// that is written). Reads use the I/O thread's block pool and give the
+// buffer back whenever no partial frame is buffered, so an idle connection
+// holds no read buffer.
 //
 // Owns: the socket, the decoder and the output buffers. Kept alive by its I/O
 // thread's table and by its own pending Asio operations (shared_ptr); others
 // refer to it by id.
-// Threads: its I/O thread only (checked).
+// Threads: its I/O thread only (checked in every method).
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
+  using Clock = ServerCall::Clock;
+
+  enum class State { kOpen, kDraining, kFlushing, kLingering, kClosed };
+
   ServerConnection(IoThread& io_thread, ServerCore& core, boost::asio::ip::tcp::socket socket,
                    uint64_t id);
 
   void start();
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_; }
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
 
-  // Where answers are encoded; call answer_queued() after each.
+  // Where answers are encoded (IoThread::answer); flushed at the end of the
+  // current event.
   GatherBuffer& output() { return pending_output_; }
-  void answer_queued();
-  // A dispatched call of this connection was answered.
+  // A dispatched call of this connection was answered (or answered 2003 on
+  // its behalf by Stop).
   void call_answered();
 
-  // Stop(): stops reading, closes once every queued answer is written.
-  void close_after_flush();
-  // Closes at once; queued answers are lost.
-  void close();
-  bool closed() const { return closed_; }
+  // A close the server decides: reads no more, answers every request already
+  // read (with kServerStopped the complete frames still buffered are
+  // dispatched too, and answered 2003), writes the answers, sends FIN and
+  // closes once the peer's FIN comes or close_linger_ms has passed.
+  void begin_close(CloseReason reason);
+  // Closes at once with a reset; answers not yet written are dropped.
+  void abort(CloseReason reason);
+  // The I/O thread's periodic sweep: idle, partial-frame and linger timeouts.
+  void check_timeouts(Clock::time_point now);
 
  private:
-  void read_more();
-  void on_read(const boost::system::error_code& error, size_t bytes);
-  // Decodes and dispatches buffered frames while the in-flight limit allows.
+  // After every event: dispatch what the limits allow, write what is ready,
+  // move the state on when its work is done, and wait for input if wanted.
+  void pump();
+  void wait_readable();
+  void on_readable(const boost::system::error_code& error);
+  void read_input();
+  void discard_input();
+  bool wants_input() const;
+  // Decodes and dispatches buffered frames while the limits allow.
   void process_frames();
   void dispatch(const Frame& frame);
-  void reject(DecodeStatus status);
+  void reject(DecodeStatus status, std::string_view text);
   void flush();
   void on_written(const boost::system::error_code& error);
+  void advance();
+  bool peer_has_everything() const;
+  // The only place state_ changes; keeps the server's counters right.
+  void transition(State next);
+  size_t unwritten_bytes() const { return pending_output_.size() + writing_output_.size(); }
 
   IoThread& io_thread_;
   ServerCore& core_;
@@ -62,19 +111,23 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   FrameDecoder decoder_;
   Frame frame_;  // Reused for every frame.
-  ServerCall::Clock::time_point last_read_at_;
+  Clock::time_point last_read_at_;
+  Clock::time_point last_write_at_;
+  Clock::time_point linger_deadline_;
 
   GatherBuffer pending_output_;  // Answers not yet handed to the socket.
   GatherBuffer writing_output_;  // Answers of the write in flight.
   std::vector<boost::asio::const_buffer> write_buffers_;
 
+  State state_ = State::kOpen;
+  CloseReason close_reason_ = CloseReason::kPeerClosed;
   int in_flight_calls_ = 0;
-  bool reading_ = false;       // An async read is outstanding.
-  bool read_paused_ = false;   // Stopped at max_inflight_per_connection.
-  bool in_read_pass_ = false;  // Inside process_frames(): flush at its end.
-  bool writing_ = false;       // An async write is outstanding.
-  bool closing_ = false;       // close_after_flush() was called.
-  bool closed_ = false;
+  bool input_ended_ = false;        // The peer's FIN has been read.
+  bool frames_ended_ = false;       // No further frame will be dispatched.
+  bool waiting_readable_ = false;   // An async_wait is outstanding.
+  bool in_pass_ = false;            // Inside process_frames(): flush at its end.
+  bool writing_ = false;            // An async write is outstanding.
+  bool write_backpressure_ = false;  // Over the unwritten-bytes limit.
 };
 
 }  // namespace percore::detail

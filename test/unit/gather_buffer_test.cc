@@ -254,7 +254,7 @@ TEST(GatherBufferTest, AppendAfterPartialConsume) {
   buffer.append_owned(large_string(600));
   buffer.consume(5);
   buffer.append_copy("ij");
-  EXPECT_EQ(flatten(buffer), "h" + large_string(600) + "ij");
+  EXPECT_EQ(flatten(buffer), std::string("h").append(large_string(600)).append("ij"));
   EXPECT_EQ(buffer.size(), 603u);
 }
 

@@ -143,9 +143,9 @@ TEST(ServiceInstanceTest, MissingOptionalKeysTakeCuratorsDefaults) {
 TEST(ServiceInstanceTest, EveryCuratorServiceTypeRoundTrips) {
   for (const char* type : {"DYNAMIC", "STATIC", "PERMANENT", "DYNAMIC_SEQUENTIAL"}) {
     ServiceInstance instance;
-    instance.name = "s";
-    instance.id = "i";
-    instance.address = "h";
+    instance.name = "example.EchoService";
+    instance.id = "instance-1";
+    instance.address = "10.0.0.1";
     instance.port = 1;
     instance.service_type = type;
     EXPECT_EQ(parse_ok(to_curator_json(instance)), instance) << type;

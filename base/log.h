@@ -1,0 +1,60 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace percore {
+
+enum class LogLevel { kDebug, kInfo, kWarning, kError };
+
+// Writes one line to percore's log: the spdlog logger named "percore"
+// (stderr, spdlog's default line format), created on first use. To send
+// percore's lines elsewhere, register a logger under that name
+// (spdlog::register_logger) before percore's first line, or change the sinks
+// of spdlog::get("percore"). Any thread.
+void log(LogLevel level, std::string_view text);
+
+// Lets at most `burst` lines through per `interval` from one call site, so
+// that a peer flooding a server with bad input costs a few lines a second, not
+// one per input. Lines held back are counted, and the next line let through
+// ends with "(N similar lines suppressed)".
+//
+// Owns: its counters. Threads: any (one short lock per call; call sites are
+// error paths).
+class LogRateLimiter {
+ public:
+  explicit LogRateLimiter(int burst = 1,
+                          std::chrono::milliseconds interval = std::chrono::seconds(1))
+      : burst_(burst), interval_(interval) {}
+  LogRateLimiter(const LogRateLimiter&) = delete;
+  LogRateLimiter& operator=(const LogRateLimiter&) = delete;
+
+  // Writes make_text() at `level` if the budget allows; otherwise only counts
+  // the line (make_text is not called).
+  template <typename MakeText>
+  void log(LogLevel level, MakeText&& make_text) {
+    uint64_t held_back = 0;
+    if (admit(held_back))
+      percore::log(level, with_suppressed_count(make_text(), held_back));
+  }
+
+  // Lines held back so far, in total.
+  uint64_t suppressed_total() const;
+
+ private:
+  bool admit(uint64_t& held_back);
+  static std::string with_suppressed_count(std::string text, uint64_t held_back);
+
+  const int burst_;
+  const std::chrono::milliseconds interval_;
+  mutable std::mutex mutex_;
+  std::chrono::steady_clock::time_point window_start_{};
+  int lines_in_window_ = 0;
+  uint64_t held_back_since_last_line_ = 0;
+  uint64_t suppressed_total_ = 0;
+};
+
+}  // namespace percore
