@@ -74,48 +74,61 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
 
   if (begin_ == end_) {
     begin_ = end_ = 0;
-    if (capacity_ > kShrinkAbove && wanted <= kInitialCapacity)
+    if ((capacity_ > kShrinkAbove && wanted <= kInitialCapacity) ||
+        (storage_ == Storage::kInline && wanted > capacity_))
       release();
   }
   ReadBlockPool* pool = options_.block_pool;
-  if (buffer_ == nullptr && pool != nullptr && wanted <= pool->block_bytes()) {
-    buffer_ = pool->take();
-    capacity_ = pool->block_bytes();
-    buffer_from_pool_ = true;
+  const std::span<char> inline_space = options_.inline_space;
+  if (data_ == nullptr && wanted <= inline_space.size()) {
+    data_ = inline_space.data();
+    capacity_ = inline_space.size();
+    storage_ = Storage::kInline;
   }
   if (capacity_ - end_ < wanted) {
     const size_t live = end_ - begin_;
     if (capacity_ - live >= wanted && begin_ > 0) {
-      std::memmove(buffer_.get(), buffer_.get() + begin_, live);
+      std::memmove(data_, data_ + begin_, live);
     } else {
-      size_t capacity = std::max(capacity_ * 2, kInitialCapacity);
-      while (capacity - live < wanted)
-        capacity *= 2;
-      auto grown = std::make_unique_for_overwrite<char[]>(capacity);
+      std::unique_ptr<char[]> grown;
+      size_t capacity;
+      Storage storage;
+      if (pool != nullptr && storage_ != Storage::kPool && live + wanted <= pool->block_bytes()) {
+        grown = pool->take();
+        capacity = pool->block_bytes();
+        storage = Storage::kPool;
+      } else {
+        capacity = std::max(capacity_ * 2, kInitialCapacity);
+        while (capacity - live < wanted)
+          capacity *= 2;
+        grown = std::make_unique_for_overwrite<char[]>(capacity);
+        storage = Storage::kHeap;
+      }
       if (live > 0)
-        std::memcpy(grown.get(), buffer_.get() + begin_, live);
-      if (buffer_from_pool_)
-        pool->give(std::move(buffer_));
-      buffer_ = std::move(grown);
+        std::memcpy(grown.get(), data_ + begin_, live);
+      if (storage_ == Storage::kPool)
+        pool->give(std::move(owned_));
+      owned_ = std::move(grown);
+      data_ = owned_.get();
       capacity_ = capacity;
-      buffer_from_pool_ = false;
+      storage_ = storage;
     }
     begin_ = 0;
     end_ = live;
   }
-  return std::span<char>(buffer_.get() + end_, capacity_ - end_);
+  return std::span<char>(data_ + end_, capacity_ - end_);
 }
 
 void FrameDecoder::release() {
-  if (begin_ != end_ || buffer_ == nullptr)
+  if (begin_ != end_ || data_ == nullptr)
     return;
-  if (buffer_from_pool_) {
-    options_.block_pool->give(std::move(buffer_));
-  }
-  buffer_.reset();
+  if (storage_ == Storage::kPool)
+    options_.block_pool->give(std::move(owned_));
+  owned_.reset();
+  data_ = nullptr;
   capacity_ = 0;
   begin_ = end_ = 0;
-  buffer_from_pool_ = false;
+  storage_ = Storage::kNone;
 }
 
 void FrameDecoder::commit(size_t bytes) {
@@ -132,7 +145,7 @@ void FrameDecoder::feed(std::string_view bytes) {
 }
 
 DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_bytes) const {
-  const char* header = buffer_.get() + begin_;
+  const char* header = data_ + begin_;
   const size_t available = buffered_bytes();
   // Check the magic on a partial header too, so that a peer speaking another
   // protocol is turned away at once.
@@ -164,7 +177,7 @@ DecodeStatus FrameDecoder::next(Frame& frame) {
   if (buffered_bytes() < kFrameHeaderBytes + size_t{body_bytes})
     return DecodeStatus::kNeedMore;
 
-  const char* body = buffer_.get() + begin_ + kFrameHeaderBytes;
+  const char* body = data_ + begin_ + kFrameHeaderBytes;
   if (!frame.meta.ParseFromArray(body, static_cast<int>(meta_bytes))) {
     return rejection_ = DecodeStatus::kBadMeta;
   }

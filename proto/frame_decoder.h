@@ -76,6 +76,11 @@ struct FrameDecoderOptions {
   // Where buffers come from and go back to (release()); null: plain
   // allocations. Must outlive the decoder's calls to prepare() and release().
   ReadBlockPool* block_pool = nullptr;
+  // Small space of the owner's (e.g. 512 bytes inside a connection object)
+  // used while what is buffered fits, before any block: a quiet connection
+  // reads and decodes its small requests there, with no block and no copy.
+  // Must outlive the decoder. Empty: none.
+  std::span<char> inline_space = {};
 };
 
 // Incremental baidu_std decoder: bytes go in as they arrive, split anywhere;
@@ -113,9 +118,12 @@ class FrameDecoder {
   DecodeStatus check_header(uint32_t& body_bytes, uint32_t& meta_bytes) const;
 
   FrameDecoderOptions options_;
-  std::unique_ptr<char[]> buffer_;
+  enum class Storage : uint8_t { kNone, kInline, kPool, kHeap };
+
+  char* data_ = nullptr;           // The buffer in use (inline space, or owned_).
+  std::unique_ptr<char[]> owned_;  // A pool block or a heap buffer.
   size_t capacity_ = 0;
-  bool buffer_from_pool_ = false;
+  Storage storage_ = Storage::kNone;
   size_t begin_ = 0;                                  // First unreturned byte.
   size_t end_ = 0;                                    // One past the last received byte.
   DecodeStatus rejection_ = DecodeStatus::kNeedMore;  // Sticky once set.

@@ -16,8 +16,8 @@ namespace {
 // A read is offered at least this much free space; the decoder's block (or
 // a buffer sized for a known large frame) usually offers more.
 constexpr size_t kMinReadBytes = 4096;
-// Reads per readiness event, so that one busy connection cannot hold its I/O
-// thread; the next event comes at once if more is waiting.
+// Reads per event, so that one busy connection cannot hold its I/O thread;
+// the next read comes at once if more is waiting.
 constexpr int kMaxReadsPerEvent = 4;
 
 std::string describe_peer(const boost::asio::ip::tcp::socket& socket) {
@@ -43,14 +43,14 @@ ServerConnection::ServerConnection(IoThread& io_thread, ServerCore& core,
       socket_(std::move(socket)),
       id_(id),
       peer_(describe_peer(socket_)),
-      decoder_(FrameDecoderOptions{core.options.max_body_bytes, &io_thread.read_blocks()}) {}
+      decoder_(FrameDecoderOptions{core.options.max_body_bytes, &io_thread.read_blocks(),
+                                   std::span<char>(wake_buffer_)}) {}
 
 void ServerConnection::start() {
   io_thread_.assert_in_loop_thread();
   boost::system::error_code ignored;
   socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
-  // Reads are made by hand when the socket is readable (async_wait), so that
-  // no buffer is tied up while a connection waits.
+  // For the reads made by hand after a read that filled its buffer.
   socket_.non_blocking(true, ignored);
   last_read_at_ = last_write_at_ = Clock::now();
   if (core_.stopping.load(std::memory_order_acquire)) {
@@ -78,36 +78,62 @@ bool ServerConnection::wants_input() const {
 }
 
 void ServerConnection::wait_readable() {
-  if (waiting_readable_)
+  if (reading_)
     return;
-  decoder_.release();
-  waiting_readable_ = true;
-  socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
-                     [self = shared_from_this()](const boost::system::error_code& error) {
-                       self->on_readable(error);
-                     });
+  reading_ = true;
+  std::span<char> space;
+  if (state_ == State::kLingering) {
+    // Input past the close is discarded; nothing is decoded any more, so the
+    // wake buffer serves as the sink.
+    space = std::span<char>(wake_buffer_);
+  } else if (decoder_.buffered_bytes() == 0 && last_read_was_small_) {
+    // A quiet connection waits with no read block: its next read lands in
+    // the wake buffer (the decoder's inline space) and is decoded there.
+    decoder_.release();
+    space = decoder_.prepare(1);
+  } else {
+    // A busy one, or one in the middle of a frame, reads into a block.
+    space = decoder_.prepare(kMinReadBytes);
+  }
+  offered_bytes_ = space.size();
+  socket_.async_read_some(
+      boost::asio::buffer(space.data(), space.size()),
+      [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
+        self->on_read(error, bytes);
+      });
 }
 
-void ServerConnection::on_readable(const boost::system::error_code& error) {
+void ServerConnection::on_read(const boost::system::error_code& error, size_t bytes) {
   io_thread_.assert_in_loop_thread();
-  waiting_readable_ = false;
+  reading_ = false;
   if (state_ == State::kClosed)
     return;
-  if (error) {
+  if (error == boost::asio::error::eof) {
+    input_ended_ = true;
+  } else if (error) {
     abort(CloseReason::kConnectionError);
     return;
   }
   if (state_ == State::kLingering) {
-    discard_input();
-  } else if (wants_input()) {
-    read_input();
+    if (bytes == offered_bytes_)
+      discard_input();
+  } else if (bytes > 0) {
+    // Taken even when a close has begun meanwhile: dispatch decides (a stop
+    // answers them 2003; after a rejection they are ignored).
+    decoder_.commit(bytes);
+    last_read_at_ = Clock::now();
+    last_read_was_small_ = bytes < wake_buffer_.size();
+    process_frames();
+    if (bytes == offered_bytes_)
+      read_input();  // The read filled its space: more is probably waiting.
   }
+  end_input_if_finished();
   if (state_ != State::kClosed)
     pump();
 }
 
 void ServerConnection::read_input() {
-  for (int reads = 0; reads < kMaxReadsPerEvent && wants_input(); ++reads) {
+  for (int reads = 1; reads < kMaxReadsPerEvent && wants_input(); ++reads) {
     const std::span<char> space = decoder_.prepare(kMinReadBytes);
     boost::system::error_code error;
     const size_t bytes = socket_.read_some(boost::asio::buffer(space.data(), space.size()), error);
@@ -116,7 +142,6 @@ void ServerConnection::read_input() {
     if (would_block(error))
       break;
     if (error == boost::asio::error::eof) {
-      // The peer sends no more; it may still read. Answer what it sent.
       input_ended_ = true;
       break;
     }
@@ -126,10 +151,15 @@ void ServerConnection::read_input() {
     }
     decoder_.commit(bytes);
     last_read_at_ = Clock::now();
+    last_read_was_small_ = false;
     process_frames();
     if (bytes < space.size())
       break;  // The socket is drained for now.
   }
+}
+
+void ServerConnection::end_input_if_finished() {
+  // The peer sends no more; it may still read: answer what it sent.
   if (input_ended_ && state_ == State::kOpen) {
     close_reason_ = CloseReason::kPeerClosed;
     transition(State::kDraining);
@@ -300,7 +330,8 @@ void ServerConnection::on_written(const boost::system::error_code& error) {
     abort(CloseReason::kConnectionError);
     return;
   }
-  last_write_at_ = Clock::now();
+  if (core_.options.idle_timeout_ms > 0)
+    last_write_at_ = Clock::now();  // Only the idle timeout needs it.
   if (write_backpressure_ &&
       unwritten_bytes() <= core_.options.max_unwritten_bytes_per_connection / 2) {
     write_backpressure_ = false;

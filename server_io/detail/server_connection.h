@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -42,9 +43,10 @@ struct ServerCore;
 // Back-pressure: the socket is not read, nor buffered frames dispatched,
 // while max_inflight_per_connection calls are unanswered or more than
 // max_unwritten_bytes_per_connection bytes wait to be written (until half of
-// that is written). Reads use the I/O thread's block pool and give the
-// buffer back whenever no partial frame is buffered, so an idle connection
-// holds no read buffer.
+// that is written). A quiet connection waits for input with a 512-byte wake
+// buffer of its own and no read block; a busy one reads into a block of the
+// I/O thread's pool, given back once no partial frame is buffered, so an
+// idle connection holds no read buffer and a busy one allocates none.
 //
 // Owns: the socket, the decoder and the output buffers. Kept alive by its I/O
 // thread's table and by its own pending Asio operations (shared_ptr); others
@@ -87,8 +89,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // move the state on when its work is done, and wait for input if wanted.
   void pump();
   void wait_readable();
-  void on_readable(const boost::system::error_code& error);
+  void on_read(const boost::system::error_code& error, size_t bytes);
+  // More reads straight into the decoder after a read that filled its space.
   void read_input();
+  void end_input_if_finished();
   void discard_input();
   bool wants_input() const;
   // Decodes and dispatches buffered frames while the limits allow.
@@ -109,6 +113,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   const uint64_t id_;
   std::string peer_;
 
+  // The decoder's inline space: where a quiet connection's next read lands
+  // and is decoded (most requests fit), so a waiting connection holds no
+  // read block. Also the sink of input discarded while lingering.
+  std::array<char, 512> wake_buffer_;
   FrameDecoder decoder_;
   Frame frame_;  // Reused for every frame.
   Clock::time_point last_read_at_;
@@ -124,7 +132,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   int in_flight_calls_ = 0;
   bool input_ended_ = false;        // The peer's FIN has been read.
   bool frames_ended_ = false;       // No further frame will be dispatched.
-  bool waiting_readable_ = false;   // An async_wait is outstanding.
+  bool reading_ = false;            // An async read is outstanding.
+  size_t offered_bytes_ = 0;           // The space it offers.
+  bool last_read_was_small_ = true;    // It fitted wake_buffer_ with room to spare.
   bool in_pass_ = false;            // Inside process_frames(): flush at its end.
   bool writing_ = false;            // An async write is outstanding.
   bool write_backpressure_ = false;  // Over the unwritten-bytes limit.

@@ -11,14 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "examples/echo_service.h"
-#include "examples/prime_service.h"
 #include "proto/echo.pb.h"
 #include "proto/prime.pb.h"
-#include "server_io/server.h"
-#include "test/support/blocking_client.h"
-#include "test/support/slack.h"
-#include "test/support/test_service_impl.h"
+#include "test/integration/server_fixture.h"
 
 namespace percore {
 namespace {
@@ -28,71 +23,8 @@ using testing::BlockingClient;
 using testing::ReceivedFrame;
 using testing::ReceiveStatus;
 using testing::RequestParts;
-
-const milliseconds kReceiveTimeout = testing::scaled(milliseconds(5000));
-
-class ServerTest : public ::testing::Test {
- protected:
-  void start(ServerOptions options = {}) {
-    if (options.io_threads == 0)
-      options.io_threads = 2;
-    if (options.workers == 0)
-      options.workers = 2;
-    server_ = std::make_unique<Server>(options);
-    ASSERT_TRUE(server_->AddService(&echo_));
-    ServiceOptions prime_options;
-    prime_options.default_mode = ExecutionMode::kWorkerPool;
-    ASSERT_TRUE(server_->AddService(&prime_, prime_options));
-    ServiceOptions test_options;
-    test_options.method_modes["Sleep"] = ExecutionMode::kWorkerPool;
-    ASSERT_TRUE(server_->AddService(&test_service_, test_options));
-    std::string error;
-    ASSERT_TRUE(server_->Start("127.0.0.1:0", &error)) << error;
-    ASSERT_GT(server_->port(), 0);
-  }
-
-  void TearDown() override { server_.reset(); }
-
-  std::unique_ptr<BlockingClient> connect() {
-    auto client = std::make_unique<BlockingClient>();
-    std::string error;
-    EXPECT_TRUE(client->connect("127.0.0.1", server_->port(), &error)) << error;
-    return client;
-  }
-
-  static RequestParts echo_request(int64_t id, const example::EchoRequest& request,
-                                   std::string attachment = {}) {
-    RequestParts parts;
-    parts.correlation_id = id;
-    parts.service = "example.EchoService";
-    parts.method = "Echo";
-    parts.message = &request;
-    parts.attachment = std::move(attachment);
-    return parts;
-  }
-
-  static RequestParts sleep_request(int64_t id, const percore::test::SleepRequest& request,
-                                    int32_t timeout_ms = 0) {
-    RequestParts parts;
-    parts.correlation_id = id;
-    parts.service = "percore.test.TestService";
-    parts.method = "Sleep";
-    parts.message = &request;
-    parts.timeout_ms = timeout_ms;
-    return parts;
-  }
-
-  static ReceivedFrame receive(BlockingClient& client) {
-    ReceivedFrame frame;
-    EXPECT_EQ(client.receive(frame, kReceiveTimeout), ReceiveStatus::kFrame);
-    return frame;
-  }
-
-  examples::EchoServiceImpl echo_;
-  examples::PrimeServiceImpl prime_;
-  testing::TestServiceImpl test_service_;
-  std::unique_ptr<Server> server_;
-};
+using testing::kReceiveTimeout;
+using testing::ServerTest;
 
 TEST_F(ServerTest, EchoAnswersTheMessageAndTheAttachment) {
   start();

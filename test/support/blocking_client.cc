@@ -48,6 +48,18 @@ void BlockingClient::close() {
   fd_ = -1;
 }
 
+void BlockingClient::reset() {
+  if (fd_ >= 0) {
+    const linger immediate{1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &immediate, sizeof(immediate));
+  }
+  close();
+}
+
+bool BlockingClient::shutdown_write() {
+  return fd_ >= 0 && ::shutdown(fd_, SHUT_WR) == 0;
+}
+
 std::string BlockingClient::encode_request(const RequestParts& parts) {
   wire::RpcMeta meta;
   meta.set_correlation_id(parts.correlation_id);

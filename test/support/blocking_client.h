@@ -54,7 +54,12 @@ class BlockingClient {
   // Connects to host:port (IPv4 literal). False with the reason in *error.
   bool connect(const std::string& host, int port, std::string* error = nullptr);
   void close();
+  // Closes with a reset (SO_LINGER 0) instead of a FIN.
+  void reset();
+  // shutdown(SHUT_WR): sends FIN, keeps reading. False on error.
+  bool shutdown_write();
   bool connected() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
 
   // The bytes of one request frame.
   static std::string encode_request(const RequestParts& parts);

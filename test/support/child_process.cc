@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -16,7 +17,8 @@
 namespace percore::testing {
 
 std::unique_ptr<ChildProcess> ChildProcess::start(const std::vector<std::string>& argv,
-                                                  std::string* error) {
+                                                  std::string* error,
+                                                  const std::string& stderr_path) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     if (error != nullptr)
@@ -28,6 +30,17 @@ std::unique_ptr<ChildProcess> ChildProcess::start(const std::vector<std::string>
     arguments.push_back(const_cast<char*>(argument.c_str()));
   arguments.push_back(nullptr);
 
+  int stderr_fd = -1;
+  if (!stderr_path.empty()) {
+    stderr_fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (stderr_fd < 0) {
+      if (error != nullptr)
+        *error = "cannot open " + stderr_path + ": " + std::strerror(errno);
+      ::close(pipe_fds[0]);
+      ::close(pipe_fds[1]);
+      return nullptr;
+    }
+  }
   const pid_t pid = ::fork();
   if (pid < 0) {
     if (error != nullptr)
@@ -38,10 +51,14 @@ std::unique_ptr<ChildProcess> ChildProcess::start(const std::vector<std::string>
   }
   if (pid == 0) {
     ::dup2(pipe_fds[1], STDOUT_FILENO);
+    if (stderr_fd >= 0)
+      ::dup2(stderr_fd, STDERR_FILENO);
     ::execv(arguments[0], arguments.data());
     std::_Exit(127);
   }
   ::close(pipe_fds[1]);
+  if (stderr_fd >= 0)
+    ::close(stderr_fd);
   return std::unique_ptr<ChildProcess>(new ChildProcess(pid, pipe_fds[0]));
 }
 
@@ -102,13 +119,18 @@ std::string built_program(const std::string& relative_path) {
   return std::string(binary_dir != nullptr ? binary_dir : ".") + "/" + relative_path;
 }
 
-std::optional<ServerProcess> start_server_process(const std::vector<std::string>& extra_arguments) {
-  std::vector<std::string> argv = {built_program("examples/percore-server"), "--listen",
-                                   "127.0.0.1:0"};
+std::optional<ServerProcess> start_server_process(const std::vector<std::string>& extra_arguments,
+                                                  const std::vector<std::string>& wrapper,
+                                                  const std::string& stderr_path) {
+  std::vector<std::string> argv = wrapper;
+  for (const std::string& argument :
+       {built_program("examples/percore-server"), std::string("--listen"),
+        std::string("127.0.0.1:0")})
+    argv.push_back(argument);
   argv.insert(argv.end(), extra_arguments.begin(), extra_arguments.end());
   std::string error;
   ServerProcess server;
-  server.process = ChildProcess::start(argv, &error);
+  server.process = ChildProcess::start(argv, &error, stderr_path);
   if (server.process == nullptr)
     return std::nullopt;
   const std::optional<std::string> ready =
@@ -119,6 +141,20 @@ std::optional<ServerProcess> start_server_process(const std::vector<std::string>
   const size_t colon = ready->find(':');
   server.port = std::atoi(ready->c_str() + colon + 1);
   return server;
+}
+
+long resident_kib(pid_t pid) {
+  std::FILE* status = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+  if (status == nullptr)
+    return -1;
+  long kib = -1;
+  char line[256];
+  while (std::fgets(line, sizeof(line), status) != nullptr) {
+    if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+      break;
+  }
+  std::fclose(status);
+  return kib;
 }
 
 }  // namespace percore::testing

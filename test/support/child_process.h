@@ -18,8 +18,10 @@ namespace percore::testing {
 class ChildProcess {
  public:
   // Starts argv[0] with the given arguments; null with *error on failure.
+  // With `stderr_path`, the child's stderr goes to that file (truncated).
   static std::unique_ptr<ChildProcess> start(const std::vector<std::string>& argv,
-                                             std::string* error);
+                                             std::string* error,
+                                             const std::string& stderr_path = {});
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -52,6 +54,14 @@ std::string built_program(const std::string& relative_path);
 
 // Starts percore-server with extra arguments and waits for its ready line.
 // Fails the calling test (nullopt) if it does not come within 10 s.
-std::optional<ServerProcess> start_server_process(const std::vector<std::string>& extra_arguments);
+// `wrapper` goes before the program (e.g. {"/usr/bin/prlimit", "--nofile=64"});
+// `stderr_path` as for ChildProcess::start.
+std::optional<ServerProcess> start_server_process(const std::vector<std::string>& extra_arguments,
+                                                  const std::vector<std::string>& wrapper = {},
+                                                  const std::string& stderr_path = {});
+
+// The resident set of a process in KiB (VmRSS in /proc/PID/status); -1 if
+// unreadable.
+long resident_kib(pid_t pid);
 
 }  // namespace percore::testing
