@@ -354,6 +354,97 @@ TEST_F(FrameStreamTest, DecodesWhenSplitAtEveryPoint) {
   }
 }
 
+// A reader as the server's: reads land in prepare()'s space (the inline
+// space while the decoder is quiet, a pool block or a buffer for a large
+// frame), and the buffer is released whenever nothing is buffered.
+TEST_F(FrameStreamTest, DecodesThroughInlineSpaceAndPoolBlocksWhateverTheReadSizes) {
+  for (const size_t read_size : {1u, 7u, 63u, 64u, 65u, 1000u, 5000u}) {
+    SCOPED_TRACE(::testing::Message() << "reads of " << read_size);
+    ReadBlockPool pool(1024, 2);
+    char inline_space[64];
+    FrameDecoder decoder(FrameDecoderOptions{kDefaultMaxBodyBytes, &pool, inline_space});
+    std::vector<DecodedFrame> frames;
+    size_t offset = 0;
+    while (offset < stream_.size()) {
+      const bool quiet = decoder.buffered_bytes() == 0;
+      if (quiet)
+        decoder.release();
+      const std::span<char> space = decoder.prepare(quiet ? 1 : 256);
+      const size_t bytes = std::min({read_size, space.size(), stream_.size() - offset});
+      std::memcpy(space.data(), stream_.data() + offset, bytes);
+      decoder.commit(bytes);
+      offset += bytes;
+      ASSERT_EQ(drain(decoder, frames), DecodeStatus::kNeedMore);
+    }
+    expect_same_frames(frames, expected_);
+    decoder.release();
+    EXPECT_EQ(decoder.buffered_bytes(), 0u);
+    EXPECT_LE(pool.cached(), 2u);
+  }
+}
+
+TEST(FrameDecoderStorageTest, SmallFramesAreReadAndDecodedInTheInlineSpace) {
+  ReadBlockPool pool(4096, 4);
+  char inline_space[512];
+  FrameDecoder decoder(FrameDecoderOptions{kDefaultMaxBodyBytes, &pool, inline_space});
+  example::EchoResponse response;
+  response.set_message("small");
+  const std::string bytes = encode(response_meta(1), &response);
+  const std::span<char> space = decoder.prepare(1);
+  EXPECT_EQ(space.data(), inline_space);
+  EXPECT_EQ(space.size(), sizeof(inline_space));
+  std::memcpy(space.data(), bytes.data(), bytes.size());
+  decoder.commit(bytes.size());
+  Frame frame;
+  ASSERT_EQ(decoder.next(frame), DecodeStatus::kFrame);
+  EXPECT_GE(frame.message.data(), inline_space);  // Parsed in place, not copied.
+  EXPECT_LT(frame.message.data(), inline_space + sizeof(inline_space));
+  decoder.release();
+  EXPECT_EQ(pool.cached(), 0u);  // No block was ever taken.
+}
+
+TEST(FrameDecoderStorageTest, BlockGoesBackToThePoolOnceNothingIsBuffered) {
+  ReadBlockPool pool(4096, 4);
+  FrameDecoder decoder(FrameDecoderOptions{kDefaultMaxBodyBytes, &pool});
+  const std::span<char> first = decoder.prepare(1000);
+  EXPECT_EQ(first.size(), 4096u);
+  const std::string bytes = encode(response_meta(1), nullptr, "attachment");
+  // Half a frame: release() must keep it.
+  std::memcpy(first.data(), bytes.data(), bytes.size() / 2);
+  decoder.commit(bytes.size() / 2);
+  decoder.release();
+  EXPECT_EQ(pool.cached(), 0u);
+  const std::span<char> rest = decoder.prepare(1);
+  std::memcpy(rest.data(), bytes.data() + bytes.size() / 2, bytes.size() - bytes.size() / 2);
+  decoder.commit(bytes.size() - bytes.size() / 2);
+  Frame frame;
+  ASSERT_EQ(decoder.next(frame), DecodeStatus::kFrame);
+  EXPECT_EQ(frame.attachment, "attachment");
+  decoder.release();
+  EXPECT_EQ(pool.cached(), 1u);
+  EXPECT_EQ(decoder.prepare(1000).data(), first.data());  // The same block again.
+}
+
+TEST(FrameDecoderStorageTest, FrameLargerThanABlockGetsItsOwnBufferAndTheBlockGoesBack) {
+  ReadBlockPool pool(4096, 4);
+  FrameDecoder decoder(FrameDecoderOptions{kDefaultMaxBodyBytes, &pool});
+  const std::string attachment = patterned_bytes(100000, 5);
+  const std::string bytes = encode(response_meta(7), nullptr, attachment);
+  std::span<char> space = decoder.prepare(1000);
+  std::memcpy(space.data(), bytes.data(), 100);
+  decoder.commit(100);
+  space = decoder.prepare(1000);  // The header is in: room for the whole frame.
+  ASSERT_GE(space.size(), bytes.size() - 100);
+  EXPECT_EQ(pool.cached(), 1u);
+  std::memcpy(space.data(), bytes.data() + 100, bytes.size() - 100);
+  decoder.commit(bytes.size() - 100);
+  Frame frame;
+  ASSERT_EQ(decoder.next(frame), DecodeStatus::kFrame);
+  EXPECT_TRUE(frame.attachment == attachment);
+  decoder.release();
+  EXPECT_EQ(pool.cached(), 1u);  // The large buffer was freed, not pooled.
+}
+
 TEST_F(FrameStreamTest, DecodesOneByteAtATime) {
   FrameDecoder decoder;
   std::vector<DecodedFrame> frames;

@@ -258,6 +258,34 @@ TEST(GatherBufferTest, AppendAfterPartialConsume) {
   EXPECT_EQ(buffer.size(), 603u);
 }
 
+// A backlog larger than one arena block grows by new blocks, not by copying
+// the arena into one twice as large; every byte stays in order.
+TEST(GatherBufferTest, LargeBacklogIsAChainOfBlocks) {
+  GatherBuffer buffer;
+  std::string expected;
+  for (int i = 0; i < 80; ++i) {
+    const std::string piece = large_string(60 * 1024, static_cast<char>('a' + i % 20));
+    std::memcpy(buffer.append_space(piece.size()), piece.data(), piece.size());
+    expected += piece;
+  }
+  EXPECT_EQ(buffer.size(), expected.size());
+  EXPECT_GT(buffer.chunk_count(), 10u);
+  for (size_t i = 0; i < buffer.chunk_count(); ++i)
+    EXPECT_LE(buffer.chunk(i).size(), GatherBuffer::kArenaBlockBytes) << i;
+  EXPECT_EQ(flatten(buffer), expected);
+  // Consumed in odd pieces, across block boundaries.
+  size_t consumed = 0;
+  while (!buffer.empty()) {
+    const size_t step = std::min<size_t>(buffer.size(), 100001);
+    ASSERT_EQ(buffer.chunk(0), std::string_view(expected).substr(consumed, buffer.chunk(0).size()));
+    buffer.consume(step);
+    consumed += step;
+  }
+  EXPECT_EQ(consumed, expected.size());
+  buffer.append_copy("reused");
+  EXPECT_EQ(flatten(buffer), "reused");
+}
+
 TEST(GatherBufferTest, MoveTransfersTheBytes) {
   GatherBuffer source;
   source.append_copy("head");
