@@ -37,9 +37,11 @@ std::optional<ServerAddress> ZooKeeperNamingSource::address_of(const std::string
 std::vector<ServerAddress> ZooKeeperNamingSource::to_servers(
     const ZooKeeperClient::Children& children) {
   std::vector<ServerAddress> servers;
-  for (const auto& [id, json] : children) {
+  for (const auto& child : children) {
+    // Not a structured binding: clang 14 cannot capture one in a lambda.
+    const std::string& id = child.first;
     std::string error;
-    std::optional<ServerAddress> address = address_of(json, &error);
+    std::optional<ServerAddress> address = address_of(child.second, &error);
     if (address) {
       servers.push_back(*address);
     } else {

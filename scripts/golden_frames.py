@@ -6,9 +6,12 @@ struct.pack, so they are an independent check of percore's encoder (see
 test/unit/golden_frames_test.cc) and the hex dumps of docs/PROTOCOL.md.
 
 Needs protoc and the python3 protobuf package (Debian: protobuf-compiler,
-python3-protobuf). Usage: scripts/golden_frames.py [--cpp]
-  (default) xxd-like hex dumps with a breakdown of each frame
-  --cpp     the frames as C++ byte arrays, for the golden test
+python3-protobuf). Usage: scripts/golden_frames.py [--cpp | --seeds DIR]
+  (default)    xxd-like hex dumps with a breakdown of each frame
+  --cpp        the frames as C++ byte arrays, for the golden test
+  --seeds DIR  the seed corpus of the server connection fuzzer
+               (test/fuzz/seeds): streams built from these frames and the
+               test service's requests, each file a split byte then bytes
 """
 
 import importlib
@@ -22,16 +25,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def compile_protos(out_dir):
-    """Generates the Python modules for rpc_meta.proto and echo.proto."""
+    """Generates the Python modules for rpc_meta.proto, echo.proto and the
+    test service."""
     subprocess.run(
         ["protoc", "-I", REPO_ROOT, "--python_out=" + out_dir,
-         "proto/rpc_meta.proto", "proto/echo.proto"],
+         "proto/rpc_meta.proto", "proto/echo.proto", "test/proto/test_service.proto"],
         check=True)
     sys.path.insert(0, out_dir)
-    # protoc writes proto/rpc_meta_pb2.py; make "proto" importable as a package.
+    # protoc writes proto/rpc_meta_pb2.py; make the folders importable packages.
     open(os.path.join(out_dir, "proto", "__init__.py"), "w").close()
+    open(os.path.join(out_dir, "test", "__init__.py"), "w").close()
+    open(os.path.join(out_dir, "test", "proto", "__init__.py"), "w").close()
     return (importlib.import_module("proto.rpc_meta_pb2"),
-            importlib.import_module("proto.echo_pb2"))
+            importlib.import_module("proto.echo_pb2"),
+            importlib.import_module("test.proto.test_service_pb2"))
 
 
 def frame(meta, message_bytes, attachment):
@@ -113,6 +120,64 @@ def print_cpp(frames):
         print()
 
 
+def request(rpc_meta_pb2, service, method, correlation_id, message, attachment=b"",
+            compress_type=0, timeout_ms=0):
+    meta = rpc_meta_pb2.RpcMeta()
+    meta.request.service_name = service
+    meta.request.method_name = method
+    meta.correlation_id = correlation_id
+    if timeout_ms:
+        meta.request.timeout_ms = timeout_ms
+    if compress_type:
+        meta.compress_type = compress_type
+    if attachment:
+        meta.attachment_size = len(attachment)
+    return frame(meta, message, attachment)[0]
+
+
+def write_seeds(directory, rpc_meta_pb2, echo_pb2, test_pb2, frames):
+    """Writes the fuzzer's seed corpus: byte 0 picks the split, then bytes."""
+    golden = {name: data for name, _, _, _, data, _ in frames}
+
+    def echo(correlation_id, text, attachment=b""):
+        return request(rpc_meta_pb2, "example.EchoService", "Echo", correlation_id,
+                       echo_pb2.EchoRequest(message=text).SerializeToString(), attachment)
+
+    def sleep(correlation_id, milliseconds):
+        return request(rpc_meta_pb2, "percore.test.TestService", "Sleep", correlation_id,
+                       test_pb2.SleepRequest(milliseconds=milliseconds,
+                                             tag=correlation_id).SerializeToString())
+
+    seeds = {
+        "golden_request": (0, golden["request"]),
+        "golden_request_in_small_pieces": (3, golden["request"]),
+        "pipelined_echoes": (17, echo(1, "a") + echo(2, "b") + echo(3, "c")),
+        "request_then_response_frame": (5, golden["request"] + golden["response"]),
+        "request_then_error_response": (0, golden["request"] + golden["error_response"]),
+        "worker_pool_past_the_inflight_limit": (0, b"".join(sleep(i, 1) for i in range(6))),
+        "fail_and_whoami": (9, request(rpc_meta_pb2, "percore.test.TestService", "Fail", 7,
+                                       test_pb2.FailRequest(code=1004, text="no").SerializeToString())
+                            + request(rpc_meta_pb2, "percore.test.TestService", "WhoAmI", 8, b"")),
+        "unknown_service_method_and_compression": (
+            0, request(rpc_meta_pb2, "no.Such", "Echo", 1, b"")
+            + request(rpc_meta_pb2, "example.EchoService", "Nope", 2, b"")
+            + request(rpc_meta_pb2, "example.EchoService", "Echo", 3,
+                      echo_pb2.EchoRequest(message="z").SerializeToString(), compress_type=1)),
+        "request_then_http": (0, golden["request"] + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "expired_deadline": (0, request(rpc_meta_pb2, "percore.test.TestService", "Sleep", 4,
+                                        test_pb2.SleepRequest(milliseconds=2).SerializeToString(),
+                                        timeout_ms=1) + sleep(5, 2)),
+        # Answers past the fuzzer server's 8 KiB unwritten-bytes limit.
+        "backpressure": (0, b"".join(echo(i, "x", b"y" * 3000) for i in range(5))),
+        "oversized_header": (0, echo(1, "before") + struct.pack(">4sII", b"PRPC", 1 << 20, 4)),
+        "half_a_frame": (0, echo(1, "whole") + echo(2, "cut")[:20]),
+    }
+    os.makedirs(directory, exist_ok=True)
+    for name, (split, data) in seeds.items():
+        with open(os.path.join(directory, name), "wb") as out:
+            out.write(bytes([split]) + data)
+
+
 def main():
     try:
         import google.protobuf  # noqa: F401
@@ -120,8 +185,11 @@ def main():
         sys.exit("golden_frames.py: this python3 has no protobuf package "
                  "(Debian: apt-get install python3-protobuf)")
     with tempfile.TemporaryDirectory() as out_dir:
-        rpc_meta_pb2, echo_pb2 = compile_protos(out_dir)
+        rpc_meta_pb2, echo_pb2, test_pb2 = compile_protos(out_dir)
         frames = build_frames(rpc_meta_pb2, echo_pb2)
+        if len(sys.argv) == 3 and sys.argv[1] == "--seeds":
+            write_seeds(sys.argv[2], rpc_meta_pb2, echo_pb2, test_pb2, frames)
+            return
     if sys.argv[1:] == ["--cpp"]:
         print_cpp(frames)
     elif not sys.argv[1:]:

@@ -21,7 +21,7 @@ namespace percore {
 namespace detail {
 class Acceptor;
 class IoThread;
-class ServerCore;
+struct ServerCore;
 }  // namespace detail
 
 // Where a method's handler runs.

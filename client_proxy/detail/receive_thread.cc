@@ -177,11 +177,10 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
                           connection.remote_side);
     return true;
   }
+  std::string parse_error;
   if (record.response != nullptr &&
-      !record.response->ParseFromArray(frame.message.data(),
-                                       static_cast<int>(frame.message.size()))) {
-    CallCompleter::finish(group_, slot, ErrorCode::kBadResponse,
-                          "response does not parse as " + record.response->GetTypeName(),
+      !response_parser_.parse(frame.message, *record.response, &parse_error)) {
+    CallCompleter::finish(group_, slot, ErrorCode::kBadResponse, "response " + parse_error,
                           connection.remote_side);
     return true;
   }

@@ -5,6 +5,7 @@
 
 #include "client_proxy/detail/client_connection.h"
 #include "client_proxy/detail/group_state.h"
+#include "proto/peer_message.h"
 
 namespace percore::detail {
 
@@ -38,6 +39,8 @@ class ReceiveThread {
   bool running_ = true;
   std::thread::id thread_id_;
   std::unordered_map<uint64_t, ClientConnection*> adopted_;
+  // Responses are a peer's input: parsed without protobuf's own log lines.
+  PeerMessageParser response_parser_;
 };
 
 }  // namespace percore::detail

@@ -1,6 +1,7 @@
 #include "server_io/detail/server_connection.h"
 
 #include <linux/sockios.h>
+#include <sys/socket.h>
 #include <sys/ioctl.h>
 
 #include "base/log.h"
@@ -20,13 +21,19 @@ constexpr size_t kMinReadBytes = 4096;
 // the next read comes at once if more is waiting.
 constexpr int kMaxReadsPerEvent = 4;
 
-std::string describe_peer(const boost::asio::ip::tcp::socket& socket) {
+std::string describe_peer(boost::asio::ip::tcp::socket& socket) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  if (::getpeername(socket.native_handle(), reinterpret_cast<sockaddr*>(&address), &length) != 0)
+    return "unknown peer";
+  if (address.ss_family != AF_INET && address.ss_family != AF_INET6)
+    return "local peer";  // e.g. a socketpair given to Server::AddConnection
   boost::system::error_code error;
   const auto endpoint = socket.remote_endpoint(error);
   if (error)
-    return "local peer";  // e.g. a socketpair given to Server::AddConnection
-  const auto address = endpoint.address();
-  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
+    return "unknown peer";
+  const auto ip = endpoint.address();
+  return (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
          std::to_string(endpoint.port());
 }
 
@@ -265,11 +272,14 @@ void ServerConnection::dispatch(const Frame& frame) {
   }
 
   ServerCall* raw_call = io_thread_.acquire_call(*method, id_, correlation_id, last_read_at_);
-  if (!raw_call->request()->ParseFromArray(frame.message.data(),
-                                           static_cast<int>(frame.message.size()))) {
-    const std::string type = raw_call->request()->GetTypeName();
+  std::string parse_error;
+  if (!method->request_parser.parse(frame.message, *raw_call->request(), &parse_error)) {
     io_thread_.recycle(raw_call);
-    answer_error(method, ErrorCode::kBadRequest, "request does not parse as " + type);
+    core_.bad_request_log.log(LogLevel::kWarning, [&] {
+      return "answering 1003 to " + peer_ + ": request to " + method->full_name + " " +
+             parse_error;
+    });
+    answer_error(method, ErrorCode::kBadRequest, "request " + parse_error);
     return;
   }
   raw_call->set_request_context(peer_, request_meta.log_id(), request_meta.timeout_ms(),

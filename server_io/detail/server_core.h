@@ -67,6 +67,7 @@ struct ServerCore {
   LogRateLimiter accept_error_log{1};
   LogRateLimiter refused_connection_log{1};
   LogRateLimiter unflushed_close_log{1};
+  LogRateLimiter bad_request_log{1};
 };
 
 }  // namespace percore::detail

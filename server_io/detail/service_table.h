@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proto/peer_message.h"
 #include "server_io/detail/answer_counters.h"
 #include "server_io/server.h"
 
@@ -23,6 +24,7 @@ struct MethodEntry {
   ExecutionMode mode = ExecutionMode::kInline;
   std::string full_name;  // "package.Service.Method"
   AnswerCounters counters;
+  PeerMessageParser request_parser;  // Any I/O thread.
 };
 
 // The services a server hosts, by full name. Filled before the server starts,

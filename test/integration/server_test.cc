@@ -14,6 +14,7 @@
 #include "proto/echo.pb.h"
 #include "proto/prime.pb.h"
 #include "test/integration/server_fixture.h"
+#include "test/support/stderr_capture.h"
 
 namespace percore {
 namespace {
@@ -421,6 +422,66 @@ TEST_F(ServerTest, StatsCountCallsAndErrorsPerMethod) {
   EXPECT_EQ(echo.answers_by_code.at(0), 3u);
   EXPECT_EQ(stats.methods.at("prime.PrimeService.IsPrime").calls, 0u);
   EXPECT_GE(stats.connections_accepted, 1u);
+}
+
+
+// A request frame whose message is `message_bytes` as they are.
+std::string raw_request_frame(int64_t id, const std::string& service, const std::string& method,
+                              const std::string& message_bytes) {
+  wire::RpcMeta meta;
+  meta.set_correlation_id(id);
+  meta.mutable_request()->set_service_name(service);
+  meta.mutable_request()->set_method_name(method);
+  const std::string meta_bytes = meta.SerializeAsString();
+  std::string frame = "PRPC";
+  for (const size_t value : {meta_bytes.size() + message_bytes.size(), meta_bytes.size()}) {
+    for (int shift = 24; shift >= 0; shift -= 8)
+      frame.push_back(static_cast<char>(value >> shift));
+  }
+  return frame + meta_bytes + message_bytes;
+}
+
+// protobuf writes an ERROR line of its own for a proto3 string that is not
+// UTF-8 and for missing required fields: a peer must not be able to make one
+// line per request. Every such request is answered 1003; the log gets at most
+// protobuf's first line and percore's rate-limited ones.
+TEST_F(ServerTest, BadRequestsDoNotWriteALogLineEach) {
+  start();
+  auto client = connect();
+  // FailRequest.text (proto3 string, field 2) = 0xff 0xfe.
+  const std::string not_utf8 = std::string("\x12\x02\xff\xfe", 4);
+  example::EchoRequest missing_required;  // `message` is required.
+  constexpr int kEach = 100;
+  std::string batch;
+  for (int i = 0; i < kEach; ++i) {
+    batch += raw_request_frame(2 * i, "percore.test.TestService", "Fail", not_utf8);
+    batch += BlockingClient::encode_request(echo_request(2 * i + 1, missing_required));
+  }
+  testing::StderrCapture captured;
+  ASSERT_TRUE(client->send_bytes(batch));
+  std::map<int64_t, ReceivedFrame> answers;
+  for (int i = 0; i < 2 * kEach; ++i) {
+    ReceivedFrame frame = receive(*client);
+    answers[frame.correlation_id()] = frame;
+  }
+  const std::string log = captured.stop();
+  ASSERT_EQ(answers.size(), static_cast<size_t>(2 * kEach));
+  for (const auto& [id, frame] : answers)
+    EXPECT_EQ(frame.error_code(), 1003) << id;
+  EXPECT_NE(answers[1].error_text().find("required fields of example.EchoRequest: message"),
+            std::string::npos)
+      << answers[1].error_text();
+  EXPECT_NE(answers[0].error_text().find("does not parse as percore.test.FailRequest"),
+            std::string::npos)
+      << answers[0].error_text();
+  const auto count = [&log](const std::string& text) {
+    size_t found = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1))
+      ++found;
+    return found;
+  };
+  EXPECT_LE(count("libprotobuf"), 1u) << log;
+  EXPECT_LE(count("\n"), 4u) << log;
 }
 
 }  // namespace
