@@ -42,8 +42,11 @@ class EchoServers {
   std::string address(int i) const { return "127.0.0.1:" + std::to_string(servers_[i]->port()); }
   std::string list() const {
     std::string list = "list://";
-    for (size_t i = 0; i < servers_.size(); ++i)
-      list += (i ? "," : "") + address(i);
+    for (size_t i = 0; i < servers_.size(); ++i) {
+      if (i > 0)
+        list += ',';
+      list += address(i);
+    }
     return list;
   }
   void stop(int i) { servers_[i].reset(); }
