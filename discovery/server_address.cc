@@ -6,11 +6,12 @@
 
 #include <charconv>
 
+#include "base/net_address.h"
+
 namespace percore {
 
 std::string ServerAddress::to_string() const {
-  const bool v6 = ip.find(':') != std::string::npos;
-  return (v6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+  return format_host_port(ip, port);
 }
 
 std::optional<ServerAddress> resolve_server_address(std::string_view host_port,
@@ -20,19 +21,16 @@ std::optional<ServerAddress> resolve_server_address(std::string_view host_port,
       *error = "bad server address '" + std::string(host_port) + "': " + reason;
     return std::nullopt;
   };
-  const size_t colon = host_port.rfind(':');
-  if (colon == std::string_view::npos)
+  const std::optional<HostPort> parts = split_host_port(host_port);
+  if (!parts)
     return fail("expected HOST:PORT");
-  std::string_view host = host_port.substr(0, colon);
-  const std::string_view port_text = host_port.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  const std::string& host = parts->host;
+  const std::string& port_text = parts->port;
   int port = 0;
   const auto [end, parse_error] =
       std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (host.empty() || parse_error != std::errc() || end != port_text.data() + port_text.size() ||
-      port <= 0 || port > 65535) {
+  if (parse_error != std::errc() || end != port_text.data() + port_text.size() || port <= 0 ||
+      port > 65535) {
     return fail("expected HOST:PORT with a port in 1..65535");
   }
 
@@ -40,8 +38,7 @@ std::optional<ServerAddress> resolve_server_address(std::string_view host_port,
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* results = nullptr;
-  const std::string host_string(host);
-  const int status = ::getaddrinfo(host_string.c_str(), nullptr, &hints, &results);
+  const int status = ::getaddrinfo(host.c_str(), nullptr, &hints, &results);
   if (status != 0)
     return fail(gai_strerror(status));
   std::optional<ServerAddress> v4;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <thread>
 
+#include "base/net_address.h"
 #include "client_proxy/controller.h"
 #include "proto/assert.h"
 
@@ -701,20 +702,9 @@ void SendThread::set_servers(const std::vector<ServerAddress>& servers,
     server.id = next_server_id_++;
     server.address = *address;
     server.fallback = fallback;
-    std::memset(&server.socket_address, 0, sizeof(server.socket_address));
-    if (address->ip.find(':') == std::string::npos) {
-      auto* v4 = reinterpret_cast<sockaddr_in*>(&server.socket_address);
-      v4->sin_family = AF_INET;
-      v4->sin_port = htons(static_cast<uint16_t>(address->port));
-      ::inet_pton(AF_INET, address->ip.c_str(), &v4->sin_addr);
-      server.socket_address_length = sizeof(sockaddr_in);
-    } else {
-      auto* v6 = reinterpret_cast<sockaddr_in6*>(&server.socket_address);
-      v6->sin6_family = AF_INET6;
-      v6->sin6_port = htons(static_cast<uint16_t>(address->port));
-      ::inet_pton(AF_INET6, address->ip.c_str(), &v6->sin6_addr);
-      server.socket_address_length = sizeof(sockaddr_in6);
-    }
+    // Naming sources deliver numeric addresses (ServerAddress).
+    to_socket_address(address->ip, address->port, server.socket_address,
+                      server.socket_address_length);
     const auto slots = static_cast<size_t>(group_.options.connections_per_server);
     server.connection_ids.assign(slots, 0);
     server.retry_at.assign(slots, Clock::time_point::min());

@@ -3,26 +3,11 @@
 #include <future>
 
 #include "base/log.h"
+#include "base/net_address.h"
 #include "server_io/detail/io_thread.h"
 #include "server_io/detail/server_core.h"
 
 namespace percore::detail {
-namespace {
-
-// Splits "host:port" or "[v6]:port".
-bool split_host_port(const std::string& address, std::string& host, std::string& port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon + 1 == address.size())
-    return false;
-  host = address.substr(0, colon);
-  port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return !host.empty();
-}
-
-}  // namespace
 
 Acceptor::Acceptor(boost::asio::io_context& context, std::vector<IoThread*> targets,
                    ServerCore& core)
@@ -38,10 +23,11 @@ bool Acceptor::open(const std::string& listen_address, std::string* error) {
       *error = "cannot listen on " + listen_address + ": " + reason;
     return false;
   };
-  std::string host;
-  std::string port;
-  if (!split_host_port(listen_address, host, port))
+  const std::optional<HostPort> host_port = split_host_port(listen_address);
+  if (!host_port)
     return fail("expected HOST:PORT");
+  const std::string& host = host_port->host;
+  const std::string& port = host_port->port;
   boost::system::error_code code;
   boost::asio::ip::tcp::resolver resolver(context_);
   const auto results = resolver.resolve(

@@ -1,10 +1,10 @@
 #include "server_io/detail/server_connection.h"
 
 #include <linux/sockios.h>
-#include <sys/socket.h>
 #include <sys/ioctl.h>
 
 #include "base/log.h"
+#include "base/net_address.h"
 #include "proto/assert.h"
 #include "proto/frame.h"
 #include "server_io/detail/io_thread.h"
@@ -21,22 +21,6 @@ constexpr size_t kMinReadBytes = 4096;
 // the next read comes at once if more is waiting.
 constexpr int kMaxReadsPerEvent = 4;
 
-std::string describe_peer(boost::asio::ip::tcp::socket& socket) {
-  sockaddr_storage address{};
-  socklen_t length = sizeof(address);
-  if (::getpeername(socket.native_handle(), reinterpret_cast<sockaddr*>(&address), &length) != 0)
-    return "unknown peer";
-  if (address.ss_family != AF_INET && address.ss_family != AF_INET6)
-    return "local peer";  // e.g. a socketpair given to Server::AddConnection
-  boost::system::error_code error;
-  const auto endpoint = socket.remote_endpoint(error);
-  if (error)
-    return "unknown peer";
-  const auto ip = endpoint.address();
-  return (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
-         std::to_string(endpoint.port());
-}
-
 bool would_block(const boost::system::error_code& error) {
   return error == boost::asio::error::would_block || error == boost::asio::error::try_again;
 }
@@ -49,7 +33,7 @@ ServerConnection::ServerConnection(IoThread& io_thread, ServerCore& core,
       core_(core),
       socket_(std::move(socket)),
       id_(id),
-      peer_(describe_peer(socket_)),
+      peer_(describe_peer(socket_.native_handle())),
       decoder_(FrameDecoderOptions{core.options.max_body_bytes, &io_thread.read_blocks(),
                                    std::span<char>(wake_buffer_)}) {}
 
