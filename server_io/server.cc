@@ -145,7 +145,7 @@ bool Server::AddConnection(int fd) {
   socket.assign(v6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(), fd, error);
   if (error) {
     ::close(fd);
-    core_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+    core_->open_connections.leave();
     return false;
   }
   io_thread.adopt(std::move(socket));
@@ -161,9 +161,7 @@ void Server::Stop(std::chrono::milliseconds grace) {
 
   acceptor_->close();
   core_->stopping.store(true, std::memory_order_release);
-  while (core_->unanswered_calls.load(std::memory_order_acquire) > 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  core_->unanswered_calls.close_and_wait_until(deadline);
   run_on_each(io_threads_, [](detail::IoThread& io_thread) {
     io_thread.abandon_in_flight_calls();
     io_thread.begin_close_connections(CloseReason::kServerStopped);
@@ -175,11 +173,7 @@ void Server::Stop(std::chrono::milliseconds grace) {
   const Clock::time_point flush_deadline =
       Clock::now() + std::chrono::milliseconds(core_->options.close_linger_ms) +
       2 * core_->sweep_interval() + std::chrono::milliseconds(100);
-  while (core_->open_connections.load(std::memory_order_acquire) > 0 &&
-         Clock::now() < flush_deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  if (core_->open_connections.load(std::memory_order_acquire) > 0) {
+  if (!core_->open_connections.close_and_wait_until(flush_deadline)) {
     run_on_each(io_threads_, [](detail::IoThread& io_thread) { io_thread.abort_connections(); });
   }
 }
@@ -197,7 +191,7 @@ ServerStats Server::stats() const {
   stats.connections_accepted = core_->connections_accepted.load(std::memory_order_relaxed);
   stats.connections_closed = core_->connections_closed.load(std::memory_order_relaxed);
   stats.connections_open =
-      static_cast<uint64_t>(std::max<int64_t>(0, core_->open_connections.load()));
+      static_cast<uint64_t>(std::max<int64_t>(0, core_->open_connections.count()));
   stats.connections_refused = core_->connections_refused.load(std::memory_order_relaxed);
   stats.accept_errors = core_->accept_errors.load(std::memory_order_relaxed);
   stats.closes_without_flush = core_->closes_without_flush.load(std::memory_order_relaxed);

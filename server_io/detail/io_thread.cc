@@ -135,7 +135,7 @@ void IoThread::track(ServerCall* call) {
   if (in_flight_head_ != nullptr)
     in_flight_head_->previous_in_flight = call;
   in_flight_head_ = call;
-  core_.unanswered_calls.fetch_add(1, std::memory_order_relaxed);
+  core_.unanswered_calls.enter();
 }
 
 void IoThread::untrack(ServerCall* call) {
@@ -153,7 +153,7 @@ void IoThread::complete_call(ServerCall* call) {
   assert_in_loop_thread();
   untrack(call);
   if (!call->abandoned.load(std::memory_order_acquire)) {
-    core_.unanswered_calls.fetch_sub(1, std::memory_order_relaxed);
+    core_.unanswered_calls.leave();
     ServerController& controller = call->controller();
     const int32_t code = to_int(controller.error_code());
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
@@ -225,7 +225,7 @@ void IoThread::abandon_in_flight_calls() {
   for (ServerCall* call = in_flight_head_; call != nullptr; call = call->next_in_flight) {
     if (call->abandoned.exchange(true, std::memory_order_acq_rel))
       continue;
-    core_.unanswered_calls.fetch_sub(1, std::memory_order_relaxed);
+    core_.unanswered_calls.leave();
     const int32_t code = to_int(ErrorCode::kServerStopping);
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
     if (connection == nullptr) {

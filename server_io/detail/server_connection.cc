@@ -446,7 +446,7 @@ void ServerConnection::transition(State next) {
       }
       socket_.close(ignored);
       core_.count_close(close_reason_);
-      core_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+      core_.open_connections.leave();
       io_thread_.remove_connection(id_);
       break;
   }

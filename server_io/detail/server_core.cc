@@ -11,12 +11,8 @@ ServerCore::ServerCore(ServerOptions server_options) : options(std::move(server_
 ServerCore::~ServerCore() = default;
 
 bool ServerCore::try_open_connection() {
-  const int64_t limit = options.max_connections;
-  int64_t open = open_connections.load(std::memory_order_relaxed);
-  while (limit == 0 || open < limit) {
-    if (open_connections.compare_exchange_weak(open, open + 1, std::memory_order_relaxed))
-      return true;
-  }
+  if (open_connections.try_enter_below(options.max_connections))
+    return true;
   connections_refused.fetch_add(1, std::memory_order_relaxed);
   return false;
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "base/gate.h"
 #include "base/log.h"
 #include "proto/frame_decoder.h"
 #include "server_io/detail/answer_counters.h"
@@ -42,11 +43,12 @@ struct ServerCore {
   std::atomic<bool> running{false};
   // Set once by Stop(): new requests are answered 2003.
   std::atomic<bool> stopping{false};
-  // Calls dispatched to a handler and not yet answered, over all threads.
-  std::atomic<int64_t> unanswered_calls{0};
+  // Calls dispatched to a handler and not yet answered, over all threads;
+  // Stop() waits on it for the grace period.
+  Gate unanswered_calls;
   // Connections accepted (or added) and not yet closed; max_connections
-  // applies to it.
-  std::atomic<int64_t> open_connections{0};
+  // applies to it, and Stop() waits on it for the connections to close.
+  Gate open_connections;
 
   AnswerCounters answers;  // Every answer the server sent, by code.
   std::atomic<uint64_t> connections_accepted{0};
