@@ -9,6 +9,8 @@ namespace percore {
 namespace {
 
 constexpr size_t kInitialCapacity = 16 * 1024;
+// The least a partly received frame's buffer grows by.
+constexpr size_t kFrameGrowthStep = 64 * 1024;
 // An idle decoder whose buffer grew past this (for a large frame) gives the
 // memory back.
 constexpr size_t kShrinkAbove = 1 << 20;
@@ -62,14 +64,22 @@ FrameDecoder::FrameDecoder(FrameDecoderOptions options) : options_(options) {}
 
 std::span<char> FrameDecoder::prepare(size_t min_bytes) {
   size_t wanted = std::max<size_t>(min_bytes, 1);
-  // A frame whose header is in: make room for all of it at once.
+  // A frame whose header is in: make room toward all of it, but never more
+  // than three times what has arrived, so that a header alone cannot make
+  // the decoder reserve the body it announces (a peer sending headers only
+  // must not exhaust the address space). Growth by 4x keeps the copies under
+  // a third of a large frame.
+  size_t frame_rest = 0;
   uint32_t body_bytes = 0;
   uint32_t meta_bytes = 0;
   if (buffered_bytes() >= kFrameHeaderBytes &&
       check_header(body_bytes, meta_bytes) == DecodeStatus::kNeedMore) {
     const size_t frame_bytes = kFrameHeaderBytes + body_bytes;
-    if (frame_bytes > buffered_bytes())
-      wanted = std::max(wanted, frame_bytes - buffered_bytes());
+    if (frame_bytes > buffered_bytes()) {
+      frame_rest = frame_bytes - buffered_bytes();
+      wanted = std::max(wanted,
+                        std::min(frame_rest, std::max(3 * buffered_bytes(), kFrameGrowthStep)));
+    }
   }
 
   if (begin_ == end_) {
@@ -97,6 +107,10 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
         grown = pool->take();
         capacity = pool->block_bytes();
         storage = Storage::kPool;
+      } else if (frame_rest > 0) {
+        capacity = std::max(live + wanted, kInitialCapacity);  // Sized by the rule above.
+        grown = std::make_unique_for_overwrite<char[]>(capacity);
+        storage = Storage::kHeap;
       } else {
         capacity = std::max(capacity_ * 2, kInitialCapacity);
         while (capacity - live < wanted)

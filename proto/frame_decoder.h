@@ -95,8 +95,10 @@ class FrameDecoder {
   FrameDecoder(const FrameDecoder&) = delete;
   FrameDecoder& operator=(const FrameDecoder&) = delete;
 
-  // Writable space of at least `min_bytes` (more when a known large frame is
-  // still incomplete, so that one read can take it whole). Invalidates views.
+  // Writable space of at least `min_bytes`; for a frame whose header is in,
+  // more, toward the whole frame but at most three times what has arrived
+  // (so a large body arrives in few reads and a header alone reserves
+  // little). Invalidates views.
   std::span<char> prepare(size_t min_bytes);
   // Marks `bytes` of the prepared space as filled.
   void commit(size_t bytes);

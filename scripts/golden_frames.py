@@ -170,6 +170,10 @@ def write_seeds(directory, rpc_meta_pb2, echo_pb2, test_pb2, frames):
         # Answers past the fuzzer server's 8 KiB unwritten-bytes limit.
         "backpressure": (0, b"".join(echo(i, "x", b"y" * 3000) for i in range(5))),
         "oversized_header": (0, echo(1, "before") + struct.pack(">4sII", b"PRPC", 1 << 20, 4)),
+        # Worker-pool answers far larger than their requests.
+        "bulk_answers": (0, b"".join(
+            request(rpc_meta_pb2, "percore.test.TestService", "Bulk", i,
+                    test_pb2.BulkRequest(bytes=6000).SerializeToString()) for i in range(4))),
         "half_a_frame": (0, echo(1, "whole") + echo(2, "cut")[:20]),
     }
     os.makedirs(directory, exist_ok=True)

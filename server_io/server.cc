@@ -198,6 +198,7 @@ ServerStats Server::stats() const {
   stats.incomplete_frames = core_->incomplete_frames.load(std::memory_order_relaxed);
   stats.write_backpressure_pauses =
       core_->write_backpressure_pauses.load(std::memory_order_relaxed);
+  stats.allocation_failures = core_->allocation_failures.load(std::memory_order_relaxed);
   for (int i = 0; i < kCloseReasonCount; ++i) {
     const uint64_t count = core_->closes_by_reason[i].load(std::memory_order_relaxed);
     if (count > 0)

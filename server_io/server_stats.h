@@ -62,6 +62,9 @@ struct ServerStats {
   // Times a connection stopped being read because its unwritten answers
   // passed max_unwritten_bytes_per_connection.
   uint64_t write_backpressure_pauses = 0;
+  // Allocations that failed in an I/O thread (the connection being read is
+  // closed; the server goes on).
+  uint64_t allocation_failures = 0;
   // Connections closed because of a malformed frame, by reason.
   std::map<DecodeStatus, uint64_t> rejected_frames;
   uint64_t rejected_frames_total() const;

@@ -83,10 +83,9 @@ void Acceptor::accept_next() {
       next_target_ = (next_target_ + 1) % targets_.size();
     } else {
       core_.refused_connection_log.log(LogLevel::kWarning, [&] {
-        boost::system::error_code ignored;
-        return "refusing connection from " +
-               socket.remote_endpoint(ignored).address().to_string() + ": max_connections (" +
-               std::to_string(core_.options.max_connections) + ") reached";
+        return "refusing connection from " + describe_peer(socket.native_handle()) +
+               ": max_connections (" + std::to_string(core_.options.max_connections) +
+               ") reached";
       });
       boost::system::error_code ignored;
       socket.close(ignored);

@@ -1,6 +1,7 @@
 #include "server_io/detail/io_thread.h"
 
 #include <google/protobuf/message.h>
+#include <google/protobuf/stubs/logging.h>
 
 #include "proto/assert.h"
 #include "proto/frame_encoder.h"
@@ -9,6 +10,18 @@
 
 namespace percore::detail {
 namespace {
+
+// Error texts are cut to this many bytes (at a UTF-8 boundary).
+constexpr size_t kMaxErrorTextBytes = 1024;
+
+std::string bounded_error_text(const std::string& text) {
+  if (text.size() <= kMaxErrorTextBytes)
+    return text;
+  size_t cut = kMaxErrorTextBytes - 64;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+    --cut;
+  return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes in all)";
+}
 
 uint64_t microseconds_since(ServerCall::Clock::time_point start) {
   const auto elapsed = ServerCall::Clock::now() - start;
@@ -53,10 +66,12 @@ ServerCall* IoThread::acquire_call(MethodEntry& method, uint64_t connection_id,
 
 void IoThread::recycle(ServerCall* call) {
   assert_in_loop_thread();
-  // Bounded: a burst larger than this frees its extra calls.
+  // Bounded: a burst larger than this frees its extra calls, and a call that
+  // held large messages is freed, so the pool holds at most
+  // kMaxPooledPerMethod x (kMaxPooledBytes + the call's own size) per method.
   constexpr size_t kMaxPooledPerMethod = 1024;
   std::vector<ServerCall*>& pool = call_pool_[&call->method()];
-  if (pool.size() >= kMaxPooledPerMethod) {
+  if (pool.size() >= kMaxPooledPerMethod || call->held_large_data()) {
     delete call;
   } else {
     pool.push_back(call);
@@ -67,7 +82,20 @@ void IoThread::start() {
   work_guard_.emplace(context_.get_executor());
   thread_ = std::thread([this] {
     thread_id_.store(std::this_thread::get_id());
-    context_.run();
+    for (;;) {
+      try {
+        context_.run();
+        return;
+      } catch (const std::bad_alloc&) {
+        // Out of memory in a handler: the server keeps serving. The
+        // connection being read closes itself (ServerConnection::on_read);
+        // anything else in that handler is lost, and said so.
+        core_.allocation_failures.fetch_add(1, std::memory_order_relaxed);
+        core_.allocation_failure_log.log(LogLevel::kError, [] {
+          return std::string("out of memory in an I/O thread handler; continuing");
+        });
+      }
+    }
   });
 }
 
@@ -159,9 +187,13 @@ void IoThread::complete_call(ServerCall* call) {
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
     if (connection == nullptr) {
       count_dropped(&call->method(), code, call->received_at());
+      call->note_answer_bytes(call->response()->ByteSizeLong() +
+                              controller.response_attachment().size());
     } else {
-      answer(*connection, call->correlation_id(), &call->method(), code, controller.ErrorText(),
-             call->response(), std::move(controller.response_attachment()), call->received_at());
+      call->note_answer_bytes(answer(*connection, call->correlation_id(), &call->method(), code,
+                                     controller.ErrorText(), call->response(),
+                                     std::move(controller.response_attachment()),
+                                     call->received_at()));
       connection->call_answered();  // Writes the answer.
     }
   }
@@ -170,16 +202,23 @@ void IoThread::complete_call(ServerCall* call) {
   recycle(call);
 }
 
-void IoThread::answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
-                      int32_t code, const std::string& text,
-                      const google::protobuf::Message* response, std::string&& attachment,
-                      ServerCall::Clock::time_point received_at) {
+size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
+                        int32_t code, const std::string& text,
+                        const google::protobuf::Message* response, std::string&& attachment,
+                        ServerCall::Clock::time_point received_at) {
   assert_in_loop_thread();
   std::string error_text;
   if (code == 0 && response != nullptr && !response->IsInitialized()) {
     code = to_int(ErrorCode::kInternal);
     error_text = "response misses required fields: " + response->InitializationErrorString();
   }
+  GatherBuffer& output = connection.output();
+  const size_t output_before = output.size();
+#if !defined(NDEBUG)
+  // Debug builds of generated code log each string that is not UTF-8 when
+  // it is serialized; an echoed peer string must not make a line per answer.
+  google::protobuf::LogSilencer silence_protobuf;
+#endif
   for (int attempt = 0; attempt < 2; ++attempt) {
     reply_meta_.Clear();
     reply_meta_.set_correlation_id(correlation_id);
@@ -187,11 +226,13 @@ void IoThread::answer(ServerConnection& connection, int64_t correlation_id, Meth
     const bool ok = code == 0;
     if (!ok) {
       response_meta->set_error_code(code);
-      response_meta->set_error_text(error_text.empty() ? text : error_text);
+      // Bounded, so that an error answer always fits (names in it come from
+      // the peer) and the reused meta keeps no large string.
+      response_meta->set_error_text(bounded_error_text(error_text.empty() ? text : error_text));
     }
     const EncodeStatus status = encode_frame(reply_meta_, ok ? response : nullptr,
                                              ok ? std::move(attachment) : std::string(),
-                                             core_.options.max_body_bytes, connection.output());
+                                             core_.options.max_body_bytes, output);
     if (status == EncodeStatus::kOk)
       break;
     // The reply is too large for the limit: answer with an error instead.
@@ -203,6 +244,7 @@ void IoThread::answer(ServerConnection& connection, int64_t correlation_id, Meth
   if (method != nullptr)
     method->counters.record(code, latency_us);
   core_.answers.record(code, latency_us);
+  return output.size() - output_before;
 }
 
 void IoThread::count_dropped(MethodEntry* method, int32_t code,

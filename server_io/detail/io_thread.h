@@ -62,8 +62,8 @@ class IoThread {
   void track(ServerCall* call);
   // Encodes an answer into the connection's output and counts it (the
   // connection writes it at the end of the current event). A non-OK code
-  // sends `text` and no message.
-  void answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
+  // sends `text` (cut to 1 KiB) and no message. Returns the bytes encoded.
+  size_t answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
               int32_t code, const std::string& text, const google::protobuf::Message* response,
               std::string&& attachment, ServerCall::Clock::time_point received_at);
   // Counts an answer that could not be sent (its connection is gone).

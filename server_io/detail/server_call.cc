@@ -19,6 +19,7 @@ void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
   correlation_id_ = correlation_id;
   received_at_ = received_at;
   abandoned.store(false, std::memory_order_relaxed);
+  large_ = false;
   previous_in_flight = nullptr;
   next_in_flight = nullptr;
   controller_.Reset();
@@ -26,7 +27,9 @@ void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
 }
 
 void ServerCall::set_request_context(const std::string& remote_side, int64_t log_id,
-                                     int32_t timeout_ms, std::string_view attachment) {
+                                     int32_t timeout_ms, std::string_view attachment,
+                                     size_t message_bytes) {
+  large_ = message_bytes + attachment.size() > kMaxPooledBytes;
   controller_.remote_side_.assign(remote_side);
   controller_.log_id_ = log_id;
   if (timeout_ms > 0)

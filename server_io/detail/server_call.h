@@ -34,9 +34,10 @@ class ServerCall final : public google::protobuf::Closure {
   // Starts a new call in this (new or recycled) object.
   void begin(uint64_t connection_id, int64_t correlation_id, Clock::time_point received_at);
 
-  // Prepares the controller from the request's meta.
+  // Prepares the controller from the request's meta; `message_bytes` is
+  // the request message's size on the wire.
   void set_request_context(const std::string& remote_side, int64_t log_id, int32_t timeout_ms,
-                           std::string_view attachment);
+                           std::string_view attachment, size_t message_bytes);
 
   // Runs the handler, unless the call was abandoned by Stop() or its deadline
   // passed while it waited (then it is answered 1008 without running).
@@ -56,6 +57,15 @@ class ServerCall final : public google::protobuf::Closure {
   ServerController& controller() { return controller_; }
   google::protobuf::Closure* take_end_callback();
 
+  // Calls whose request, attachment or answer were larger than this are
+  // freed after use instead of pooled: a pooled call keeps the capacity of
+  // its strings (Clear() does not free them).
+  static constexpr size_t kMaxPooledBytes = 4096;
+  // Whether the call held data too large to keep in the pool.
+  bool held_large_data() const { return large_; }
+  // The answer's size, or anything else the call's strings may have grown to.
+  void note_answer_bytes(size_t bytes) { large_ = large_ || bytes > kMaxPooledBytes; }
+
   // Set by Stop() once the call has been answered 2003 on its behalf; its
   // handler's late reply is then dropped.
   std::atomic<bool> abandoned{false};
@@ -70,6 +80,7 @@ class ServerCall final : public google::protobuf::Closure {
   int64_t correlation_id_ = 0;
   MethodEntry& method_;
   Clock::time_point received_at_;
+  bool large_ = false;
   std::unique_ptr<google::protobuf::Message> request_;
   std::unique_ptr<google::protobuf::Message> response_;
   ServerController controller_;

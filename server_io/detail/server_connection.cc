@@ -20,6 +20,8 @@ constexpr size_t kMinReadBytes = 4096;
 // Reads per event, so that one busy connection cannot hold its I/O thread;
 // the next read comes at once if more is waiting.
 constexpr int kMaxReadsPerEvent = 4;
+// Buffers per write: Asio passes at most 64 to one sendmsg.
+constexpr size_t kMaxWriteBuffers = 64;
 
 bool would_block(const boost::system::error_code& error) {
   return error == boost::asio::error::would_block || error == boost::asio::error::try_again;
@@ -105,22 +107,33 @@ void ServerConnection::on_read(const boost::system::error_code& error, size_t by
     abort(CloseReason::kConnectionError);
     return;
   }
-  if (state_ == State::kLingering) {
-    if (bytes == offered_bytes_)
-      discard_input();
-  } else if (bytes > 0) {
-    // Taken even when a close has begun meanwhile: dispatch decides (a stop
-    // answers them 2003; after a rejection they are ignored).
-    decoder_.commit(bytes);
-    last_read_at_ = Clock::now();
-    last_read_was_small_ = bytes < wake_buffer_.size();
-    process_frames();
-    if (bytes == offered_bytes_)
-      read_input();  // The read filled its space: more is probably waiting.
+  try {
+    if (state_ == State::kLingering) {
+      if (bytes == offered_bytes_)
+        discard_input();
+    } else if (bytes > 0) {
+      // Taken even when a close has begun meanwhile: dispatch decides (a
+      // stop answers them 2003; after a rejection they are ignored).
+      decoder_.commit(bytes);
+      last_read_at_ = Clock::now();
+      last_read_was_small_ = bytes < wake_buffer_.size();
+      process_frames();
+      if (bytes == offered_bytes_)
+        read_input();  // The read filled its space: more is probably waiting.
+    }
+    end_input_if_finished();
+    if (state_ != State::kClosed)
+      pump();
+  } catch (const std::bad_alloc&) {
+    // Out of memory while reading or dispatching this connection's input:
+    // this connection ends, the server goes on.
+    in_pass_ = false;
+    core_.allocation_failures.fetch_add(1, std::memory_order_relaxed);
+    core_.allocation_failure_log.log(LogLevel::kError, [&] {
+      return "out of memory reading from " + peer_ + "; closing that connection";
+    });
+    abort(CloseReason::kConnectionError);
   }
-  end_input_if_finished();
-  if (state_ != State::kClosed)
-    pump();
 }
 
 void ServerConnection::read_input() {
@@ -258,6 +271,7 @@ void ServerConnection::dispatch(const Frame& frame) {
   ServerCall* raw_call = io_thread_.acquire_call(*method, id_, correlation_id, last_read_at_);
   std::string parse_error;
   if (!method->request_parser.parse(frame.message, *raw_call->request(), &parse_error)) {
+    raw_call->note_answer_bytes(frame.message.size());  // What the parse may have kept.
     io_thread_.recycle(raw_call);
     core_.bad_request_log.log(LogLevel::kWarning, [&] {
       return "answering 1003 to " + peer_ + ": request to " + method->full_name + " " +
@@ -267,7 +281,7 @@ void ServerConnection::dispatch(const Frame& frame) {
     return;
   }
   raw_call->set_request_context(peer_, request_meta.log_id(), request_meta.timeout_ms(),
-                                frame.attachment);
+                                frame.attachment, frame.message.size());
   // Owned by the in-flight list from here.
   io_thread_.track(raw_call);
   ++in_flight_calls_;
@@ -292,40 +306,52 @@ void ServerConnection::call_answered() {
 }
 
 void ServerConnection::flush() {
-  if (writing_ || in_pass_ || pending_output_.empty() || state_ == State::kClosed)
+  if (writing_ || in_pass_ || state_ == State::kClosed)
     return;
-  pending_output_.swap(writing_output_);
+  if (writing_output_.empty()) {
+    if (pending_output_.empty())
+      return;
+    pending_output_.swap(writing_output_);
+  }
   write_buffers_.clear();
-  for (size_t i = 0; i < writing_output_.chunk_count(); ++i) {
+  for (size_t i = 0; i < writing_output_.chunk_count() && i < kMaxWriteBuffers; ++i) {
     const std::string_view chunk = writing_output_.chunk(i);
     write_buffers_.emplace_back(chunk.data(), chunk.size());
   }
   writing_ = true;
-  auto on_written = [self = shared_from_this()](const boost::system::error_code& error, size_t) {
-    self->on_written(error);
-  };
-  // async_write keeps a copy of the buffer sequence: a vector would be
-  // copied (allocated) per write, so the usual single-chunk batch goes as one
-  // buffer.
+  if (state_ != State::kOpen)
+    write_stalled_since_ = Clock::now();
+  auto on_written = [self = shared_from_this()](const boost::system::error_code& error,
+                                                size_t bytes) { self->on_written(error, bytes); };
+  // One write_some at a time, not async_write: each completion is progress
+  // (a slow reader that keeps reading is never taken for a stalled one), and
+  // the rest follows from on_written. The handler keeps a copy of the buffer
+  // sequence: a vector would be copied (allocated) per write, so the usual
+  // single-chunk batch goes as one buffer.
   if (write_buffers_.size() == 1) {
-    boost::asio::async_write(socket_, write_buffers_.front(), std::move(on_written));
+    socket_.async_write_some(write_buffers_.front(), std::move(on_written));
   } else {
-    boost::asio::async_write(socket_, write_buffers_, std::move(on_written));
+    socket_.async_write_some(write_buffers_, std::move(on_written));
   }
 }
 
-void ServerConnection::on_written(const boost::system::error_code& error) {
+void ServerConnection::on_written(const boost::system::error_code& error, size_t bytes) {
   io_thread_.assert_in_loop_thread();
   writing_ = false;
-  writing_output_.clear();
-  if (state_ == State::kClosed)
+  if (state_ == State::kClosed) {
+    writing_output_.clear();
     return;
+  }
   if (error) {
     abort(CloseReason::kConnectionError);
     return;
   }
-  if (core_.options.idle_timeout_ms > 0)
-    last_write_at_ = Clock::now();  // Only the idle timeout needs it.
+  writing_output_.consume(bytes);
+  bytes_written_ += bytes;
+  if (core_.options.idle_timeout_ms > 0 || state_ != State::kOpen) {
+    // Only the idle timeout and a closing connection's linger need the time.
+    last_write_at_ = write_stalled_since_ = Clock::now();
+  }
   if (write_backpressure_ &&
       unwritten_bytes() <= core_.options.max_unwritten_bytes_per_connection / 2) {
     write_backpressure_ = false;
@@ -345,6 +371,21 @@ void ServerConnection::advance() {
   }
   if (state_ == State::kLingering && (input_ended_ || peer_has_everything()))
     transition(State::kClosed);
+}
+
+void ServerConnection::note_peer_progress(Clock::time_point now) {
+  // Bytes the peer has taken: written by us, less what still waits in the
+  // kernel (SIOCOUTQ: unacknowledged bytes; for a Unix socket, bytes the peer
+  // has not read). A write completes only when half the socket's buffer is
+  // free, so a slow but steady reader shows its progress here first.
+  int unacknowledged = 0;
+  if (::ioctl(socket_.native_handle(), SIOCOUTQ, &unacknowledged) != 0)
+    return;
+  const uint64_t taken = bytes_written_ - static_cast<uint64_t>(std::max(0, unacknowledged));
+  if (taken > bytes_taken_by_peer_) {
+    bytes_taken_by_peer_ = taken;
+    write_stalled_since_ = now;
+  }
 }
 
 bool ServerConnection::peer_has_everything() const {
@@ -387,6 +428,7 @@ void ServerConnection::abort(CloseReason reason) {
 void ServerConnection::check_timeouts(Clock::time_point now) {
   io_thread_.assert_in_loop_thread();
   const ServerOptions& options = core_.options;
+  const auto linger = std::chrono::milliseconds(options.close_linger_ms);
   switch (state_) {
     case State::kOpen:
       // Buffered bytes with nothing blocking dispatch are a partial frame.
@@ -395,22 +437,33 @@ void ServerConnection::check_timeouts(Clock::time_point now) {
           now - last_read_at_ >= std::chrono::milliseconds(options.partial_frame_timeout_ms)) {
         core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
         begin_close(CloseReason::kPartialFrameTimeout);
-      } else if (options.idle_timeout_ms > 0 && in_flight_calls_ == 0 &&
-                 decoder_.buffered_bytes() == 0 && unwritten_bytes() == 0 &&
+      } else if (options.idle_timeout_ms > 0 && in_flight_calls_ == 0 && unwritten_bytes() == 0 &&
+                 (decoder_.buffered_bytes() == 0 || wants_input()) &&
                  now - std::max(last_read_at_, last_write_at_) >=
                      std::chrono::milliseconds(options.idle_timeout_ms)) {
+        // A partial frame does not make a silent connection busy.
+        if (decoder_.buffered_bytes() > 0)
+          core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
         begin_close(CloseReason::kIdleTimeout);
       }
       break;
+    case State::kDraining:
     case State::kFlushing:
+      // Waiting for handlers has no bound here (Stop bounds them); answers
+      // the peer does not take for close_linger_ms do.
+      if (writing_) {
+        note_peer_progress(now);
+        if (now - write_stalled_since_ >= linger)
+          abort(close_reason_);
+      }
+      break;
     case State::kLingering:
       if (now >= linger_deadline_) {
         abort(close_reason_);
       } else {
-        advance();  // Lingering: the peer may have acknowledged everything since.
+        advance();  // The peer may have acknowledged everything since.
       }
       break;
-    case State::kDraining:  // Waits for handlers; Stop() bounds them.
     case State::kClosed:
       break;
   }
@@ -425,14 +478,16 @@ void ServerConnection::transition(State next) {
   boost::system::error_code ignored;
   switch (next) {
     case State::kOpen:
+      break;
     case State::kDraining:
+      write_stalled_since_ = Clock::now();
       break;
     case State::kFlushing:
-      linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
       if (input_ended_ && !frames_ended_ && decoder_.buffered_bytes() > 0)
         core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
       break;
     case State::kLingering:
+      linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
       socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
       break;
     case State::kClosed:

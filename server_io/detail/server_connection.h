@@ -27,12 +27,19 @@ struct ServerCore;
 //   kOpen ──► kDraining ──► kFlushing ──► kLingering ──► kClosed
 //     │  reads no more,    all answered;   answers written,      ▲
 //     │  answers what it   writing them    FIN sent; input       │
-//     │  read              (linger clock)  discarded until the   │
+//     │  read                              discarded until the   │
 //     │                                    peer's FIN, or until  │
 //     │                                    it has acknowledged   │
 //     │                                    every byte            │
 //     └── abort(): a reset or a read/write error, or the linger ─┘
 //         clock running out — from any state
+//
+// The linger clock (close_linger_ms) runs while a closing connection waits
+// on its peer: answers written but not taken (it restarts whenever the peer
+// takes bytes — a write completes, or the kernel's unacknowledged bytes
+// shrink — so a slow reader that keeps reading is served), then the peer's
+// FIN or acknowledgement. Waiting for handlers has no clock here:
+// Stop bounds them.
 //
 // Whatever starts a close (the peer's end of stream, a rejected frame, a
 // timeout, Stop) answers every request read before it and flushes the
@@ -100,9 +107,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void dispatch(const Frame& frame);
   void reject(DecodeStatus status, std::string_view text);
   void flush();
-  void on_written(const boost::system::error_code& error);
+  void on_written(const boost::system::error_code& error, size_t bytes);
   void advance();
   bool peer_has_everything() const;
+  // Closing: restarts the linger clock if the peer took bytes since.
+  void note_peer_progress(Clock::time_point now);
   // The only place state_ changes; keeps the server's counters right.
   void transition(State next);
   size_t unwritten_bytes() const { return pending_output_.size() + writing_output_.size(); }
@@ -120,8 +129,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   FrameDecoder decoder_;
   Frame frame_;  // Reused for every frame.
   Clock::time_point last_read_at_;
-  Clock::time_point last_write_at_;
-  Clock::time_point linger_deadline_;
+  Clock::time_point last_write_at_;  // Kept only with an idle timeout, or closing.
+  // Closing: when the output last made progress (or began to wait).
+  Clock::time_point write_stalled_since_;
+  Clock::time_point linger_deadline_;  // kLingering: when it gives up on the peer.
+  uint64_t bytes_written_ = 0;         // Handed to the kernel, over the connection's life.
+  uint64_t bytes_taken_by_peer_ = 0;   // Of those, acknowledged (note_peer_progress).
 
   GatherBuffer pending_output_;  // Answers not yet handed to the socket.
   GatherBuffer writing_output_;  // Answers of the write in flight.

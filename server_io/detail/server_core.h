@@ -59,6 +59,7 @@ struct ServerCore {
   std::atomic<uint64_t> closes_without_flush{0};
   std::atomic<uint64_t> incomplete_frames{0};
   std::atomic<uint64_t> write_backpressure_pauses{0};
+  std::atomic<uint64_t> allocation_failures{0};
   // Indexed by DecodeStatus.
   std::array<std::atomic<uint64_t>, 16> rejected_frames{};
   // Indexed by CloseReason.
@@ -70,6 +71,7 @@ struct ServerCore {
   LogRateLimiter refused_connection_log{1};
   LogRateLimiter unflushed_close_log{1};
   LogRateLimiter bad_request_log{1};
+  LogRateLimiter allocation_failure_log{1};
 };
 
 }  // namespace percore::detail

@@ -55,9 +55,15 @@ constexpr size_t kMaxBodyBytes = 8192;
   std::abort();
 }
 
-// Sleep capped at 2 ms: the fuzzer picks the durations.
+// Sleep capped at 2 ms and Bulk at 64 KiB: the fuzzer picks the numbers.
 class CappedTestService : public percore::testing::TestServiceImpl {
  public:
+  void Bulk(google::protobuf::RpcController* controller, const percore::test::BulkRequest* request,
+            percore::test::BulkResponse* response, google::protobuf::Closure* done) override {
+    percore::test::BulkRequest capped = *request;
+    capped.set_bytes(std::min<uint32_t>(request->bytes(), 64 * 1024));
+    TestServiceImpl::Bulk(controller, &capped, response, done);
+  }
   void Sleep(google::protobuf::RpcController* controller,
              const percore::test::SleepRequest* request, percore::test::SleepResponse* response,
              google::protobuf::Closure* done) override {
@@ -82,6 +88,7 @@ percore::Server& server() {
     percore::ServiceOptions test_options;
     test_options.method_modes["Sleep"] = percore::ExecutionMode::kWorkerPool;
     test_options.method_modes["WhoAmI"] = percore::ExecutionMode::kWorkerPool;
+    test_options.method_modes["Bulk"] = percore::ExecutionMode::kWorkerPool;
     std::string error;
     if (!created->AddService(&echo) || !created->AddService(&test_service, test_options) ||
         !created->Start("127.0.0.1:0", &error)) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "proto/echo.pb.h"
+#include "proto/prime.pb.h"
 #include "test/support/blocking_client.h"
 #include "test/support/child_process.h"
 #include "test/support/slack.h"
@@ -219,6 +220,68 @@ TEST(ServerAbuseTest, TenThousandIdleConnectionsAreCheapAndClosedByTheIdleTimeou
   }
   EXPECT_EQ(closed, idle.size());
   EXPECT_GE(Clock::now() - opened_at, idle_timeout - milliseconds(1));
+}
+
+
+// Memory a peer made the server use goes back once its calls are over: a
+// worker-pool call with a 40 MiB attachment must not leave its buffers in the
+// pool of call objects (which keeps the capacity of their strings).
+TEST(ServerAbuseTest, MemoryOfLargeCallsIsGivenBackAfterThem) {
+  if (!kMemoryIsMeasurable)
+    GTEST_SKIP() << "resident memory is not measurable under a sanitizer";
+  // glibc keeps freed memory below its (dynamic) trim threshold for reuse;
+  // a fixed threshold makes the resident set say what percore holds.
+  auto server = testing::start_server_process(
+      {"--io-threads", "1", "--workers", "1"},
+      {"/usr/bin/env", "MALLOC_MMAP_THRESHOLD_=131072", "MALLOC_TRIM_THRESHOLD_=131072"});
+  ASSERT_TRUE(server.has_value());
+  ASSERT_TRUE(echo_answered(server->port, 1, scaled(milliseconds(5000))));
+  const long rss_before = testing::resident_kib(server->process->pid());
+  for (int round = 0; round < 3; ++round) {
+    BlockingClient client;
+    ASSERT_TRUE(client.connect("127.0.0.1", server->port));
+    testing::RequestParts parts;
+    prime::IsPrimeRequest request;
+    request.set_number(97);
+    parts.correlation_id = round;
+    parts.service = "prime.PrimeService";
+    parts.method = "IsPrime";
+    parts.message = &request;
+    parts.attachment = std::string(40 << 20, 'a');
+    ASSERT_TRUE(client.send_request(parts));
+    ReceivedFrame answer;
+    ASSERT_EQ(client.receive(answer, scaled(milliseconds(10000))), ReceiveStatus::kFrame);
+    EXPECT_EQ(answer.error_code(), 0);
+  }
+  std::this_thread::sleep_for(milliseconds(300));
+  const long rss_after = testing::resident_kib(server->process->pid());
+  std::printf("three 40 MiB calls: server RSS %ld KiB -> %ld KiB afterwards\n", rss_before,
+              rss_after);
+  EXPECT_LT(rss_after - rss_before, 16 * 1024);
+}
+
+// Headers announcing 64 MiB bodies, and nothing more: the decoder reserves
+// only a little per connection, so even under a 2 GiB address-space limit
+// 200 of them neither crash the server nor stop it serving.
+TEST(ServerAbuseTest, HeadersAloneDoNotReserveTheBodiesTheyAnnounce) {
+  if (!kMemoryIsMeasurable)
+    GTEST_SKIP() << "a sanitizer's shadow memory does not fit an address-space limit";
+  auto server = testing::start_server_process({"--io-threads", "2", "--workers", "1"},
+                                              {"/usr/bin/prlimit", "--as=2147483648"});
+  ASSERT_TRUE(server.has_value());
+  std::vector<std::unique_ptr<BlockingClient>> holders;
+  const std::string header = std::string("PRPC") + std::string("\x04\x00\x00\x00", 4) +
+                             std::string("\x00\x00\x00\x10", 4);  // 64 MiB body
+  for (int i = 0; i < 200; ++i) {
+    auto client = std::make_unique<BlockingClient>();
+    ASSERT_TRUE(client->connect("127.0.0.1", server->port));
+    ASSERT_TRUE(client->send_bytes(header));
+    holders.push_back(std::move(client));
+  }
+  EXPECT_TRUE(echo_answered(server->port, 1, scaled(milliseconds(5000))));
+  EXPECT_FALSE(server->process->wait_exit(milliseconds(100)).has_value()) << "the server died";
+  const long rss = testing::resident_kib(server->process->pid());
+  std::printf("200 connections holding a 64 MiB header each: server RSS %ld KiB\n", rss);
 }
 
 // Out of descriptors: accept() fails with EMFILE over and over; the log says

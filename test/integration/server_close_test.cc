@@ -12,6 +12,7 @@
 #include <chrono>
 #include <future>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "proto/prime.pb.h"
 #include "test/integration/server_fixture.h"
 #include "test/support/eventually.h"
+#include "test/support/stderr_capture.h"
 
 namespace percore {
 namespace {
@@ -29,6 +31,7 @@ using testing::BlockingClient;
 using testing::eventually;
 using testing::kReceiveTimeout;
 using testing::ReceivedFrame;
+using testing::RequestParts;
 using testing::ReceiveStatus;
 using testing::scaled;
 using testing::ServerTest;
@@ -448,6 +451,128 @@ TEST_F(ServerCloseTest, LingerBoundsTheFlushForAPeerThatDoesNotRead) {
   ASSERT_TRUE(eventually([&] { return server_->stats().connections_open == 0; }, milliseconds(3000)));
   EXPECT_LT(std::chrono::steady_clock::now() - started, scaled(milliseconds(1500)));
   EXPECT_EQ(server_->stats().closes_without_flush, 1u);
+}
+
+
+// A half-closed peer that stops reading while worker-pool answers push the
+// connection past its unwritten-bytes limit: the close must still end within
+// close_linger_ms of the last progress (it used to wait forever, draining).
+TEST_F(ServerCloseTest, HalfClosedPeerThatStopsReadingPastTheLimitIsResetAfterTheLinger) {
+  ServerOptions options;
+  options.max_body_bytes = 4 << 20;
+  options.max_unwritten_bytes_per_connection = 4 << 20;
+  options.close_linger_ms = 300;
+  start(options);
+  auto client = connect();
+  const int small_buffer = 4096;
+  ::setsockopt(client->fd(), SOL_SOCKET, SO_RCVBUF, &small_buffer, sizeof(small_buffer));
+  std::string batch;
+  for (int id = 0; id < 16; ++id)
+    batch += bulk_frame(id, 1 << 20);
+  ASSERT_TRUE(client->send_bytes(batch));
+  ASSERT_TRUE(client->shutdown_write());
+  EXPECT_TRUE(eventually([&] { return server_->stats().connections_closed == 1; }, milliseconds(5000)));
+  const ServerStats stats = server_->stats();
+  EXPECT_EQ(stats.closes_without_flush, 1u);
+  EXPECT_EQ(stats.closes_by_reason.at(CloseReason::kPeerClosed), 1u);
+}
+
+// A half-closed peer that reads slowly but steadily gets every answer: the
+// linger counts time without progress, not the time the flush takes.
+TEST_F(ServerCloseTest, HalfClosedSlowReaderGetsEveryAnswer) {
+  ServerOptions options;
+  options.close_linger_ms = 300;
+  start(options);
+  auto client = connect();
+  const int small_buffer = 64 * 1024;
+  ::setsockopt(client->fd(), SOL_SOCKET, SO_RCVBUF, &small_buffer, sizeof(small_buffer));
+  std::string batch;
+  for (int id = 0; id < 8; ++id)
+    batch += bulk_frame(id, 1 << 20);
+  ASSERT_TRUE(client->send_bytes(batch));
+  ASSERT_TRUE(client->shutdown_write());
+  // About 2 MB/s: four seconds for 8 MiB, many lingers long.
+  std::string received;
+  char buffer[16 * 1024];
+  const auto deadline = std::chrono::steady_clock::now() + testing::scaled(milliseconds(30000));
+  for (;;) {
+    const ssize_t bytes = ::recv(client->fd(), buffer, sizeof(buffer), 0);
+    if (bytes <= 0 || std::chrono::steady_clock::now() > deadline)
+      break;
+    received.append(buffer, static_cast<size_t>(bytes));
+    std::this_thread::sleep_for(milliseconds(8));
+  }
+  FrameDecoder decoder;
+  decoder.feed(received);
+  Frame frame;
+  std::set<int64_t> answered;
+  while (decoder.next(frame) == DecodeStatus::kFrame) {
+    EXPECT_EQ(frame.meta.response().error_code(), 0);
+    answered.insert(frame.meta.correlation_id());
+  }
+  EXPECT_EQ(answered.size(), 8u);
+  EXPECT_EQ(server_->stats().closes_without_flush, 0u);
+}
+
+// Names come from the peer: an error answer that repeats a huge one is cut,
+// so it keeps its code (1001 / 1002) instead of turning into 2001 "response
+// too large".
+TEST_F(ServerCloseTest, ErrorAnswersAboutHugeNamesKeepTheirCode) {
+  ServerOptions options;
+  options.max_body_bytes = 64 * 1024;
+  start(options);
+  auto client = connect();
+  example::EchoRequest request;
+  request.set_message("x");
+  RequestParts no_service = echo_request(1, request);
+  no_service.service = std::string(60 * 1024, 's');
+  RequestParts no_method = echo_request(2, request);
+  no_method.method = std::string(60 * 1024, 'm');
+  ASSERT_TRUE(client->send_request(no_service));
+  ASSERT_TRUE(client->send_request(no_method));
+  const auto answers = receive_answers(*client, 2);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers.at(1).error_code(), 1001);
+  EXPECT_EQ(answers.at(2).error_code(), 1002);
+  EXPECT_LE(answers.at(1).error_text().size(), 1024u);
+  EXPECT_NE(answers.at(1).error_text().find("bytes in all"), std::string::npos);
+}
+
+// An echoed string that is not UTF-8 (proto2: accepted) must not make
+// protobuf write a line per request or answer (it does in debug builds of
+// generated code).
+TEST_F(ServerCloseTest, StringsThatAreNotUtf8DoNotWriteALogLineEach) {
+  start();
+  auto client = connect();
+  std::string batch;
+  for (int id = 0; id < 200; ++id)
+    batch += echo_frame(id, "\xff\xfe not UTF-8");
+  testing::StderrCapture captured;
+  ASSERT_TRUE(client->send_bytes(batch));
+  const auto answers = receive_answers(*client, 200);
+  const std::string log = captured.stop();
+  EXPECT_EQ(answers.size(), 200u);
+  size_t lines = 0;
+  for (const char c : log)
+    lines += c == '\n';
+  EXPECT_LE(lines, 2u) << log;
+}
+
+// "No byte either way for N seconds" holds for a connection that sent part of
+// a frame too: with the partial-frame timeout off, the idle timeout closes it.
+TEST_F(ServerCloseTest, IdleTimeoutClosesAConnectionHoldingAPartialFrame) {
+  ServerOptions options;
+  options.idle_timeout_ms = 300;
+  options.partial_frame_timeout_ms = 0;
+  start(options);
+  auto client = connect();
+  ASSERT_TRUE(client->send_bytes(std::string("PRPC\x00", 5)));
+  EXPECT_TRUE(client->wait_closed(testing::scaled(milliseconds(3000))));
+  client->close();  // The server counts the close once it sees ours.
+  EXPECT_TRUE(eventually(
+      [&] { return server_->stats().closes_by_reason.count(CloseReason::kIdleTimeout) == 1; },
+      milliseconds(3000)));
+  EXPECT_EQ(server_->stats().incomplete_frames, 1u);
 }
 
 // Server::AddConnection serves a socketpair as an accepted connection.

@@ -38,6 +38,7 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(server_->AddService(&prime_, prime_options));
     ServiceOptions test_options;
     test_options.method_modes["Sleep"] = ExecutionMode::kWorkerPool;
+    test_options.method_modes["Bulk"] = ExecutionMode::kWorkerPool;
     ASSERT_TRUE(server_->AddService(&test_service_, test_options));
     std::string error;
     ASSERT_TRUE(server_->Start("127.0.0.1:0", &error)) << error;
@@ -90,6 +91,18 @@ class ServerTest : public ::testing::Test {
     request.set_milliseconds(milliseconds);
     request.set_tag(static_cast<uint64_t>(id));
     return BlockingClient::encode_request(sleep_request(id, request));
+  }
+
+  // The bytes of one Bulk request (worker pool): an answer of `bytes`.
+  static std::string bulk_frame(int64_t id, uint32_t bytes) {
+    percore::test::BulkRequest request;
+    request.set_bytes(bytes);
+    RequestParts parts;
+    parts.correlation_id = id;
+    parts.service = "percore.test.TestService";
+    parts.method = "Bulk";
+    parts.message = &request;
+    return BlockingClient::encode_request(parts);
   }
 
   // The bytes of one Echo request (inline).

@@ -45,6 +45,13 @@ void TestServiceImpl::WhoAmI(google::protobuf::RpcController*, const percore::te
   done->Run();
 }
 
+void TestServiceImpl::Bulk(google::protobuf::RpcController*, const percore::test::BulkRequest* request,
+                           percore::test::BulkResponse* response,
+                           google::protobuf::Closure* done) {
+  response->mutable_payload()->assign(request->bytes(), 'b');
+  done->Run();
+}
+
 std::set<uint64_t> TestServiceImpl::sleep_tags() const {
   std::lock_guard lock(mutex_);
   return sleep_tags_;

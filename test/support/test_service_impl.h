@@ -21,6 +21,9 @@ class TestServiceImpl : public percore::test::TestService {
               const percore::test::WhoAmIRequest* request, percore::test::WhoAmIResponse* response,
               google::protobuf::Closure* done) override;
 
+  void Bulk(google::protobuf::RpcController* controller, const percore::test::BulkRequest* request,
+            percore::test::BulkResponse* response, google::protobuf::Closure* done) override;
+
   int sleeps_started() const { return sleeps_started_.load(); }
   int max_concurrent_sleeps() const { return max_concurrent_sleeps_.load(); }
   // Tags of every Sleep handler that ran.

@@ -433,11 +433,15 @@ TEST(FrameDecoderStorageTest, FrameLargerThanABlockGetsItsOwnBufferAndTheBlockGo
   std::span<char> space = decoder.prepare(1000);
   std::memcpy(space.data(), bytes.data(), 100);
   decoder.commit(100);
-  space = decoder.prepare(1000);  // The header is in: room for the whole frame.
-  ASSERT_GE(space.size(), bytes.size() - 100);
+  size_t offset = 100;
+  while (offset < bytes.size()) {
+    space = decoder.prepare(1000);  // Past the block: a buffer of its own.
+    const size_t taken = std::min(space.size(), bytes.size() - offset);
+    std::memcpy(space.data(), bytes.data() + offset, taken);
+    decoder.commit(taken);
+    offset += taken;
+  }
   EXPECT_EQ(pool.cached(), 1u);
-  std::memcpy(space.data(), bytes.data() + 100, bytes.size() - 100);
-  decoder.commit(bytes.size() - 100);
   Frame frame;
   ASSERT_EQ(decoder.next(frame), DecodeStatus::kFrame);
   EXPECT_TRUE(frame.attachment == attachment);
@@ -760,19 +764,38 @@ TEST(FrameCodecTest, LargeAttachmentsFedInOddPieces) {
 
 // Once a large frame's header is in, prepare() offers room for the rest, so
 // one read can take the whole body.
-TEST(FrameCodecTest, PrepareOffersRoomForTheWholeFrame) {
-  const std::string attachment = patterned_bytes(200000, 3);
+// A large frame gets room toward its whole size as it arrives, but a header
+// alone reserves little: a peer sending headers that announce 64 MiB bodies
+// must not make the server reserve 64 MiB each.
+TEST(FrameCodecTest, PrepareGrowsTowardTheFrameButAHeaderAloneReservesLittle) {
+  const std::string attachment = patterned_bytes(2000000, 3);
   const std::string bytes = encode(response_meta(1), nullptr, attachment);
 
   FrameDecoder decoder;
   decoder.feed(std::string_view(bytes).substr(0, kFrameHeaderBytes));
   std::span<char> space = decoder.prepare(1);
-  ASSERT_GE(space.size(), bytes.size() - kFrameHeaderBytes);
-  std::memcpy(space.data(), bytes.data() + kFrameHeaderBytes, bytes.size() - kFrameHeaderBytes);
-  decoder.commit(bytes.size() - kFrameHeaderBytes);
+  EXPECT_GE(space.size(), 64u * 1024 - kFrameHeaderBytes);
+  EXPECT_LT(space.size(), 128u * 1024);
+  size_t offset = kFrameHeaderBytes;
+  int reads = 0;
+  while (offset < bytes.size()) {
+    space = decoder.prepare(1);
+    // At most three times what has arrived, beyond the first 64 KiB.
+    EXPECT_LE(space.size(), std::max<size_t>(3 * decoder.buffered_bytes(), 64 * 1024));
+    const size_t taken = std::min(space.size(), bytes.size() - offset);
+    std::memcpy(space.data(), bytes.data() + offset, taken);
+    decoder.commit(taken);
+    offset += taken;
+    ++reads;
+  }
+  EXPECT_LE(reads, 8);  // 4x growth: a few reads for 2 MB.
   Frame frame;
   ASSERT_EQ(decoder.next(frame), DecodeStatus::kFrame);
   EXPECT_TRUE(frame.attachment == attachment);
+
+  FrameDecoder header_only;
+  header_only.feed(header(64u << 20, 16));
+  EXPECT_LE(header_only.prepare(4096).size(), 64u * 1024);
 }
 
 // A decoder keeps working after a large frame (its buffer may shrink).
