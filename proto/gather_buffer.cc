@@ -85,6 +85,10 @@ int GatherBuffer::fill_iovecs(iovec* vecs, int max_vecs) const {
 
 void GatherBuffer::consume(size_t bytes) {
   PERCORE_ASSERT(bytes <= unconsumed_bytes_);
+  if (bytes == unconsumed_bytes_) {
+    clear();  // The usual case: a write took everything.
+    return;
+  }
   unconsumed_bytes_ -= bytes;
   while (bytes > 0) {
     Chunk& chunk = chunks_[first_chunk_];

@@ -54,7 +54,8 @@ void ServerConnection::start() {
 }
 
 void ServerConnection::pump() {
-  process_frames();
+  if (frames_waiting_)
+    process_frames();  // A limit held them back; it may have lifted.
   flush();
   advance();
   if (wants_input())
@@ -196,15 +197,16 @@ void ServerConnection::process_frames() {
   in_pass_ = true;
   const int inflight_limit = core_.options.max_inflight_per_connection;
   const size_t unwritten_limit = core_.options.max_unwritten_bytes_per_connection;
+  frames_waiting_ = false;
   while (!frames_ended_) {
-    if (in_flight_calls_ >= inflight_limit)
-      break;
     if (!write_backpressure_ && unwritten_bytes() > unwritten_limit) {
       write_backpressure_ = true;
       core_.write_backpressure_pauses.fetch_add(1, std::memory_order_relaxed);
     }
-    if (write_backpressure_)
+    if (in_flight_calls_ >= inflight_limit || write_backpressure_) {
+      frames_waiting_ = decoder_.buffered_bytes() > 0;
       break;
+    }
     const DecodeStatus status = decoder_.next(frame_);
     if (status == DecodeStatus::kNeedMore)
       break;
@@ -360,6 +362,8 @@ void ServerConnection::on_written(const boost::system::error_code& error, size_t
 }
 
 void ServerConnection::advance() {
+  if (state_ == State::kOpen)
+    return;
   if (state_ == State::kDraining && in_flight_calls_ == 0 && !write_backpressure_) {
     // process_frames() ran just before: with nothing in flight and no
     // back-pressure, it dispatched every complete frame there was.

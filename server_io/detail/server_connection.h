@@ -145,6 +145,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   int in_flight_calls_ = 0;
   bool input_ended_ = false;        // The peer's FIN has been read.
   bool frames_ended_ = false;       // No further frame will be dispatched.
+  bool frames_waiting_ = false;     // A limit stopped dispatch with bytes buffered.
   bool reading_ = false;            // An async read is outstanding.
   size_t offered_bytes_ = 0;           // The space it offers.
   bool last_read_was_small_ = true;    // It fitted wake_buffer_ with room to spare.
