@@ -368,10 +368,9 @@ TEST_F(ServerCloseTest, UnwrittenAnswersPastTheLimitStopReadingAndLoseNothing) {
   options.max_body_bytes = 128 * 1024;
   options.max_unwritten_bytes_per_connection = 1 << 20;
   start(options);
-  auto client = connect();
-  const int fd = client->fd();
   const int small_buffer = 64 * 1024;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small_buffer, sizeof(small_buffer));
+  auto client = connect(small_buffer);
+  const int fd = client->fd();
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small_buffer, sizeof(small_buffer));
   const std::string payload(60 * 1024, 'p');
   // Send without blocking until the server stops taking bytes for 300 ms.
@@ -481,17 +480,17 @@ TEST_F(ServerCloseTest, HalfClosedPeerThatStopsReadingPastTheLimitIsResetAfterTh
 // linger counts time without progress, not the time the flush takes.
 TEST_F(ServerCloseTest, HalfClosedSlowReaderGetsEveryAnswer) {
   ServerOptions options;
-  options.close_linger_ms = 300;
+  // Longer than TCP's 200 ms minimum retransmission timeout: a small window
+  // may reopen only on the server's zero-window probe, which is progress too.
+  options.close_linger_ms = 1000;
   start(options);
-  auto client = connect();
-  const int small_buffer = 64 * 1024;
-  ::setsockopt(client->fd(), SOL_SOCKET, SO_RCVBUF, &small_buffer, sizeof(small_buffer));
+  auto client = connect(64 * 1024);
   std::string batch;
   for (int id = 0; id < 8; ++id)
     batch += bulk_frame(id, 1 << 20);
   ASSERT_TRUE(client->send_bytes(batch));
   ASSERT_TRUE(client->shutdown_write());
-  // About 2 MB/s: four seconds for 8 MiB, many lingers long.
+  // About 2 MB/s: four seconds for 8 MiB, several lingers long.
   std::string received;
   char buffer[16 * 1024];
   const auto deadline = std::chrono::steady_clock::now() + testing::scaled(milliseconds(30000));

@@ -47,10 +47,12 @@ class ServerTest : public ::testing::Test {
 
   void TearDown() override { server_.reset(); }
 
-  std::unique_ptr<BlockingClient> connect() {
+  // receive_buffer_bytes > 0: SO_RCVBUF, set before the handshake.
+  std::unique_ptr<BlockingClient> connect(int receive_buffer_bytes = 0) {
     auto client = std::make_unique<BlockingClient>();
     std::string error;
-    EXPECT_TRUE(client->connect("127.0.0.1", server_->port(), &error)) << error;
+    EXPECT_TRUE(client->connect("127.0.0.1", server_->port(), &error, receive_buffer_bytes))
+        << error;
     return client;
   }
 

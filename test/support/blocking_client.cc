@@ -19,7 +19,8 @@ BlockingClient::~BlockingClient() {
   close();
 }
 
-bool BlockingClient::connect(const std::string& host, int port, std::string* error) {
+bool BlockingClient::connect(const std::string& host, int port, std::string* error,
+                             int receive_buffer_bytes) {
   close();
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -30,6 +31,9 @@ bool BlockingClient::connect(const std::string& host, int port, std::string* err
     return false;
   }
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ >= 0 && receive_buffer_bytes > 0) {
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes, sizeof(receive_buffer_bytes));
+  }
   if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     if (error != nullptr)
       *error = std::string("connect: ") + std::strerror(errno);

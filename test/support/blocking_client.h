@@ -52,7 +52,11 @@ class BlockingClient {
   BlockingClient& operator=(const BlockingClient&) = delete;
 
   // Connects to host:port (IPv4 literal). False with the reason in *error.
-  bool connect(const std::string& host, int port, std::string* error = nullptr);
+  // receive_buffer_bytes > 0 sets SO_RCVBUF before the handshake, so the
+  // window scale fits the small buffer (set after it, the kernel may open the
+  // window only on the peer's zero-window probes, 200 ms and more apart).
+  bool connect(const std::string& host, int port, std::string* error = nullptr,
+               int receive_buffer_bytes = 0);
   void close();
   // Closes with a reset (SO_LINGER 0) instead of a FIN.
   void reset();
