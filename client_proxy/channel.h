@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "base/gate.h"
 #include "client_proxy/channel_options.h"
+#include "client_proxy/client_runtime.h"
 #include "client_proxy/controller.h"
 
 namespace percore {
@@ -18,11 +20,13 @@ class NamingSource;
 struct ServerAddress;
 
 namespace detail {
-class ThreadGroup;
+struct ChannelRoute;
 }
 
-// A protobuf RpcChannel to one service's servers, made of share-nothing
-// thread groups. Generated stubs work unchanged:
+// A protobuf RpcChannel to one service's servers, whose calls run on the
+// share-nothing thread groups of a ClientRuntime (by default the
+// process-wide one, shared with every other Channel). Generated stubs work
+// unchanged:
 //
 //   percore::Channel channel;
 //   channel.Init("list://127.0.0.1:8000", options);
@@ -34,23 +38,32 @@ class ThreadGroup;
 // `done->Run()` is called exactly once when the call ends (see
 // CompletionMode). The controller passed must be a percore::Controller; it,
 // the request, the response and `done` must stay alive until the call ends.
-// Every call ends exactly once: OK, a remote error, 1008 timeout, 1009 broken
-// connection, 1011 overcrowded, 112 no server, or 125 when the Channel is
-// destroyed first.
+// Every call ends exactly once, with one of the codes listed beside
+// ErrorCode in proto/error_code.h ("How a client call ends").
 //
-// Owns: its thread groups and naming source. Threads: Init and the
-// destructor from one thread, with no call starting concurrently with either;
-// CallMethod from any thread (a thread sticks to one group).
+// Owns: its routes into the runtime's groups (connections to its servers,
+// one pool per group) and its naming source; shares the runtime.
+// Threads: Init and the destructor from one thread, with no call starting
+// concurrently with either, and not from a callback running on the
+// runtime's threads; CallMethod from any thread (a thread sticks to one
+// group).
 class Channel : public google::protobuf::RpcChannel {
  public:
   Channel();
+  // Ends every call still pending with 125, waits until every `done` has
+  // run, and closes the Channel's connections; the runtime lives on if
+  // other Channels use it.
   ~Channel() override;
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  // Starts the groups and follows `target`'s server list
-  // (`list://host:port,...` or a bare `host:port,...`). False with the reason
-  // in *error for a malformed target, or if called twice.
+  // Follows `target`'s server list and routes calls to it:
+  //   list://host:port,host:port   (or a bare host:port,...): a fixed list;
+  //   file:///path                 one host:port a line, re-read on change;
+  //   zk://hosts/base/path/Service ZooKeeper, Apache Curator's layout;
+  //                                waits naming_timeout_ms for the first list.
+  // False with the reason in *error for a malformed target, an unreachable
+  // registry, or if called twice.
   bool Init(const std::string& target, const ChannelOptions& options = {},
             std::string* error = nullptr);
 
@@ -60,15 +73,22 @@ class Channel : public google::protobuf::RpcChannel {
                   google::protobuf::Closure* done) override;
 
   const ChannelOptions& options() const { return options_; }
-  int group_count() const { return static_cast<int>(groups_.size()); }
-  // Calls in flight over all groups (for tests and monitoring).
-  uint64_t calls_in_flight() const;
+  // The runtime the Channel's calls run on (after Init).
+  const std::shared_ptr<ClientRuntime>& runtime() const { return runtime_; }
+  int group_count() const { return runtime_ == nullptr ? 0 : runtime_->group_count(); }
+  // This Channel's calls that have started and not yet ended (done run).
+  uint64_t calls_in_flight() const { return static_cast<uint64_t>(calls_.count()); }
 
  private:
   void on_servers(const std::vector<ServerAddress>& servers);
+  // Cancels the routes' calls, closes their connections and waits for both.
+  void shut_down_routes();
 
   ChannelOptions options_;
-  std::vector<std::unique_ptr<detail::ThreadGroup>> groups_;
+  std::shared_ptr<ClientRuntime> runtime_;
+  Gate calls_;
+  // One per group of the runtime.
+  std::vector<std::unique_ptr<detail::ChannelRoute>> routes_;
   std::unique_ptr<NamingSource> naming_;
 };
 

@@ -2,7 +2,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
 
+#include "client_proxy/client_runtime.h"
 #include "proto/frame.h"
 
 namespace percore {
@@ -27,16 +30,20 @@ enum class LoadBalancer {
 
 // Options of a Channel. Each field: meaning, default, limits.
 struct ChannelOptions {
-  // Thread groups (each: a send thread, a receive thread, callback threads and
-  // its own connections). Default 0: one per core. 1..256.
-  int groups = 0;
+  // The thread groups the Channel's calls run on. Null (the default): the
+  // process-wide ClientRuntime::Default(), shared by every Channel that does
+  // not choose otherwise; or a runtime of the application's, to share groups
+  // among some Channels. Ignored with private_groups.
+  std::shared_ptr<ClientRuntime> runtime;
+  // Set: the Channel starts groups of its own with these options instead
+  // (nothing shared with other Channels). Default: unset.
+  std::optional<ClientRuntimeOptions> private_groups;
   // Connections from each group to each server. Default 1; 1..64.
   int connections_per_server = 1;
-  // Calls in flight per group; past it a call fails at once with 1011
-  // (overcrowded). Default 4096; 1..1<<20.
-  int max_inflight_per_group = 4096;
-  // Default deadline of a call, unless its Controller sets one. Default
-  // 1000 ms; -1 means no deadline.
+  // Default deadline of a call, in milliseconds, unless its Controller sets
+  // one: >= 0 is a deadline (0: every call fails at once with 1008), -1 (or
+  // any negative value) means no deadline. brpc's meaning; the Controller's
+  // timeout_ms has the same. Default 1000.
   int timeout_ms = 1000;
   // How long a connection attempt may take. Default 500 ms; at least 1.
   int connect_timeout_ms = 500;
@@ -50,10 +57,9 @@ struct ChannelOptions {
   // idempotent. (Calls never written, and calls answered 2003, are always
   // retried on another server within the deadline.)
   int max_retry = 0;
+  // How this Channel's asynchronous calls run their `done`.
   CompletionMode completion = CompletionMode::kQueuedCallback;
   LoadBalancer load_balancer = LoadBalancer::kPowerOfTwoChoices;
-  // Callback threads per group for kQueuedCallback. Default 1; 1..64.
-  int callback_threads = 1;
   // Largest request body sent and response body accepted. A larger request
   // fails at once with 1003 before anything is sent. Default 64 MiB.
   size_t max_body_bytes = kDefaultMaxBodyBytes;
@@ -65,7 +71,8 @@ struct ChannelOptions {
   // every server.
   int subset_size = 0;
   // This client's id for subsetting; group g of client c has subsetting id
-  // c * groups + g. Give client processes consecutive ids (0, 1, 2...) for
+  // c * groups + g (groups: the runtime's). Give client processes
+  // consecutive ids (0, 1, 2...) for
   // exactly even connections. Default -1: derived from the process id and a
   // random number (even on average).
   int64_t client_id = -1;
@@ -74,9 +81,6 @@ struct ChannelOptions {
   int naming_timeout_ms = 5000;
   // ZooKeeper session timeout for zk:// targets. Default 10000 ms.
   int zookeeper_session_timeout_ms = 10000;
-  // How long a parking thread (send thread, synchronous caller) polls before
-  // it sleeps, in microseconds. Default 0 (sleep at once); at most 1000.
-  int spin_us = 0;
 };
 
 }  // namespace percore

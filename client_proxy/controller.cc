@@ -3,7 +3,7 @@
 namespace percore {
 
 void Controller::Reset() {
-  timeout_ms_ = -1;
+  timeout_ms_ = kChannelTimeout;
   max_retry_ = -1;
   log_id_ = 0;
   request_attachment_.clear();

@@ -3,6 +3,7 @@
 #include <google/protobuf/service.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "proto/error_code.h"
@@ -27,9 +28,13 @@ class Controller : public google::protobuf::RpcController {
   Controller() = default;
 
   // --- settings ---
-  // Deadline of this call in ms; -1 (the default) takes the Channel's
-  // timeout_ms. 0 means no deadline.
-  void set_timeout_ms(int timeout_ms) { timeout_ms_ = timeout_ms; }
+  // timeout_ms() when none was set: the call takes the Channel's timeout_ms.
+  static constexpr int kChannelTimeout = std::numeric_limits<int>::min();
+  // Deadline of this call in milliseconds, with ChannelOptions::timeout_ms's
+  // meaning (brpc's): >= 0 is a deadline (0: the call fails at once with
+  // 1008), -1 (or any negative value) means no deadline. Unset (the default,
+  // and after Reset()): the Channel's.
+  void set_timeout_ms(int timeout_ms) { timeout_ms_ = timeout_ms < 0 ? -1 : timeout_ms; }
   int timeout_ms() const { return timeout_ms_; }
   // Retries after the connection broke under a written call; -1 (default)
   // takes the Channel's max_retry.
@@ -72,7 +77,7 @@ class Controller : public google::protobuf::RpcController {
   friend struct detail::CallCompleter;
   friend class detail::ThreadGroup;
 
-  int timeout_ms_ = -1;
+  int timeout_ms_ = kChannelTimeout;
   int max_retry_ = -1;
   int64_t log_id_ = 0;
   std::string request_attachment_;

@@ -37,7 +37,8 @@ int report(const percore::Controller& controller) {
 int main(int argc, char** argv) {
   std::string target;
   percore::ChannelOptions options;
-  options.groups = 1;
+  // One call: one group of its own rather than one per core.
+  percore::ClientRuntimeOptions groups{.groups = 1};
   std::vector<std::string> command;
   for (int i = 1; i < argc; ++i) {
     const std::string argument = argv[i];
@@ -50,7 +51,7 @@ int main(int argc, char** argv) {
       } else if (argument == "--timeout-ms") {
         options.timeout_ms = std::atoi(value.c_str());
       } else {
-        options.groups = std::atoi(value.c_str());
+        groups.groups = std::atoi(value.c_str());
       }
     } else if (argument.rfind("--", 0) == 0) {
       usage("unknown option " + argument);
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
 
   percore::Channel channel;
   std::string error;
+  options.private_groups = groups;
   if (!channel.Init(target, options, &error)) {
     std::fprintf(stderr, "percore-client: %s\n", error.c_str());
     return 1;

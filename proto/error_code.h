@@ -27,6 +27,29 @@ enum class ErrorCode : int32_t {
   kServerLimitReached = 2004,  // ELIMIT
 };
 
+// How a client call ends. A percore::Channel ends every call exactly once,
+// with Controller::ErrorCode() one of (this is the one list; channel.h and
+// the README refer to it):
+//   0     the server answered, the response parsed.
+//   112   no server: the server list is empty, or every server is down and
+//         none became ready before the deadline.
+//   125   the Channel is being destroyed.
+//   1003  the request (message + attachment) exceeds max_body_bytes; nothing
+//         was sent.
+//   1008  the deadline passed (ChannelOptions / Controller timeout_ms; 0
+//         fails at once), whether the call was queued, sent or being resent.
+//   1009  the connection broke after the request was sent (the server may
+//         have run it, so it is not sent again).
+//   1011  the group's in-flight limit (max_inflight_per_group) is reached.
+//   2001  Controller::SetFailed by the application.
+//   2002  the response does not parse, or uses a compression percore does not
+//         support.
+//   any code the server answered: 1001 / 1002 (unknown service / method),
+//         1003 (the server's body limit), 2001, 2004, or an application's own.
+// 2003 (the server is stopping, it did not run the call) never ends a call:
+// the call is sent again, to another server when there is one, within its
+// deadline.
+
 // Every code above, in a fixed order; counters index arrays by this order.
 inline constexpr ErrorCode kAllErrorCodes[] = {
     ErrorCode::kOk,

@@ -11,6 +11,8 @@
 
 #include "client_proxy/channel_options.h"
 #include "client_proxy/detail/call_table.h"
+#include "client_proxy/detail/event_loop.h"
+#include "proto/assert.h"
 
 namespace percore {
 class Controller;
@@ -18,45 +20,63 @@ class Controller;
 
 namespace percore::detail {
 
+struct ChannelRoute;
+
 // The data of one call in flight, in the CallTable slot of the same index.
 // Slots are reused, never freed, so a pointer to a record is always valid;
 // whether it still holds the call one has in mind is what the table's
 // generation says.
 //
-// Fields are grouped by who writes them. Threads: see each group.
+// Fields are grouped by who writes them:
+// - `call`: the calling thread, between acquire() and publish(); read-only
+//   afterwards for the send thread (after the request queue) and for the
+//   completer (after winning try_complete()), until the call has ended;
+// - `resends`, `finished`: atomics (see each);
+// - send_side(): the send thread only (checked).
 struct CallRecord {
   using Clock = std::chrono::steady_clock;
 
-  // --- Written by the calling thread between acquire() and publish(); read
-  // by the send thread (after the request queue) and the completer (after
-  // try_complete()). ---
-  Controller* controller = nullptr;
-  google::protobuf::Message* response = nullptr;
-  google::protobuf::Closure* done = nullptr;  // Null: synchronous.
-  CompletionMode completion = CompletionMode::kQueuedCallback;
-  Clock::time_point started_at;
-  Clock::time_point deadline;  // time_point::max(): none.
-  int max_retry = 0;
-  // Header + meta + message, serialized by the caller. Kept until the call
-  // ends, since the call may have to be sent again on another connection.
-  std::string head;
-  // Large heads move here instead, to be shared by connection buffers.
-  std::shared_ptr<const std::string> shared_head;
-  std::shared_ptr<const std::string> attachment;
+  struct Call {
+    Controller* controller = nullptr;
+    google::protobuf::Message* response = nullptr;
+    google::protobuf::Closure* done = nullptr;  // Null: synchronous.
+    ChannelRoute* route = nullptr;              // The Channel it was made on.
+    CompletionMode completion = CompletionMode::kQueuedCallback;
+    Clock::time_point started_at;
+    Clock::time_point deadline;  // time_point::max(): none.
+    int max_retry = 0;
+    // Header + meta + message, serialized by the caller. Kept until the call
+    // ends, since the call may have to be sent again on another connection.
+    std::string head;
+    // Large heads move here instead, to be shared by connection buffers.
+    std::shared_ptr<const std::string> shared_head;
+    std::shared_ptr<const std::string> attachment;
+  };
 
-  // Times the call was sent again (send thread writes, completer reads).
+  struct SendSide {
+    uint32_t generation = 0;     // Of the call these fields describe.
+    uint64_t connection_id = 0;  // Where it was last queued; 0: none.
+    uint64_t stream_offset = 0;  // Its first byte's offset in that stream.
+    uint64_t avoid_server = 0;   // Server id not to send it to again; 0: none.
+    int retries_used = 0;
+  };
+
+  Call call;
+
+  // Times the call was sent again (the send thread writes, the completer
+  // reads).
   std::atomic<int> resends{0};
-
-  // --- Synchronous calls: the completer stores 1 and notifies; the caller
-  // waits for it, then releases the slot. ---
+  // Synchronous calls: the completer stores 1 and notifies; the caller waits
+  // for it, then releases the slot.
   std::atomic<uint32_t> finished{0};
 
-  // --- Send thread only. ---
-  uint32_t generation = 0;     // Of the call these fields describe.
-  uint64_t connection_id = 0;  // Where it was last queued; 0: none.
-  uint64_t stream_offset = 0;  // Its first byte's offset in that stream.
-  uint64_t avoid_server = 0;   // Server id not to retry on; 0: none.
-  int retries_used = 0;
+  SendSide& send_side(const EventLoop& send_loop) {
+    PERCORE_ASSERT(send_loop.in_loop_thread());
+    return send_;
+  }
+
+ private:
+  SendSide send_;
 };
 
 }  // namespace percore::detail

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "client_proxy/detail/event_loop.h"
+#include "proto/assert.h"
 #include "proto/frame_decoder.h"
 #include "proto/gather_buffer.h"
 
@@ -16,23 +18,59 @@ namespace percore::detail {
 // after the receive thread has let go of it (so a reused descriptor number can
 // never get a write meant for this dead connection).
 //
-// Threads: fields are grouped by owner below; `outstanding` is atomic.
-struct ClientConnection {
+// Fields are grouped by owner, and each thread's group is reached only
+// through an accessor that checks the calling thread: immutable (any
+// thread), `outstanding` (atomic), send_side() (the send thread),
+// receive_side() (the receive thread, between adoption and release).
+class ClientConnection {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // The send side's state machine (ConnectionPool::transition changes it).
   enum class State {
-    kConnecting,  // connect() in progress; EPOLLOUT on the send epoll.
-    kReady,       // Takes calls.
+    kIdle,        // Created; no connect() yet.
+    kConnecting,  // connect() in progress; EPOLLOUT on the send loop.
+    kReady,       // Takes calls; its read side is the receive thread's.
     kDraining,    // Its server left the list: no new calls, closes when idle.
     kReleasing,   // Failed or drained; waiting for the receive side to let go.
+    kClosed,      // Descriptor closed; about to be freed.
   };
 
-  ClientConnection(uint64_t connection_id, uint64_t owning_server_id, bool is_fallback,
+  struct SendSide {
+    int fd = -1;  // Opened and closed by the send thread alone.
+    State state = State::kIdle;
+    Clock::time_point connect_deadline;
+    GatherBuffer writing;       // Being written; epoll finishes partial writes.
+    GatherBuffer pending;       // Frames queued behind it, in order.
+    uint64_t bytes_queued = 0;  // Offsets in this connection's byte stream.
+    uint64_t bytes_written = 0;
+    bool waiting_writable = false;  // EPOLLOUT armed for a partial write.
+    bool dirty = false;             // On the send thread's flush list.
+    int ready_index = -1;           // Position in its pool's ready list, or -1.
+    std::string failure_reason;     // Why the send side released it.
+  };
+
+  struct ReceiveSide {
+    explicit ReceiveSide(size_t max_body_bytes) : decoder(FrameDecoderOptions{max_body_bytes}) {}
+    int fd = -1;  // The receive thread's copy, given with the adoption.
+    FrameDecoder decoder;
+    Frame frame;
+  };
+
+  ClientConnection(const EventLoop& send_loop, const EventLoop& receive_loop,
+                   uint64_t connection_id, uint64_t owning_server_id, bool is_fallback,
                    std::string remote, size_t max_body_bytes)
       : id(connection_id),
         server_id(owning_server_id),
         fallback(is_fallback),
         remote_side(std::move(remote)),
-        decoder(FrameDecoderOptions{max_body_bytes}) {}
+        send_loop_(send_loop),
+        receive_loop_(receive_loop),
+        receive_(max_body_bytes) {}
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
 
+  // --- Immutable: any thread. ---
   const uint64_t id;         // Never reused within a group.
   const uint64_t server_id;  // The server entry it belongs to.
   // To a server outside the group's subset, used only while the whole subset
@@ -44,22 +82,20 @@ struct ClientConnection {
   // completes a call subtracts. The balancer reads it.
   std::atomic<int> outstanding{0};
 
-  // --- Send thread only. ---
-  int fd = -1;
-  State state = State::kConnecting;
-  std::chrono::steady_clock::time_point connect_deadline;
-  GatherBuffer writing;       // Being written; epoll finishes partial writes.
-  GatherBuffer pending;       // Frames queued behind it, in order.
-  uint64_t bytes_queued = 0;  // Offsets in this connection's byte stream.
-  uint64_t bytes_written = 0;
-  bool waiting_writable = false;  // EPOLLOUT armed for a partial write.
-  bool dirty = false;             // On the send thread's flush list.
-  int ready_index = -1;           // Position in the ready list, or -1.
-  std::string failure_reason;     // Why the send side released it.
+  SendSide& send_side() {
+    PERCORE_ASSERT(send_loop_.in_loop_thread());
+    return send_;
+  }
+  ReceiveSide& receive_side() {
+    PERCORE_ASSERT(receive_loop_.in_loop_thread());
+    return receive_;
+  }
 
-  // --- Receive thread only, between adoption and release. ---
-  FrameDecoder decoder;
-  Frame frame;
+ private:
+  const EventLoop& send_loop_;
+  const EventLoop& receive_loop_;
+  SendSide send_;
+  ReceiveSide receive_;
 };
 
 }  // namespace percore::detail

@@ -1,6 +1,7 @@
 #include "client_proxy/detail/group_state.h"
 
 #include "client_proxy/controller.h"
+#include "client_proxy/detail/channel_route.h"
 
 namespace percore::detail {
 namespace {
@@ -10,14 +11,19 @@ int64_t microseconds_since(CallRecord::Clock::time_point start) {
       .count();
 }
 
-void deliver(GroupState& group, google::protobuf::Closure* done, const CallTable::Slot* held_slot) {
-  if (group.options.completion == CompletionMode::kInlineCallback) {
+// Runs or queues `done`. The Channel's gate is left only once `done` has run,
+// so that no callback of a Channel runs after its destructor returns.
+void deliver(GroupState& group, CompletionMode completion, ChannelRoute& route,
+             google::protobuf::Closure* done, const CallTable::Slot* held_slot) {
+  if (completion == CompletionMode::kInlineCallback) {
     if (held_slot != nullptr)
       group.table.release(*held_slot);
     done->Run();
+    route.calls.leave();
   } else {
     GroupState::QueuedCallback callback;
     callback.done = done;
+    callback.route = &route;
     if (held_slot != nullptr) {
       callback.slot = *held_slot;
       callback.holds_slot = true;
@@ -32,40 +38,45 @@ void GroupState::run_callback(const QueuedCallback& callback) {
   callback.done->Run();
   if (callback.holds_slot)
     table.release(callback.slot);
+  callback.route->calls.leave();
 }
 
-GroupState::GroupState(const ChannelOptions& channel_options, int group_index)
-    : options(channel_options),
+GroupState::GroupState(const ClientRuntimeOptions& runtime_options, int group_index)
+    : options(runtime_options),
       index(group_index),
-      table(static_cast<uint32_t>(channel_options.max_inflight_per_group)),
-      records(new CallRecord[channel_options.max_inflight_per_group]) {}
+      send_loop(runtime_options.spin_us),
+      receive_loop(0),
+      table(static_cast<uint32_t>(runtime_options.max_inflight_per_group)),
+      records(new CallRecord[runtime_options.max_inflight_per_group]) {}
 
 void CallCompleter::finish(GroupState& group, CallTable::Slot slot, ErrorCode code,
                            std::string text, const std::string& remote_side) {
   CallRecord& record = group.records[slot.index];
-  Controller* controller = record.controller;
+  CallRecord::Call& call = record.call;
+  Controller* controller = call.controller;
   controller->error_code_ = code;
   controller->error_text_ = std::move(text);
-  controller->latency_us_ = microseconds_since(record.started_at);
+  controller->latency_us_ = microseconds_since(call.started_at);
   controller->remote_side_ = remote_side;
   controller->retried_count_ = record.resends.load(std::memory_order_relaxed);
   group.counters.calls_completed.fetch_add(1, std::memory_order_relaxed);
 
-  google::protobuf::Closure* done = record.done;
+  google::protobuf::Closure* done = call.done;
   if (done == nullptr) {
-    // The synchronous caller releases the slot once it has woken.
+    // The synchronous caller releases the slot and leaves the gate once it
+    // has woken.
     record.finished.store(1, std::memory_order_release);
     record.finished.notify_one();
     return;
   }
   // Drop the request bytes now rather than when the slot is next used.
-  record.shared_head.reset();
-  record.attachment.reset();
-  deliver(group, done, &slot);
+  call.shared_head.reset();
+  call.attachment.reset();
+  deliver(group, call.completion, *call.route, done, &slot);
 }
 
-void CallCompleter::fail_unpublished(GroupState& group, Controller* controller,
-                                     google::protobuf::Closure* done,
+void CallCompleter::fail_unpublished(GroupState& group, ChannelRoute& route,
+                                     Controller* controller, google::protobuf::Closure* done,
                                      CallRecord::Clock::time_point started, ErrorCode code,
                                      std::string text) {
   controller->error_code_ = code;
@@ -75,7 +86,7 @@ void CallCompleter::fail_unpublished(GroupState& group, Controller* controller,
   controller->retried_count_ = 0;
   group.counters.calls_completed.fetch_add(1, std::memory_order_relaxed);
   if (done != nullptr)
-    deliver(group, done, nullptr);
+    deliver(group, route.options.completion, route, done, nullptr);
 }
 
 }  // namespace percore::detail

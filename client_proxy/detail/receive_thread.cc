@@ -7,104 +7,64 @@
 #include <cstring>
 
 #include "client_proxy/controller.h"
+#include "client_proxy/detail/send_thread.h"
 #include "proto/assert.h"
 
 namespace percore::detail {
 namespace {
 
 constexpr size_t kReadBytes = 64 * 1024;
-constexpr int kMaxEvents = 64;
-constexpr uint64_t kNotifierTag = 0;
 
 }  // namespace
 
-ReceiveThread::ReceiveThread(GroupState& group)
-    : group_(group), epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
-  PERCORE_ASSERT(epoll_fd_ >= 0);
-  epoll_event event{};
-  event.events = EPOLLIN;
-  event.data.u64 = kNotifierTag;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, group_.receive_notifier.fd(), &event);
-}
-
-ReceiveThread::~ReceiveThread() {
-  ::close(epoll_fd_);
-}
-
-void ReceiveThread::assert_in_receive_thread() const {
-  PERCORE_ASSERT(std::this_thread::get_id() == thread_id_);
-}
+ReceiveThread::ReceiveThread(GroupState& group, SendThread& send)
+    : group_(group), send_(send), loop_(group.receive_loop) {}
 
 void ReceiveThread::run() {
-  thread_id_ = std::this_thread::get_id();
-  epoll_event events[kMaxEvents];
-  while (running_) {
-    if (process_commands())
-      continue;
-    group_.receive_notifier.prepare_to_park();
-    if (group_.receive_commands.size_approx() > 0) {
-      group_.receive_notifier.cancel_park();
-      continue;
-    }
-    const int count = ::epoll_wait(epoll_fd_, events, kMaxEvents, -1);
-    group_.receive_notifier.cancel_park();
-    for (int i = 0; i < count; ++i) {
-      const uint64_t tag = events[i].data.u64;
-      if (tag == kNotifierTag) {
-        group_.receive_notifier.consume();
-        continue;
-      }
-      // Looked up, not taken from the event: the connection may have been let
-      // go earlier in this batch.
-      const auto found = adopted_.find(tag);
-      if (found != adopted_.end())
-        read(*found->second);
-    }
-  }
+  loop_.run(*this);
 }
 
-bool ReceiveThread::process_commands() {
-  ReceiveCommand command;
-  bool any = false;
-  while (group_.receive_commands.try_dequeue(command)) {
-    any = true;
-    switch (command.kind) {
-      case ReceiveCommand::Kind::kAdopt: {
-        ClientConnection& connection = *command.connection;
-        epoll_event event{};
-        event.events = EPOLLIN;
-        event.data.u64 = connection.id;
-        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, connection.fd, &event) != 0) {
-          SendCommand released;
-          released.kind = SendCommand::Kind::kReleased;
-          released.connection_id = connection.id;
-          released.reason = std::string("epoll: ") + std::strerror(errno);
-          group_.post_to_send_thread(std::move(released));
-          break;
-        }
-        adopted_.emplace(connection.id, &connection);
-        break;
-      }
-      case ReceiveCommand::Kind::kRelease: {
-        const auto found = adopted_.find(command.connection_id);
-        // Already let go (it failed here first): the send thread has been told.
-        if (found != adopted_.end())
-          let_go(*found->second, std::string());
-        break;
-      }
-      case ReceiveCommand::Kind::kShutdown:
-        running_ = false;
-        return true;
-    }
-  }
-  return any;
+void ReceiveThread::post_adopt(ClientConnection& connection, int fd) {
+  loop_.post([this, &connection, fd] { adopt(connection, fd); });
+}
+
+void ReceiveThread::post_release(uint64_t connection_id) {
+  loop_.post([this, connection_id] { release(connection_id); });
+}
+
+void ReceiveThread::post_shutdown() {
+  loop_.post([this] { loop_.stop(); });
+}
+
+void ReceiveThread::adopt(ClientConnection& connection, int fd) {
+  loop_.assert_in_loop_thread();
+  connection.receive_side().fd = fd;
+  adopted_.emplace(connection.id, &connection);
+  loop_.watch(fd, EPOLLIN, connection.id);
+}
+
+void ReceiveThread::release(uint64_t connection_id) {
+  loop_.assert_in_loop_thread();
+  const auto found = adopted_.find(connection_id);
+  // Already let go (it failed here first): the send thread has been told.
+  if (found != adopted_.end())
+    let_go(*found->second, std::string());
+}
+
+void ReceiveThread::on_event(uint64_t tag, uint32_t) {
+  // Looked up, not taken from the event: the connection may have been let go
+  // earlier in this batch.
+  const auto found = adopted_.find(tag);
+  if (found != adopted_.end())
+    read(*found->second);
 }
 
 void ReceiveThread::read(ClientConnection& connection) {
-  assert_in_receive_thread();
+  loop_.assert_in_loop_thread();
+  ClientConnection::ReceiveSide& side = connection.receive_side();
   for (;;) {
-    std::span<char> space = connection.decoder.prepare(kReadBytes);
-    const ssize_t bytes = ::read(connection.fd, space.data(), space.size());
+    std::span<char> space = side.decoder.prepare(kReadBytes);
+    const ssize_t bytes = ::read(side.fd, space.data(), space.size());
     if (bytes < 0) {
       if (errno == EINTR)
         continue;
@@ -117,9 +77,9 @@ void ReceiveThread::read(ClientConnection& connection) {
       let_go(connection, "closed by the server");
       return;
     }
-    connection.decoder.commit(static_cast<size_t>(bytes));
+    side.decoder.commit(static_cast<size_t>(bytes));
     for (;;) {
-      const DecodeStatus status = connection.decoder.next(connection.frame);
+      const DecodeStatus status = side.decoder.next(side.frame);
       if (status == DecodeStatus::kNeedMore)
         break;
       if (is_rejection(status)) {
@@ -128,7 +88,7 @@ void ReceiveThread::read(ClientConnection& connection) {
                "malformed frame from the server: " + std::string(decode_status_text(status)));
         return;
       }
-      if (!handle_frame(connection, connection.frame))
+      if (!handle_frame(connection, side.frame))
         return;
     }
     // A short read means the socket is drained; epoll will say when more comes.
@@ -148,11 +108,7 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
   if (code == to_int(ErrorCode::kServerStopping)) {
     // The server did not run it: the send thread sends it elsewhere.
     if (group_.table.is_pending(slot)) {
-      SendCommand resend;
-      resend.kind = SendCommand::Kind::kResend;
-      resend.slot = slot;
-      resend.connection_id = connection.id;
-      group_.post_to_send_thread(std::move(resend));
+      send_.post_resend(slot, connection.id);
     } else {
       group_.counters.stale_replies.fetch_add(1, std::memory_order_relaxed);
     }
@@ -163,7 +119,7 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
     return true;
   }
   connection.outstanding.fetch_sub(1, std::memory_order_relaxed);
-  CallRecord& record = group_.records[slot.index];
+  const CallRecord::Call& call = group_.records[slot.index].call;
   if (code != 0) {
     CallCompleter::finish(group_, slot, static_cast<ErrorCode>(code),
                           frame.meta.response().error_text(), connection.remote_side);
@@ -178,25 +134,23 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
     return true;
   }
   std::string parse_error;
-  if (record.response != nullptr &&
-      !response_parser_.parse(frame.message, *record.response, &parse_error)) {
+  if (call.response != nullptr &&
+      !response_parser_.parse(frame.message, *call.response, &parse_error)) {
     CallCompleter::finish(group_, slot, ErrorCode::kBadResponse, "response " + parse_error,
                           connection.remote_side);
     return true;
   }
-  record.controller->response_attachment().assign(frame.attachment.data(), frame.attachment.size());
+  call.controller->response_attachment().assign(frame.attachment.data(), frame.attachment.size());
   CallCompleter::finish(group_, slot, ErrorCode::kOk, std::string(), connection.remote_side);
   return true;
 }
 
 void ReceiveThread::let_go(ClientConnection& connection, std::string reason) {
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, connection.fd, nullptr);
+  ClientConnection::ReceiveSide& side = connection.receive_side();
+  loop_.unwatch(side.fd);
+  side.fd = -1;
   adopted_.erase(connection.id);
-  SendCommand released;
-  released.kind = SendCommand::Kind::kReleased;
-  released.connection_id = connection.id;
-  released.reason = std::move(reason);
-  group_.post_to_send_thread(std::move(released));
+  send_.post_released(connection.id, std::move(reason));
   // `connection` may be freed by the send thread from here on.
 }
 

@@ -1,136 +1,119 @@
 #pragma once
 
-#include <sys/socket.h>
-
 #include <chrono>
 #include <cstdint>
-#include <deque>
-#include <map>
+#include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "client_proxy/detail/call_table.h"
+#include "client_proxy/detail/channel_route.h"
 #include "client_proxy/detail/client_connection.h"
-#include "client_proxy/detail/connection_picker.h"
+#include "client_proxy/detail/connection_pool.h"
+#include "client_proxy/detail/deadline_queue.h"
 #include "client_proxy/detail/group_state.h"
+#include "discovery/server_address.h"
 
 namespace percore::detail {
 
-// The send thread of one group. It drains the request queue in batches,
-// picks a connection per call, appends the call's frame to that connection's
-// buffer and writes each connection's batch with one sendmsg; a partial write
-// is finished when epoll reports the socket writable. It alone opens and
-// closes sockets (connect, back-off, reconnect, drain) and owns the group's
-// timers: call deadlines, connect timeouts and back-offs.
-//
-// Owns: the group's connections and server entries. Threads: run() is the
-// thread body; every other method runs on it (checked).
-class SendThread {
- public:
-  using Clock = std::chrono::steady_clock;
+class ReceiveThread;
 
+// The send thread of one group, in parts a reader finds by name:
+// - the loop: GroupState::send_loop (EventLoop) runs this thread's turns;
+// - intake: drains the request queue in batches (on_turn);
+// - placement: picks a connection of the call's Channel (its
+//   ConnectionPool), or parks the call until one connects, or ends it 112;
+// - writing: appends the call's frame to the connection's buffer and writes
+//   each connection's batch with one sendmsg; a partial write is finished
+//   when epoll reports the socket writable;
+// - the pools: one ConnectionPool per Channel (ChannelRoute) using the group;
+// - deadlines: DeadlineQueue (1008);
+// - resends: RetryPolicy decides after a broken connection or a 2003.
+//
+// Owns: the routes' pools (through the routes), the registry, the deadline
+// queue, the dirty list. Threads: the post_*() methods from any thread
+// (they post to the loop); run() is the thread body; every other method on
+// the send thread (checked).
+class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
+ public:
   explicit SendThread(GroupState& group);
-  ~SendThread();
+  ~SendThread() override;
   SendThread(const SendThread&) = delete;
   SendThread& operator=(const SendThread&) = delete;
 
+  void set_receive_thread(ReceiveThread& receive) { receive_ = &receive; }
   void run();
 
+  // --- any thread ---
+  // Adopts a Channel's route: its pool is made on the send thread.
+  void post_add_route(ChannelRoute& route);
+  // The Channel is going: its pending calls end with 125, its connections
+  // close; `retired` runs on the send thread once they are all closed.
+  void post_remove_route(ChannelRoute& route, std::function<void()> retired);
+  // The Channel's servers for this group (and the fallback servers outside
+  // the group's subset; null: none).
+  void post_servers(ChannelRoute& route, std::shared_ptr<const std::vector<ServerAddress>> servers,
+                    std::shared_ptr<const std::vector<ServerAddress>> fallback);
+  // Receive thread: it let go of `connection_id` (because of `reason`, or
+  // because it was asked: empty).
+  void post_released(uint64_t connection_id, std::string reason);
+  // Receive thread: `slot` was answered 2003 on `connection_id`.
+  void post_resend(CallTable::Slot slot, uint64_t connection_id);
+  // The group is being destroyed (the receive thread has stopped): every
+  // pending call ends with 125 and the loop stops.
+  void post_shutdown();
+
  private:
-  // One server of the current list, and its connection slots.
-  struct ServerEntry {
-    uint64_t id = 0;
-    ServerAddress address;
-    sockaddr_storage socket_address{};
-    socklen_t socket_address_length = 0;
-    bool removed = false;   // Left the list; its connections drain.
-    bool fallback = false;  // Outside the subset: connected only when needed.
-    int consecutive_failures = 0;
-    // connections_per_server slots: a live connection id, or 0 and the time
-    // of the next attempt.
-    std::vector<uint64_t> connection_ids;
-    std::vector<Clock::time_point> retry_at;
-  };
+  // --- EventLoop::Owner ---
+  bool on_turn() override;
+  bool has_work() const override;
+  void on_event(uint64_t tag, uint32_t events) override;
+  EventLoop::Clock::time_point on_timers(EventLoop::Clock::time_point now) override;
 
-  struct DeadlineEntry {
-    Clock::time_point deadline;
-    CallTable::Slot slot;
-  };
+  // --- ConnectionPool::Listener ---
+  void on_connection_ready(ClientConnection& connection) override;
+  void on_connection_releasing(ClientConnection& connection) override;
 
-  void assert_in_send_thread() const;
-
-  // --- the loop ---
-  bool process_commands();
+  // --- intake and placement ---
   bool drain_requests();
-  void handle_epoll_event(uint64_t connection_id, uint32_t events);
-  void park();
-  Clock::time_point next_wake_up() const;
-
-  // --- calls ---
   void dispatch(CallTable::Slot slot);
+  void place(CallTable::Slot slot, CallRecord& record, CallRecord::SendSide& send);
   void resend(CallTable::Slot slot, uint64_t avoid_server);
-  void place(CallTable::Slot slot, CallRecord& record);
-  // Queues the call on a ready connection of `tier` (0: the subset, 1: the
-  // fallback servers), or parks it until one of that tier connects. False if
-  // the tier has neither.
-  bool try_place(CallTable::Slot slot, CallRecord& record, int tier);
-  void set_fallback_active(bool active);
-  void queue_on(ClientConnection& connection, CallTable::Slot slot, CallRecord& record);
+  void retry_waiting(ChannelRoute& route);
   void complete(CallTable::Slot slot, ErrorCode code, std::string text);
-  void retry_waiting_calls();
-  void fire_deadlines(Clock::time_point now);
-  void compact_deadlines();
 
-  // --- connections ---
+  // --- writing ---
+  void queue_on(ClientConnection& connection, const CallRecord& record,
+                CallRecord::SendSide& send);
   void flush_dirty();
   void flush(ClientConnection& connection);
-  void watch(ClientConnection& connection, uint32_t events);
-  void unwatch(ClientConnection& connection);
-  void connect(ServerEntry& server, size_t slot_index);
-  void on_connected(ClientConnection& connection);
-  void on_connect_failed(ClientConnection& connection, const std::string& reason);
-  void fail_connection(ClientConnection& connection, const std::string& reason);
-  void on_released(uint64_t connection_id, const std::string& reason);
-  void forget_connection(ClientConnection& connection, bool failed);
-  void add_ready(ClientConnection& connection);
-  void remove_ready(ClientConnection& connection);
-  void maintain(Clock::time_point now);
-  void set_servers(const std::vector<ServerAddress>& servers,
-                   const std::vector<ServerAddress>* fallback_servers);
-  std::chrono::milliseconds backoff(int failures);
-  ClientConnection* find_connection(uint64_t connection_id) const;
-  ServerEntry* find_server(uint64_t server_id);
 
+  // --- connections coming back from the receive side ---
+  void on_released(uint64_t connection_id, const std::string& reason);
+  // Every call still pending on `connection`: never written -> elsewhere;
+  // written -> as RetryPolicy says; otherwise 1009 now, not at its deadline.
+  void settle_calls_on(ClientConnection& connection, const std::string& why);
+  void on_resend(CallTable::Slot slot, uint64_t connection_id);
+
+  // --- routes ---
+  void add_route(ChannelRoute& route);
+  void remove_route(ChannelRoute& route, std::function<void()> retired);
+  void retire_if_done(ChannelRoute& route);
+  // Ends every pending call (of `route`, or of every route if null) with
+  // 125, including those still in the request queue.
+  void cancel_calls(const ChannelRoute* route);
   void shut_down();
 
   GroupState& group_;
-  int epoll_fd_ = -1;
-  bool running_ = true;
-  std::thread::id thread_id_;
-
-  std::unordered_map<uint64_t, std::unique_ptr<ClientConnection>> connections_;
-  // Ready connections and connections in kConnecting, by tier (0: the
-  // group's subset of servers, 1: fallback servers).
-  std::vector<ClientConnection*> ready_[2];
-  int connecting_[2] = {0, 0};
-  int fallback_servers_ = 0;  // Entries outside the subset.
-  bool fallback_active_ = false;
+  EventLoop& loop_;
+  ReceiveThread* receive_ = nullptr;
+  ConnectionRegistry registry_;
+  DeadlineQueue deadlines_;
+  std::vector<ChannelRoute*> routes_;
   std::vector<ClientConnection*> dirty_;
-  std::map<uint64_t, ServerEntry> servers_;          // By id, removed ones too.
-  std::map<std::string, uint64_t> current_servers_;  // "ip:port" -> id, not removed.
-  uint64_t next_connection_id_ = 1;
-  uint64_t next_server_id_ = 1;
-  ConnectionPicker picker_;
-
-  std::vector<CallTable::Slot> waiting_;  // Calls waiting for a connection.
-  // Deadlines by timeout length: calls with the same timeout arrive in
-  // deadline order, so each queue is FIFO and the earliest is at its front.
-  std::map<int64_t, std::deque<DeadlineEntry>> deadlines_;
-  size_t deadline_entries_ = 0;  // Over all the queues.
-  Clock::time_point next_maintenance_ = Clock::time_point::min();
   std::vector<CallTable::Slot> request_batch_;
+  uint64_t pool_seed_;
 };
 
 }  // namespace percore::detail

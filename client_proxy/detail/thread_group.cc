@@ -21,7 +21,7 @@ void name_thread(std::thread& thread, const std::string& name) {
   pthread_setname_np(thread.native_handle(), name.substr(0, 15).c_str());
 }
 
-// Which channel and group the current thread works for, if any.
+// Which runtime and group the current thread works for, if any.
 thread_local const void* current_owner = nullptr;
 thread_local int current_group = -1;
 
@@ -36,8 +36,9 @@ void ThreadGroup::enter_thread() const {
   current_group = state_.index;
 }
 
-ThreadGroup::ThreadGroup(const ChannelOptions& options, int index, const void* owner)
-    : owner_(owner), state_(options, index), send_(state_), receive_(state_) {
+ThreadGroup::ThreadGroup(const ClientRuntimeOptions& options, int index, const void* owner)
+    : owner_(owner), state_(options, index), send_(state_), receive_(state_, send_) {
+  send_.set_receive_thread(receive_);
   send_thread_ = std::thread([this] {
     enter_thread();
     send_.run();
@@ -67,77 +68,65 @@ ThreadGroup::~ThreadGroup() {
   state_.closing.store(true, std::memory_order_release);
   // Receive first: once it has stopped, only the send thread completes calls,
   // and it may close every socket.
-  state_.post_to_receive_thread(ReceiveCommand{});
+  receive_.post_shutdown();
   receive_thread_.join();
-  SendCommand shutdown;
-  shutdown.kind = SendCommand::Kind::kShutdown;
-  state_.post_to_send_thread(std::move(shutdown));
+  send_.post_shutdown();
   send_thread_.join();
-  // A call published after the send thread's last sweep still ends.
-  for (uint32_t index = 0; index < state_.table.capacity(); ++index) {
-    if (std::optional<CallTable::Slot> slot = state_.table.pending_at(index)) {
-      if (state_.table.try_complete(*slot)) {
-        CallCompleter::finish(state_, *slot, ErrorCode::kCanceled,
-                              "cancelled: the channel is being destroyed", std::string());
-      }
-    }
-  }
   for (size_t i = 0; i < callback_threads_.size(); ++i)
     state_.callbacks.enqueue(GroupState::QueuedCallback{});
   for (std::thread& thread : callback_threads_)
     thread.join();
-  // The queue has no order across producers: run what a callback thread left.
-  GroupState::QueuedCallback callback;
-  while (state_.callbacks.try_dequeue(callback)) {
-    if (callback.done != nullptr)
-      state_.run_callback(callback);
-  }
-  // Synchronous callers still hold their slots until they have woken up.
-  while (state_.table.in_use() > 0)
-    std::this_thread::yield();
+  // Every Channel waited for its own calls before it let go of the runtime.
+  PERCORE_ASSERT(state_.table.in_use() == 0);
 }
 
-void ThreadGroup::set_servers(std::shared_ptr<const std::vector<ServerAddress>> servers,
-                              std::shared_ptr<const std::vector<ServerAddress>> fallback_servers) {
-  SendCommand command;
-  command.kind = SendCommand::Kind::kServers;
-  command.servers = std::move(servers);
-  command.fallback_servers = std::move(fallback_servers);
-  state_.post_to_send_thread(std::move(command));
-}
-
-void ThreadGroup::call(const google::protobuf::MethodDescriptor* method, Controller* controller,
-                       const google::protobuf::Message* request,
+void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescriptor* method,
+                       Controller* controller, const google::protobuf::Message* request,
                        google::protobuf::Message* response, google::protobuf::Closure* done) {
   const CallRecord::Clock::time_point started = CallRecord::Clock::now();
+  // Left once the call has ended and `done` has run (synchronous: below).
+  route.calls.enter();
   state_.counters.calls_started.fetch_add(1, std::memory_order_relaxed);
   controller->response_attachment_.clear();
-  if (state_.closing.load(std::memory_order_acquire)) {
-    CallCompleter::fail_unpublished(state_, controller, done, started, ErrorCode::kCanceled,
-                                    "cancelled: the channel is being destroyed");
+  const auto fail = [&](ErrorCode code, std::string text) {
+    CallCompleter::fail_unpublished(state_, route, controller, done, started, code,
+                                    std::move(text));
+    if (done == nullptr)
+      route.calls.leave();
+  };
+  if (route.closing.load(std::memory_order_acquire) ||
+      state_.closing.load(std::memory_order_acquire)) {
+    fail(ErrorCode::kCanceled, "cancelled: the channel is being destroyed");
+    return;
+  }
+  // One meaning for both fields (brpc's): >= 0 a deadline, -1 none.
+  const int timeout_ms = controller->timeout_ms() == Controller::kChannelTimeout
+                             ? route.options.timeout_ms
+                             : controller->timeout_ms();
+  if (timeout_ms == 0) {
+    fail(ErrorCode::kTimedOut, "timed out: timeout_ms is 0");
     return;
   }
   const std::optional<CallTable::Slot> slot = state_.table.acquire();
   if (!slot) {
-    CallCompleter::fail_unpublished(
-        state_, controller, done, started, ErrorCode::kOvercrowded,
-        "overcrowded: " + std::to_string(state_.options.max_inflight_per_group) +
-            " calls already in flight in this group (max_inflight_per_group)");
+    fail(ErrorCode::kOvercrowded,
+         "overcrowded: " + std::to_string(state_.options.max_inflight_per_group) +
+             " calls already in flight in this group (max_inflight_per_group)");
     return;
   }
 
   CallRecord& record = state_.records[slot->index];
-  const int timeout_ms =
-      controller->timeout_ms() >= 0 ? controller->timeout_ms() : state_.options.timeout_ms;
-  record.controller = controller;
-  record.response = response;
-  record.done = done;
-  record.completion = state_.options.completion;
-  record.started_at = started;
-  record.deadline = timeout_ms > 0 ? started + std::chrono::milliseconds(timeout_ms)
-                                   : CallRecord::Clock::time_point::max();
-  record.max_retry =
-      controller->max_retry() >= 0 ? controller->max_retry() : state_.options.max_retry;
+  CallRecord::Call& call = record.call;
+  call.controller = controller;
+  call.response = response;
+  call.done = done;
+  call.route = &route;
+  call.completion = route.options.completion;
+  call.started_at = started;
+  call.deadline = timeout_ms > 0 ? started + std::chrono::milliseconds(timeout_ms)
+                                 : CallRecord::Clock::time_point::max();
+  call.max_retry =
+      controller->max_retry() >= 0 ? controller->max_retry() : route.options.max_retry;
   record.resends.store(0, std::memory_order_relaxed);
   record.finished.store(0, std::memory_order_relaxed);
 
@@ -158,39 +147,39 @@ void ThreadGroup::call(const google::protobuf::MethodDescriptor* method, Control
   const RequestMetaEncoder::CallFields fields{
       CallTable::correlation_id(*slot), controller->log_id(), timeout_ms > 0 ? timeout_ms : 0,
       attachment_fits ? static_cast<int32_t>(attachment.size()) : 0};
-  record.head.clear();
+  call.head.clear();
   if (!attachment_fits ||
-      encode_request_head(*meta_encoder, fields, *request, state_.options.max_body_bytes,
-                          record.head) != EncodeStatus::kOk) {
+      encode_request_head(*meta_encoder, fields, *request, route.options.max_body_bytes,
+                          call.head) != EncodeStatus::kOk) {
     const size_t body = request->ByteSizeLong() + attachment.size();
     state_.table.release(*slot);
-    CallCompleter::fail_unpublished(
-        state_, controller, done, started, ErrorCode::kBadRequest,
-        "request too large: " + std::to_string(body) + " bytes of message and attachment exceed " +
-            "max_body_bytes (" + std::to_string(state_.options.max_body_bytes) + ")");
+    fail(ErrorCode::kBadRequest,
+         "request too large: " + std::to_string(body) + " bytes of message and attachment " +
+             "exceed max_body_bytes (" + std::to_string(route.options.max_body_bytes) + ")");
     return;
   }
-  if (record.head.size() >= kShareHeadAbove) {
-    record.shared_head = std::make_shared<const std::string>(std::move(record.head));
-    record.head = std::string();
+  if (call.head.size() >= kShareHeadAbove) {
+    call.shared_head = std::make_shared<const std::string>(std::move(call.head));
+    call.head = std::string();
   } else {
-    record.shared_head.reset();
+    call.shared_head.reset();
   }
   if (attachment.empty()) {
-    record.attachment.reset();
+    call.attachment.reset();
   } else {
-    record.attachment = std::make_shared<const std::string>(std::move(attachment));
+    call.attachment = std::make_shared<const std::string>(std::move(attachment));
     attachment.clear();
   }
 
   state_.table.publish(*slot);
   state_.requests.enqueue(*slot);
-  state_.send_notifier.notify();
+  state_.send_loop.wake();
   if (done == nullptr) {
     wait_for(record);
-    record.shared_head.reset();
-    record.attachment.reset();
+    call.shared_head.reset();
+    call.attachment.reset();
     state_.table.release(*slot);
+    route.calls.leave();
   }
 }
 

@@ -39,7 +39,7 @@ TEST(ChannelFaultTest, KillNineOneOfTwoServersUnderLoad) {
   const std::string second_address = address_of(*second);
 
   ChannelOptions options;
-  options.groups = 2;
+  options.private_groups = ClientRuntimeOptions{.groups = 2};
   const milliseconds timeout = testing::scaled(milliseconds(3000));
   options.timeout_ms = static_cast<int>(timeout.count());
   Channel channel;
@@ -108,7 +108,7 @@ TEST(ChannelFaultTest, FrozenServerTimesOutWhileTheOtherGoesOn) {
   auto healthy = testing::start_server_process({"--io-threads", "1", "--workers", "1"});
   ASSERT_TRUE(frozen && healthy);
   ChannelOptions options;
-  options.groups = 1;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
   options.timeout_ms = 300;
   Channel channel;
   ASSERT_TRUE(channel.Init("list://" + address_of(*frozen) + "," + address_of(*healthy), options));
@@ -146,7 +146,7 @@ TEST(ChannelFaultTest, AllServersDownFailsFastWith112) {
   auto only = testing::start_server_process({"--io-threads", "1", "--workers", "1"});
   ASSERT_TRUE(only.has_value());
   ChannelOptions options;
-  options.groups = 1;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
   Channel channel;
   ASSERT_TRUE(channel.Init(address_of(*only), options));
   example::EchoService_Stub stub(&channel);

@@ -65,7 +65,7 @@ std::string current_thread_name() {
 
 ChannelOptions small_options() {
   ChannelOptions options;
-  options.groups = 2;
+  options.private_groups = ClientRuntimeOptions{.groups = 2};
   options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(5000)).count());
   return options;
 }
@@ -289,8 +289,7 @@ TEST(ChannelTest, TooLargeRequestFailsWith1003BeforeAnythingIsSent) {
 TEST(ChannelTest, InFlightLimitAnswers1011AndLosesNothing) {
   TestServer server(4);
   ChannelOptions options = small_options();
-  options.groups = 1;
-  options.max_inflight_per_group = 8;
+  options.private_groups = ClientRuntimeOptions{.groups = 1, .max_inflight_per_group = 8};
   auto channel = open_channel(server.address(), options);
   percore::test::TestService_Stub stub(channel.get());
   constexpr int kCalls = 100;
@@ -328,8 +327,7 @@ TEST(ChannelTest, InFlightLimitAnswers1011AndLosesNothing) {
 TEST(ChannelTest, SlowQueuedCallbacksHoldTheInFlightLimitInsteadOfPilingUp) {
   TestServer server;
   ChannelOptions options = small_options();
-  options.groups = 1;
-  options.max_inflight_per_group = 4;
+  options.private_groups = ClientRuntimeOptions{.groups = 1, .max_inflight_per_group = 4};
   auto channel = open_channel(server.address(), options);
   example::EchoService_Stub stub(channel.get());
   std::binary_semaphore release_callbacks{0};

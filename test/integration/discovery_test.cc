@@ -195,7 +195,7 @@ TEST_F(DiscoveryTest, ChannelInitFailsClearlyWhenZooKeeperIsUnreachable) {
 TEST_F(DiscoveryTest, NoInstancesYetGives112UntilOneRegisters) {
   Channel channel;
   ChannelOptions options;
-  options.groups = 1;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
   std::string error;
   ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
   example::EchoService_Stub stub(&channel);
@@ -223,7 +223,7 @@ TEST_F(DiscoveryTest, HotPlugUnderLoad) {
   ASSERT_TRUE(first.has_value());
   Channel channel;
   ChannelOptions options;
-  options.groups = 2;
+  options.private_groups = ClientRuntimeOptions{.groups = 2};
   options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(3000)).count());
   std::string error;
   ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
@@ -291,7 +291,7 @@ TEST_F(DiscoveryTest, ZooKeeperOutageKeepsTheLastListAndRecovers) {
   ASSERT_TRUE(first.has_value());
   Channel channel;
   ChannelOptions options;
-  options.groups = 1;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
   std::string error;
   ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
   testing::EchoLoad load(channel, 4000000, 16);

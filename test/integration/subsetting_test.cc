@@ -80,7 +80,7 @@ TEST(SubsettingTest, ThirtyGroupsOverNineServersGiveTenConnectionsEach) {
   std::vector<std::unique_ptr<Channel>> clients;
   for (int client = 0; client < 3; ++client) {
     ChannelOptions options;
-    options.groups = 10;
+    options.private_groups = ClientRuntimeOptions{.groups = 10};
     options.subset_size = 3;
     options.client_id = client;
     clients.push_back(std::make_unique<Channel>());
@@ -103,7 +103,7 @@ TEST(SubsettingTest, ThirtyGroupsOverNineServersGiveTenConnectionsEach) {
 TEST(SubsettingTest, GroupWhoseSubsetIsDownFallsBackToAnyServer) {
   EchoServers servers(3);
   ChannelOptions options;
-  options.groups = 1;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
   options.subset_size = 1;
   options.client_id = 0;
   options.backoff_max_ms = 200;
@@ -149,7 +149,7 @@ TEST(FileNamingTest, EditingTheFileAddsAndRemovesServers) {
   write_list("# the echo servers\n" + servers.address(0) + "\n");
   Channel channel;
   ChannelOptions options;
-  options.groups = 1;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
   ASSERT_TRUE(channel.Init("file://" + path, options));
   Controller first;
   ASSERT_EQ(echo(channel, "one", first), "one") << first.ErrorText();

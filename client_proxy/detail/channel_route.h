@@ -1,0 +1,58 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "base/gate.h"
+#include "client_proxy/channel_options.h"
+#include "client_proxy/detail/call_table.h"
+#include "client_proxy/detail/connection_pool.h"
+#include "client_proxy/detail/event_loop.h"
+#include "proto/assert.h"
+
+namespace percore::detail {
+
+// A Channel's presence in one thread group. Its options and the gate that
+// counts its calls are for any thread; its connection pool and the calls
+// waiting for one of its connections are the send thread's alone. The
+// Channel makes one per group; the group's send thread adopts it
+// (SendThread::add_route) and lets it go once the Channel is being destroyed
+// and its connections are closed (SendThread::remove_route). The Channel
+// frees it after that, and after its last call has ended.
+//
+// Threads: the immutable fields, `calls` and `closing`: any; send_side():
+// the send thread only (checked).
+struct ChannelRoute {
+  struct SendSide {
+    // Null before adoption and after retirement.
+    std::unique_ptr<ConnectionPool> pool;
+    // Calls waiting for a connection of this Channel to be ready.
+    std::vector<CallTable::Slot> waiting;
+    // Set by remove_route: called once the pool is empty.
+    std::function<void()> on_retired;
+  };
+
+  ChannelRoute(const ChannelOptions& channel_options, Gate& channel_calls)
+      : options(channel_options), calls(channel_calls) {}
+  ChannelRoute(const ChannelRoute&) = delete;
+  ChannelRoute& operator=(const ChannelRoute&) = delete;
+
+  const ChannelOptions options;  // Sanitized.
+  // The Channel's calls: entered when a call starts, left once it has ended
+  // and its `done` has run.
+  Gate& calls;
+  // Set when the Channel is being destroyed: new calls end at once with 125.
+  std::atomic<bool> closing{false};
+
+  SendSide& send_side(const EventLoop& send_loop) {
+    PERCORE_ASSERT(send_loop.in_loop_thread());
+    return send_;
+  }
+
+ private:
+  SendSide send_;
+};
+
+}  // namespace percore::detail

@@ -1,0 +1,186 @@
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "client_proxy/channel_options.h"
+#include "client_proxy/detail/client_connection.h"
+#include "client_proxy/detail/connection_picker.h"
+#include "client_proxy/detail/event_loop.h"
+#include "client_proxy/detail/group_counters.h"
+#include "discovery/server_address.h"
+
+namespace percore::detail {
+
+class ConnectionPool;
+
+// The connections of every pool of one group, by id: ids are unique in the
+// group and serve as the send loop's epoll tags and as the name by which the
+// receive thread refers to a connection.
+//
+// Owns: nothing (the pools own their connections). Threads: the send thread
+// only (checked).
+class ConnectionRegistry {
+ public:
+  struct Entry {
+    ConnectionPool* pool = nullptr;
+    ClientConnection* connection = nullptr;
+  };
+
+  explicit ConnectionRegistry(const EventLoop& send_loop) : loop_(send_loop) {}
+
+  uint64_t next_id() {
+    loop_.assert_in_loop_thread();
+    return next_id_++;
+  }
+  void add(ConnectionPool& pool, ClientConnection& connection);
+  void remove(uint64_t connection_id);
+  // Null entry (pool and connection null) if unknown.
+  Entry find(uint64_t connection_id) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  const EventLoop& loop_;
+  uint64_t next_id_ = 1;  // 0 means "none" in call records.
+  std::unordered_map<uint64_t, Entry> entries_;
+};
+
+// One Channel's connections in one thread group, and their state machine:
+// the servers its naming source lists (with subsetting, also the fallback
+// servers outside the group's subset, connected only while the whole subset
+// is down), `connections_per_server` connections to each, connects with a
+// timeout, back-off with jitter after failures (100 ms doubling to
+// backoff_max_ms, +-25%), and draining when a server leaves the list.
+// transition() is the only place a connection's state changes; it keeps the
+// ready lists, the connecting counts and the epoll watches right.
+//
+//   kIdle ─► kConnecting ─► kReady ─► kDraining ─┐
+//              │              └───────────────────┴─► kReleasing ─► kClosed
+//              └─ connect failed or timed out ────────────────────► kClosed
+//
+// Owns: its server entries and connections (objects and descriptors).
+// Threads: the send thread only (checked in every method).
+class ConnectionPool {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // What the pool needs from the send thread.
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    // `connection` is ready: hand its read side to the receive thread.
+    virtual void on_connection_ready(ClientConnection& connection) = 0;
+    // `connection` is being released: the receive side must let go (the
+    // send thread then settles its calls and calls forget()).
+    virtual void on_connection_releasing(ClientConnection& connection) = 0;
+  };
+
+  ConnectionPool(EventLoop& send_loop, const EventLoop& receive_loop, ChannelOptions options,
+                 ConnectionRegistry& registry, Listener& listener, GroupCounters& counters,
+                 uint64_t seed);
+  // Closes the descriptors still open (the receive side has let go of them
+  // or never had them).
+  ~ConnectionPool();
+  ConnectionPool(const ConnectionPool&) = delete;
+  ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+  // The servers are now `servers` (and, with subsetting, `fallback` outside
+  // the subset): new ones are connected at once, those that left drain.
+  void set_servers(const std::vector<ServerAddress>& servers,
+                   const std::vector<ServerAddress>* fallback);
+
+  // A ready connection for a call, by the load balancer, avoiding
+  // `avoid_server` (0: none) when there is a choice; the subset first, then
+  // the fallback servers (connected now if needed). Null if none is ready:
+  // then *connecting says whether one may soon be.
+  ClientConnection* pick(uint64_t avoid_server, bool* connecting);
+  bool has_servers() const { return !current_servers_.empty(); }
+
+  // Readiness on a connecting connection's descriptor: connected or failed.
+  void on_connect_event(ClientConnection& connection, uint32_t events);
+  // The send side cannot use `connection` any more (a write failed, or it
+  // drained; `reason` empty): no new calls; the receive side is asked to let
+  // go.
+  void release(ClientConnection& connection, std::string reason);
+  // The receive side let go on its own (end of stream, an error): no new
+  // calls, nothing to ask of it.
+  void release_silently(ClientConnection& connection);
+  // The receive side has let go: closes and frees the connection, and
+  // schedules a reconnect (after back-off if `failed`). The caller settles
+  // the calls on it first.
+  void forget(ClientConnection& connection, bool failed);
+
+  // Connect timeouts, reconnects after back-off, drained connections.
+  // Returns when it is next due.
+  Clock::time_point maintain(Clock::time_point now);
+  Clock::time_point next_maintenance() const { return next_maintenance_; }
+
+  // The Channel is going: no reconnects; connecting connections close,
+  // the others are released. Empty once every release has come back.
+  void shut_down();
+  bool empty() const { return connections_.empty(); }
+
+  const ChannelOptions& options() const { return options_; }
+  size_t ready_count() const { return ready_[0].size() + ready_[1].size(); }
+  int connecting_count() const { return connecting_[0] + connecting_[1]; }
+
+ private:
+  // One server of the current list, and its connection slots.
+  struct ServerEntry {
+    uint64_t id = 0;
+    ServerAddress address;
+    sockaddr_storage socket_address{};
+    socklen_t socket_address_length = 0;
+    bool removed = false;   // Left the list; its connections drain.
+    bool fallback = false;  // Outside the subset: connected only when needed.
+    int consecutive_failures = 0;
+    // connections_per_server slots: a live connection id, or 0 and the time
+    // of the next attempt.
+    std::vector<uint64_t> connection_ids;
+    std::vector<Clock::time_point> retry_at;
+  };
+
+  using State = ClientConnection::State;
+
+  void transition(ClientConnection& connection, State next);
+  void connect(ServerEntry& server, size_t slot_index);
+  void on_connected(ClientConnection& connection);
+  void on_connect_failed(ClientConnection& connection);
+  ClientConnection* pick_in(int tier, uint64_t avoid_server);
+  void set_fallback_active(bool active);
+  void drain(ClientConnection& connection);
+  std::chrono::milliseconds backoff(int failures);
+  ServerEntry* find_server(uint64_t server_id);
+  ClientConnection* find_connection(uint64_t connection_id);
+  void schedule(Clock::time_point when) { next_maintenance_ = std::min(next_maintenance_, when); }
+
+  EventLoop& loop_;
+  const EventLoop& receive_loop_;
+  const ChannelOptions options_;
+  ConnectionRegistry& registry_;
+  Listener& listener_;
+  GroupCounters& counters_;
+  ConnectionPicker picker_;
+
+  std::unordered_map<uint64_t, std::unique_ptr<ClientConnection>> connections_;
+  // Ready connections and counts of connecting ones, by tier (0: the
+  // subset, 1: fallback servers).
+  std::vector<ClientConnection*> ready_[2];
+  int connecting_[2] = {0, 0};
+  int fallback_servers_ = 0;  // Entries outside the subset.
+  bool fallback_active_ = false;
+  bool shutting_down_ = false;
+  std::map<uint64_t, ServerEntry> servers_;          // By id, removed ones too.
+  std::map<std::string, uint64_t> current_servers_;  // "ip:port" -> id, not removed.
+  uint64_t next_server_id_ = 1;
+  Clock::time_point next_maintenance_ = Clock::time_point::max();
+};
+
+}  // namespace percore::detail
