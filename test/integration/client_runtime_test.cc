@@ -8,7 +8,6 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <semaphore>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,7 +18,7 @@
 #include "proto/echo.pb.h"
 #include "proto/error_code.h"
 #include "server_io/server.h"
-#include "test/support/call_ledger.h"
+#include "test/support/echo_load.h"
 #include "test/support/eventually.h"
 #include "test/support/slack.h"
 
@@ -138,86 +137,38 @@ TEST(ClientRuntimeTest, ChannelsWithDefaultOptionsShareTheProcessWideRuntime) {
   EXPECT_EQ(second->runtime(), first->runtime());
 }
 
-// Four calling threads spread asynchronous calls over ten Channels on one
-// runtime: every call ends exactly once with its own payload, from its own
-// Channel's server.
+// Ten calling threads, one per Channel, keep 32 asynchronous calls each in
+// flight over ten Channels on one runtime of two groups: every call ends
+// exactly once, OK, with its own payload, from its own Channel's server.
 TEST(ClientRuntimeTest, TenChannelsUnderLoadOnOneRuntimeEndEveryCallOnce) {
   TenServers servers;
   ChannelOptions options;
   options.runtime = std::make_shared<ClientRuntime>(ClientRuntimeOptions{.groups = 2});
+  constexpr size_t kCallsPerChannel = 2000;
   std::vector<std::unique_ptr<Channel>> channels;
-  for (int i = 0; i < TenServers::kServers; ++i)
+  std::vector<std::unique_ptr<testing::EchoLoad>> loads;
+  for (int i = 0; i < TenServers::kServers; ++i) {
     channels.push_back(open_channel(servers.address(i), options));
-
-  constexpr int kThreads = 4;
-  constexpr int kCallsPerThread = 5000;
-  constexpr int kInFlightPerThread = 64;
-  constexpr int kCalls = kThreads * kCallsPerThread;
-  testing::CallLedger ledger(kCalls);
-  std::atomic<int> failures{0};
-  std::atomic<int> wrong_payloads{0};
-
-  struct Call : google::protobuf::Closure {
-    int id = 0;
-    Controller controller;
-    example::EchoRequest request;
-    example::EchoResponse response;
-    testing::CallLedger* ledger = nullptr;
-    std::counting_semaphore<kInFlightPerThread>* permits = nullptr;
-    std::atomic<int>* failures = nullptr;
-    std::atomic<int>* wrong_payloads = nullptr;
-    void Run() override {
-      if (controller.Failed()) {
-        failures->fetch_add(1);
-      } else if (response.message() != request.message()) {
-        wrong_payloads->fetch_add(1);
-      }
-      ledger->record_end(static_cast<size_t>(id));
-      permits->release();
-      delete this;
-    }
-  };
-
-  std::vector<std::thread> callers;
-  std::atomic<int> stuck{0};
-  for (int t = 0; t < kThreads; ++t) {
-    callers.emplace_back([&, t] {
-      std::counting_semaphore<kInFlightPerThread> permits(kInFlightPerThread);
-      for (int n = 0; n < kCallsPerThread; ++n) {
-        if (!permits.try_acquire_for(testing::scaled(milliseconds(10000)))) {
-          stuck.fetch_add(1);
-          return;
-        }
-        const int id = t * kCallsPerThread + n;
-        Channel& channel = *channels[static_cast<size_t>(id % TenServers::kServers)];
-        auto* call = new Call;
-        call->id = id;
-        call->request.set_message("call " + std::to_string(id));
-        call->ledger = &ledger;
-        call->permits = &permits;
-        call->failures = &failures;
-        call->wrong_payloads = &wrong_payloads;
-        example::EchoService_Stub stub(&channel);
-        stub.Echo(&call->controller, &call->request, &call->response, call);
-      }
-      for (int i = 0; i < kInFlightPerThread; ++i) {
-        if (!permits.try_acquire_for(testing::scaled(milliseconds(10000)))) {
-          stuck.fetch_add(1);
-          return;
-        }
-      }
-    });
+    loads.push_back(std::make_unique<testing::EchoLoad>(*channels.back(), kCallsPerChannel, 32));
   }
+  std::vector<std::thread> callers;
+  for (auto& load : loads)
+    callers.emplace_back([&load] { load->issue(kCallsPerChannel); });
   for (auto& caller : callers)
     caller.join();
-  ASSERT_EQ(stuck.load(), 0);
-  EXPECT_EQ(ledger.violations(), "");
-  EXPECT_EQ(failures.load(), 0);
-  EXPECT_EQ(wrong_payloads.load(), 0);
-  // Each Channel's calls went to its own server only.
   for (int i = 0; i < TenServers::kServers; ++i) {
+    testing::EchoLoad& load = *loads[static_cast<size_t>(i)];
+    load.wait_all();
+    ASSERT_EQ(load.issued(), kCallsPerChannel);
+    EXPECT_EQ(load.ledger().violations(), "") << "channel " << i;
+    size_t not_ok = 0;
+    for (const testing::CallOutcome& outcome : load.outcomes()) {
+      if (outcome.code != 0 || outcome.remote_side != servers.address(i))
+        ++not_ok;
+    }
+    EXPECT_EQ(not_ok, 0u) << "channel " << i;
     EXPECT_EQ(servers.server(i).stats().methods.at("example.EchoService.Echo").calls,
-              static_cast<uint64_t>(kCalls / TenServers::kServers))
+              kCallsPerChannel)
         << "server " << i;
     EXPECT_EQ(channels[static_cast<size_t>(i)]->calls_in_flight(), 0u);
   }
