@@ -35,10 +35,19 @@ class Gate {
     return false;
   }
   void leave() {
-    // The waiter sets kWaiting; only the leave that ends at zero with a
-    // waiter takes the lock.
+    // No waiter: one compare-and-swap. With one (kWaiting, set under the
+    // lock), the count drops under the lock: the waiter sees zero only once
+    // this leave is done with the gate, so it may destroy it at once.
+    int64_t seen = count_.load(std::memory_order_relaxed);
+    while ((seen & kWaiting) == 0) {
+      if (count_.compare_exchange_weak(seen, seen - 1, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+        return;
+      }
+    }
+    std::lock_guard lock(mutex_);
     if (count_.fetch_sub(1, std::memory_order_acq_rel) == (kWaiting | 1))
-      wake();
+      drained_.notify_all();
   }
   int64_t count() const { return count_.load(std::memory_order_acquire) & ~kWaiting; }
 
@@ -62,11 +71,6 @@ class Gate {
 
  private:
   static constexpr int64_t kWaiting = int64_t{1} << 62;
-
-  void wake() {
-    std::lock_guard lock(mutex_);
-    drained_.notify_all();
-  }
 
   std::atomic<int64_t> count_{0};
   std::mutex mutex_;

@@ -1,5 +1,7 @@
 #include "client_proxy/channel.h"
 
+#include "base/gate.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,7 +62,7 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
     runtime_ = options_.runtime != nullptr ? options_.runtime : ClientRuntime::Default();
   }
   for (int i = 0; i < runtime_->group_count(); ++i) {
-    routes_.push_back(std::make_unique<detail::ChannelRoute>(options_, calls_));
+    routes_.push_back(std::make_unique<detail::ChannelRoute>(options_));
     runtime_->group(i).add_route(*routes_.back());
   }
   if (!naming->start([this](const std::vector<ServerAddress>& servers) { on_servers(servers); },
@@ -87,8 +89,16 @@ void Channel::shut_down_routes() {
   }
   retiring.close_and_wait();
   // Every call has ended and its `done` has run (queued callbacks too).
-  calls_.close_and_wait();
+  for (auto& route : routes_)
+    route->calls.close_and_wait();
   routes_.clear();
+}
+
+uint64_t Channel::calls_in_flight() const {
+  int64_t calls = 0;
+  for (const auto& route : routes_)
+    calls += route->calls.count();
+  return static_cast<uint64_t>(calls);
 }
 
 void Channel::on_servers(const std::vector<ServerAddress>& servers) {

@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "base/gate.h"
 #include "client_proxy/channel_options.h"
 #include "client_proxy/client_runtime.h"
 #include "client_proxy/controller.h"
@@ -77,7 +76,7 @@ class Channel : public google::protobuf::RpcChannel {
   const std::shared_ptr<ClientRuntime>& runtime() const { return runtime_; }
   int group_count() const { return runtime_ == nullptr ? 0 : runtime_->group_count(); }
   // This Channel's calls that have started and not yet ended (done run).
-  uint64_t calls_in_flight() const { return static_cast<uint64_t>(calls_.count()); }
+  uint64_t calls_in_flight() const;
 
  private:
   void on_servers(const std::vector<ServerAddress>& servers);
@@ -86,7 +85,6 @@ class Channel : public google::protobuf::RpcChannel {
 
   ChannelOptions options_;
   std::shared_ptr<ClientRuntime> runtime_;
-  Gate calls_;
   // One per group of the runtime.
   std::vector<std::unique_ptr<detail::ChannelRoute>> routes_;
   std::unique_ptr<NamingSource> naming_;

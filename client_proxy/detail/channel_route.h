@@ -15,7 +15,8 @@
 namespace percore::detail {
 
 // A Channel's presence in one thread group. Its options and the gate that
-// counts its calls are for any thread; its connection pool and the calls
+// counts its calls in this group are for any thread (one gate per group, so
+// calls of different groups never touch the same counter); its connection pool and the calls
 // waiting for one of its connections are the send thread's alone. The
 // Channel makes one per group; the group's send thread adopts it
 // (SendThread::add_route) and lets it go once the Channel is being destroyed
@@ -34,15 +35,14 @@ struct ChannelRoute {
     std::function<void()> on_retired;
   };
 
-  ChannelRoute(const ChannelOptions& channel_options, Gate& channel_calls)
-      : options(channel_options), calls(channel_calls) {}
+  explicit ChannelRoute(const ChannelOptions& channel_options) : options(channel_options) {}
   ChannelRoute(const ChannelRoute&) = delete;
   ChannelRoute& operator=(const ChannelRoute&) = delete;
 
   const ChannelOptions options;  // Sanitized.
-  // The Channel's calls: entered when a call starts, left once it has ended
-  // and its `done` has run.
-  Gate& calls;
+  // The Channel's calls in this group: entered when a call starts, left once
+  // it has ended and its `done` has run.
+  alignas(64) Gate calls;
   // Set when the Channel is being destroyed: new calls end at once with 125.
   std::atomic<bool> closing{false};
 

@@ -80,6 +80,8 @@ class ConnectionPool {
     // `connection` is being released: the receive side must let go (the
     // send thread then settles its calls and calls forget()).
     virtual void on_connection_releasing(ClientConnection& connection) = 0;
+    // maintain() is due at `when`, earlier than the pool said before.
+    virtual void on_maintenance_due(Clock::time_point when) = 0;
   };
 
   ConnectionPool(EventLoop& send_loop, const EventLoop& receive_loop, ChannelOptions options,
@@ -159,7 +161,12 @@ class ConnectionPool {
   std::chrono::milliseconds backoff(int failures);
   ServerEntry* find_server(uint64_t server_id);
   ClientConnection* find_connection(uint64_t connection_id);
-  void schedule(Clock::time_point when) { next_maintenance_ = std::min(next_maintenance_, when); }
+  void schedule(Clock::time_point when) {
+    if (when < next_maintenance_) {
+      next_maintenance_ = when;
+      listener_.on_maintenance_due(when);
+    }
+  }
 
   EventLoop& loop_;
   const EventLoop& receive_loop_;

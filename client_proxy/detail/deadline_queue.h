@@ -29,11 +29,17 @@ class DeadlineQueue {
   // Adds the deadline of a call that started at `started`.
   void add(CallTable::Slot slot, Clock::time_point started, Clock::time_point deadline);
 
+  // The earliest deadline queued (time_point::max(): none); it may belong
+  // to a call that ended early.
+  Clock::time_point next_due() const { return next_due_; }
+
   // Calls `expire(slot, timeout_ms)` for each entry due at `now` whose call
   // is still pending; returns the next deadline (time_point::max(): none).
   template <typename Expire>
   Clock::time_point expire_due(Clock::time_point now, Expire&& expire) {
     loop_.assert_in_loop_thread();
+    if (now < next_due_)
+      return next_due_;  // The usual turn: nothing due.
     Clock::time_point next = Clock::time_point::max();
     for (auto queue = queues_.begin(); queue != queues_.end();) {
       std::deque<Entry>& entries = queue->second;
@@ -45,12 +51,15 @@ class DeadlineQueue {
           expire(slot, queue->first);
       }
       if (entries.empty()) {
+        if (&entries == last_queue_)
+          last_queue_ = nullptr;
         queue = queues_.erase(queue);
       } else {
         next = std::min(next, entries.front().deadline);
         ++queue;
       }
     }
+    next_due_ = next;
     return next;
   }
 
@@ -69,6 +78,11 @@ class DeadlineQueue {
   // By timeout length in milliseconds.
   std::map<int64_t, std::deque<Entry>> queues_;
   size_t entries_ = 0;  // Over all the queues.
+  Clock::time_point next_due_ = Clock::time_point::max();
+  // The queue of the last add (calls mostly share one timeout): skips the
+  // map lookup. Null once that queue is erased.
+  int64_t last_length_ = 0;
+  std::deque<Entry>* last_queue_ = nullptr;
 };
 
 }  // namespace percore::detail

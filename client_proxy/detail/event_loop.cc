@@ -49,13 +49,18 @@ void EventLoop::stop() {
 
 void EventLoop::post(Task task) {
   tasks_.enqueue(std::move(task));
+  // After the enqueue: a loop that sees the count finds the task.
+  queued_tasks_.fetch_add(1, std::memory_order_release);
   notifier_.notify();
 }
 
 bool EventLoop::run_tasks() {
+  if (queued_tasks_.load(std::memory_order_acquire) == 0)
+    return false;
   Task task;
   bool any = false;
   while (!stopped_ && tasks_.try_dequeue(task)) {
+    queued_tasks_.fetch_sub(1, std::memory_order_relaxed);
     any = true;
     task();
   }
@@ -80,12 +85,12 @@ void EventLoop::park(Owner& owner, Clock::time_point next_timer) {
   if (spin_us_ > 0) {
     const Clock::time_point spin_until = Clock::now() + std::chrono::microseconds(spin_us_);
     while (Clock::now() < spin_until) {
-      if (tasks_.size_approx() > 0 || owner.has_work())
+      if (queued_tasks_.load(std::memory_order_acquire) > 0 || owner.has_work())
         return;
     }
   }
   notifier_.prepare_to_park();
-  if (tasks_.size_approx() > 0 || owner.has_work()) {
+  if (queued_tasks_.load(std::memory_order_acquire) > 0 || owner.has_work()) {
     notifier_.cancel_park();
     return;
   }

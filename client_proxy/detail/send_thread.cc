@@ -110,19 +110,23 @@ void SendThread::on_event(uint64_t tag, uint32_t events) {
 }
 
 EventLoop::Clock::time_point SendThread::on_timers(EventLoop::Clock::time_point now) {
-  EventLoop::Clock::time_point next =
+  const EventLoop::Clock::time_point next_deadline =
       deadlines_.expire_due(now, [this](CallTable::Slot slot, int64_t timeout_ms) {
         complete(slot, ErrorCode::kTimedOut,
                  "timed out after " + std::to_string(timeout_ms) + " ms");
       });
-  for (ChannelRoute* route : routes_) {
-    ConnectionPool* pool = route->send_side(loop_).pool.get();
-    if (pool == nullptr)
-      continue;
-    next = std::min(next, now >= pool->next_maintenance() ? pool->maintain(now)
-                                                           : pool->next_maintenance());
+  if (now >= pools_due_) {
+    pools_due_ = EventLoop::Clock::time_point::max();
+    for (ChannelRoute* route : routes_) {
+      ConnectionPool* pool = route->send_side(loop_).pool.get();
+      if (pool == nullptr)
+        continue;
+      if (now >= pool->next_maintenance())
+        pool->maintain(now);
+      pools_due_ = std::min(pools_due_, pool->next_maintenance());
+    }
   }
-  return next;
+  return std::min(next_deadline, pools_due_);
 }
 
 // --- the pools' requests ---
@@ -133,6 +137,11 @@ void SendThread::on_connection_ready(ClientConnection& connection) {
 
 void SendThread::on_connection_releasing(ClientConnection& connection) {
   receive_->post_release(connection.id);
+}
+
+void SendThread::on_maintenance_due(EventLoop::Clock::time_point when) {
+  loop_.assert_in_loop_thread();
+  pools_due_ = std::min(pools_due_, when);
 }
 
 // --- intake and placement ---

@@ -74,6 +74,7 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   // --- ConnectionPool::Listener ---
   void on_connection_ready(ClientConnection& connection) override;
   void on_connection_releasing(ClientConnection& connection) override;
+  void on_maintenance_due(EventLoop::Clock::time_point when) override;
 
   // --- intake and placement ---
   bool drain_requests();
@@ -111,6 +112,9 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   ConnectionRegistry registry_;
   DeadlineQueue deadlines_;
   std::vector<ChannelRoute*> routes_;
+  // The earliest maintenance any pool asked for: the pools are visited only
+  // then, not every turn.
+  EventLoop::Clock::time_point pools_due_ = EventLoop::Clock::time_point::max();
   std::vector<ClientConnection*> dirty_;
   std::vector<CallTable::Slot> request_batch_;
   uint64_t pool_seed_;

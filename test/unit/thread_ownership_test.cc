@@ -52,6 +52,7 @@ class LoopThread {
 struct NoListener : ConnectionPool::Listener {
   void on_connection_ready(ClientConnection&) override {}
   void on_connection_releasing(ClientConnection&) override {}
+  void on_maintenance_due(ConnectionPool::Clock::time_point) override {}
 };
 
 class ThreadOwnershipDeathTest : public ::testing::Test {
