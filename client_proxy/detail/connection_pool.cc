@@ -53,6 +53,7 @@ ConnectionPool::~ConnectionPool() {
 }
 
 void ConnectionPool::transition(ClientConnection& connection, State next) {
+  loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
   const int tier = connection.fallback ? 1 : 0;
   // Leave the old state.
@@ -113,6 +114,7 @@ ClientConnection* ConnectionPool::pick(uint64_t avoid_server, bool* connecting) 
 }
 
 ClientConnection* ConnectionPool::pick_in(int tier, uint64_t avoid_server) {
+  loop_.assert_in_loop_thread();
   std::vector<ClientConnection*>& ready = ready_[tier];
   const int chosen = picker_.pick(
       ready.size(),
@@ -125,6 +127,7 @@ ClientConnection* ConnectionPool::pick_in(int tier, uint64_t avoid_server) {
 }
 
 void ConnectionPool::set_fallback_active(bool active) {
+  loop_.assert_in_loop_thread();
   fallback_active_ = active;
   if (active) {
     // Connect the fallback servers now, so that calls can wait for them.
@@ -150,6 +153,7 @@ void ConnectionPool::set_fallback_active(bool active) {
 }
 
 void ConnectionPool::drain(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
   switch (connection.send_side().state) {
     case State::kReady:
       transition(connection, State::kDraining);
@@ -165,6 +169,7 @@ void ConnectionPool::drain(ClientConnection& connection) {
 }
 
 void ConnectionPool::connect(ServerEntry& server, size_t slot_index) {
+  loop_.assert_in_loop_thread();
   const uint64_t id = registry_.next_id();
   auto owned = std::make_unique<ClientConnection>(loop_, receive_loop_, id, server.id,
                                                   server.fallback, server.address.to_string(),
@@ -212,6 +217,7 @@ void ConnectionPool::on_connect_event(ClientConnection& connection, uint32_t eve
 }
 
 void ConnectionPool::on_connected(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
   transition(connection, State::kReady);
   if (ServerEntry* server = find_server(connection.server_id))
     server->consecutive_failures = 0;
@@ -221,6 +227,7 @@ void ConnectionPool::on_connected(ClientConnection& connection) {
 }
 
 void ConnectionPool::on_connect_failed(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
   counters_.connection_failures.fetch_add(1, std::memory_order_relaxed);
   forget(connection, /*failed=*/true);
 }
@@ -270,6 +277,7 @@ void ConnectionPool::forget(ClientConnection& connection, bool failed) {
 }
 
 std::chrono::milliseconds ConnectionPool::backoff(int failures) {
+  loop_.assert_in_loop_thread();
   const int64_t initial = std::max(1, options_.backoff_initial_ms);
   const int64_t cap = std::max<int64_t>(initial, options_.backoff_max_ms);
   int64_t delay = initial;
@@ -412,11 +420,13 @@ void ConnectionPool::shut_down() {
 }
 
 ConnectionPool::ServerEntry* ConnectionPool::find_server(uint64_t server_id) {
+  loop_.assert_in_loop_thread();
   const auto found = servers_.find(server_id);
   return found == servers_.end() ? nullptr : &found->second;
 }
 
 ClientConnection* ConnectionPool::find_connection(uint64_t connection_id) {
+  loop_.assert_in_loop_thread();
   if (connection_id == 0)
     return nullptr;
   const auto found = connections_.find(connection_id);

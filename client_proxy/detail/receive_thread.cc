@@ -52,6 +52,7 @@ void ReceiveThread::release(uint64_t connection_id) {
 }
 
 void ReceiveThread::on_event(uint64_t tag, uint32_t) {
+  loop_.assert_in_loop_thread();
   // Looked up, not taken from the event: the connection may have been let go
   // earlier in this batch.
   const auto found = adopted_.find(tag);
@@ -98,6 +99,7 @@ void ReceiveThread::read(ClientConnection& connection) {
 }
 
 bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& frame) {
+  loop_.assert_in_loop_thread();
   if (frame.is_request()) {
     group_.counters.malformed_responses.fetch_add(1, std::memory_order_relaxed);
     let_go(connection, "the server sent a request frame");
@@ -146,6 +148,7 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
 }
 
 void ReceiveThread::let_go(ClientConnection& connection, std::string reason) {
+  loop_.assert_in_loop_thread();
   ClientConnection::ReceiveSide& side = connection.receive_side();
   loop_.unwatch(side.fd);
   side.fd = -1;

@@ -80,6 +80,7 @@ void SendThread::post_shutdown() {
 // --- the loop's turns ---
 
 bool SendThread::on_turn() {
+  loop_.assert_in_loop_thread();
   const bool worked = drain_requests();
   for (ChannelRoute* route : routes_) {
     if (!route->send_side(loop_).waiting.empty())
@@ -90,10 +91,12 @@ bool SendThread::on_turn() {
 }
 
 bool SendThread::has_work() const {
+  loop_.assert_in_loop_thread();
   return group_.requests.size_approx() > 0;
 }
 
 void SendThread::on_event(uint64_t tag, uint32_t events) {
+  loop_.assert_in_loop_thread();
   const ConnectionRegistry::Entry entry = registry_.find(tag);
   if (entry.connection == nullptr)
     return;
@@ -110,6 +113,7 @@ void SendThread::on_event(uint64_t tag, uint32_t events) {
 }
 
 EventLoop::Clock::time_point SendThread::on_timers(EventLoop::Clock::time_point now) {
+  loop_.assert_in_loop_thread();
   const EventLoop::Clock::time_point next_deadline =
       deadlines_.expire_due(now, [this](CallTable::Slot slot, int64_t timeout_ms) {
         complete(slot, ErrorCode::kTimedOut,
@@ -132,10 +136,12 @@ EventLoop::Clock::time_point SendThread::on_timers(EventLoop::Clock::time_point 
 // --- the pools' requests ---
 
 void SendThread::on_connection_ready(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
   receive_->post_adopt(connection, connection.send_side().fd);
 }
 
 void SendThread::on_connection_releasing(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
   receive_->post_release(connection.id);
 }
 
@@ -147,6 +153,7 @@ void SendThread::on_maintenance_due(EventLoop::Clock::time_point when) {
 // --- intake and placement ---
 
 bool SendThread::drain_requests() {
+  loop_.assert_in_loop_thread();
   bool any = false;
   for (;;) {
     const size_t count = group_.requests.try_dequeue_bulk(request_batch_.begin(), kRequestBatch);
@@ -177,6 +184,7 @@ void SendThread::dispatch(CallTable::Slot slot) {
 }
 
 void SendThread::place(CallTable::Slot slot, CallRecord& record, CallRecord::SendSide& send) {
+  loop_.assert_in_loop_thread();
   ChannelRoute::SendSide& route = record.call.route->send_side(loop_);
   if (route.pool == nullptr) {
     complete(slot, ErrorCode::kCanceled, "cancelled: the channel is being destroyed");
@@ -197,6 +205,7 @@ void SendThread::place(CallTable::Slot slot, CallRecord& record, CallRecord::Sen
 }
 
 void SendThread::resend(CallTable::Slot slot, uint64_t avoid_server) {
+  loop_.assert_in_loop_thread();
   CallRecord& record = group_.records[slot.index];
   if (CallRecord::Clock::now() >= record.call.deadline) {
     complete(slot, ErrorCode::kTimedOut, "deadline passed before the call could be sent again");
@@ -211,6 +220,7 @@ void SendThread::resend(CallTable::Slot slot, uint64_t avoid_server) {
 }
 
 void SendThread::retry_waiting(ChannelRoute& route) {
+  loop_.assert_in_loop_thread();
   ChannelRoute::SendSide& side = route.send_side(loop_);
   if (side.pool != nullptr && side.pool->ready_count() == 0 && side.pool->connecting_count() > 0)
     return;  // Still waiting.
@@ -225,6 +235,7 @@ void SendThread::retry_waiting(ChannelRoute& route) {
 }
 
 void SendThread::complete(CallTable::Slot slot, ErrorCode code, std::string text) {
+  loop_.assert_in_loop_thread();
   if (!group_.table.try_complete(slot))
     return;
   CallRecord& record = group_.records[slot.index];
@@ -244,6 +255,7 @@ void SendThread::complete(CallTable::Slot slot, ErrorCode code, std::string text
 
 void SendThread::queue_on(ClientConnection& connection, const CallRecord& record,
                           CallRecord::SendSide& send) {
+  loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
   const CallRecord::Call& call = record.call;
   send.connection_id = connection.id;
@@ -269,6 +281,7 @@ void SendThread::queue_on(ClientConnection& connection, const CallRecord& record
 }
 
 void SendThread::flush_dirty() {
+  loop_.assert_in_loop_thread();
   // Connections on the list are alive: it is emptied every turn, and
   // connections are freed only by tasks and timers, between turns.
   for (ClientConnection* connection : dirty_) {
@@ -279,6 +292,7 @@ void SendThread::flush_dirty() {
 }
 
 void SendThread::flush(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
   if (side.waiting_writable || side.fd < 0 || side.state == ClientConnection::State::kReleasing ||
       side.state == ClientConnection::State::kClosed) {
@@ -339,6 +353,7 @@ void SendThread::on_released(uint64_t connection_id, const std::string& reason) 
 }
 
 void SendThread::settle_calls_on(ClientConnection& connection, const std::string& why) {
+  loop_.assert_in_loop_thread();
   const ClientConnection::SendSide& side = connection.send_side();
   for (uint32_t index = 0; index < group_.table.capacity(); ++index) {
     CallRecord& record = group_.records[index];
@@ -399,6 +414,7 @@ void SendThread::remove_route(ChannelRoute& route, std::function<void()> retired
 }
 
 void SendThread::retire_if_done(ChannelRoute& route) {
+  loop_.assert_in_loop_thread();
   ChannelRoute::SendSide& side = route.send_side(loop_);
   if (!side.on_retired || (side.pool != nullptr && !side.pool->empty()))
     return;
@@ -410,6 +426,7 @@ void SendThread::retire_if_done(ChannelRoute& route) {
 }
 
 void SendThread::cancel_calls(const ChannelRoute* route) {
+  loop_.assert_in_loop_thread();
   for (uint32_t index = 0; index < group_.table.capacity(); ++index) {
     // Calls still in the request queue were never dispatched: complete()
     // knows them by their generation.
