@@ -1,16 +1,16 @@
 #include "client_proxy/channel.h"
 
-#include "base/gate.h"
-
 #include <unistd.h>
 
 #include <algorithm>
 #include <random>
 
+#include "base/gate.h"
 #include "client_proxy/detail/channel_route.h"
 #include "client_proxy/detail/thread_group.h"
 #include "discovery/naming_source.h"
 #include "discovery/subsetting.h"
+#include "proto/assert.h"
 
 namespace percore {
 namespace {
@@ -38,6 +38,11 @@ ChannelOptions sanitized(ChannelOptions options) {
 Channel::Channel() = default;
 
 Channel::~Channel() {
+  // From one of the runtime's own threads the wait below could be for the
+  // very thread that waits (a queued `done`, the send thread's cancelling):
+  // a deadlock, so refuse it loudly.
+  PERCORE_ASSERT(runtime_ == nullptr ||
+                 detail::ThreadGroup::current_group_of(runtime_.get()) < 0);
   if (naming_ != nullptr)
     naming_->stop();
   shut_down_routes();

@@ -43,9 +43,10 @@ struct ChannelRoute;
 // Owns: its routes into the runtime's groups (connections to its servers,
 // one pool per group) and its naming source; shares the runtime.
 // Threads: Init and the destructor from one thread, with no call starting
-// concurrently with either, and not from a callback running on the
-// runtime's threads; CallMethod from any thread (a thread sticks to one
-// group).
+// concurrently with either, and not from a thread of the Channel's runtime
+// (a callback): the destructor checks it (PERCORE_ASSERT), since it would
+// wait for that very thread. CallMethod from any thread (a thread sticks to
+// one group).
 class Channel : public google::protobuf::RpcChannel {
  public:
   Channel();
@@ -61,8 +62,9 @@ class Channel : public google::protobuf::RpcChannel {
   //   file:///path                 one host:port a line, re-read on change;
   //   zk://hosts/base/path/Service ZooKeeper, Apache Curator's layout;
   //                                waits naming_timeout_ms for the first list.
-  // False with the reason in *error for a malformed target, an unreachable
-  // registry, or if called twice.
+  // False with the reason in *error for a malformed target, a file:// that
+  // is missing or names no server, an unreachable registry, or if called
+  // twice. Before a successful Init, every call ends at once with 2001.
   bool Init(const std::string& target, const ChannelOptions& options = {},
             std::string* error = nullptr);
 

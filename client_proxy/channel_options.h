@@ -14,12 +14,21 @@ namespace percore {
 // done == nullptr is synchronous whatever this says.)
 enum class CompletionMode {
   // On the group's callback thread(s), handed over through a lock-free queue:
-  // the I/O threads never run user code. The default.
+  // the I/O threads never run user code. The default. The call keeps its
+  // place in the group's in-flight count (max_inflight_per_group) until
+  // `done` returns, so callbacks that fall behind slow new calls down (1011)
+  // instead of piling up.
   kQueuedCallback,
   // Right on the thread that completes the call: the receive thread for a
-  // reply, the send thread for a timeout or a failure. Cheapest; the callback
-  // must be short, must not block and must not make a synchronous call.
+  // reply, the send thread for a timeout or a failure after the call was
+  // queued. The call's place is freed before `done` runs. Cheapest; the
+  // callback must be short, must not block, and a synchronous call from it
+  // fails at once with 2001 (it would wait for the thread it blocks).
   kInlineCallback,
+  // In both modes, a call that fails before it is queued (timeout_ms 0,
+  // 1011, 1003, 125 while the Channel closes, a Channel not initialized)
+  // runs `done` on the calling thread, before CallMethod returns: a caller
+  // must not hold a lock there that `done` takes.
 };
 
 enum class LoadBalancer {

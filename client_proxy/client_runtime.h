@@ -12,10 +12,13 @@ class ThreadGroup;
 // Options of a ClientRuntime. Each field: meaning, default, limits.
 struct ClientRuntimeOptions {
   // Thread groups (each: a send thread, a receive thread, callback threads
-  // and its own connections). Default 0: one per core. 1..256.
+  // and its own connections). Default 0 (or any value <= 0): one per core.
+  // At most 256.
   int groups = 0;
   // Calls in flight per group, over every Channel that uses it; past it a
-  // call fails at once with 1011 (overcrowded). Default 4096; 1..1<<20.
+  // call fails at once with 1011 (overcrowded). A call with a queued
+  // callback (CompletionMode::kQueuedCallback) counts until its `done` has
+  // returned. Default 4096; 1..1<<20.
   int max_inflight_per_group = 4096;
   // Callback threads per group for CompletionMode::kQueuedCallback.
   // Default 1; 1..64.

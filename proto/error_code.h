@@ -41,7 +41,9 @@ enum class ErrorCode : int32_t {
 //   1009  the connection broke after the request was sent (the server may
 //         have run it, so it is not sent again).
 //   1011  the group's in-flight limit (max_inflight_per_group) is reached.
-//   2001  Controller::SetFailed by the application.
+//   2001  Controller::SetFailed by the application; CallMethod on a Channel
+//         that is not initialized; a synchronous call from an inline callback
+//         (it would wait for the I/O thread it blocks).
 //   2002  the response does not parse, or uses a compression percore does not
 //         support.
 //   any code the server answered: 1001 / 1002 (unknown service / method),

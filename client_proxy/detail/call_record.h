@@ -31,7 +31,7 @@ struct ChannelRoute;
 // - `call`: the calling thread, between acquire() and publish(); read-only
 //   afterwards for the send thread (after the request queue) and for the
 //   completer (after winning try_complete()), until the call has ended;
-// - `resends`, `finished`: atomics (see each);
+// - `resends`, `finished`, `queued_on`: atomics (see each);
 // - send_side(): the send thread only (checked).
 struct CallRecord {
   using Clock = std::chrono::steady_clock;
@@ -69,6 +69,11 @@ struct CallRecord {
   // Synchronous calls: the completer stores 1 and notifies; the caller waits
   // for it, then releases the slot.
   std::atomic<uint32_t> finished{0};
+  // The connection the call was last queued on (0: none yet). The send
+  // thread stores it before the bytes go out; the receive thread takes a
+  // reply only from that connection, so no other server (of this Channel or
+  // of another Channel sharing the group) can end the call.
+  std::atomic<uint64_t> queued_on{0};
 
   SendSide& send_side(const EventLoop& send_loop) {
     PERCORE_ASSERT(send_loop.in_loop_thread());

@@ -106,14 +106,18 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
     return false;
   }
   const CallTable::Slot slot = CallTable::slot_of(frame.meta.correlation_id());
+  // A reply counts only for a pending call queued on this very connection:
+  // ids are the group's, and the group's connections go to the servers of
+  // every Channel that shares it. Anything else is late, doubled or forged.
+  if (!group_.table.is_pending(slot) ||
+      group_.records[slot.index].queued_on.load(std::memory_order_acquire) != connection.id) {
+    group_.counters.stale_replies.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   const int32_t code = frame.meta.response().error_code();
   if (code == to_int(ErrorCode::kServerStopping)) {
     // The server did not run it: the send thread sends it elsewhere.
-    if (group_.table.is_pending(slot)) {
-      send_.post_resend(slot, connection.id);
-    } else {
-      group_.counters.stale_replies.fetch_add(1, std::memory_order_relaxed);
-    }
+    send_.post_resend(slot, connection.id);
     return true;
   }
   if (!group_.table.try_complete(slot)) {

@@ -253,12 +253,13 @@ void SendThread::complete(CallTable::Slot slot, ErrorCode code, std::string text
 
 // --- writing ---
 
-void SendThread::queue_on(ClientConnection& connection, const CallRecord& record,
+void SendThread::queue_on(ClientConnection& connection, CallRecord& record,
                           CallRecord::SendSide& send) {
   loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
   const CallRecord::Call& call = record.call;
   send.connection_id = connection.id;
+  record.queued_on.store(connection.id, std::memory_order_release);
   send.stream_offset = side.bytes_queued;
   size_t bytes;
   if (call.shared_head != nullptr) {
@@ -381,7 +382,9 @@ void SendThread::on_resend(CallTable::Slot slot, uint64_t connection_id) {
     return;
   CallRecord& record = group_.records[slot.index];
   CallRecord::SendSide& send = record.send_side(loop_);
-  if (send.generation != slot.generation)
+  // A second 2003 for the same call, or one from a connection the call has
+  // left already: the call is elsewhere, it must not be sent twice.
+  if (send.generation != slot.generation || send.connection_id != connection_id)
     return;
   // The 2003 answer took the call off that connection.
   if (ClientConnection* on = registry_.find(send.connection_id).connection)

@@ -85,7 +85,7 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void complete(CallTable::Slot slot, ErrorCode code, std::string text);
 
   // --- writing ---
-  void queue_on(ClientConnection& connection, const CallRecord& record,
+  void queue_on(ClientConnection& connection, CallRecord& record,
                 CallRecord::SendSide& send);
   void flush_dirty();
   void flush(ClientConnection& connection);

@@ -107,6 +107,15 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
     fail(ErrorCode::kTimedOut, "timed out: timeout_ms is 0");
     return;
   }
+  if (done == nullptr &&
+      (state_.receive_loop.in_loop_thread() || state_.send_loop.in_loop_thread())) {
+    // An inline callback on this group's I/O thread: the reply could only
+    // be read (or the deadline fired) by the thread that would wait for it.
+    fail(ErrorCode::kInternal,
+         "a synchronous call from an inline callback would wait for its own I/O thread; "
+         "call asynchronously or use kQueuedCallback");
+    return;
+  }
   const std::optional<CallTable::Slot> slot = state_.table.acquire();
   if (!slot) {
     fail(ErrorCode::kOvercrowded,
@@ -129,6 +138,7 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
       controller->max_retry() >= 0 ? controller->max_retry() : route.options.max_retry;
   record.resends.store(0, std::memory_order_relaxed);
   record.finished.store(0, std::memory_order_relaxed);
+  record.queued_on.store(0, std::memory_order_relaxed);
 
   // Serialize here, on the calling thread: callers work in parallel, and the
   // send thread only copies bytes.

@@ -2,10 +2,16 @@
 // more threads than one, every call of every Channel ends exactly once under
 // load, and one Channel going away ends only its own calls.
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <future>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -17,6 +23,8 @@
 #include "examples/echo_service.h"
 #include "proto/echo.pb.h"
 #include "proto/error_code.h"
+#include "proto/frame_decoder.h"
+#include "proto/frame_encoder.h"
 #include "server_io/server.h"
 #include "test/support/echo_load.h"
 #include "test/support/eventually.h"
@@ -66,6 +74,81 @@ class TenServers {
  private:
   examples::EchoServiceImpl echo_;
   std::vector<std::unique_ptr<Server>> servers_;
+};
+
+// A listening socket on 127.0.0.1:0. With `forge` false it never accepts:
+// connects complete (the backlog) and requests go unanswered. With `forge`
+// true one thread accepts one connection, reads its first request, then
+// answers every other correlation id a small group can have (generations
+// 0..3, slots 0..15) with "forged" before answering its own: a server that
+// tries to end calls of other Channels sharing the group.
+class RawListener {
+ public:
+  explicit RawListener(bool forge) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t length = sizeof(address);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    if (forge)
+      thread_ = std::thread([this] { forge_answers(); });
+  }
+  ~RawListener() {
+    ::shutdown(fd_, SHUT_RDWR);
+    if (thread_.joinable())
+      thread_.join();
+    if (peer_ >= 0)
+      ::close(peer_);
+    ::close(fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  static std::string response(int64_t correlation_id, const std::string& text) {
+    wire::RpcMeta meta;
+    meta.set_correlation_id(correlation_id);
+    meta.mutable_response()->set_error_code(0);
+    example::EchoResponse message;
+    message.set_message(text);
+    std::string out;
+    EXPECT_EQ(encode_frame_head(meta, &message, 0, 1 << 20, out), EncodeStatus::kOk);
+    return out;
+  }
+
+  void forge_answers() {
+    peer_ = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (peer_ < 0)
+      return;
+    FrameDecoder decoder;
+    Frame frame;
+    char buffer[4096];
+    while (decoder.next(frame) != DecodeStatus::kFrame) {
+      const ssize_t bytes = ::recv(peer_, buffer, sizeof(buffer), 0);
+      if (bytes <= 0)
+        return;
+      decoder.feed(std::string_view(buffer, static_cast<size_t>(bytes)));
+    }
+    const int64_t own = frame.meta.correlation_id();
+    std::string out;
+    for (int64_t generation = 0; generation < 4; ++generation) {
+      for (int64_t slot = 0; slot < 16; ++slot) {
+        const int64_t id = generation << 32 | slot;
+        if (id != own)
+          out += response(id, "forged");
+      }
+    }
+    out += response(own, "mine");
+    ::send(peer_, out.data(), out.size(), MSG_NOSIGNAL);
+  }
+
+  int fd_ = -1;
+  int peer_ = -1;
+  int port_ = 0;
+  std::thread thread_;
 };
 
 std::unique_ptr<Channel> open_channel(const std::string& address, ChannelOptions options) {
@@ -172,6 +255,105 @@ TEST(ClientRuntimeTest, TenChannelsUnderLoadOnOneRuntimeEndEveryCallOnce) {
         << "server " << i;
     EXPECT_EQ(channels[static_cast<size_t>(i)]->calls_in_flight(), 0u);
   }
+}
+
+// Correlation ids belong to the group, and the group's connections go to the
+// servers of every Channel that shares it: a reply counts only on the
+// connection its call was queued on. A server that answers ids of calls it
+// never got cannot end them, however it guesses.
+TEST(ClientRuntimeTest, AServerCannotEndCallsOfAnotherChannelOnTheRuntime) {
+  RawListener silent(/*forge=*/false);
+  RawListener forger(/*forge=*/true);
+  ChannelOptions options;
+  options.runtime = std::make_shared<ClientRuntime>(ClientRuntimeOptions{.groups = 1});
+  auto victim = open_channel(silent.address(), options);
+  auto other = open_channel(forger.address(), options);
+
+  example::EchoRequest request;
+  request.set_message("hello");
+  Controller victim_controller;
+  victim_controller.set_timeout_ms(static_cast<int>(testing::scaled(milliseconds(500)).count()));
+  example::EchoResponse victim_response;
+  FutureDone victim_done;
+  example::EchoService_Stub(victim.get())
+      .Echo(&victim_controller, &request, &victim_response, &victim_done);
+
+  Controller other_controller;
+  example::EchoResponse other_response;
+  example::EchoService_Stub(other.get()).Echo(&other_controller, &request, &other_response, nullptr);
+  EXPECT_FALSE(other_controller.Failed()) << other_controller.ErrorText();
+  EXPECT_EQ(other_response.message(), "mine");
+
+  victim_done.future().wait();
+  EXPECT_EQ(victim_controller.ErrorCode(), to_int(ErrorCode::kTimedOut))
+      << victim_controller.ErrorText() << " from " << victim_controller.remote_side();
+  EXPECT_EQ(victim_response.message(), "");
+}
+
+// A synchronous call made from an inline callback would wait for the I/O
+// thread it blocks: it fails at once with 2001 instead of hanging, and the
+// group goes on.
+TEST(ClientRuntimeTest, SynchronousCallFromAnInlineCallbackFailsAtOnce) {
+  TenServers servers;
+  ChannelOptions options;
+  options.runtime = std::make_shared<ClientRuntime>(ClientRuntimeOptions{.groups = 1});
+  options.completion = CompletionMode::kInlineCallback;
+  options.timeout_ms = -1;  // Without the check, a hang.
+  auto channel = open_channel(servers.address(0), options);
+  options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(5000)).count());
+  auto other = open_channel(servers.address(1), options);
+  example::EchoRequest request;
+  request.set_message("outer");
+  example::EchoResponse response;
+  Controller controller;
+  controller.set_timeout_ms(-1);
+  std::promise<int32_t> inner_code;
+  auto done = [&] {
+    example::EchoRequest inner_request;
+    inner_request.set_message("inner");
+    example::EchoResponse inner_response;
+    Controller inner;
+    example::EchoService_Stub(other.get()).Echo(&inner, &inner_request, &inner_response, nullptr);
+    inner_code.set_value(inner.ErrorCode());
+  };
+  struct Done : google::protobuf::Closure {
+    std::function<void()> body;
+    void Run() override { body(); }
+  } closure;
+  closure.body = done;
+  example::EchoService_Stub(channel.get()).Echo(&controller, &request, &response, &closure);
+  auto future = inner_code.get_future();
+  ASSERT_EQ(future.wait_for(testing::scaled(milliseconds(5000))), std::future_status::ready);
+  EXPECT_EQ(future.get(), to_int(ErrorCode::kInternal));
+  EXPECT_TRUE(echo_once(*other, "still fine"));
+}
+
+// Destroying a Channel from a thread of its own runtime could wait for that
+// very thread: it stops the process with the assertion instead of hanging.
+TEST(ClientRuntimeDeathTest, DestroyingAChannelFromItsRuntimesCallbackDies) {
+#if !defined(PERCORE_ENABLE_ASSERTS)
+  GTEST_SKIP() << "built with PERCORE_ASSERTS=OFF";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        TenServers servers;
+        ChannelOptions options;
+        options.runtime = std::make_shared<ClientRuntime>(ClientRuntimeOptions{.groups = 1});
+        auto channel = open_channel(servers.address(0), options);
+        example::EchoRequest request;
+        example::EchoResponse response;
+        Controller controller;
+        std::promise<void> never;
+        struct Done : google::protobuf::Closure {
+          std::unique_ptr<Channel>* channel = nullptr;
+          void Run() override { channel->reset(); }
+        } closure;
+        closure.channel = &channel;
+        example::EchoService_Stub(channel.get()).Echo(&controller, &request, &response, &closure);
+        never.get_future().wait_for(std::chrono::seconds(20));
+      },
+      "assertion failed: runtime_ == nullptr");
 }
 
 // Destroying one Channel ends its own calls (125) and closes its
