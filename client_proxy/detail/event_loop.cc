@@ -55,6 +55,7 @@ void EventLoop::post(Task task) {
 }
 
 bool EventLoop::run_tasks() {
+  assert_in_loop_thread();
   if (queued_tasks_.load(std::memory_order_acquire) == 0)
     return false;
   Task task;

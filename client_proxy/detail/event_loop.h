@@ -81,8 +81,13 @@ class EventLoop {
   // Wake-ups that needed a system call (tests, benchmarks).
   uint64_t wakeups_signalled() const { return notifier_.wakeups_signalled(); }
 
- private:
+  // Runs the tasks posted so far; true if there were any. The loop runs them
+  // at the start of every turn; an owner also calls it before work that a
+  // task posted earlier must precede (a call made after its Channel's route
+  // was posted). Loop thread.
   bool run_tasks();
+
+ private:
   void park(Owner& owner, Clock::time_point next_timer);
 
   const int spin_us_;

@@ -160,6 +160,11 @@ bool SendThread::drain_requests() {
     if (count == 0)
       return any;
     any = true;
+    // What was posted before these calls were made (their Channel's route,
+    // its first server list) is visible now that they are: apply it first,
+    // or a call made right after Channel::Init could find no pool (125) or
+    // no server (112).
+    loop_.run_tasks();
     for (size_t i = 0; i < count; ++i)
       dispatch(request_batch_[i]);
     if (count < kRequestBatch)

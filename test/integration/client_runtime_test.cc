@@ -356,6 +356,25 @@ TEST(ClientRuntimeDeathTest, DestroyingAChannelFromItsRuntimesCallbackDies) {
       "assertion failed: runtime_ == nullptr");
 }
 
+// A call made right after Init finds its Channel's route and first server
+// list applied, even when the group's send thread is busy with another
+// Channel's calls: 300 fresh Channels, each first call OK.
+TEST(ClientRuntimeTest, FirstCallRightAfterInitFindsTheChannelsServers) {
+  TenServers servers;
+  ChannelOptions options;
+  options.runtime = std::make_shared<ClientRuntime>(ClientRuntimeOptions{.groups = 2});
+  auto busy = open_channel(servers.address(0), options);
+  testing::EchoLoad load(*busy, 100000, 32);
+  load.start_background();
+  for (int i = 0; i < 300; ++i) {
+    auto channel = open_channel(servers.address(1 + i % 9), options);
+    ASSERT_TRUE(echo_once(*channel, "first " + std::to_string(i))) << "channel " << i;
+  }
+  load.stop_background();
+  load.wait_all();
+  EXPECT_EQ(load.ledger().violations(load.issued()), "");
+}
+
 // Destroying one Channel ends its own calls (125) and closes its
 // connections; the other Channels on the runtime go on.
 TEST(ClientRuntimeTest, DestroyingOneChannelLeavesTheOthersOnTheRuntimeWorking) {
