@@ -31,7 +31,7 @@ struct ChannelRoute;
 // - `call`: the calling thread, between acquire() and publish(); read-only
 //   afterwards for the send thread (after the request queue) and for the
 //   completer (after winning try_complete()), until the call has ended;
-// - `resends`, `finished`, `queued_on`: atomics (see each);
+// - `resends`, `finished`, `queued_on`, `sweep_route`: atomics (see each);
 // - send_side(): the send thread only (checked).
 struct CallRecord {
   using Clock = std::chrono::steady_clock;
@@ -74,6 +74,11 @@ struct CallRecord {
   // reply only from that connection, so no other server (of this Channel or
   // of another Channel sharing the group) can end the call.
   std::atomic<uint64_t> queued_on{0};
+  // call.route again, as an atomic: the send thread's cancel sweep reads it
+  // for slots that may be completed and reused under it (call.route is the
+  // caller's until publish()); a stale value only names a generation that
+  // complete() then refuses.
+  std::atomic<const ChannelRoute*> sweep_route{nullptr};
 
   SendSide& send_side(const EventLoop& send_loop) {
     PERCORE_ASSERT(send_loop.in_loop_thread());

@@ -439,7 +439,8 @@ void SendThread::cancel_calls(const ChannelRoute* route) {
     // Calls still in the request queue were never dispatched: complete()
     // knows them by their generation.
     const std::optional<CallTable::Slot> slot = group_.table.pending_at(index);
-    if (!slot || (route != nullptr && group_.records[index].call.route != route))
+    if (!slot ||
+        (route != nullptr && group_.records[index].sweep_route.load(std::memory_order_relaxed) != route))
       continue;
     complete(*slot, ErrorCode::kCanceled, "cancelled: the channel is being destroyed");
   }

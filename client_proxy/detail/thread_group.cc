@@ -139,6 +139,7 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   record.resends.store(0, std::memory_order_relaxed);
   record.finished.store(0, std::memory_order_relaxed);
   record.queued_on.store(0, std::memory_order_relaxed);
+  record.sweep_route.store(&route, std::memory_order_relaxed);
 
   // Serialize here, on the calling thread: callers work in parallel, and the
   // send thread only copies bytes.
