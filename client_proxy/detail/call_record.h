@@ -12,6 +12,7 @@
 #include "client_proxy/channel_options.h"
 #include "client_proxy/detail/call_table.h"
 #include "client_proxy/detail/event_loop.h"
+#include "client_proxy/detail/loop_owned.h"
 #include "proto/assert.h"
 
 namespace percore {
@@ -80,13 +81,10 @@ struct CallRecord {
   // complete() then refuses.
   std::atomic<const ChannelRoute*> sweep_route{nullptr};
 
-  SendSide& send_side(const EventLoop& send_loop) {
-    PERCORE_ASSERT(send_loop.in_loop_thread());
-    return send_;
-  }
+  SendSide& send_side(const EventLoop& send_loop) { return send_.get(send_loop); }
 
  private:
-  SendSide send_;
+  LoopOwned<SendSide> send_;
 };
 
 }  // namespace percore::detail

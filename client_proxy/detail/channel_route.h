@@ -10,6 +10,7 @@
 #include "client_proxy/detail/call_table.h"
 #include "client_proxy/detail/connection_pool.h"
 #include "client_proxy/detail/event_loop.h"
+#include "client_proxy/detail/loop_owned.h"
 #include "proto/assert.h"
 
 namespace percore::detail {
@@ -46,13 +47,10 @@ struct ChannelRoute {
   // Set when the Channel is being destroyed: new calls end at once with 125.
   std::atomic<bool> closing{false};
 
-  SendSide& send_side(const EventLoop& send_loop) {
-    PERCORE_ASSERT(send_loop.in_loop_thread());
-    return send_;
-  }
+  SendSide& send_side(const EventLoop& send_loop) { return send_.get(send_loop); }
 
  private:
-  SendSide send_;
+  LoopOwned<SendSide> send_;
 };
 
 }  // namespace percore::detail

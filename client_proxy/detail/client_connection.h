@@ -6,6 +6,7 @@
 #include <string>
 
 #include "client_proxy/detail/event_loop.h"
+#include "client_proxy/detail/loop_owned.h"
 #include "proto/assert.h"
 #include "proto/frame_decoder.h"
 #include "proto/gather_buffer.h"
@@ -82,20 +83,14 @@ class ClientConnection {
   // completes a call subtracts. The balancer reads it.
   std::atomic<int> outstanding{0};
 
-  SendSide& send_side() {
-    PERCORE_ASSERT(send_loop_.in_loop_thread());
-    return send_;
-  }
-  ReceiveSide& receive_side() {
-    PERCORE_ASSERT(receive_loop_.in_loop_thread());
-    return receive_;
-  }
+  SendSide& send_side() { return send_.get(send_loop_); }
+  ReceiveSide& receive_side() { return receive_.get(receive_loop_); }
 
  private:
   const EventLoop& send_loop_;
   const EventLoop& receive_loop_;
-  SendSide send_;
-  ReceiveSide receive_;
+  LoopOwned<SendSide> send_;
+  LoopOwned<ReceiveSide> receive_;
 };
 
 }  // namespace percore::detail
