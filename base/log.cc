@@ -81,4 +81,29 @@ std::string LogRateLimiter::with_suppressed_count(std::string text, uint64_t hel
   return text;
 }
 
+LogRateLimiter& KeyedLogRateLimiter::limiter_for(const std::string& key) {
+  const auto now = std::chrono::steady_clock::now();
+  if (entries_.size() > 1024) {
+    std::erase_if(entries_, [&](const auto& item) {
+      if (now - item.second.last_used < std::chrono::minutes(1))
+        return false;
+      suppressed_by_forgotten_ += item.second.limiter->suppressed_total();
+      return true;
+    });
+  }
+  Entry& entry = entries_[key];
+  if (entry.limiter == nullptr)
+    entry.limiter = std::make_unique<LogRateLimiter>(burst_, interval_);
+  entry.last_used = now;
+  return *entry.limiter;
+}
+
+uint64_t KeyedLogRateLimiter::suppressed_total() const {
+  std::lock_guard lock(mutex_);
+  uint64_t total = suppressed_by_forgotten_;
+  for (const auto& [key, entry] : entries_)
+    total += entry.limiter->suppressed_total();
+  return total;
+}
+
 }  // namespace percore

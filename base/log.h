@@ -5,6 +5,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <memory>
 
 namespace percore {
 
@@ -55,6 +57,44 @@ class LogRateLimiter {
   int lines_in_window_ = 0;
   uint64_t held_back_since_last_line_ = 0;
   uint64_t suppressed_total_ = 0;
+};
+
+// A LogRateLimiter per key (a server's "ip:port"): each key gets its own
+// `burst` lines per `interval`, so that one flapping server cannot hide the
+// lines of another, and one server costs a few lines a second however many
+// threads report on it. Keys unused for a minute are forgotten once more
+// than 1,024 are held, which bounds the memory whatever the keys.
+//
+// Owns: its limiters. Threads: any (one short lock per call; call sites are
+// error paths).
+class KeyedLogRateLimiter {
+ public:
+  explicit KeyedLogRateLimiter(int burst = 1,
+                               std::chrono::milliseconds interval = std::chrono::seconds(1))
+      : burst_(burst), interval_(interval) {}
+  KeyedLogRateLimiter(const KeyedLogRateLimiter&) = delete;
+  KeyedLogRateLimiter& operator=(const KeyedLogRateLimiter&) = delete;
+
+  template <typename MakeText>
+  void log(const std::string& key, LogLevel level, MakeText&& make_text) {
+    std::lock_guard lock(mutex_);
+    limiter_for(key).log(level, std::forward<MakeText>(make_text));
+  }
+  uint64_t suppressed_total() const;
+
+ private:
+  struct Entry {
+    std::unique_ptr<LogRateLimiter> limiter;
+    std::chrono::steady_clock::time_point last_used;
+  };
+  // With mutex_ held (the limiter is used under it too).
+  LogRateLimiter& limiter_for(const std::string& key);
+
+  const int burst_;
+  const std::chrono::milliseconds interval_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+  uint64_t suppressed_by_forgotten_ = 0;
 };
 
 }  // namespace percore

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <random>
 
 #include "base/gate.h"
+#include "client_proxy/detail/channel_event_log.h"
 #include "client_proxy/detail/channel_route.h"
 #include "client_proxy/detail/thread_group.h"
 #include "discovery/naming_source.h"
@@ -20,7 +22,18 @@ ChannelOptions sanitized(ChannelOptions options) {
   options.connect_timeout_ms = std::max(1, options.connect_timeout_ms);
   options.backoff_initial_ms = std::max(1, options.backoff_initial_ms);
   options.backoff_max_ms = std::max(options.backoff_initial_ms, options.backoff_max_ms);
-  options.max_retry = std::max(0, options.max_retry);
+  options.max_retry = std::clamp(options.max_retry, 0, 100);
+  options.max_resends = std::clamp(options.max_resends, 0, 100);
+  options.retry_budget_percent = std::clamp(options.retry_budget_percent, 0, 1000);
+  options.retry_budget_min_per_second = std::clamp(options.retry_budget_min_per_second, 0, 1000000);
+  if (options.keepalive_time_ms > 0)
+    options.keepalive_time_ms = std::max(10, options.keepalive_time_ms);
+  options.keepalive_timeout_ms = std::max(10, options.keepalive_timeout_ms);
+  options.outlier_consecutive_errors = std::max(0, options.outlier_consecutive_errors);
+  options.outlier_base_ejection_time_ms = std::max(1, options.outlier_base_ejection_time_ms);
+  options.outlier_max_ejection_time_ms =
+      std::max(options.outlier_base_ejection_time_ms, options.outlier_max_ejection_time_ms);
+  options.outlier_max_ejection_percent = std::clamp(options.outlier_max_ejection_percent, 0, 100);
   options.subset_size = std::max(0, options.subset_size);
   if (options.client_id < 0) {
     std::random_device random;
@@ -66,8 +79,9 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
   } else {
     runtime_ = options_.runtime != nullptr ? options_.runtime : ClientRuntime::Default();
   }
+  events_ = std::make_unique<detail::ChannelEventLog>(target);
   for (int i = 0; i < runtime_->group_count(); ++i) {
-    routes_.push_back(std::make_unique<detail::ChannelRoute>(options_));
+    routes_.push_back(std::make_unique<detail::ChannelRoute>(options_, *events_));
     runtime_->group(i).add_route(*routes_.back());
   }
   if (!naming->start([this](const std::vector<ServerAddress>& servers) { on_servers(servers); },
@@ -99,6 +113,13 @@ void Channel::shut_down_routes() {
   routes_.clear();
 }
 
+ChannelStats Channel::stats() const {
+  std::vector<ChannelGroupStats> groups;
+  for (const auto& route : routes_)
+    groups.push_back(route->counters.snapshot());
+  return detail::sum_group_stats(std::move(groups));
+}
+
 uint64_t Channel::calls_in_flight() const {
   int64_t calls = 0;
   for (const auto& route : routes_)
@@ -107,6 +128,7 @@ uint64_t Channel::calls_in_flight() const {
 }
 
 void Channel::on_servers(const std::vector<ServerAddress>& servers) {
+  log_server_change(servers);
   auto all = std::make_shared<const std::vector<ServerAddress>>(servers);
   const auto subset_size = static_cast<size_t>(options_.subset_size);
   const int groups = static_cast<int>(routes_.size());
@@ -144,6 +166,38 @@ void Channel::CallMethod(const google::protobuf::MethodDescriptor* method,
   const int group = runtime_->group_for_this_thread();
   runtime_->group(group).call(*routes_[group], method, percore_controller, request, response,
                               done);
+}
+
+void Channel::log_server_change(const std::vector<ServerAddress>& servers) {
+  std::vector<std::string> now;
+  for (const ServerAddress& server : servers)
+    now.push_back(server.to_string());
+  std::sort(now.begin(), now.end());
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  std::set_difference(now.begin(), now.end(), last_servers_.begin(), last_servers_.end(),
+                      std::back_inserter(added));
+  std::set_difference(last_servers_.begin(), last_servers_.end(), now.begin(), now.end(),
+                      std::back_inserter(removed));
+  last_servers_ = std::move(now);
+  if (added.empty() && removed.empty())
+    return;
+  const auto list = [](const std::vector<std::string>& items) {
+    std::string text;
+    for (size_t i = 0; i < items.size() && i < 8; ++i)
+      text += (i == 0 ? "" : ",") + items[i];
+    if (items.size() > 8)
+      text += ",... (" + std::to_string(items.size()) + ")";
+    return text;
+  };
+  events_->channel(LogLevel::kInfo, [&] {
+    std::string text = "server list now has " + std::to_string(last_servers_.size()) + " servers";
+    if (!added.empty())
+      text += "; added " + list(added);
+    if (!removed.empty())
+      text += "; removed " + list(removed);
+    return text;
+  });
 }
 
 }  // namespace percore

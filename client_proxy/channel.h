@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "client_proxy/channel_options.h"
+#include "client_proxy/channel_stats.h"
 #include "client_proxy/client_runtime.h"
 #include "client_proxy/controller.h"
 
@@ -20,6 +21,7 @@ struct ServerAddress;
 
 namespace detail {
 struct ChannelRoute;
+class ChannelEventLog;
 }
 
 // A protobuf RpcChannel to one service's servers, whose calls run on the
@@ -79,14 +81,23 @@ class Channel : public google::protobuf::RpcChannel {
   int group_count() const { return runtime_ == nullptr ? 0 : runtime_->group_count(); }
   // This Channel's calls that have started and not yet ended (done run).
   uint64_t calls_in_flight() const;
+  // What this Channel did, per thread group and summed: calls, how they
+  // ended by code, retries, connections by state, ejections
+  // (ChannelStats). Any thread, any time (empty before Init).
+  ChannelStats stats() const;
 
  private:
   void on_servers(const std::vector<ServerAddress>& servers);
+  void log_server_change(const std::vector<ServerAddress>& servers);
   // Cancels the routes' calls, closes their connections and waits for both.
   void shut_down_routes();
 
   ChannelOptions options_;
   std::shared_ptr<ClientRuntime> runtime_;
+  // Declared before routes_: the routes' pools log through it.
+  std::unique_ptr<detail::ChannelEventLog> events_;
+  // The last server list (naming thread), for the log line of a change.
+  std::vector<std::string> last_servers_;
   // One per group of the runtime.
   std::vector<std::unique_ptr<detail::ChannelRoute>> routes_;
   std::unique_ptr<NamingSource> naming_;

@@ -56,16 +56,65 @@ struct ChannelOptions {
   int timeout_ms = 1000;
   // How long a connection attempt may take. Default 500 ms; at least 1.
   int connect_timeout_ms = 500;
-  // Back-off before reconnecting a failed connection: starts at
-  // backoff_initial_ms, doubles per failure, capped at backoff_max_ms, with
-  // +-25% jitter. Defaults 100 ms and 2000 ms.
+  // Back-off before reconnecting to a server whose connect failed (refused,
+  // unreachable, timed out), or whose connection broke before any byte came
+  // back, or answered 2003: starts at backoff_initial_ms, doubles per
+  // failure in a row, capped at backoff_max_ms, with +-25% jitter. Calls
+  // meanwhile go to other servers, or end at once with 112 when every
+  // server is in back-off. A connection that broke after it had answered is
+  // reconnected at once (calls wait for it), and one the server closed with
+  // no call on it (an idle close) when the next call needs it. Defaults
+  // 100 ms and 2000 ms.
   int backoff_initial_ms = 100;
   int backoff_max_ms = 2000;
+  // --- Retries (README, "Retries"). Every send again of a call passes the
+  // call's own limit and the group's retry budget, and goes to another
+  // server than the one that failed it when there is one. ---
   // Retries of a call that was written but whose connection broke, unless its
   // Controller sets max_retry. Default 0: percore cannot know a method is
-  // idempotent. (Calls never written, and calls answered 2003, are always
-  // retried on another server within the deadline.)
+  // idempotent. 0..100.
   int max_retry = 0;
+  // Sends again of a call that surely did not run: never written before its
+  // connection broke, or answered 2003 (server stopping). Past it the call
+  // ends with that failure (1009, 2003). Default 3; 0..100.
+  int max_resends = 3;
+  // The retry budget of this Channel in each group (Finagle's RetryBudget):
+  // over the last 10 seconds, sends again (retries and resends) may number
+  // at most retry_budget_min_per_second * 10 + retry_budget_percent% of the
+  // calls made. Past it a call ends with its failure at once, so a fault
+  // that fails every attempt adds at most that share of requests. Defaults
+  // 20% and 10 a second; percent 0..1000, min 0..1000000.
+  int retry_budget_percent = 20;
+  int retry_budget_min_per_second = 10;
+
+  // --- Dead connections: an application-level keepalive (gRPC's
+  // keepalive_time / keepalive_timeout). A connection that was sent calls
+  // and has received nothing for keepalive_time_ms is sent a health check
+  // (grpc.health.v1.Health.Check: a percore server answers it on its I/O
+  // thread, any other baidu_std server at least with an error); no byte
+  // back within keepalive_timeout_ms and the connection is dead: its calls
+  // end with 1009 (or are retried as max_retry allows) and it is closed.
+  // Finds what TCP cannot: a host gone without FIN or RST, a partition, a
+  // frozen process. Defaults 10000 ms and 5000 ms; keepalive_time_ms <= 0
+  // turns it off; at least 10 ms each. ---
+  int keepalive_time_ms = 10000;
+  int keepalive_timeout_ms = 5000;
+
+  // --- Outlier detection (Envoy's, with Finagle's probe before
+  // readmission): a server with outlier_consecutive_errors errors in a row
+  // (calls timing out on it, connections to it broken with calls on them
+  // or found dead, with no byte from it in between) is taken out of this
+  // group's rotation for outlier_base_ejection_time_ms, doubled on each
+  // ejection in a row up to outlier_max_ejection_time_ms; then it is sent
+  // a health check (answered within keepalive_timeout_ms: back in
+  // rotation; else ejected again). At most outlier_max_ejection_percent of
+  // the servers are out at once (at least one, never the last). When no
+  // server in rotation can take a call, an ejected one does. Defaults 5,
+  // 5000 ms, 300000 ms, 10%; consecutive errors 0 turns it off. ---
+  int outlier_consecutive_errors = 5;
+  int outlier_base_ejection_time_ms = 5000;
+  int outlier_max_ejection_time_ms = 300000;
+  int outlier_max_ejection_percent = 10;
   // How this Channel's asynchronous calls run their `done`.
   CompletionMode completion = CompletionMode::kQueuedCallback;
   LoadBalancer load_balancer = LoadBalancer::kPowerOfTwoChoices;

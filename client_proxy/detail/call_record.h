@@ -14,6 +14,7 @@
 #include "client_proxy/detail/event_loop.h"
 #include "client_proxy/detail/loop_owned.h"
 #include "proto/assert.h"
+#include "proto/error_code.h"
 
 namespace percore {
 class Controller;
@@ -46,6 +47,7 @@ struct CallRecord {
     Clock::time_point started_at;
     Clock::time_point deadline;  // time_point::max(): none.
     int max_retry = 0;
+    int max_resends = 0;
     // Header + meta + message, serialized by the caller. Kept until the call
     // ends, since the call may have to be sent again on another connection.
     std::string head;
@@ -59,7 +61,13 @@ struct CallRecord {
     uint64_t connection_id = 0;  // Where it was last queued; 0: none.
     uint64_t stream_offset = 0;  // Its first byte's offset in that stream.
     uint64_t avoid_server = 0;   // Server id not to send it to again; 0: none.
-    int retries_used = 0;
+    bool sent = false;           // Queued once: its Channel's budget counted it.
+    int retries_used = 0;        // Written, connection broke, sent again.
+    int resends_used = 0;        // Surely not run (never written, 2003), sent again.
+    // Why its last attempt failed, when that is how it may end: 2003 and the
+    // server's address ("" otherwise).
+    ErrorCode last_error = ErrorCode::kOk;
+    std::string last_error_text;
   };
 
   Call call;

@@ -8,9 +8,12 @@
 #include "base/gate.h"
 #include "client_proxy/channel_options.h"
 #include "client_proxy/detail/call_table.h"
+#include "client_proxy/detail/channel_event_log.h"
 #include "client_proxy/detail/connection_pool.h"
 #include "client_proxy/detail/event_loop.h"
 #include "client_proxy/detail/loop_owned.h"
+#include "client_proxy/detail/retry_budget.h"
+#include "client_proxy/detail/route_counters.h"
 #include "proto/assert.h"
 
 namespace percore::detail {
@@ -24,23 +27,32 @@ namespace percore::detail {
 // and its connections are closed (SendThread::remove_route). The Channel
 // frees it after that, and after its last call has ended.
 //
-// Threads: the immutable fields, `calls` and `closing`: any; send_side():
+// Threads: the immutable fields, `calls`, `closing`, `counters`: any;
+// send_side():
 // the send thread only (checked).
 struct ChannelRoute {
   struct SendSide {
+    explicit SendSide(const ChannelOptions& options)
+        : budget(options.retry_budget_percent, options.retry_budget_min_per_second) {}
     // Null before adoption and after retirement.
     std::unique_ptr<ConnectionPool> pool;
     // Calls waiting for a connection of this Channel to be ready.
     std::vector<CallTable::Slot> waiting;
     // Set by remove_route: called once the pool is empty.
     std::function<void()> on_retired;
+    // Sends again of this Channel's calls in this group (RetryPolicy).
+    RetryBudget budget;
   };
 
-  explicit ChannelRoute(const ChannelOptions& channel_options) : options(channel_options) {}
+  ChannelRoute(const ChannelOptions& channel_options, ChannelEventLog& channel_events)
+      : options(channel_options), events(channel_events), send_(options) {}
   ChannelRoute(const ChannelRoute&) = delete;
   ChannelRoute& operator=(const ChannelRoute&) = delete;
 
   const ChannelOptions options;  // Sanitized.
+  ChannelEventLog& events;       // The Channel's; outlives the route.
+  // This Channel's counters and gauges in this group (Channel::stats()).
+  RouteCounters counters;
   // The Channel's calls in this group: entered when a call starts, left once
   // it has ended and its `done` has run.
   alignas(64) Gate calls;

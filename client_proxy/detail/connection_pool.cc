@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/net_address.h"
+#include "proto/assert.h"
 
 namespace percore::detail {
 
@@ -31,24 +32,78 @@ ConnectionRegistry::Entry ConnectionRegistry::find(uint64_t connection_id) const
   return found == entries_.end() ? Entry{} : found->second;
 }
 
+namespace {
+
+using std::chrono::milliseconds;
+
+int64_t ms_of(std::chrono::steady_clock::duration duration) {
+  return std::chrono::duration_cast<milliseconds>(duration).count();
+}
+
+OutlierDetector::Options outlier_options(const ChannelOptions& options) {
+  OutlierDetector::Options outliers;
+  outliers.consecutive_errors = options.outlier_consecutive_errors;
+  outliers.base_ejection_time_ms = options.outlier_base_ejection_time_ms;
+  outliers.max_ejection_time_ms = options.outlier_max_ejection_time_ms;
+  outliers.max_ejection_percent = options.outlier_max_ejection_percent;
+  return outliers;
+}
+
+// A quarter of the keepalive time (10 ms to 1 s): silence is noticed within
+// keepalive_time_ms plus this.
+std::chrono::steady_clock::duration liveness_interval_of(const ChannelOptions& options) {
+  if (options.keepalive_time_ms <= 0)
+    return std::chrono::steady_clock::duration::max();
+  return milliseconds(std::clamp(options.keepalive_time_ms / 4, 10, 1000));
+}
+
+}  // namespace
+
 ConnectionPool::ConnectionPool(EventLoop& send_loop, const EventLoop& receive_loop,
                                ChannelOptions options, ConnectionRegistry& registry,
-                               Listener& listener, GroupCounters& counters, uint64_t seed)
+                               Listener& listener, RouteCounters& counters,
+                               ChannelEventLog& events, uint64_t seed)
     : loop_(send_loop),
       receive_loop_(receive_loop),
       options_(std::move(options)),
       registry_(registry),
       listener_(listener),
       counters_(counters),
-      picker_(options_.load_balancer, seed) {}
+      events_(events),
+      picker_(options_.load_balancer, seed),
+      outliers_(outlier_options(options_)),
+      liveness_interval_(liveness_interval_of(options_)) {}
 
 ConnectionPool::~ConnectionPool() {
   loop_.assert_in_loop_thread();
   for (auto& [id, connection] : connections_) {
     ClientConnection::SendSide& side = connection->send_side();
+    move_gauge_of(counters_, side.state, -1);
     if (side.fd >= 0)
       ::close(side.fd);
     registry_.remove(id);
+  }
+  RouteCounters::move(counters_.servers_ejected, -outliers_.ejected());
+  RouteCounters::move(counters_.servers, -counters_.servers.load(std::memory_order_relaxed));
+}
+
+void ConnectionPool::move_gauge_of(RouteCounters& counters, State state, int delta) {
+  switch (state) {
+    case State::kConnecting:
+      RouteCounters::move(counters.connections_connecting, delta);
+      break;
+    case State::kReady:
+      RouteCounters::move(counters.connections_ready, delta);
+      break;
+    case State::kEjected:
+      RouteCounters::move(counters.connections_ejected, delta);
+      break;
+    case State::kDraining:
+    case State::kReleasing:
+      RouteCounters::move(counters.connections_closing, delta);
+      break;
+    default:
+      break;
   }
 }
 
@@ -56,21 +111,25 @@ void ConnectionPool::transition(ClientConnection& connection, State next) {
   loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
   const int tier = connection.fallback ? 1 : 0;
+  const auto leave_list = [&side](std::vector<ClientConnection*>& list) {
+    ClientConnection* last = list.back();
+    list[side.ready_index] = last;
+    last->send_side().ready_index = side.ready_index;
+    list.pop_back();
+    side.ready_index = -1;
+  };
   // Leave the old state.
   switch (side.state) {
     case State::kConnecting:
       --connecting_[tier];
       loop_.unwatch(side.fd);  // The connect watch; harmless if none.
       break;
-    case State::kReady: {
-      std::vector<ClientConnection*>& ready = ready_[tier];
-      ClientConnection* last = ready.back();
-      ready[side.ready_index] = last;
-      last->send_side().ready_index = side.ready_index;
-      ready.pop_back();
-      side.ready_index = -1;
+    case State::kReady:
+      leave_list(ready_[tier]);
       break;
-    }
+    case State::kEjected:
+      leave_list(ejected_);
+      break;
     default:
       break;
   }
@@ -78,7 +137,9 @@ void ConnectionPool::transition(ClientConnection& connection, State next) {
     side.waiting_writable = false;
     loop_.unwatch(side.fd);
   }
+  move_gauge_of(counters_, side.state, -1);
   side.state = next;
+  move_gauge_of(counters_, next, +1);
   // Enter the new one.
   switch (next) {
     case State::kConnecting:
@@ -88,18 +149,20 @@ void ConnectionPool::transition(ClientConnection& connection, State next) {
       side.ready_index = static_cast<int>(ready_[tier].size());
       ready_[tier].push_back(&connection);
       break;
+    case State::kEjected:
+      side.ready_index = static_cast<int>(ejected_.size());
+      ejected_.push_back(&connection);
+      break;
     default:
       break;
   }
 }
 
-ClientConnection* ConnectionPool::pick(uint64_t avoid_server, bool* connecting) {
+ClientConnection* ConnectionPool::pick_slow(uint64_t avoid_server, bool* wait) {
   loop_.assert_in_loop_thread();
-  *connecting = false;
-  if (ClientConnection* chosen = pick_in(0, avoid_server))
-    return chosen;
+  *wait = false;
   if (connecting_[0] > 0) {
-    *connecting = true;  // A connection of the subset is on its way.
+    *wait = true;  // A connection of the subset is on its way.
     return nullptr;
   }
   // The whole subset is down: any server will do.
@@ -108,9 +171,21 @@ ClientConnection* ConnectionPool::pick(uint64_t avoid_server, bool* connecting) 
       set_fallback_active(true);
     if (ClientConnection* chosen = pick_in(1, avoid_server))
       return chosen;
-    *connecting = connecting_[1] > 0;
+    if (connecting_[1] > 0) {
+      *wait = true;
+      return nullptr;
+    }
   }
-  return nullptr;
+  // No server in rotation can take it: an ejected one is better than none
+  // (Envoy's panic routing).
+  const int chosen = picker_.pick(
+      ejected_.size(),
+      [this](size_t i) {
+        return BalancerCandidate{ejected_[i]->server_id,
+                                 ejected_[i]->outstanding.load(std::memory_order_relaxed)};
+      },
+      avoid_server);
+  return chosen >= 0 ? ejected_[chosen] : nullptr;
 }
 
 ClientConnection* ConnectionPool::pick_in(int tier, uint64_t avoid_server) {
@@ -124,6 +199,22 @@ ClientConnection* ConnectionPool::pick_in(int tier, uint64_t avoid_server) {
       },
       avoid_server);
   return chosen >= 0 ? ready[chosen] : nullptr;
+}
+
+void ConnectionPool::connect_on_demand() {
+  loop_.assert_in_loop_thread();
+  on_demand_slots_ = 0;
+  for (auto& [id, server] : servers_) {
+    for (size_t i = 0; i < server.on_demand.size(); ++i) {
+      if (!server.on_demand[i])
+        continue;
+      server.on_demand[i] = false;
+      if (server.connection_ids[i] == 0 && !server.removed && !shutting_down_ &&
+          (!server.fallback || fallback_active_)) {
+        connect(server, i);
+      }
+    }
+  }
 }
 
 void ConnectionPool::set_fallback_active(bool active) {
@@ -156,12 +247,13 @@ void ConnectionPool::drain(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
   switch (connection.send_side().state) {
     case State::kReady:
+    case State::kEjected:
       transition(connection, State::kDraining);
       schedule(Clock::time_point::min());
       break;
     case State::kIdle:
     case State::kConnecting:
-      forget(connection, /*failed=*/false);
+      forget(connection, Reconnect::kNow);
       break;
     default:
       break;
@@ -172,24 +264,24 @@ void ConnectionPool::connect(ServerEntry& server, size_t slot_index) {
   loop_.assert_in_loop_thread();
   const uint64_t id = registry_.next_id();
   auto owned = std::make_unique<ClientConnection>(loop_, receive_loop_, id, server.id,
-                                                  server.fallback, server.address.to_string(),
-                                                  options_.max_body_bytes);
+                                                  server.fallback, server.key,
+                                                  options_.max_body_bytes, counters_);
   ClientConnection& connection = *owned;
   connections_.emplace(id, std::move(owned));
   registry_.add(*this, connection);
   server.connection_ids[slot_index] = id;
-  counters_.connects.fetch_add(1, std::memory_order_relaxed);
+  RouteCounters::bump(counters_.connects);
 
   ClientConnection::SendSide& side = connection.send_side();
   side.fd =
       ::socket(server.socket_address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (side.fd < 0) {
-    on_connect_failed(connection);
+    on_connect_failed(connection, std::string("socket() failed: ") + std::strerror(errno));
     return;
   }
   const int one = 1;
   ::setsockopt(side.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  side.connect_deadline = Clock::now() + std::chrono::milliseconds(options_.connect_timeout_ms);
+  side.connect_deadline = Clock::now() + milliseconds(options_.connect_timeout_ms);
   schedule(side.connect_deadline);
   transition(connection, State::kConnecting);
   const int result = ::connect(side.fd, reinterpret_cast<sockaddr*>(&server.socket_address),
@@ -199,7 +291,7 @@ void ConnectionPool::connect(ServerEntry& server, size_t slot_index) {
   } else if (errno == EINPROGRESS) {
     loop_.watch(side.fd, EPOLLOUT, connection.id);
   } else {
-    on_connect_failed(connection);
+    on_connect_failed(connection, std::strerror(errno));
   }
 }
 
@@ -212,24 +304,46 @@ void ConnectionPool::on_connect_event(ClientConnection& connection, uint32_t eve
   if (error == 0 && (events & EPOLLOUT) != 0 && (events & (EPOLLERR | EPOLLHUP)) == 0) {
     on_connected(connection);
   } else {
-    on_connect_failed(connection);
+    on_connect_failed(connection, error != 0 ? std::strerror(error)
+                                             : "the connection was closed while connecting");
   }
 }
 
 void ConnectionPool::on_connected(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
-  transition(connection, State::kReady);
-  if (ServerEntry* server = find_server(connection.server_id))
-    server->consecutive_failures = 0;
+  ServerEntry* server = find_server(connection.server_id);
+  const bool in_rotation =
+      server == nullptr || server->health.state == OutlierDetector::ServerHealth::State::kInRotation;
+  transition(connection, in_rotation ? State::kReady : State::kEjected);
+  if (server != nullptr)
+    server->stopping = false;  // Reconnected: it may take calls again.
   listener_.on_connection_ready(connection);
-  if (!connection.fallback && fallback_active_)
+  if (server != nullptr && server->health.state == OutlierDetector::ServerHealth::State::kProbing &&
+      server->probe_connection == 0) {
+    server->probe_connection = connection.id;
+    probe(connection, Clock::now());
+  }
+  if (in_rotation && !connection.fallback && fallback_active_)
     set_fallback_active(false);
 }
 
-void ConnectionPool::on_connect_failed(ClientConnection& connection) {
+void ConnectionPool::on_connect_failed(ClientConnection& connection, const std::string& reason) {
   loop_.assert_in_loop_thread();
-  counters_.connection_failures.fetch_add(1, std::memory_order_relaxed);
-  forget(connection, /*failed=*/true);
+  RouteCounters::bump(counters_.connect_failures);
+  const std::string remote = connection.remote_side;
+  ServerEntry* server = find_server(connection.server_id);
+  const Clock::duration delay = [&] {
+    forget(connection, Reconnect::kAfterBackoff);  // `connection` is gone from here on.
+    if (server == nullptr || server->retry_at.empty())
+      return Clock::duration::zero();
+    return *std::min_element(server->retry_at.begin(), server->retry_at.end()) - Clock::now();
+  }();
+  events_.server(remote, LogLevel::kWarning, [&] {
+    return "connect to " + remote + " failed: " + reason + "; next attempt in " +
+           std::to_string(std::max<int64_t>(0, ms_of(delay))) + " ms";
+  });
+  if (server != nullptr && server->health.state == OutlierDetector::ServerHealth::State::kProbing)
+    probe_failed(*server, "its health check could not connect: " + reason);
 }
 
 void ConnectionPool::release(ClientConnection& connection, std::string reason) {
@@ -250,7 +364,57 @@ void ConnectionPool::release_silently(ClientConnection& connection) {
     transition(connection, State::kReleasing);
 }
 
-void ConnectionPool::forget(ClientConnection& connection, bool failed) {
+void ConnectionPool::on_let_go(ClientConnection& connection, LetGo how, bool had_calls,
+                               const std::string& why) {
+  loop_.assert_in_loop_thread();
+  ServerEntry* server = find_server(connection.server_id);
+  const ClientConnection::SendSide& side = connection.send_side();
+  const bool answered = connection.reads.load(std::memory_order_relaxed) > 0;
+  const bool stopping = server != nullptr && server->stopping;
+  Reconnect reconnect;
+  if (how == LetGo::kAsked && why.empty()) {
+    // Drained (its server left, answered 2003, or is a fallback no longer
+    // needed) or shut down.
+    reconnect = stopping ? Reconnect::kAfterBackoff : Reconnect::kNow;
+  } else if (how == LetGo::kEndOfStream && !had_calls) {
+    // The server closed a connection that owed nothing (an idle close): not
+    // a failure; the next call that needs it reconnects.
+    RouteCounters::bump(counters_.clean_closes);
+    if (server != nullptr && answered && !stopping)
+      server->consecutive_failures = 0;
+    reconnect = stopping ? Reconnect::kAfterBackoff : Reconnect::kOnDemand;
+  } else {
+    if (!side.found_dead)
+      RouteCounters::bump(counters_.connections_broken);
+    const std::string remote = connection.remote_side;
+    events_.server(remote, had_calls ? LogLevel::kWarning : LogLevel::kInfo, [&] {
+      return "connection to " + remote + (had_calls ? " broke with calls on it: " : " closed: ") +
+             why;
+    });
+    if (had_calls || side.found_dead)
+      record_error(connection, why);
+    // One that had answered worked: reconnect at once (calls wait for it).
+    // One that never answered, or went silent, waits for its back-off.
+    if (server != nullptr && answered && !side.found_dead)
+      server->consecutive_failures = 0;
+    reconnect = answered && !side.found_dead && !stopping ? Reconnect::kNow
+                                                           : Reconnect::kAfterBackoff;
+  }
+  forget(connection, reconnect);  // `connection` is gone from here on.
+  if (reconnect == Reconnect::kNow && server != nullptr) {
+    // Connect now, not at the next maintenance: calls sent again right after
+    // this can then wait for it.
+    const Clock::time_point now = Clock::now();
+    for (size_t i = 0; i < server->connection_ids.size(); ++i) {
+      if (server->connection_ids[i] == 0 && !server->on_demand[i] && now >= server->retry_at[i] &&
+          !server->removed && !shutting_down_ && (!server->fallback || fallback_active_)) {
+        connect(*server, i);
+      }
+    }
+  }
+}
+
+void ConnectionPool::forget(ClientConnection& connection, Reconnect how) {
   loop_.assert_in_loop_thread();
   const uint64_t id = connection.id;
   ServerEntry* server = find_server(connection.server_id);
@@ -263,16 +427,33 @@ void ConnectionPool::forget(ClientConnection& connection, bool failed) {
   connections_.erase(id);  // `connection` is gone from here on.
   if (server == nullptr)
     return;
+  if (server->probe_connection == id)
+    server->probe_connection = 0;
+  if (server->removed || shutting_down_ || (server->fallback && !fallback_active_))
+    how = Reconnect::kNever;
+  else if (server->stopping && how != Reconnect::kNever)
+    how = Reconnect::kAfterBackoff;  // Not again before it has reconnected.
+  const Clock::time_point now = Clock::now();
   for (size_t i = 0; i < server->connection_ids.size(); ++i) {
     if (server->connection_ids[i] != id)
       continue;
     server->connection_ids[i] = 0;
-    if (failed)
-      ++server->consecutive_failures;
-    const Clock::time_point retry = Clock::now() + (failed ? backoff(server->consecutive_failures)
-                                                           : std::chrono::milliseconds(0));
-    server->retry_at[i] = retry;
-    schedule(retry);
+    switch (how) {
+      case Reconnect::kOnDemand:
+        server->on_demand[i] = true;
+        ++on_demand_slots_;
+        break;
+      case Reconnect::kAfterBackoff:
+        ++server->consecutive_failures;
+        server->retry_at[i] = now + backoff(server->consecutive_failures);
+        schedule(server->retry_at[i]);
+        break;
+      case Reconnect::kNow:
+      case Reconnect::kNever:
+        server->retry_at[i] = now;
+        schedule(now);  // Reconnects, or drops a removed entry.
+        break;
+    }
   }
 }
 
@@ -288,15 +469,206 @@ std::chrono::milliseconds ConnectionPool::backoff(int failures) {
   const int64_t jitter = delay / 2;
   if (jitter > 0)
     delay += static_cast<int64_t>(picker_.next_random() % (jitter + 1)) - jitter / 2;
-  return std::chrono::milliseconds(std::max<int64_t>(1, delay));
+  return milliseconds(std::max<int64_t>(1, delay));
+}
+
+// --- health ---
+
+void ConnectionPool::on_call_timed_out(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  record_error(connection, "a call timed out");
+}
+
+void ConnectionPool::on_server_stopping(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  ServerEntry* server = find_server(connection.server_id);
+  if (server == nullptr || server->stopping)
+    return;
+  server->stopping = true;
+  events_.server(server->key, LogLevel::kInfo, [&] {
+    return server->key + " is stopping (answered 2003): no calls to it until it has reconnected";
+  });
+  for (uint64_t id : server->connection_ids) {
+    if (ClientConnection* each = find_connection(id))
+      drain(*each);
+  }
+}
+
+void ConnectionPool::record_error(ClientConnection& connection, const std::string& what) {
+  loop_.assert_in_loop_thread();
+  if (!outliers_.enabled())
+    return;
+  ServerEntry* server = find_server(connection.server_id);
+  if (server == nullptr || server->removed)
+    return;
+  ClientConnection::SendSide& side = connection.send_side();
+  const uint64_t reads = connection.reads.load(std::memory_order_relaxed);
+  const bool progress = reads != side.reads_at_last_error;
+  side.reads_at_last_error = reads;
+  if (outliers_.on_error(server->health, progress, servers_in_rotation_count(), Clock::now()))
+    eject(*server, what);
+}
+
+int ConnectionPool::servers_in_rotation_count() const {
+  return static_cast<int>(current_servers_.size());
+}
+
+void ConnectionPool::eject(ServerEntry& server, const std::string& what) {
+  loop_.assert_in_loop_thread();
+  RouteCounters::bump(counters_.ejections);
+  RouteCounters::move(counters_.servers_ejected, +1);
+  for (uint64_t id : server.connection_ids) {
+    ClientConnection* connection = find_connection(id);
+    if (connection != nullptr && connection->send_side().state == State::kReady)
+      transition(*connection, State::kEjected);
+  }
+  schedule(server.health.ejected_until);
+  events_.server(server.key, LogLevel::kWarning, [&] {
+    return server.key + " ejected for " + std::to_string(ms_of(server.health.last_ejection_time)) +
+           " ms after " + std::to_string(options_.outlier_consecutive_errors) +
+           " errors in a row (last: " + what + "); " + std::to_string(outliers_.ejected()) +
+           " of " + std::to_string(servers_in_rotation_count()) + " servers out of rotation";
+  });
+}
+
+void ConnectionPool::start_probe(ServerEntry& server, Clock::time_point now) {
+  loop_.assert_in_loop_thread();
+  if (!outliers_.start_probe(server.health, now))
+    return;
+  server.probe_connection = 0;
+  for (uint64_t id : server.connection_ids) {
+    ClientConnection* connection = find_connection(id);
+    if (connection == nullptr)
+      continue;
+    const State state = connection->send_side().state;
+    if (state == State::kEjected || state == State::kReady) {
+      server.probe_connection = id;
+      probe(*connection, now);
+      return;
+    }
+  }
+  // No open connection: the probe goes on the next one (on_connected).
+  for (size_t i = 0; i < server.connection_ids.size(); ++i) {
+    if (server.connection_ids[i] == 0 && now >= server.retry_at[i] && !shutting_down_ &&
+        (!server.fallback || fallback_active_)) {
+      if (server.on_demand[i]) {
+        server.on_demand[i] = false;
+        --on_demand_slots_;
+      }
+      connect(server, i);
+      return;
+    }
+  }
+}
+
+void ConnectionPool::probe(ClientConnection& connection, Clock::time_point now) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::SendSide& side = connection.send_side();
+  if (side.probe_sent_at == Clock::time_point::min()) {
+    side.probe_sent_at = now;
+    side.reads_seen = connection.reads.load(std::memory_order_relaxed);
+    RouteCounters::bump(counters_.probes_sent);
+    listener_.send_health_probe(connection);
+  }
+  schedule(side.probe_sent_at + milliseconds(options_.keepalive_timeout_ms));
+}
+
+void ConnectionPool::on_probe_answered(ClientConnection& connection, Clock::time_point now) {
+  loop_.assert_in_loop_thread();
+  ServerEntry* server = find_server(connection.server_id);
+  if (server != nullptr &&
+      server->health.state == OutlierDetector::ServerHealth::State::kProbing &&
+      server->probe_connection == connection.id) {
+    outliers_.readmit(server->health, now);
+    readmit(*server);
+  }
+}
+
+void ConnectionPool::readmit(ServerEntry& server) {
+  loop_.assert_in_loop_thread();
+  server.probe_connection = 0;
+  RouteCounters::bump(counters_.readmissions);
+  RouteCounters::move(counters_.servers_ejected, -1);
+  for (uint64_t id : server.connection_ids) {
+    ClientConnection* connection = find_connection(id);
+    if (connection != nullptr && connection->send_side().state == State::kEjected)
+      transition(*connection, State::kReady);
+  }
+  events_.server(server.key, LogLevel::kInfo,
+                 [&] { return server.key + " readmitted: it answered its health check"; });
+}
+
+void ConnectionPool::probe_failed(ServerEntry& server, const std::string& what) {
+  loop_.assert_in_loop_thread();
+  outliers_.probe_failed(server.health, Clock::now());
+  server.probe_connection = 0;
+  schedule(server.health.ejected_until);
+  events_.server(server.key, LogLevel::kWarning, [&] {
+    return server.key + " stays ejected for " +
+           std::to_string(ms_of(server.health.last_ejection_time)) + " ms: " + what;
+  });
+}
+
+void ConnectionPool::check_liveness(ClientConnection& connection, Clock::time_point now) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::SendSide& side = connection.send_side();
+  const uint64_t reads = connection.reads.load(std::memory_order_relaxed);
+  const bool progressed = reads != side.reads_seen;
+  side.reads_seen = reads;
+  if (progressed) {
+    side.silent_since = Clock::time_point::min();
+    if (side.probe_sent_at != Clock::time_point::min()) {
+      side.probe_sent_at = Clock::time_point::min();
+      on_probe_answered(connection, now);
+    }
+    return;
+  }
+  if (side.probe_sent_at != Clock::time_point::min()) {
+    const Clock::time_point give_up = side.probe_sent_at + milliseconds(options_.keepalive_timeout_ms);
+    if (now < give_up) {
+      schedule(give_up);
+      return;
+    }
+    // Dead: calls went out, nothing came back, and the health check went
+    // unanswered too.
+    side.found_dead = true;
+    RouteCounters::bump(counters_.connections_dead);
+    const int64_t silent_ms =
+        side.silent_since == Clock::time_point::min() ? 0 : ms_of(now - side.silent_since);
+    const std::string why = "no byte from " + connection.remote_side + " for " +
+                            std::to_string(std::max(silent_ms, ms_of(now - side.probe_sent_at))) +
+                            " ms; its health check went unanswered for " +
+                            std::to_string(ms_of(now - side.probe_sent_at)) + " ms";
+    events_.server(connection.remote_side, LogLevel::kWarning,
+                   [&] { return "connection to " + connection.remote_side + " is dead: " + why; });
+    if (ServerEntry* server = find_server(connection.server_id);
+        server != nullptr && server->probe_connection == connection.id &&
+        server->health.state == OutlierDetector::ServerHealth::State::kProbing) {
+      probe_failed(*server, "its health check went unanswered");
+    }
+    release(connection, "connection found dead: " + why);
+    return;
+  }
+  if (options_.keepalive_time_ms <= 0)
+    return;
+  if (connection.outstanding.load(std::memory_order_relaxed) == 0) {
+    side.silent_since = Clock::time_point::min();
+    return;
+  }
+  if (side.silent_since == Clock::time_point::min()) {
+    side.silent_since = now;
+  } else if (now - side.silent_since >= milliseconds(options_.keepalive_time_ms)) {
+    probe(connection, now);
+  }
 }
 
 ConnectionPool::Clock::time_point ConnectionPool::maintain(Clock::time_point now) {
   loop_.assert_in_loop_thread();
   next_maintenance_ = Clock::time_point::max();
-  // Connect timeouts and drained connections.
+  // Connect timeouts, drained connections, liveness.
   std::vector<ClientConnection*> timed_out;
   std::vector<ClientConnection*> drained;
+  std::vector<ClientConnection*> open;
   for (auto& [id, connection] : connections_) {
     ClientConnection::SendSide& side = connection->send_side();
     if (side.state == State::kConnecting) {
@@ -310,24 +682,46 @@ ConnectionPool::Clock::time_point ConnectionPool::maintain(Clock::time_point now
           side.pending.empty()) {
         drained.push_back(connection.get());
       } else {
-        schedule(now + std::chrono::milliseconds(10));
+        schedule(now + milliseconds(10));
+        open.push_back(connection.get());
       }
+    } else if (side.state == State::kReady || side.state == State::kEjected) {
+      open.push_back(connection.get());
     }
   }
-  for (ClientConnection* connection : timed_out)
-    on_connect_failed(*connection);
+  for (ClientConnection* connection : timed_out) {
+    on_connect_failed(*connection,
+                      "timed out after " + std::to_string(options_.connect_timeout_ms) + " ms");
+  }
   for (ClientConnection* connection : drained)
     release(*connection, std::string());
-  // Reconnects after back-off; servers that left and have no connection left.
+  // Releasing changes states, never frees: the pointers stay valid.
+  for (ClientConnection* connection : open) {
+    const State state = connection->send_side().state;
+    if (state == State::kReady || state == State::kEjected || state == State::kDraining)
+      check_liveness(*connection, now);
+  }
+  if (liveness_interval_ != Clock::duration::max() && !connections_.empty())
+    schedule(now + liveness_interval_);
+  // Probes of ejected servers; reconnects after back-off; servers that left
+  // and have no connection left.
   for (auto entry = servers_.begin(); entry != servers_.end();) {
     ServerEntry& server = entry->second;
+    if (server.health.state == OutlierDetector::ServerHealth::State::kEjected && !server.removed) {
+      if (now >= server.health.ejected_until) {
+        start_probe(server, now);
+      } else {
+        schedule(server.health.ejected_until);
+      }
+    }
     bool any_connection = false;
     for (size_t i = 0; i < server.connection_ids.size(); ++i) {
       if (server.connection_ids[i] != 0) {
         any_connection = true;
         continue;
       }
-      if (server.removed || shutting_down_ || (server.fallback && !fallback_active_))
+      if (server.removed || shutting_down_ || server.on_demand[i] ||
+          (server.fallback && !fallback_active_))
         continue;
       if (now >= server.retry_at[i]) {
         connect(server, i);
@@ -369,6 +763,15 @@ void ConnectionPool::set_servers(const std::vector<ServerAddress>& servers,
       continue;
     }
     server.removed = true;
+    if (server.health.state != OutlierDetector::ServerHealth::State::kInRotation)
+      RouteCounters::move(counters_.servers_ejected, -1);
+    outliers_.forget(server.health);
+    for (size_t i = 0; i < server.on_demand.size(); ++i) {
+      if (server.on_demand[i]) {
+        server.on_demand[i] = false;
+        --on_demand_slots_;
+      }
+    }
     for (uint64_t id : server.connection_ids) {
       if (ClientConnection* connection = find_connection(id))
         drain(*connection);
@@ -388,6 +791,7 @@ void ConnectionPool::set_servers(const std::vector<ServerAddress>& servers,
     ServerEntry server;
     server.id = next_server_id_++;
     server.address = *address;
+    server.key = key;
     server.fallback = is_fallback;
     // Naming sources deliver numeric addresses (ServerAddress).
     to_socket_address(address->ip, address->port, server.socket_address,
@@ -395,11 +799,15 @@ void ConnectionPool::set_servers(const std::vector<ServerAddress>& servers,
     const auto slots = static_cast<size_t>(options_.connections_per_server);
     server.connection_ids.assign(slots, 0);
     server.retry_at.assign(slots, Clock::time_point::min());
+    server.on_demand.assign(slots, false);
     current_servers_.emplace(key, server.id);
     servers_.emplace(server.id, std::move(server));
   }
   if (fallback_servers_ == 0 && fallback_active_)
     fallback_active_ = false;
+  RouteCounters::move(counters_.servers,
+                      static_cast<int>(current_servers_.size()) - fallback_servers_ -
+                          counters_.servers.load(std::memory_order_relaxed));
   maintain(Clock::now());  // Connect at once, before any call is placed.
 }
 
@@ -412,7 +820,7 @@ void ConnectionPool::shut_down() {
   for (ClientConnection* connection : all) {
     const State state = connection->send_side().state;
     if (state == State::kIdle || state == State::kConnecting) {
-      forget(*connection, /*failed=*/false);
+      forget(*connection, Reconnect::kNever);
     } else {
       release(*connection, std::string());
     }

@@ -59,7 +59,7 @@ void CallCompleter::finish(GroupState& group, CallTable::Slot slot, ErrorCode co
   controller->latency_us_ = microseconds_since(call.started_at);
   controller->remote_side_ = remote_side;
   controller->retried_count_ = record.resends.load(std::memory_order_relaxed);
-  group.counters.calls_completed.fetch_add(1, std::memory_order_relaxed);
+  call.route->counters.ends.add(to_int(code));
 
   google::protobuf::Closure* done = call.done;
   if (done == nullptr) {
@@ -84,7 +84,7 @@ void CallCompleter::fail_unpublished(GroupState& group, ChannelRoute& route,
   controller->latency_us_ = microseconds_since(started);
   controller->remote_side_.clear();
   controller->retried_count_ = 0;
-  group.counters.calls_completed.fetch_add(1, std::memory_order_relaxed);
+  route.counters.ends.add(to_int(code));
   if (done != nullptr)
     deliver(group, route.options.completion, route, done, nullptr);
 }

@@ -12,7 +12,6 @@
 #include "client_proxy/detail/call_record.h"
 #include "client_proxy/detail/call_table.h"
 #include "client_proxy/detail/event_loop.h"
-#include "client_proxy/detail/group_counters.h"
 #include "proto/error_code.h"
 
 namespace percore::detail {
@@ -66,7 +65,6 @@ struct GroupState {
   // Set when the group is being destroyed: new calls fail with 125.
   std::atomic<bool> closing{false};
 
-  GroupCounters counters;
 };
 
 // Ends calls: writes the outcome into the Controller and hands the call to

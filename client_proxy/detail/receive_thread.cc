@@ -9,6 +9,7 @@
 #include "client_proxy/controller.h"
 #include "client_proxy/detail/send_thread.h"
 #include "proto/assert.h"
+#include "proto/health_check.h"
 
 namespace percore::detail {
 namespace {
@@ -48,7 +49,7 @@ void ReceiveThread::release(uint64_t connection_id) {
   const auto found = adopted_.find(connection_id);
   // Already let go (it failed here first): the send thread has been told.
   if (found != adopted_.end())
-    let_go(*found->second, std::string());
+    let_go(*found->second, ConnectionPool::LetGo::kAsked, std::string());
 }
 
 void ReceiveThread::on_event(uint64_t tag, uint32_t) {
@@ -71,21 +72,25 @@ void ReceiveThread::read(ClientConnection& connection) {
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return;
-      let_go(connection, std::string("read failed: ") + std::strerror(errno));
+      let_go(connection, ConnectionPool::LetGo::kError,
+             std::string("read failed: ") + std::strerror(errno));
       return;
     }
     if (bytes == 0) {
-      let_go(connection, "closed by the server");
+      let_go(connection, ConnectionPool::LetGo::kEndOfStream, "closed by the server");
       return;
     }
     side.decoder.commit(static_cast<size_t>(bytes));
+    // Progress for the send thread's liveness check; this thread alone writes.
+    connection.reads.store(connection.reads.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
     for (;;) {
       const DecodeStatus status = side.decoder.next(side.frame);
       if (status == DecodeStatus::kNeedMore)
         break;
       if (is_rejection(status)) {
-        group_.counters.malformed_responses.fetch_add(1, std::memory_order_relaxed);
-        let_go(connection,
+        RouteCounters::bump(connection.counters.malformed_responses);
+        let_go(connection, ConnectionPool::LetGo::kError,
                "malformed frame from the server: " + std::string(decode_status_text(status)));
         return;
       }
@@ -101,8 +106,8 @@ void ReceiveThread::read(ClientConnection& connection) {
 bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& frame) {
   loop_.assert_in_loop_thread();
   if (frame.is_request()) {
-    group_.counters.malformed_responses.fetch_add(1, std::memory_order_relaxed);
-    let_go(connection, "the server sent a request frame");
+    RouteCounters::bump(connection.counters.malformed_responses);
+    let_go(connection, ConnectionPool::LetGo::kError, "the server sent a request frame");
     return false;
   }
   const CallTable::Slot slot = CallTable::slot_of(frame.meta.correlation_id());
@@ -111,7 +116,9 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
   // every Channel that shares it. Anything else is late, doubled or forged.
   if (!group_.table.is_pending(slot) ||
       group_.records[slot.index].queued_on.load(std::memory_order_acquire) != connection.id) {
-    group_.counters.stale_replies.fetch_add(1, std::memory_order_relaxed);
+    // A health check's answer needs nothing more: the read was the news.
+    if (frame.meta.correlation_id() != kHealthProbeCorrelationId)
+      RouteCounters::bump(connection.counters.stale_replies);
     return true;
   }
   const int32_t code = frame.meta.response().error_code();
@@ -121,7 +128,7 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
     return true;
   }
   if (!group_.table.try_complete(slot)) {
-    group_.counters.stale_replies.fetch_add(1, std::memory_order_relaxed);
+    RouteCounters::bump(connection.counters.stale_replies);
     return true;
   }
   connection.outstanding.fetch_sub(1, std::memory_order_relaxed);
@@ -151,13 +158,14 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
   return true;
 }
 
-void ReceiveThread::let_go(ClientConnection& connection, std::string reason) {
+void ReceiveThread::let_go(ClientConnection& connection, ConnectionPool::LetGo how,
+                           std::string reason) {
   loop_.assert_in_loop_thread();
   ClientConnection::ReceiveSide& side = connection.receive_side();
   loop_.unwatch(side.fd);
   side.fd = -1;
   adopted_.erase(connection.id);
-  send_.post_released(connection.id, std::move(reason));
+  send_.post_released(connection.id, how, std::move(reason));
   // `connection` may be freed by the send thread from here on.
 }
 

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "client_proxy/detail/client_connection.h"
+#include "client_proxy/detail/connection_pool.h"
 #include "client_proxy/detail/group_state.h"
 #include "proto/peer_message.h"
 
@@ -44,7 +45,7 @@ class ReceiveThread : private EventLoop::Owner {
   void read(ClientConnection& connection);
   // False if the frame broke the connection.
   bool handle_frame(ClientConnection& connection, const Frame& frame);
-  void let_go(ClientConnection& connection, std::string reason);
+  void let_go(ClientConnection& connection, ConnectionPool::LetGo how, std::string reason);
 
   GroupState& group_;
   SendThread& send_;

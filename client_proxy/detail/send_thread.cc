@@ -11,6 +11,7 @@
 #include "client_proxy/detail/receive_thread.h"
 #include "client_proxy/detail/retry_policy.h"
 #include "proto/assert.h"
+#include "proto/health_check.h"
 
 namespace percore::detail {
 namespace {
@@ -31,7 +32,8 @@ SendThread::SendThread(GroupState& group)
       deadlines_(group.send_loop, group.table),
       pool_seed_(0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(group.index + 1) ^
                  static_cast<uint64_t>(
-                     std::chrono::steady_clock::now().time_since_epoch().count())) {
+                     std::chrono::steady_clock::now().time_since_epoch().count())),
+      health_probe_(std::make_shared<const std::string>(encode_health_probe())) {
   request_batch_.resize(kRequestBatch);
 }
 
@@ -63,9 +65,10 @@ void SendThread::post_servers(ChannelRoute& route,
   });
 }
 
-void SendThread::post_released(uint64_t connection_id, std::string reason) {
-  loop_.post([this, connection_id, reason = std::move(reason)] {
-    on_released(connection_id, reason);
+void SendThread::post_released(uint64_t connection_id, ConnectionPool::LetGo how,
+                               std::string reason) {
+  loop_.post([this, connection_id, how, reason = std::move(reason)] {
+    on_released(connection_id, how, reason);
   });
 }
 
@@ -116,6 +119,14 @@ EventLoop::Clock::time_point SendThread::on_timers(EventLoop::Clock::time_point 
   loop_.assert_in_loop_thread();
   const EventLoop::Clock::time_point next_deadline =
       deadlines_.expire_due(now, [this](CallTable::Slot slot, int64_t timeout_ms) {
+        // A call that timed out on a connection counts against its server
+        // (outlier detection).
+        const CallRecord::SendSide& send = group_.records[slot.index].send_side(loop_);
+        if (send.generation == slot.generation) {
+          const ConnectionRegistry::Entry entry = registry_.find(send.connection_id);
+          if (entry.connection != nullptr)
+            entry.pool->on_call_timed_out(*entry.connection);
+        }
         complete(slot, ErrorCode::kTimedOut,
                  "timed out after " + std::to_string(timeout_ms) + " ms");
       });
@@ -150,6 +161,14 @@ void SendThread::on_maintenance_due(EventLoop::Clock::time_point when) {
   pools_due_ = std::min(pools_due_, when);
 }
 
+void SendThread::send_health_probe(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::SendSide& side = connection.send_side();
+  side.pending.append_shared(health_probe_);
+  side.bytes_queued += health_probe_->size();
+  flush(connection);
+}
+
 // --- intake and placement ---
 
 bool SendThread::drain_requests() {
@@ -182,7 +201,10 @@ void SendThread::dispatch(CallTable::Slot slot) {
   send.connection_id = 0;
   send.stream_offset = 0;
   send.avoid_server = 0;
+  send.sent = false;
   send.retries_used = 0;
+  send.resends_used = 0;
+  send.last_error = ErrorCode::kOk;
   if (record.call.deadline != CallRecord::Clock::time_point::max())
     deadlines_.add(slot, record.call.started_at, record.call.deadline);
   place(slot, record, send);
@@ -195,18 +217,29 @@ void SendThread::place(CallTable::Slot slot, CallRecord& record, CallRecord::Sen
     complete(slot, ErrorCode::kCanceled, "cancelled: the channel is being destroyed");
     return;
   }
-  bool connecting = false;
-  if (ClientConnection* connection = route.pool->pick(send.avoid_server, &connecting)) {
+  bool wait = false;
+  if (ClientConnection* connection = route.pool->pick(send.avoid_server, &wait)) {
+    if (!send.sent) {
+      send.sent = true;
+      route.budget.on_call(record.call.started_at);  // Retries are a share of these.
+    }
     queue_on(*connection, record, send);
     return;
   }
-  if (connecting) {
+  if (wait) {
     route.waiting.push_back(slot);  // A connection is on its way.
     return;
   }
+  if (send.last_error == ErrorCode::kServerStopping) {
+    complete(slot, ErrorCode::kServerStopping,
+             send.last_error_text + "; no other server can take the call");
+    return;
+  }
   complete(slot, ErrorCode::kHostDown,
-           route.pool->has_servers() ? "no server available: every connection is down"
-                                     : "no server available: the server list is empty");
+           route.pool->has_servers()
+               ? "no server available: every server refused or timed out recently, or is "
+                 "stopping (in back-off)"
+               : "no server available: the server list is empty");
 }
 
 void SendThread::resend(CallTable::Slot slot, uint64_t avoid_server) {
@@ -220,7 +253,7 @@ void SendThread::resend(CallTable::Slot slot, uint64_t avoid_server) {
   send.avoid_server = avoid_server;
   send.connection_id = 0;
   record.resends.fetch_add(1, std::memory_order_relaxed);
-  group_.counters.resends.fetch_add(1, std::memory_order_relaxed);
+  RouteCounters::bump(record.call.route->counters.retries);
   place(slot, record, send);
 }
 
@@ -333,23 +366,28 @@ void SendThread::flush(ClientConnection& connection) {
 
 // --- connections coming back from the receive side ---
 
-void SendThread::on_released(uint64_t connection_id, const std::string& reason) {
+void SendThread::on_released(uint64_t connection_id, ConnectionPool::LetGo how,
+                             const std::string& reason) {
   loop_.assert_in_loop_thread();
   const ConnectionRegistry::Entry entry = registry_.find(connection_id);
   if (entry.connection == nullptr)
     return;
   ClientConnection& connection = *entry.connection;
+  const ClientConnection::SendSide& side = connection.send_side();
   // The receive side says why when it saw the failure; otherwise the send
   // side asked, and said why (empty: a drained connection closing).
-  const std::string why = reason.empty() ? connection.send_side().failure_reason : reason;
-  const bool drained = why.empty();
-  if (!drained)
-    group_.counters.connection_failures.fetch_add(1, std::memory_order_relaxed);
+  const std::string why = reason.empty() ? side.failure_reason : reason;
+  const bool had_calls = connection.outstanding.load(std::memory_order_relaxed) > 0 ||
+                         !side.writing.empty() || !side.pending.empty();
+  const GoneConnection gone{connection.id, connection.server_id, side.bytes_written,
+                            connection.remote_side};
   // No call may be placed on it while its calls are settled.
   entry.pool->release_silently(connection);
-  settle_calls_on(connection, "connection to " + connection.remote_side + " broke" +
-                                  (drained ? std::string() : ": " + why));
-  entry.pool->forget(connection, !drained);
+  // Counts, logs, frees it and starts its reconnect (before the calls on it
+  // are sent again, so that they can wait for it).
+  entry.pool->on_let_go(connection, how, had_calls, why);
+  settle_calls_on(gone, "connection to " + gone.remote_side + " broke" +
+                            (why.empty() ? std::string() : ": " + why));
   for (ChannelRoute* route : routes_) {
     if (route->send_side(loop_).pool.get() == entry.pool) {
       retire_if_done(*route);
@@ -358,27 +396,39 @@ void SendThread::on_released(uint64_t connection_id, const std::string& reason) 
   }
 }
 
-void SendThread::settle_calls_on(ClientConnection& connection, const std::string& why) {
+void SendThread::settle_calls_on(const GoneConnection& gone, const std::string& why) {
   loop_.assert_in_loop_thread();
-  const ClientConnection::SendSide& side = connection.send_side();
   for (uint32_t index = 0; index < group_.table.capacity(); ++index) {
     CallRecord& record = group_.records[index];
     CallRecord::SendSide& send = record.send_side(loop_);
-    if (send.connection_id != connection.id)
+    if (send.connection_id != gone.id)
       continue;
     const CallTable::Slot slot{index, send.generation};
     if (!group_.table.is_pending(slot))
       continue;
-    const bool written = side.bytes_written > send.stream_offset;
+    const bool written = gone.bytes_written > send.stream_offset;
     send.connection_id = 0;
-    if (RetryPolicy::after_broken_connection(record.call, send, written) ==
-        RetryPolicy::Decision::kResendElsewhere) {
-      resend(slot, connection.server_id);
-    } else if (group_.table.try_complete(slot)) {
-      CallCompleter::finish(group_, slot, ErrorCode::kBrokenConnection, why,
-                            connection.remote_side);
+    ChannelRoute& route = *record.call.route;
+    const RetryPolicy::Verdict verdict = RetryPolicy::after_broken_connection(
+        record.call, send, written, route.send_side(loop_).budget, route.counters);
+    if (verdict.send_again) {
+      resend(slot, gone.server_id);
+    } else {
+      fail_attempt(slot, ErrorCode::kBrokenConnection,
+                   written ? why : why + " before the call was written", verdict.refusal,
+                   gone.remote_side);
     }
   }
+}
+
+void SendThread::fail_attempt(CallTable::Slot slot, ErrorCode code, const std::string& why,
+                              const std::string& refusal, const std::string& remote_side) {
+  loop_.assert_in_loop_thread();
+  if (!group_.table.try_complete(slot))
+    return;
+  CallCompleter::finish(group_, slot, code,
+                        refusal.empty() ? why : why + "; not sent again: " + refusal,
+                        remote_side);
 }
 
 void SendThread::on_resend(CallTable::Slot slot, uint64_t connection_id) {
@@ -391,13 +441,29 @@ void SendThread::on_resend(CallTable::Slot slot, uint64_t connection_id) {
   // left already: the call is elsewhere, it must not be sent twice.
   if (send.generation != slot.generation || send.connection_id != connection_id)
     return;
-  // The 2003 answer took the call off that connection.
-  if (ClientConnection* on = registry_.find(send.connection_id).connection)
-    on->outstanding.fetch_sub(1, std::memory_order_relaxed);
+  const ConnectionRegistry::Entry entry = registry_.find(connection_id);
+  uint64_t server_id = 0;
+  std::string remote_side;
+  if (entry.connection != nullptr) {
+    // The 2003 answer took the call off that connection.
+    entry.connection->outstanding.fetch_sub(1, std::memory_order_relaxed);
+    server_id = entry.connection->server_id;
+    remote_side = entry.connection->remote_side;
+    // No more calls to that server until it has reconnected.
+    entry.pool->on_server_stopping(*entry.connection);
+  }
   send.connection_id = 0;
-  const ClientConnection* from = registry_.find(connection_id).connection;
-  if (RetryPolicy::after_server_stopping() == RetryPolicy::Decision::kResendElsewhere)
-    resend(slot, from != nullptr ? from->server_id : 0);
+  send.last_error = ErrorCode::kServerStopping;
+  send.last_error_text = "server stopping: " + remote_side + " answered 2003";
+  ChannelRoute& route = *record.call.route;
+  const RetryPolicy::Verdict verdict = RetryPolicy::after_server_stopping(
+      record.call, send, route.send_side(loop_).budget, route.counters);
+  if (verdict.send_again) {
+    resend(slot, server_id);
+  } else {
+    fail_attempt(slot, ErrorCode::kServerStopping, send.last_error_text, verdict.refusal,
+                 remote_side);
+  }
 }
 
 // --- routes ---
@@ -405,8 +471,9 @@ void SendThread::on_resend(CallTable::Slot slot, uint64_t connection_id) {
 void SendThread::add_route(ChannelRoute& route) {
   loop_.assert_in_loop_thread();
   ConnectionPool::Listener& listener = *this;
-  route.send_side(loop_).pool = std::make_unique<ConnectionPool>(
-      loop_, group_.receive_loop, route.options, registry_, listener, group_.counters, pool_seed_++);
+  route.send_side(loop_).pool =
+      std::make_unique<ConnectionPool>(loop_, group_.receive_loop, route.options, registry_,
+                                       listener, route.counters, route.events, pool_seed_++);
   routes_.push_back(&route);
 }
 

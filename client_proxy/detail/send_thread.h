@@ -55,9 +55,9 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   // the group's subset; null: none).
   void post_servers(ChannelRoute& route, std::shared_ptr<const std::vector<ServerAddress>> servers,
                     std::shared_ptr<const std::vector<ServerAddress>> fallback);
-  // Receive thread: it let go of `connection_id` (because of `reason`, or
-  // because it was asked: empty).
-  void post_released(uint64_t connection_id, std::string reason);
+  // Receive thread: it let go of `connection_id` (`how`; `reason`: why,
+  // empty when asked).
+  void post_released(uint64_t connection_id, ConnectionPool::LetGo how, std::string reason);
   // Receive thread: `slot` was answered 2003 on `connection_id`.
   void post_resend(CallTable::Slot slot, uint64_t connection_id);
   // The group is being destroyed (the receive thread has stopped): every
@@ -75,6 +75,7 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void on_connection_ready(ClientConnection& connection) override;
   void on_connection_releasing(ClientConnection& connection) override;
   void on_maintenance_due(EventLoop::Clock::time_point when) override;
+  void send_health_probe(ClientConnection& connection) override;
 
   // --- intake and placement ---
   bool drain_requests();
@@ -91,10 +92,21 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void flush(ClientConnection& connection);
 
   // --- connections coming back from the receive side ---
-  void on_released(uint64_t connection_id, const std::string& reason);
-  // Every call still pending on `connection`: never written -> elsewhere;
-  // written -> as RetryPolicy says; otherwise 1009 now, not at its deadline.
-  void settle_calls_on(ClientConnection& connection, const std::string& why);
+  void on_released(uint64_t connection_id, ConnectionPool::LetGo how, const std::string& reason);
+  // What settle_calls_on needs of a connection already freed.
+  struct GoneConnection {
+    uint64_t id;
+    uint64_t server_id;
+    uint64_t bytes_written;
+    std::string remote_side;
+  };
+  // Every call still pending on `gone`: sent again as RetryPolicy says
+  // (never written, or written and max_retry allows), else 1009 now, not at
+  // its deadline.
+  void settle_calls_on(const GoneConnection& gone, const std::string& why);
+  // `slot` failed and RetryPolicy said no: ends it with `code`.
+  void fail_attempt(CallTable::Slot slot, ErrorCode code, const std::string& why,
+                    const std::string& refusal, const std::string& remote_side);
   void on_resend(CallTable::Slot slot, uint64_t connection_id);
 
   // --- routes ---
@@ -118,6 +130,8 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   std::vector<ClientConnection*> dirty_;
   std::vector<CallTable::Slot> request_batch_;
   uint64_t pool_seed_;
+  // The health check's frame, shared by every connection's buffer.
+  const std::shared_ptr<const std::string> health_probe_;
 };
 
 }  // namespace percore::detail

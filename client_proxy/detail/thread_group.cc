@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "client_proxy/controller.h"
+#include "client_proxy/detail/channel_route.h"
 #include "proto/frame_encoder.h"
 #include "proto/request_meta_encoder.h"
 
@@ -86,7 +87,7 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   const CallRecord::Clock::time_point started = CallRecord::Clock::now();
   // Left once the call has ended and `done` has run (synchronous: below).
   route.calls.enter();
-  state_.counters.calls_started.fetch_add(1, std::memory_order_relaxed);
+  RouteCounters::bump(route.counters.calls_started);
   controller->response_attachment_.clear();
   const auto fail = [&](ErrorCode code, std::string text) {
     CallCompleter::fail_unpublished(state_, route, controller, done, started, code,
@@ -136,6 +137,7 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
                                  : CallRecord::Clock::time_point::max();
   call.max_retry =
       controller->max_retry() >= 0 ? controller->max_retry() : route.options.max_retry;
+  call.max_resends = route.options.max_resends;
   record.resends.store(0, std::memory_order_relaxed);
   record.finished.store(0, std::memory_order_relaxed);
   record.queued_on.store(0, std::memory_order_relaxed);

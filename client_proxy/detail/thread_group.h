@@ -61,7 +61,6 @@ class ThreadGroup {
   // makes the next call thus stays in its own group.
   static int current_group_of(const void* owner);
 
-  const GroupCounters& counters() const { return state_.counters; }
   uint32_t calls_in_flight() const { return state_.table.in_use(); }
   // Wake-ups of the send thread that needed a system call.
   uint64_t send_wakeups() const { return state_.send_loop.wakeups_signalled(); }

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <map>
 
-#include "proto/error_code.h"
+#include "proto/error_code_counters.h"
 
 namespace percore::detail {
 
@@ -17,14 +17,13 @@ class AnswerCounters {
   void record(int32_t code, uint64_t latency_us);
   // Any thread; a consistent-enough snapshot (each counter read once).
   uint64_t calls() const { return calls_.load(std::memory_order_relaxed); }
-  std::map<int32_t, uint64_t> answers_by_code() const;
+  std::map<int32_t, uint64_t> answers_by_code() const { return by_code_.snapshot(); }
   uint64_t total_latency_us() const { return total_latency_us_.load(std::memory_order_relaxed); }
   uint64_t max_latency_us() const { return max_latency_us_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<uint64_t> calls_{0};
-  // One slot per ErrorCode (kAllErrorCodes order) plus one for other numbers.
-  std::array<std::atomic<uint64_t>, kErrorCodeCount + 1> by_code_{};
+  ErrorCodeCounters by_code_;
   std::atomic<uint64_t> total_latency_us_{0};
   std::atomic<uint64_t> max_latency_us_{0};
 };

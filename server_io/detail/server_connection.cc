@@ -7,6 +7,8 @@
 #include "base/net_address.h"
 #include "proto/assert.h"
 #include "proto/frame.h"
+#include "proto/health.pb.h"
+#include "proto/health_check.h"
 #include "server_io/detail/io_thread.h"
 #include "server_io/detail/server_core.h"
 #include "server_io/detail/worker_pool.h"
@@ -253,6 +255,20 @@ void ServerConnection::dispatch(const Frame& frame) {
   }
   const auto* methods = core_.services.find_service(request_meta.service_name());
   if (methods == nullptr) {
+    if (request_meta.service_name() == kHealthService &&
+        request_meta.method_name() == kHealthMethod) {
+      // Clients' liveness and readmission probe, answered here on the I/O
+      // thread (like an HTTP/2 PING), unless the application hosts its own
+      // health service.
+      static const grpc::health::v1::HealthCheckResponse serving = [] {
+        grpc::health::v1::HealthCheckResponse response;
+        response.set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+        return response;
+      }();
+      io_thread_.answer(*this, correlation_id, nullptr, 0, std::string(), &serving,
+                        std::string(), last_read_at_);
+      return;
+    }
     answer_error(nullptr, ErrorCode::kNoService, "no such service: " + request_meta.service_name());
     return;
   }

@@ -53,6 +53,7 @@ struct NoListener : ConnectionPool::Listener {
   void on_connection_ready(ClientConnection&) override {}
   void on_connection_releasing(ClientConnection&) override {}
   void on_maintenance_due(ConnectionPool::Clock::time_point) override {}
+  void send_health_probe(ClientConnection&) override {}
 };
 
 class ThreadOwnershipDeathTest : public ::testing::Test {
@@ -96,9 +97,10 @@ TEST_F(ThreadOwnershipDeathTest, ConnectionPoolFromAnotherThreadDies) {
         LoopThread receive;
         ConnectionRegistry registry(send.loop());
         NoListener listener;
-        GroupCounters counters;
+        RouteCounters counters;
+        ChannelEventLog events("list://127.0.0.1:1");
         ConnectionPool pool(send.loop(), receive.loop(), ChannelOptions{}, registry, listener,
-                            counters, 1);
+                            counters, events, 1);
         pool.set_servers({}, nullptr);
       },
       "assertion failed: in_loop_thread");
