@@ -19,8 +19,9 @@ struct ChannelGroupStats {
   // How calls ended, by Controller::ErrorCode() (0: OK); codes outside
   // percore's enum under -1. Sums to calls_ended.
   std::map<int32_t, uint64_t> ends_by_code;
-  // Sends of a call again: after a broken connection or a 2003 answer
-  // (see README, "Retries"). Each is also one more request on the wire.
+  // Calls sent again (queued on a connection once more) after a broken
+  // connection or a 2003 answer (README, "Retries"): each is one more
+  // request on the wire.
   uint64_t retries = 0;
   // Sends again refused: by the retry budget, or by the call's own limit
   // (max_resends, max_retry); the call ended with its last error instead.

@@ -505,7 +505,8 @@ void ConnectionPool::record_error(ClientConnection& connection, const std::strin
   const uint64_t reads = connection.reads.load(std::memory_order_relaxed);
   const bool progress = reads != side.reads_at_last_error;
   side.reads_at_last_error = reads;
-  if (outliers_.on_error(server->health, progress, servers_in_rotation_count(), Clock::now()))
+  if (outliers_.on_error(server->health, progress, side.found_dead, servers_in_rotation_count(),
+                         Clock::now()))
     eject(*server, what);
 }
 
@@ -525,7 +526,7 @@ void ConnectionPool::eject(ServerEntry& server, const std::string& what) {
   schedule(server.health.ejected_until);
   events_.server(server.key, LogLevel::kWarning, [&] {
     return server.key + " ejected for " + std::to_string(ms_of(server.health.last_ejection_time)) +
-           " ms after " + std::to_string(options_.outlier_consecutive_errors) +
+           " ms after " + std::to_string(server.health.consecutive_errors_at_ejection) +
            " errors in a row (last: " + what + "); " + std::to_string(outliers_.ejected()) +
            " of " + std::to_string(servers_in_rotation_count()) + " servers out of rotation";
   });

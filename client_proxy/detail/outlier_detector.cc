@@ -4,7 +4,7 @@
 
 namespace percore::detail {
 
-bool OutlierDetector::on_error(ServerHealth& server, bool progress, int servers,
+bool OutlierDetector::on_error(ServerHealth& server, bool progress, bool decisive, int servers,
                                Clock::time_point now) {
   if (!enabled())
     return false;
@@ -13,6 +13,8 @@ bool OutlierDetector::on_error(ServerHealth& server, bool progress, int servers,
   if (server.state != ServerHealth::State::kInRotation)
     return false;
   server.consecutive_errors = progress ? 1 : server.consecutive_errors + 1;
+  if (decisive)
+    server.consecutive_errors = std::max(server.consecutive_errors, options_.consecutive_errors);
   if (server.consecutive_errors < options_.consecutive_errors || !may_eject(servers))
     return false;
   ++ejected_;
@@ -42,6 +44,7 @@ void OutlierDetector::eject(ServerHealth& server, Clock::time_point now) {
   server.last_ejection_time = std::chrono::milliseconds(std::min(ms, cap));
   server.ejected_until = now + server.last_ejection_time;
   server.state = ServerHealth::State::kEjected;
+  server.consecutive_errors_at_ejection = server.consecutive_errors;
   server.consecutive_errors = 0;
 }
 

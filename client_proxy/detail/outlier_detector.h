@@ -18,8 +18,8 @@ namespace percore::detail {
 //                                           └── probe unanswered ─┘
 //
 // An error is a call timing out on the server, or a connection to it that
-// broke with calls on it or was found dead; "consecutive" means with no
-// byte from the server in between. The k-th ejection in a row lasts
+// broke with calls on it; "consecutive" means with no byte from the server
+// in between. A connection found dead (keepalive) ejects its server at once. The k-th ejection in a row lasts
 // base_ejection_time * 2^(k-1), capped at max_ejection_time; a server that
 // stays in rotation for as long as its last ejection starts again from the
 // base. At most max_ejection_percent of the servers (at least one, never
@@ -43,6 +43,7 @@ class OutlierDetector {
     State state = State::kInRotation;
     int consecutive_errors = 0;
     int ejections_in_a_row = 0;
+    int consecutive_errors_at_ejection = 0;  // For the log line.
     Clock::time_point ejected_until{};  // kEjected: when probing may start.
     Clock::duration last_ejection_time{};
     Clock::time_point readmitted_at{};
@@ -54,7 +55,10 @@ class OutlierDetector {
   // error. True if it is to be ejected now (the state is updated; the caller
   // takes its connections out of rotation). `servers`: the servers that
   // could take calls (the share is of these).
-  bool on_error(ServerHealth& server, bool progress, int servers, Clock::time_point now);
+  // `decisive` (a connection found dead: silence, then an unanswered
+  // health check, is evidence enough): ejected at once if the share allows.
+  bool on_error(ServerHealth& server, bool progress, bool decisive, int servers,
+                Clock::time_point now);
   // Bytes came from the server: its errors are no longer consecutive.
   static void on_progress(ServerHealth& server) { server.consecutive_errors = 0; }
 

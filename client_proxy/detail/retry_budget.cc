@@ -43,11 +43,4 @@ uint64_t RetryBudget::spent(Clock::time_point now) {
   return retries;
 }
 
-bool RetryBudget::try_withdraw(Clock::time_point now) {
-  if (spent(now) >= allowed(now))
-    return false;
-  ++buckets_[current_].retries;
-  return true;
-}
-
 }  // namespace percore::detail

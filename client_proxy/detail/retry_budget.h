@@ -38,8 +38,14 @@ class RetryBudget {
     ++buckets_[current_].calls;
   }
 
-  // Whether a send again is allowed now; if so, it is counted.
-  bool try_withdraw(Clock::time_point now);
+  // Whether a send again is allowed now. It is counted by spend() once it
+  // is queued on a connection (a send again that finds no server costs
+  // nothing on the wire, and nothing here).
+  bool has_room(Clock::time_point now) { return spent(now) < allowed(now); }
+  void spend(Clock::time_point now) {
+    roll_to(now);
+    ++buckets_[current_].retries;
+  }
 
   // The retries the window allows now, and those it has spent (for tests and
   // log lines).

@@ -17,7 +17,8 @@ namespace percore::detail {
 //   idempotent);
 // - either way, only while its Channel's retry budget in this group
 //   (RetryBudget) has room: a fault that fails every attempt adds a bounded
-//   share of requests instead of a storm.
+//   share of requests instead of a storm. (The send thread spends from the
+//   budget when the call is queued again, not here.)
 // The send thread then avoids the server that failed the call; a server that
 // answered 2003 gets no call until it has reconnected, after back-off
 // (ConnectionPool), which also paces attempts to one server.
@@ -44,7 +45,7 @@ class RetryPolicy {
       }
       return Verdict{};
     }
-    if (!budget.try_withdraw(RetryBudget::Clock::now()))
+    if (!budget.has_room(RetryBudget::Clock::now()))
       return refused_by_budget(counters);
     ++attempt.retries_used;
     return Verdict{true, {}};
@@ -65,7 +66,7 @@ class RetryPolicy {
       RouteCounters::bump(counters.retries_refused_by_limit);
       return Verdict{false, "max_resends (" + std::to_string(call.max_resends) + ") reached"};
     }
-    if (!budget.try_withdraw(RetryBudget::Clock::now()))
+    if (!budget.has_room(RetryBudget::Clock::now()))
       return refused_by_budget(counters);
     ++attempt.resends_used;
     return Verdict{true, {}};

@@ -222,6 +222,9 @@ void SendThread::place(CallTable::Slot slot, CallRecord& record, CallRecord::Sen
     if (!send.sent) {
       send.sent = true;
       route.budget.on_call(record.call.started_at);  // Retries are a share of these.
+    } else {
+      route.budget.spend(CallRecord::Clock::now());
+      RouteCounters::bump(record.call.route->counters.retries);
     }
     queue_on(*connection, record, send);
     return;
@@ -253,7 +256,6 @@ void SendThread::resend(CallTable::Slot slot, uint64_t avoid_server) {
   send.avoid_server = avoid_server;
   send.connection_id = 0;
   record.resends.fetch_add(1, std::memory_order_relaxed);
-  RouteCounters::bump(record.call.route->counters.retries);
   place(slot, record, send);
 }
 
