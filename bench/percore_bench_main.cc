@@ -31,6 +31,7 @@
 #include "client_proxy/channel.h"
 #include "proto/echo.pb.h"
 #include "proto/error_code.h"
+#include "proto/error_code_counters.h"
 #include "proto/prime.pb.h"
 
 namespace {
@@ -95,7 +96,7 @@ struct Results {
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> completed{0};
   std::atomic<uint64_t> ended_after_stop{0};
-  std::array<std::atomic<uint64_t>, percore::kErrorCodeCount + 1> errors{};
+  percore::ErrorCodeCounters errors;
   LatencyHistogram latency;
 
   void record(const percore::Controller& controller, Clock::time_point since) {
@@ -104,10 +105,8 @@ struct Results {
     latency.record(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count()));
     completed.fetch_add(1, std::memory_order_relaxed);
-    if (controller.Failed()) {
-      const int index = percore::error_code_index(controller.ErrorCode());
-      errors[index < 0 ? percore::kErrorCodeCount : index].fetch_add(1, std::memory_order_relaxed);
-    }
+    if (controller.Failed())
+      errors.add(controller.ErrorCode());
   }
 };
 
@@ -267,15 +266,15 @@ int main(int argc, char** argv) {
   result.latency = &results.latency;
   result.client_cpu_s = window.client_cpu_s;
   result.server_cpu_s = window.server_cpu_s;
-  for (int i = 0; i <= percore::kErrorCodeCount; ++i) {
-    const uint64_t count = results.errors[i].load();
-    if (count == 0)
-      continue;
-    result.errors[i < percore::kErrorCodeCount ? percore::to_int(percore::kAllErrorCodes[i]) : -1] =
-        count;
-  }
+  for (const auto& [code, count] : results.errors.snapshot())
+    result.errors[code] = count;
   result.error_name = [](int32_t code) { return std::string(percore::error_code_name(code)); };
   percore::bench::print_table(result);
+  const percore::ChannelStats stats = channel.stats();
+  std::printf("  retries %llu (refused: %llu by the retry budget, %llu by max_resends/max_retry)\n",
+              static_cast<unsigned long long>(stats.total.retries),
+              static_cast<unsigned long long>(stats.total.retries_refused_by_budget),
+              static_cast<unsigned long long>(stats.total.retries_refused_by_limit));
   if (!options.json_path.empty())
     percore::bench::write_json(result, options.json_path);
   return result.error_total() == 0 ? 0 : 1;

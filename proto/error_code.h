@@ -31,15 +31,19 @@ enum class ErrorCode : int32_t {
 // with Controller::ErrorCode() one of (this is the one list; channel.h and
 // the README refer to it):
 //   0     the server answered, the response parsed.
-//   112   no server: the server list is empty, or every server is down and
-//         none became ready before the deadline.
+//   112   no server could be reached: the server list is empty, or every
+//         server refused or timed out its last connect (in back-off), or is
+//         stopping. Immediate; a call waits instead for a connection that is
+//         connecting.
 //   125   the Channel is being destroyed.
 //   1003  the request (message + attachment) exceeds max_body_bytes; nothing
 //         was sent.
 //   1008  the deadline passed (ChannelOptions / Controller timeout_ms; 0
 //         fails at once), whether the call was queued, sent or being resent.
 //   1009  the connection broke after the request was sent (the server may
-//         have run it, so it is not sent again).
+//         have run it: sent again only as max_retry allows), or was found
+//         dead (keepalive); or broke before, and max_resends or the retry
+//         budget refused to send it again.
 //   1011  the group's in-flight limit (max_inflight_per_group) is reached.
 //   2001  Controller::SetFailed by the application; CallMethod on a Channel
 //         that is not initialized; a synchronous call from an inline callback
@@ -48,9 +52,10 @@ enum class ErrorCode : int32_t {
 //         support.
 //   any code the server answered: 1001 / 1002 (unknown service / method),
 //         1003 (the server's body limit), 2001, 2004, or an application's own.
-// 2003 (the server is stopping, it did not run the call) never ends a call:
-// the call is sent again, to another server when there is one, within its
-// deadline.
+//   2003  the server is stopping (it did not run the call), and no other
+//         server could take it, or max_resends or the retry budget refused
+//         to send it again. Otherwise a 2003 answer sends the call to
+//         another server (README, "Retries").
 
 // Every code above, in a fixed order; counters index arrays by this order.
 inline constexpr ErrorCode kAllErrorCodes[] = {
