@@ -433,6 +433,9 @@ void ConnectionPool::forget(ClientConnection& connection, Reconnect how) {
     how = Reconnect::kNever;
   else if (server->stopping && how != Reconnect::kNever)
     how = Reconnect::kAfterBackoff;  // Not again before it has reconnected.
+  else if (how == Reconnect::kOnDemand &&
+           server->health.state != OutlierDetector::ServerHealth::State::kInRotation)
+    how = Reconnect::kNow;  // No call will ask for it: its probe needs it.
   const Clock::time_point now = Clock::now();
   for (size_t i = 0; i < server->connection_ids.size(); ++i) {
     if (server->connection_ids[i] != id)
@@ -597,6 +600,8 @@ void ConnectionPool::readmit(ServerEntry& server) {
   }
   events_.server(server.key, LogLevel::kInfo,
                  [&] { return server.key + " readmitted: it answered its health check"; });
+  if (!server.fallback && fallback_active_ && !ready_[0].empty())
+    set_fallback_active(false);  // The subset can take calls again.
 }
 
 void ConnectionPool::probe_failed(ServerEntry& server, const std::string& what) {
