@@ -19,12 +19,11 @@
 #include <vector>
 
 #include "client_proxy/channel.h"
-#include "examples/echo_service.h"
 #include "proto/echo.pb.h"
-#include "server_io/server.h"
 #include "test/support/call_ledger.h"
 #include "test/support/child_process.h"
 #include "test/support/echo_load.h"
+#include "test/support/echo_server.h"
 #include "test/support/eventually.h"
 #include "test/support/scripted_server.h"
 #include "test/support/slack.h"
@@ -37,24 +36,7 @@ using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using testing::ScriptedServer;
 
-// A percore::Server on 127.0.0.1:0 with the echo service (inline).
-class EchoServer {
- public:
-  explicit EchoServer(ServerOptions options = {}) {
-    options.io_threads = 1;
-    options.workers = 1;
-    server_ = std::make_unique<Server>(options);
-    server_->AddService(&echo_);
-    std::string error;
-    EXPECT_TRUE(server_->Start("127.0.0.1:0", &error)) << error;
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
-  Server& server() { return *server_; }
-
- private:
-  examples::EchoServiceImpl echo_;
-  std::unique_ptr<Server> server_;
-};
+using testing::EchoServer;
 
 ChannelOptions one_group() {
   ChannelOptions options;

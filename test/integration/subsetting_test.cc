@@ -15,6 +15,7 @@
 #include "examples/echo_service.h"
 #include "proto/echo.pb.h"
 #include "server_io/server.h"
+#include "test/support/echo_server.h"
 #include "test/support/eventually.h"
 #include "test/support/slack.h"
 
@@ -29,17 +30,11 @@ using testing::eventually;
 class EchoServers {
  public:
   explicit EchoServers(int count) {
-    for (int i = 0; i < count; ++i) {
-      ServerOptions options;
-      options.io_threads = 1;
-      options.workers = 1;
-      servers_.push_back(std::make_unique<Server>(options));
-      servers_.back()->AddService(&echo_);
-      EXPECT_TRUE(servers_.back()->Start("127.0.0.1:0"));
-    }
+    for (int i = 0; i < count; ++i)
+      servers_.push_back(std::make_unique<testing::EchoServer>());
   }
-  Server& at(int i) { return *servers_[i]; }
-  std::string address(int i) const { return "127.0.0.1:" + std::to_string(servers_[i]->port()); }
+  Server& at(int i) { return servers_[i]->server(); }
+  std::string address(int i) const { return servers_[i]->address(); }
   std::string list() const {
     std::string list = "list://";
     for (size_t i = 0; i < servers_.size(); ++i) {
@@ -55,14 +50,13 @@ class EchoServers {
   std::vector<uint64_t> connections() const {
     std::vector<uint64_t> counts;
     for (const auto& server : servers_) {
-      counts.push_back(server ? server->stats().connections_accepted : 0);
+      counts.push_back(server ? server->server().stats().connections_accepted : 0);
     }
     return counts;
   }
 
  private:
-  examples::EchoServiceImpl echo_;
-  std::vector<std::unique_ptr<Server>> servers_;
+  std::vector<std::unique_ptr<testing::EchoServer>> servers_;
 };
 
 std::string echo(Channel& channel, const std::string& text, Controller& controller) {
