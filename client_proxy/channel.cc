@@ -27,8 +27,8 @@ ChannelOptions sanitized(ChannelOptions options) {
   options.retry_budget_percent = std::clamp(options.retry_budget_percent, 0, 1000);
   options.retry_budget_min_per_second = std::clamp(options.retry_budget_min_per_second, 0, 1000000);
   if (options.keepalive_time_ms > 0)
-    options.keepalive_time_ms = std::max(10, options.keepalive_time_ms);
-  options.keepalive_timeout_ms = std::max(10, options.keepalive_timeout_ms);
+    options.keepalive_time_ms = std::max(100, options.keepalive_time_ms);
+  options.keepalive_timeout_ms = std::max(100, options.keepalive_timeout_ms);
   options.outlier_consecutive_errors = std::max(0, options.outlier_consecutive_errors);
   options.outlier_base_ejection_time_ms = std::max(1, options.outlier_base_ejection_time_ms);
   options.outlier_max_ejection_time_ms =

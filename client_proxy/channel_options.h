@@ -95,8 +95,11 @@ struct ChannelOptions {
   // back within keepalive_timeout_ms and the connection is dead: its calls
   // end with 1009 (or are retried as max_retry allows) and it is closed.
   // Finds what TCP cannot: a host gone without FIN or RST, a partition, a
-  // frozen process. Defaults 10000 ms and 5000 ms; keepalive_time_ms <= 0
-  // turns it off; at least 10 ms each. ---
+  // frozen process. A connection found dead also ejects its server (outlier
+  // detection). A keepalive_timeout_ms shorter than a busy server's I/O
+  // thread may be kept from running takes a slow server for a dead one.
+  // Defaults 10000 ms and 5000 ms; keepalive_time_ms <= 0 turns it off; at
+  // least 100 ms each. ---
   int keepalive_time_ms = 10000;
   int keepalive_timeout_ms = 5000;
 
@@ -108,8 +111,9 @@ struct ChannelOptions {
   // ejection in a row up to outlier_max_ejection_time_ms; then it is sent
   // a health check (answered within keepalive_timeout_ms: back in
   // rotation; else ejected again). At most outlier_max_ejection_percent of
-  // the servers are out at once (at least one, never the last). When no
-  // server in rotation can take a call, an ejected one does. Defaults 5,
+  // the servers are out at once (at least one, never the last); with
+  // subsetting, of the group's subset (fallback servers are not ejected).
+  // When no server in rotation can take a call, an ejected one does. Defaults 5,
   // 5000 ms, 300000 ms, 10%; consecutive errors 0 turns it off. ---
   int outlier_consecutive_errors = 5;
   int outlier_base_ejection_time_ms = 5000;

@@ -10,10 +10,11 @@ namespace percore::detail {
 // What a Channel says in the log: connect failures with their reason,
 // connections that broke or were found dead, ejections and readmissions,
 // servers stopping, server-list changes. Lines start with "channel
-// <target>: " and are rate-limited to one a second per server (over every
-// group: the same failure seen by eight groups is one line) and five a
-// second for the Channel's own lines, with held-back lines counted on the
-// next one. Through percore's log (base/log.h: the spdlog logger
+// <target>: " and are rate-limited to one a second per server for its
+// failures and one for its health (ejected, readmitted, stopping), over
+// every group (the same failure seen by eight groups is one line), and five
+// a second for the Channel's own lines, with held-back lines counted on the
+// next one. Callers key health lines "<ip:port> health". Through percore's log (base/log.h: the spdlog logger
 // "percore", which the application may replace or re-route).
 //
 // Owns: its limiters. Threads: any.

@@ -49,12 +49,13 @@ OutlierDetector::Options outlier_options(const ChannelOptions& options) {
   return outliers;
 }
 
-// A quarter of the keepalive time (10 ms to 1 s): silence is noticed within
-// keepalive_time_ms plus this.
+// A quarter of the keepalive time (25 ms to 1 s): silence is noticed within
+// keepalive_time_ms plus this. Without keepalive, once a second (progress
+// still ends a server's back-off streak).
 std::chrono::steady_clock::duration liveness_interval_of(const ChannelOptions& options) {
   if (options.keepalive_time_ms <= 0)
-    return std::chrono::steady_clock::duration::max();
-  return milliseconds(std::clamp(options.keepalive_time_ms / 4, 10, 1000));
+    return std::chrono::seconds(1);
+  return milliseconds(std::clamp(options.keepalive_time_ms / 4, 25, 1000));
 }
 
 }  // namespace
@@ -375,24 +376,27 @@ void ConnectionPool::on_let_go(ClientConnection& connection, LetGo how, bool had
   if (how == LetGo::kAsked && why.empty()) {
     // Drained (its server left, answered 2003, or is a fallback no longer
     // needed) or shut down.
-    reconnect = stopping ? Reconnect::kAfterBackoff : Reconnect::kNow;
+    reconnect = stopping ? Reconnect::kAfterBackoffCounted : Reconnect::kNow;
   } else if (how == LetGo::kEndOfStream && !had_calls) {
     // The server closed a connection that owed nothing (an idle close): not
     // a failure; the next call that needs it reconnects.
     RouteCounters::bump(counters_.clean_closes);
     if (server != nullptr && answered && !stopping)
       server->consecutive_failures = 0;
-    reconnect = stopping ? Reconnect::kAfterBackoff : Reconnect::kOnDemand;
+    reconnect = stopping ? Reconnect::kAfterBackoffCounted : Reconnect::kOnDemand;
   } else {
     if (!side.found_dead)
       RouteCounters::bump(counters_.connections_broken);
+    const std::string ejected = had_calls || side.found_dead ? record_error(connection) : "";
     const std::string remote = connection.remote_side;
-    events_.server(remote, had_calls ? LogLevel::kWarning : LogLevel::kInfo, [&] {
-      return "connection to " + remote + (had_calls ? " broke with calls on it: " : " closed: ") +
-             why;
-    });
-    if (had_calls || side.found_dead)
-      record_error(connection, why);
+    events_.server(remote, had_calls || side.found_dead ? LogLevel::kWarning : LogLevel::kInfo,
+                   [&] {
+                     return "connection to " + remote +
+                            (side.found_dead ? " is dead: "
+                             : had_calls     ? " broke with calls on it: "
+                                             : " closed: ") +
+                            why + ejected;
+                   });
     // One that had answered worked: reconnect at once (calls wait for it).
     // One that never answered, or went silent, waits for its back-off.
     if (server != nullptr && answered && !side.found_dead)
@@ -431,8 +435,8 @@ void ConnectionPool::forget(ClientConnection& connection, Reconnect how) {
     server->probe_connection = 0;
   if (server->removed || shutting_down_ || (server->fallback && !fallback_active_))
     how = Reconnect::kNever;
-  else if (server->stopping && how != Reconnect::kNever)
-    how = Reconnect::kAfterBackoff;  // Not again before it has reconnected.
+  else if (server->stopping && (how == Reconnect::kNow || how == Reconnect::kOnDemand))
+    how = Reconnect::kAfterBackoffCounted;  // Not again before it has reconnected.
   else if (how == Reconnect::kOnDemand &&
            server->health.state != OutlierDetector::ServerHealth::State::kInRotation)
     how = Reconnect::kNow;  // No call will ask for it: its probe needs it.
@@ -447,8 +451,10 @@ void ConnectionPool::forget(ClientConnection& connection, Reconnect how) {
         ++on_demand_slots_;
         break;
       case Reconnect::kAfterBackoff:
-        ++server->consecutive_failures;
-        server->retry_at[i] = now + backoff(server->consecutive_failures);
+      case Reconnect::kAfterBackoffCounted:
+        if (how == Reconnect::kAfterBackoff)
+          ++server->consecutive_failures;
+        server->retry_at[i] = now + backoff(std::max(1, server->consecutive_failures));
         schedule(server->retry_at[i]);
         break;
       case Reconnect::kNow:
@@ -479,7 +485,22 @@ std::chrono::milliseconds ConnectionPool::backoff(int failures) {
 
 void ConnectionPool::on_call_timed_out(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
-  record_error(connection, "a call timed out");
+  const std::string ejected = record_error(connection);
+  if (!ejected.empty()) {
+    events_.server(connection.remote_side + " health", LogLevel::kWarning,
+                   [&] { return "calls to " + connection.remote_side + " time out" + ejected; });
+  }
+}
+
+void ConnectionPool::on_probe_answered(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::SendSide& side = connection.send_side();
+  if (side.probe_sent_at == Clock::time_point::min())
+    return;
+  side.probe_sent_at = Clock::time_point::min();
+  side.silent_since = Clock::time_point::min();
+  side.reads_seen = connection.reads.load(std::memory_order_relaxed);
+  readmit_if_probed(connection, Clock::now());
 }
 
 void ConnectionPool::on_server_stopping(ClientConnection& connection) {
@@ -488,36 +509,42 @@ void ConnectionPool::on_server_stopping(ClientConnection& connection) {
   if (server == nullptr || server->stopping)
     return;
   server->stopping = true;
-  events_.server(server->key, LogLevel::kInfo, [&] {
+  events_.server(server->key + " health", LogLevel::kInfo, [&] {
     return server->key + " is stopping (answered 2003): no calls to it until it has reconnected";
   });
+  // Counted once, however many connections it has.
+  ++server->consecutive_failures;
   for (uint64_t id : server->connection_ids) {
     if (ClientConnection* each = find_connection(id))
       drain(*each);
   }
 }
 
-void ConnectionPool::record_error(ClientConnection& connection, const std::string& what) {
+std::string ConnectionPool::record_error(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
   if (!outliers_.enabled())
-    return;
+    return {};
   ServerEntry* server = find_server(connection.server_id);
-  if (server == nullptr || server->removed)
-    return;
+  // With subsetting, fallback servers take calls only while the whole subset
+  // is down; ejection (and its share) is of the subset.
+  if (server == nullptr || server->removed || server->fallback)
+    return {};
   ClientConnection::SendSide& side = connection.send_side();
   const uint64_t reads = connection.reads.load(std::memory_order_relaxed);
   const bool progress = reads != side.reads_at_last_error;
   side.reads_at_last_error = reads;
-  if (outliers_.on_error(server->health, progress, side.found_dead, servers_in_rotation_count(),
-                         Clock::now()))
-    eject(*server, what);
+  if (!outliers_.on_error(server->health, progress, side.found_dead, servers_in_rotation_count(),
+                          Clock::now())) {
+    return {};
+  }
+  return eject(*server);
 }
 
 int ConnectionPool::servers_in_rotation_count() const {
-  return static_cast<int>(current_servers_.size());
+  return static_cast<int>(current_servers_.size()) - fallback_servers_;
 }
 
-void ConnectionPool::eject(ServerEntry& server, const std::string& what) {
+std::string ConnectionPool::eject(ServerEntry& server) {
   loop_.assert_in_loop_thread();
   RouteCounters::bump(counters_.ejections);
   RouteCounters::move(counters_.servers_ejected, +1);
@@ -527,12 +554,11 @@ void ConnectionPool::eject(ServerEntry& server, const std::string& what) {
       transition(*connection, State::kEjected);
   }
   schedule(server.health.ejected_until);
-  events_.server(server.key, LogLevel::kWarning, [&] {
-    return server.key + " ejected for " + std::to_string(ms_of(server.health.last_ejection_time)) +
-           " ms after " + std::to_string(server.health.consecutive_errors_at_ejection) +
-           " errors in a row (last: " + what + "); " + std::to_string(outliers_.ejected()) +
-           " of " + std::to_string(servers_in_rotation_count()) + " servers out of rotation";
-  });
+  return "; " + server.key + " ejected for " +
+         std::to_string(ms_of(server.health.last_ejection_time)) + " ms after " +
+         std::to_string(server.health.consecutive_errors_at_ejection) + " errors in a row (" +
+         std::to_string(outliers_.ejected()) + " of " + std::to_string(servers_in_rotation_count()) +
+         " servers out of rotation)";
 }
 
 void ConnectionPool::start_probe(ServerEntry& server, Clock::time_point now) {
@@ -577,7 +603,7 @@ void ConnectionPool::probe(ClientConnection& connection, Clock::time_point now) 
   schedule(side.probe_sent_at + milliseconds(options_.keepalive_timeout_ms));
 }
 
-void ConnectionPool::on_probe_answered(ClientConnection& connection, Clock::time_point now) {
+void ConnectionPool::readmit_if_probed(ClientConnection& connection, Clock::time_point now) {
   loop_.assert_in_loop_thread();
   ServerEntry* server = find_server(connection.server_id);
   if (server != nullptr &&
@@ -598,7 +624,7 @@ void ConnectionPool::readmit(ServerEntry& server) {
     if (connection != nullptr && connection->send_side().state == State::kEjected)
       transition(*connection, State::kReady);
   }
-  events_.server(server.key, LogLevel::kInfo,
+  events_.server(server.key + " health", LogLevel::kInfo,
                  [&] { return server.key + " readmitted: it answered its health check"; });
   if (!server.fallback && fallback_active_ && !ready_[0].empty())
     set_fallback_active(false);  // The subset can take calls again.
@@ -609,7 +635,7 @@ void ConnectionPool::probe_failed(ServerEntry& server, const std::string& what) 
   outliers_.probe_failed(server.health, Clock::now());
   server.probe_connection = 0;
   schedule(server.health.ejected_until);
-  events_.server(server.key, LogLevel::kWarning, [&] {
+  events_.server(server.key + " health", LogLevel::kWarning, [&] {
     return server.key + " stays ejected for " +
            std::to_string(ms_of(server.health.last_ejection_time)) + " ms: " + what;
   });
@@ -622,10 +648,14 @@ void ConnectionPool::check_liveness(ClientConnection& connection, Clock::time_po
   const bool progressed = reads != side.reads_seen;
   side.reads_seen = reads;
   if (progressed) {
+    // It answers: whatever failed before, its next failure starts the
+    // back-off from the beginning.
+    if (ServerEntry* server = find_server(connection.server_id); server != nullptr && !server->stopping)
+      server->consecutive_failures = 0;
     side.silent_since = Clock::time_point::min();
     if (side.probe_sent_at != Clock::time_point::min()) {
       side.probe_sent_at = Clock::time_point::min();
-      on_probe_answered(connection, now);
+      readmit_if_probed(connection, now);
     }
     return;
   }
@@ -645,14 +675,12 @@ void ConnectionPool::check_liveness(ClientConnection& connection, Clock::time_po
                             std::to_string(std::max(silent_ms, ms_of(now - side.probe_sent_at))) +
                             " ms; its health check went unanswered for " +
                             std::to_string(ms_of(now - side.probe_sent_at)) + " ms";
-    events_.server(connection.remote_side, LogLevel::kWarning,
-                   [&] { return "connection to " + connection.remote_side + " is dead: " + why; });
     if (ServerEntry* server = find_server(connection.server_id);
         server != nullptr && server->probe_connection == connection.id &&
         server->health.state == OutlierDetector::ServerHealth::State::kProbing) {
       probe_failed(*server, "its health check went unanswered");
     }
-    release(connection, "connection found dead: " + why);
+    release(connection, why);
     return;
   }
   if (options_.keepalive_time_ms <= 0)
@@ -707,7 +735,7 @@ ConnectionPool::Clock::time_point ConnectionPool::maintain(Clock::time_point now
     if (state == State::kReady || state == State::kEjected || state == State::kDraining)
       check_liveness(*connection, now);
   }
-  if (liveness_interval_ != Clock::duration::max() && !connections_.empty())
+  if (!connections_.empty())
     schedule(now + liveness_interval_);
   // Probes of ejected servers; reconnects after back-off; servers that left
   // and have no connection left.

@@ -147,6 +147,8 @@ class ConnectionPool {
   void on_let_go(ClientConnection& connection, LetGo how, bool had_calls, const std::string& why);
   // A call queued on `connection` timed out (outlier detection).
   void on_call_timed_out(ClientConnection& connection);
+  // The health check sent on `connection` was answered.
+  void on_probe_answered(ClientConnection& connection);
   // `connection`'s server answered 2003 (stopping): no new calls to it
   // until it has reconnected, after back-off; `connection` drains.
   void on_server_stopping(ClientConnection& connection);
@@ -170,7 +172,9 @@ class ConnectionPool {
   enum class Reconnect {
     kNow,           // Drained, or broke after answering: calls may wait for it.
     kOnDemand,      // Closed by its idle server: when a call needs it.
-    kAfterBackoff,  // A failed connect, a break before any answer, 2003, dead.
+    kAfterBackoff,  // A failed connect, a break before any answer, dead: one
+                    // more failure in a row.
+    kAfterBackoffCounted,  // Its server answered 2003 (counted once, then).
     kNever,         // Its server left, or the pool shuts down.
   };
 
@@ -214,9 +218,12 @@ class ConnectionPool {
   // --- health ---
   void check_liveness(ClientConnection& connection, Clock::time_point now);
   void probe(ClientConnection& connection, Clock::time_point now);
-  void on_probe_answered(ClientConnection& connection, Clock::time_point now);
-  void record_error(ClientConnection& connection, const std::string& what);
-  void eject(ServerEntry& server, const std::string& what);
+  // `connection` answered: its server, if probing on it, is readmitted.
+  void readmit_if_probed(ClientConnection& connection, Clock::time_point now);
+  // An error of `connection`'s server (outlier detection); if it ejects the
+  // server, what to add to the log line that reports the error.
+  std::string record_error(ClientConnection& connection);
+  std::string eject(ServerEntry& server);
   void readmit(ServerEntry& server);
   void start_probe(ServerEntry& server, Clock::time_point now);
   void probe_failed(ServerEntry& server, const std::string& what);

@@ -116,9 +116,11 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
   // every Channel that shares it. Anything else is late, doubled or forged.
   if (!group_.table.is_pending(slot) ||
       group_.records[slot.index].queued_on.load(std::memory_order_acquire) != connection.id) {
-    // A health check's answer needs nothing more: the read was the news.
-    if (frame.meta.correlation_id() != kHealthProbeCorrelationId)
+    if (frame.meta.correlation_id() == kHealthProbeCorrelationId) {
+      send_.post_probe_answered(connection.id);  // Any answer: it is alive.
+    } else {
       RouteCounters::bump(connection.counters.stale_replies);
+    }
     return true;
   }
   const int32_t code = frame.meta.response().error_code();

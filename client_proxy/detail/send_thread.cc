@@ -76,6 +76,14 @@ void SendThread::post_resend(CallTable::Slot slot, uint64_t connection_id) {
   loop_.post([this, slot, connection_id] { on_resend(slot, connection_id); });
 }
 
+void SendThread::post_probe_answered(uint64_t connection_id) {
+  loop_.post([this, connection_id] {
+    const ConnectionRegistry::Entry entry = registry_.find(connection_id);
+    if (entry.connection != nullptr)
+      entry.pool->on_probe_answered(*entry.connection);
+  });
+}
+
 void SendThread::post_shutdown() {
   loop_.post([this] { shut_down(); });
 }

@@ -60,6 +60,8 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void post_released(uint64_t connection_id, ConnectionPool::LetGo how, std::string reason);
   // Receive thread: `slot` was answered 2003 on `connection_id`.
   void post_resend(CallTable::Slot slot, uint64_t connection_id);
+  // Receive thread: the health check on `connection_id` was answered.
+  void post_probe_answered(uint64_t connection_id);
   // The group is being destroyed (the receive thread has stopped): every
   // pending call ends with 125 and the loop stops.
   void post_shutdown();

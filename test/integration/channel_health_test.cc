@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -87,6 +88,26 @@ double p99_ms(const std::vector<testing::CallOutcome>& outcomes, Clock::time_poi
     return -1;
   std::sort(latencies.begin(), latencies.end());
   return static_cast<double>(latencies[latencies.size() * 99 / 100]) / 1000.0;
+}
+
+// SIGSTOP, and wait until the process is stopped (a signal is delivered when
+// the process next runs: a request sent right after could still be answered).
+void freeze(testing::ChildProcess& process) {
+  process.send_signal(SIGSTOP);
+  testing::eventually(
+      [&] {
+        // Every thread, not only the main one.
+        const std::string tasks = "/proc/" + std::to_string(process.pid()) + "/task";
+        for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+          std::ifstream stat(task.path() / "stat");
+          std::string pid, name, state;
+          stat >> pid >> name >> state;
+          if (state != "T" && state != "t")
+            return false;
+        }
+        return true;
+      },
+      milliseconds(2000));
 }
 
 // --- 2003: a stopping server ---
@@ -309,7 +330,7 @@ TEST(ChannelHealthTest, FrozenServerIsEjectedAndReadmittedAndNoCallIsLost) {
   const Clock::time_point before_from = Clock::now();
   std::this_thread::sleep_for(milliseconds(1000));
   const Clock::time_point frozen_at = Clock::now();
-  servers[0].process->send_signal(SIGSTOP);
+  freeze(*servers[0].process);
   ASSERT_TRUE(testing::eventually([&] { return channel.stats().total.ejections >= 1; },
                                   milliseconds(5000)));
   const Clock::time_point ejected_at = Clock::now();
@@ -361,7 +382,7 @@ TEST(ChannelHealthTest, SilentConnectionIsFoundDeadItsCallsEnd1009AndNewCallsGoE
   ASSERT_EQ(echo_once(channel).code, 0);
   ASSERT_EQ(echo_once(channel).code, 0);
 
-  frozen->process->send_signal(SIGSTOP);
+  freeze(*frozen->process);
   testing::EchoLoad load(channel, 1000, 20);
   const Clock::time_point issued_at = Clock::now();
   load.issue(20);
@@ -391,6 +412,104 @@ TEST(ChannelHealthTest, SilentConnectionIsFoundDeadItsCallsEnd1009AndNewCallsGoE
   for (const auto& [code, count] : testing::count_codes(after.outcomes()))
     EXPECT_EQ(code, 0) << count << " calls ended with " << code;
   frozen->process->send_signal(SIGCONT);
+}
+
+TEST(ChannelHealthTest, EjectedServerThatClosesItsIdleProbeConnectionIsStillReadmitted) {
+  // Both close connections idle for 100 ms: the health check's connection
+  // too, soon after it answered.
+  auto frozen = testing::start_server_process(
+      {"--io-threads", "1", "--workers", "1", "--idle-timeout-ms", "100"});
+  auto other = testing::start_server_process(
+      {"--io-threads", "1", "--workers", "1", "--idle-timeout-ms", "100"});
+  ASSERT_TRUE(frozen && other);
+  ChannelOptions options = one_group();
+  options.timeout_ms = 200;
+  options.outlier_base_ejection_time_ms = 300;
+  options.load_balancer = LoadBalancer::kRoundRobin;
+  Channel channel;
+  ASSERT_TRUE(channel.Init("list://127.0.0.1:" + std::to_string(frozen->port) + ",127.0.0.1:" +
+                               std::to_string(other->port),
+                           options));
+  freeze(*frozen->process);
+  testing::EchoLoad load(channel, 100000, 8);
+  load.start_background();
+  const bool ejected =
+      testing::eventually([&] { return channel.stats().total.ejections >= 1; }, milliseconds(5000));
+  load.stop_background();
+  load.wait_all();
+  frozen->process->send_signal(SIGCONT);
+  ASSERT_TRUE(ejected);
+  EXPECT_EQ(load.ledger().violations(load.issued()), "");
+  // One call every 300 ms: connections go idle and are closed in between.
+  const bool readmitted = testing::eventually(
+      [&] {
+        std::this_thread::sleep_for(milliseconds(280));
+        echo_once(channel);
+        return channel.stats().total.servers_ejected == 0;
+      },
+      milliseconds(5000));
+  EXPECT_TRUE(readmitted) << channel.stats().to_string();
+  EXPECT_GE(channel.stats().total.readmissions, 1u);
+}
+
+TEST(ChannelHealthTest, EjectionShareIsOfTheGroupsSubset) {
+  std::vector<std::unique_ptr<ScriptedServer>> silent;
+  std::string list = "list://";
+  for (int i = 0; i < 10; ++i) {
+    silent.push_back(std::make_unique<ScriptedServer>(ScriptedServer::Answer::kNothing,
+                                                      /*answer_health_checks=*/false));
+    list += (i == 0 ? "" : ",") + silent.back()->address();
+  }
+  ChannelOptions options = one_group();
+  options.subset_size = 2;
+  options.client_id = 0;
+  options.timeout_ms = 50;
+  options.outlier_max_ejection_percent = 20;
+  Channel channel;
+  ASSERT_TRUE(channel.Init(list, options));
+  testing::EchoLoad load(channel, 100000, 8);
+  load.start_background();
+  std::this_thread::sleep_for(milliseconds(1500));
+  load.stop_background();
+  load.wait_all();
+  EXPECT_EQ(load.ledger().violations(load.issued()), "");
+  const ChannelStats stats = channel.stats();
+  EXPECT_EQ(stats.total.servers, 2);
+  // 20% of a subset of two: one (at least one, never the last), not two.
+  EXPECT_EQ(stats.total.servers_ejected, 1) << stats.to_string();
+}
+
+TEST(ChannelHealthTest, BackoffStartsOverAfterTheServerHasAnsweredAgain) {
+  auto server = testing::start_server_process({"--io-threads", "1", "--workers", "1"});
+  ASSERT_TRUE(server.has_value());
+  ChannelOptions options = one_group();
+  options.timeout_ms = 5000;
+  options.keepalive_time_ms = 100;
+  options.keepalive_timeout_ms = 100;
+  Channel channel;
+  ASSERT_TRUE(channel.Init("list://127.0.0.1:" + std::to_string(server->port), options));
+  ASSERT_EQ(echo_once(channel).code, 0);
+  for (int incident = 0; incident < 5; ++incident) {
+    freeze(*server->process);
+    EXPECT_EQ(echo_once(channel).code, 1009);  // Found dead.
+    server->process->send_signal(SIGCONT);
+    const Clock::time_point thawed = Clock::now();
+    int failed = 0;
+    while (echo_once(channel).code != 0 && Clock::now() - thawed < milliseconds(10000)) {
+      ++failed;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    const auto recovery = std::chrono::duration_cast<milliseconds>(Clock::now() - thawed);
+    // One failure in a row each time: the first back-off (100 ms +-25%),
+    // not one doubled by every earlier incident.
+    EXPECT_LT(recovery, testing::scaled(milliseconds(600)))
+        << "incident " << incident << ", " << failed << " calls failed meanwhile";
+    // A healthy spell: the server answers again.
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_EQ(echo_once(channel).code, 0);
+      std::this_thread::sleep_for(milliseconds(4));
+    }
+  }
 }
 
 // --- stats ---
