@@ -69,6 +69,10 @@ class ConnectionRegistry {
 //              │              └────────┴──────────┴──────────┴─► kReleasing ─► kClosed
 //              └─ connect failed or timed out ──────────────────────────────► kClosed
 //
+// In two files: connection_pool.cc (state machine, connects, reconnects,
+// server lists) and connection_pool_health.cc (ejection, health checks,
+// liveness).
+//
 // Owns: its server entries and connections (objects and descriptors).
 // Threads: the send thread only (checked in every method).
 class ConnectionPool {
