@@ -445,6 +445,11 @@ void ServerConnection::abort(CloseReason reason) {
   transition(State::kClosed);
 }
 
+bool ServerConnection::has_unread_input() {
+  int unread = 0;
+  return ::ioctl(socket_.native_handle(), FIONREAD, &unread) == 0 && unread > 0;
+}
+
 void ServerConnection::check_timeouts(Clock::time_point now) {
   io_thread_.assert_in_loop_thread();
   const ServerOptions& options = core_.options;
@@ -460,7 +465,11 @@ void ServerConnection::check_timeouts(Clock::time_point now) {
       } else if (options.idle_timeout_ms > 0 && in_flight_calls_ == 0 && unwritten_bytes() == 0 &&
                  (decoder_.buffered_bytes() == 0 || wants_input()) &&
                  now - std::max(last_read_at_, last_write_at_) >=
-                     std::chrono::milliseconds(options.idle_timeout_ms)) {
+                     std::chrono::milliseconds(options.idle_timeout_ms) &&
+                 !has_unread_input()) {
+        // (Bytes in the kernel not read yet, because this sweep ran before
+        // their read event, are a request: closing now would discard it
+        // after the client sent it.)
         // A partial frame does not make a silent connection busy.
         if (decoder_.buffered_bytes() > 0)
           core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);

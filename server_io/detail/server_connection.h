@@ -92,6 +92,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void check_timeouts(Clock::time_point now);
 
  private:
+  // Bytes the kernel holds for this connection that it has not read yet.
+  bool has_unread_input();
   // After every event: dispatch what the limits allow, write what is ready,
   // move the state on when its work is done, and wait for input if wanted.
   void pump();
