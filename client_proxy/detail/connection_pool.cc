@@ -339,7 +339,7 @@ void ConnectionPool::on_connect_failed(ClientConnection& connection, const std::
       return Clock::duration::zero();
     return *std::min_element(server->retry_at.begin(), server->retry_at.end()) - Clock::now();
   }();
-  events_.server(remote, LogLevel::kWarning, [&] {
+  events_.failure(remote, LogLevel::kWarning, [&] {
     return "connect to " + remote + " failed: " + reason + "; next attempt in " +
            std::to_string(std::max<int64_t>(0, ms_of(delay))) + " ms";
   });
@@ -387,16 +387,17 @@ void ConnectionPool::on_let_go(ClientConnection& connection, LetGo how, bool had
   } else {
     if (!side.found_dead)
       RouteCounters::bump(counters_.connections_broken);
-    const std::string ejected = had_calls || side.found_dead ? record_error(connection) : "";
     const std::string remote = connection.remote_side;
-    events_.server(remote, had_calls || side.found_dead ? LogLevel::kWarning : LogLevel::kInfo,
-                   [&] {
-                     return "connection to " + remote +
-                            (side.found_dead ? " is dead: "
-                             : had_calls     ? " broke with calls on it: "
-                                             : " closed: ") +
-                            why + ejected;
-                   });
+    events_.failure(remote, had_calls || side.found_dead ? LogLevel::kWarning : LogLevel::kInfo,
+                    [&] {
+                      return "connection to " + remote +
+                             (side.found_dead ? " is dead: "
+                              : had_calls     ? " broke with calls on it: "
+                                              : " closed: ") +
+                             why;
+                    });
+    if (had_calls || side.found_dead)
+      record_error(connection, side.found_dead ? "its connection was found dead" : "its connection broke with calls on it");
     // One that had answered worked: reconnect at once (calls wait for it).
     // One that never answered, or went silent, waits for its back-off.
     if (server != nullptr && answered && !side.found_dead)
@@ -522,6 +523,7 @@ ConnectionPool::Clock::time_point ConnectionPool::maintain(Clock::time_point now
   }
   if (!connections_.empty())
     schedule(now + liveness_interval_);
+  events_.flush();
   // Probes of ejected servers; reconnects after back-off; servers that left
   // and have no connection left.
   for (auto entry = servers_.begin(); entry != servers_.end();) {
@@ -627,6 +629,7 @@ void ConnectionPool::set_servers(const std::vector<ServerAddress>& servers,
   RouteCounters::move(counters_.servers,
                       static_cast<int>(current_servers_.size()) - fallback_servers_ -
                           counters_.servers.load(std::memory_order_relaxed));
+  readmit_over_share();
   maintain(Clock::now());  // Connect at once, before any call is placed.
 }
 

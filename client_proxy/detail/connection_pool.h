@@ -224,11 +224,13 @@ class ConnectionPool {
   void probe(ClientConnection& connection, Clock::time_point now);
   // `connection` answered: its server, if probing on it, is readmitted.
   void readmit_if_probed(ClientConnection& connection, Clock::time_point now);
-  // An error of `connection`'s server (outlier detection); if it ejects the
-  // server, what to add to the log line that reports the error.
-  std::string record_error(ClientConnection& connection);
-  std::string eject(ServerEntry& server);
-  void readmit(ServerEntry& server);
+  // An error of `connection`'s server (outlier detection; `last` says what,
+  // for the ejection's log line).
+  void record_error(ClientConnection& connection, const std::string& last);
+  void eject(ServerEntry& server, const std::string& last);
+  void readmit(ServerEntry& server, const std::string& why);
+  // After a list change: readmits ejected servers past the share.
+  void readmit_over_share();
   void start_probe(ServerEntry& server, Clock::time_point now);
   void probe_failed(ServerEntry& server, const std::string& what);
   int servers_in_rotation_count() const;

@@ -21,11 +21,7 @@ int64_t ms_of(std::chrono::steady_clock::duration duration) {
 
 void ConnectionPool::on_call_timed_out(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
-  const std::string ejected = record_error(connection);
-  if (!ejected.empty()) {
-    events_.server(connection.remote_side + " health", LogLevel::kWarning,
-                   [&] { return "calls to " + connection.remote_side + " time out" + ejected; });
-  }
+  record_error(connection, "a call timed out");
 }
 
 void ConnectionPool::on_probe_answered(ClientConnection& connection) {
@@ -45,9 +41,9 @@ void ConnectionPool::on_server_stopping(ClientConnection& connection) {
   if (server == nullptr || server->stopping)
     return;
   server->stopping = true;
-  events_.server(server->key + " health", LogLevel::kInfo, [&] {
-    return server->key + " is stopping (answered 2003): no calls to it until it has reconnected";
-  });
+  events_.health(server->key, LogLevel::kInfo,
+                 server->key + " is stopping (answered 2003): no calls to it until it has "
+                               "reconnected");
   // Counted once, however many connections it has.
   ++server->consecutive_failures;
   for (uint64_t id : server->connection_ids) {
@@ -56,31 +52,50 @@ void ConnectionPool::on_server_stopping(ClientConnection& connection) {
   }
 }
 
-std::string ConnectionPool::record_error(ClientConnection& connection) {
+void ConnectionPool::record_error(ClientConnection& connection, const std::string& last) {
   loop_.assert_in_loop_thread();
   if (!outliers_.enabled())
-    return {};
+    return;
   ServerEntry* server = find_server(connection.server_id);
   // With subsetting, fallback servers take calls only while the whole subset
   // is down; ejection (and its share) is of the subset.
   if (server == nullptr || server->removed || server->fallback)
-    return {};
+    return;
   ClientConnection::SendSide& side = connection.send_side();
   const uint64_t reads = connection.reads.load(std::memory_order_relaxed);
   const bool progress = reads != side.reads_at_last_error;
   side.reads_at_last_error = reads;
-  if (!outliers_.on_error(server->health, progress, side.found_dead, servers_in_rotation_count(),
-                          Clock::now())) {
-    return {};
+  if (outliers_.on_error(server->health, progress, side.found_dead, servers_in_rotation_count(),
+                         Clock::now())) {
+    eject(*server, last);
   }
-  return eject(*server);
+}
+
+void ConnectionPool::readmit_over_share() {
+  loop_.assert_in_loop_thread();
+  // The list shrank: an ejected server may now be the last one, or one too
+  // many for the share; the one whose ejection ends first comes back.
+  while (outliers_.over_share(servers_in_rotation_count())) {
+    ServerEntry* first = nullptr;
+    for (auto& [id, server] : servers_) {
+      if (!server.removed &&
+          server.health.state != OutlierDetector::ServerHealth::State::kInRotation &&
+          (first == nullptr || server.health.ejected_until < first->health.ejected_until)) {
+        first = &server;
+      }
+    }
+    if (first == nullptr)
+      return;
+    outliers_.readmit(first->health, Clock::now());
+    readmit(*first, "too many of the servers left are out of rotation");
+  }
 }
 
 int ConnectionPool::servers_in_rotation_count() const {
   return static_cast<int>(current_servers_.size()) - fallback_servers_;
 }
 
-std::string ConnectionPool::eject(ServerEntry& server) {
+void ConnectionPool::eject(ServerEntry& server, const std::string& last) {
   loop_.assert_in_loop_thread();
   RouteCounters::bump(counters_.ejections);
   RouteCounters::move(counters_.servers_ejected, +1);
@@ -90,11 +105,13 @@ std::string ConnectionPool::eject(ServerEntry& server) {
       transition(*connection, State::kEjected);
   }
   schedule(server.health.ejected_until);
-  return "; " + server.key + " ejected for " +
-         std::to_string(ms_of(server.health.last_ejection_time)) + " ms after " +
-         std::to_string(server.health.consecutive_errors_at_ejection) + " errors in a row (" +
-         std::to_string(outliers_.ejected()) + " of " + std::to_string(servers_in_rotation_count()) +
-         " servers out of rotation)";
+  events_.health(server.key, LogLevel::kWarning,
+                 server.key + " ejected for " +
+                     std::to_string(ms_of(server.health.last_ejection_time)) + " ms after " +
+                     std::to_string(server.health.consecutive_errors_at_ejection) +
+                     " errors in a row (last: " + last + "); " +
+                     std::to_string(outliers_.ejected()) + " of " +
+                     std::to_string(servers_in_rotation_count()) + " servers out of rotation");
 }
 
 void ConnectionPool::start_probe(ServerEntry& server, Clock::time_point now) {
@@ -146,11 +163,11 @@ void ConnectionPool::readmit_if_probed(ClientConnection& connection, Clock::time
       server->health.state == OutlierDetector::ServerHealth::State::kProbing &&
       server->probe_connection == connection.id) {
     outliers_.readmit(server->health, now);
-    readmit(*server);
+    readmit(*server, "it answered its health check");
   }
 }
 
-void ConnectionPool::readmit(ServerEntry& server) {
+void ConnectionPool::readmit(ServerEntry& server, const std::string& why) {
   loop_.assert_in_loop_thread();
   server.probe_connection = 0;
   RouteCounters::bump(counters_.readmissions);
@@ -160,8 +177,7 @@ void ConnectionPool::readmit(ServerEntry& server) {
     if (connection != nullptr && connection->send_side().state == State::kEjected)
       transition(*connection, State::kReady);
   }
-  events_.server(server.key + " health", LogLevel::kInfo,
-                 [&] { return server.key + " readmitted: it answered its health check"; });
+  events_.health(server.key, LogLevel::kInfo, server.key + " readmitted: " + why);
   if (!server.fallback && fallback_active_ && !ready_[0].empty())
     set_fallback_active(false);  // The subset can take calls again.
 }
@@ -171,10 +187,9 @@ void ConnectionPool::probe_failed(ServerEntry& server, const std::string& what) 
   outliers_.probe_failed(server.health, Clock::now());
   server.probe_connection = 0;
   schedule(server.health.ejected_until);
-  events_.server(server.key + " health", LogLevel::kWarning, [&] {
-    return server.key + " stays ejected for " +
-           std::to_string(ms_of(server.health.last_ejection_time)) + " ms: " + what;
-  });
+  events_.health(server.key, LogLevel::kWarning,
+                 server.key + " stays ejected for " +
+                     std::to_string(ms_of(server.health.last_ejection_time)) + " ms: " + what);
 }
 
 void ConnectionPool::check_liveness(ClientConnection& connection, Clock::time_point now) {

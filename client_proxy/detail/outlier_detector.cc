@@ -22,11 +22,10 @@ bool OutlierDetector::on_error(ServerHealth& server, bool progress, bool decisiv
   return true;
 }
 
-bool OutlierDetector::may_eject(int servers) const {
+int OutlierDetector::allowed(int servers) const {
   if (servers < 2)
-    return false;  // Never the last server: an ejected one is no better than none.
-  const int share = std::max(1, servers * options_.max_ejection_percent / 100);
-  return ejected_ < std::min(share, servers - 1);
+    return 0;  // Never the last server: an ejected one is no better than none.
+  return std::min(std::max(1, servers * options_.max_ejection_percent / 100), servers - 1);
 }
 
 void OutlierDetector::eject(ServerHealth& server, Clock::time_point now) {

@@ -73,10 +73,14 @@ class OutlierDetector {
   void forget(ServerHealth& server);
 
   int ejected() const { return ejected_; }
+  // More servers are out than the share allows of `servers` (the list
+  // shrank): the caller readmits some.
+  bool over_share(int servers) const { return ejected_ > allowed(servers); }
   bool enabled() const { return options_.consecutive_errors > 0; }
 
  private:
-  bool may_eject(int servers) const;
+  bool may_eject(int servers) const { return ejected_ < allowed(servers); }
+  int allowed(int servers) const;
   void eject(ServerHealth& server, Clock::time_point now);
 
   const Options options_;

@@ -512,6 +512,80 @@ TEST(ChannelHealthTest, BackoffStartsOverAfterTheServerHasAnsweredAgain) {
   }
 }
 
+TEST(ChannelHealthTest, EveryHealthChangeReachesTheLogEvenWithinASecond) {
+  auto frozen = testing::start_server_process({"--io-threads", "1", "--workers", "1"});
+  auto other = testing::start_server_process({"--io-threads", "1", "--workers", "1"});
+  ASSERT_TRUE(frozen && other);
+  const std::string frozen_address = "127.0.0.1:" + std::to_string(frozen->port);
+  ChannelOptions options = one_group();
+  options.timeout_ms = 100;
+  options.outlier_base_ejection_time_ms = 200;
+  options.load_balancer = LoadBalancer::kRoundRobin;
+  testing::StderrCapture capture;
+  {
+    Channel channel;
+    ASSERT_TRUE(channel.Init(
+        "list://" + frozen_address + ",127.0.0.1:" + std::to_string(other->port), options));
+    freeze(*frozen->process);
+    testing::EchoLoad load(channel, 100000, 8);
+    load.start_background();
+    const bool ejected = testing::eventually(
+        [&] { return channel.stats().total.ejections >= 1; }, milliseconds(5000));
+    frozen->process->send_signal(SIGCONT);
+    const bool readmitted = testing::eventually(
+        [&] { return channel.stats().total.readmissions >= 1; }, milliseconds(5000));
+    load.stop_background();
+    load.wait_all();
+    EXPECT_TRUE(ejected && readmitted);
+    // Readmitted within a second of the ejection line: held, then written.
+    std::this_thread::sleep_for(testing::scaled(milliseconds(1500)));
+  }
+  const std::string log = capture.stop();
+  EXPECT_NE(log.find(frozen_address + " ejected for"), std::string::npos) << log;
+  const size_t readmitted = log.rfind(frozen_address + " readmitted");
+  EXPECT_NE(readmitted, std::string::npos) << log;
+  // The last health line says the server's state now.
+  EXPECT_GT(readmitted, log.rfind(frozen_address + " ejected for")) << log;
+}
+
+TEST(ChannelHealthTest, ServerLeftAloneByAListChangeIsReadmitted) {
+  ScriptedServer silent(ScriptedServer::Answer::kNothing, /*answer_health_checks=*/false);
+  EchoServer healthy;
+  const std::string path = ::testing::TempDir() + "percore-shrinking-list";
+  const auto write_list = [&](const std::string& text) {
+    const std::string temporary = path + ".new";
+    std::ofstream(temporary) << text;
+    std::filesystem::rename(temporary, path);  // Seen whole, never half written.
+  };
+  write_list(silent.address() + "\n" + healthy.address() + "\n");
+  ChannelOptions options = one_group();
+  options.timeout_ms = 50;
+  options.outlier_base_ejection_time_ms = 60000;
+  options.outlier_max_ejection_percent = 50;
+  options.load_balancer = LoadBalancer::kRoundRobin;
+  Channel channel;
+  ASSERT_TRUE(channel.Init("file://" + path, options));
+  testing::EchoLoad load(channel, 100000, 4);
+  load.start_background();
+  const bool ejected = testing::eventually(
+      [&] { return channel.stats().total.servers_ejected == 1; }, milliseconds(5000));
+  load.stop_background();
+  load.wait_all();
+  ASSERT_TRUE(ejected);
+  // Only the ejected server is left: it is the last, so back in rotation.
+  write_list(silent.address() + "\n");
+  EXPECT_TRUE(testing::eventually(
+      [&] {
+        const ChannelStats stats = channel.stats();
+        return stats.total.servers == 1 && stats.total.servers_ejected == 0 &&
+               stats.total.connections_ejected == 0;
+      },
+      milliseconds(5000)))
+      << channel.stats().to_string();
+  EXPECT_EQ(load.ledger().violations(load.issued()), "");
+  std::filesystem::remove(path);
+}
+
 // --- stats ---
 
 TEST(ChannelHealthTest, StatsCountCallsByCodeAndConnectionsByState) {

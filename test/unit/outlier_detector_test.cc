@@ -109,6 +109,21 @@ TEST(OutlierDetectorTest, ForgettingAnEjectedServerFreesItsShare) {
   EXPECT_TRUE(detector.on_error(second, false, true, 3, Clock::time_point{}));
 }
 
+TEST(OutlierDetectorTest, AShrinkingListLeavesTooManyOut) {
+  OutlierDetector::Options half = options();
+  half.max_ejection_percent = 50;
+  OutlierDetector detector(half);
+  Health first;
+  Health second;
+  ASSERT_TRUE(detector.on_error(first, false, true, 4, Clock::time_point{}));
+  ASSERT_TRUE(detector.on_error(second, false, true, 4, Clock::time_point{}));
+  EXPECT_FALSE(detector.over_share(4));
+  EXPECT_TRUE(detector.over_share(2));  // One of two at most.
+  detector.readmit(first, Clock::time_point{});
+  EXPECT_FALSE(detector.over_share(2));
+  EXPECT_TRUE(detector.over_share(1));  // Never the last.
+}
+
 TEST(OutlierDetectorTest, OffWhenConsecutiveErrorsIsZero) {
   OutlierDetector::Options off = options();
   off.consecutive_errors = 0;
