@@ -184,8 +184,11 @@ void Channel::log_server_change(const std::vector<ServerAddress>& servers) {
     return;
   const auto list = [](const std::vector<std::string>& items) {
     std::string text;
-    for (size_t i = 0; i < items.size() && i < 8; ++i)
-      text += (i == 0 ? "" : ",") + items[i];
+    for (size_t i = 0; i < items.size() && i < 8; ++i) {
+      if (i > 0)
+        text += ',';
+      text += items[i];
+    }
     if (items.size() > 8)
       text += ",... (" + std::to_string(items.size()) + ")";
     return text;

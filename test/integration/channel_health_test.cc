@@ -458,7 +458,9 @@ TEST(ChannelHealthTest, EjectionShareIsOfTheGroupsSubset) {
   for (int i = 0; i < 10; ++i) {
     silent.push_back(std::make_unique<ScriptedServer>(ScriptedServer::Answer::kNothing,
                                                       /*answer_health_checks=*/false));
-    list += (i == 0 ? "" : ",") + silent.back()->address();
+    if (i > 0)
+      list += ',';
+    list += silent.back()->address();
   }
   ChannelOptions options = one_group();
   options.subset_size = 2;
