@@ -175,6 +175,7 @@ void Channel::log_server_change(const std::vector<ServerAddress>& servers) {
   std::sort(now.begin(), now.end());
   std::vector<std::string> added;
   std::vector<std::string> removed;
+  std::lock_guard lock(last_servers_mutex_);
   std::set_difference(now.begin(), now.end(), last_servers_.begin(), last_servers_.end(),
                       std::back_inserter(added));
   std::set_difference(last_servers_.begin(), last_servers_.end(), now.begin(), now.end(),

@@ -96,7 +96,9 @@ class Channel : public google::protobuf::RpcChannel {
   std::shared_ptr<ClientRuntime> runtime_;
   // Declared before routes_: the routes' pools log through it.
   std::unique_ptr<detail::ChannelEventLog> events_;
-  // The last server list (naming thread), for the log line of a change.
+  // The last server list, for the log line of a change. Lists come from the
+  // naming source's thread, and the first one from Init's caller.
+  std::mutex last_servers_mutex_;
   std::vector<std::string> last_servers_;
   // One per group of the runtime.
   std::vector<std::unique_ptr<detail::ChannelRoute>> routes_;
