@@ -1,10 +1,11 @@
 #include "discovery/zookeeper_client.h"
 
-// The C client's synchronous API exists only with THREADED defined.
+// The C client's header declares its synchronous API only with THREADED; we
+// use the asynchronous one, but link the multi-threaded library.
 #define THREADED
 #include <zookeeper/zookeeper.h>
 
-#include <future>
+#include <algorithm>
 
 #include "base/log.h"
 #include "proto/assert.h"
@@ -12,10 +13,14 @@
 namespace percore {
 namespace {
 
-constexpr auto kRetryInterval = std::chrono::milliseconds(500);
-constexpr int kMaxNodeBytes = 1 << 20;  // ZooKeeper's own limit on node data.
+using std::chrono::milliseconds;
+
+constexpr auto kRetryInterval = milliseconds(500);
+constexpr auto kExpiredRetryInterval = std::chrono::seconds(1);
 
 std::string zk_error(int code) {
+  if (code == ZOPERATIONTIMEOUT)
+    return "no answer in time";
   return zerror(code);
 }
 
@@ -27,6 +32,57 @@ ACL_vector* protected_acl() {
 }
 
 }  // namespace
+
+// One asynchronous call's answer. The completion fills it on the C client's
+// completion thread under the client's mutex; the session thread reads it
+// once `done`.
+struct ZooKeeperClient::Operation {
+  ZooKeeperClient* client = nullptr;
+  bool done = false;
+  int rc = ZOK;
+  std::string data;
+  Stat stat{};
+  std::vector<std::string> children;
+
+  // Completions, for the C client.
+  static void finish(const void* context, int rc, const std::function<void(Operation&)>& fill) {
+    auto* operation = static_cast<Operation*>(const_cast<void*>(context));
+    ZooKeeperClient& client = *operation->client;
+    {
+      std::lock_guard lock(client.mutex_);
+      operation->rc = rc;
+      if (rc == ZOK && fill)
+        fill(*operation);
+      operation->done = true;
+    }
+    client.changed_.notify_all();
+  }
+  static void on_void(int rc, const void* context) { finish(context, rc, nullptr); }
+  static void on_string(int rc, const char*, const void* context) { finish(context, rc, nullptr); }
+  static void on_stat(int rc, const Stat* stat, const void* context) {
+    finish(context, rc, [stat](Operation& operation) {
+      if (stat != nullptr)
+        operation.stat = *stat;
+    });
+  }
+  static void on_data(int rc, const char* value, int length, const Stat* stat,
+                      const void* context) {
+    finish(context, rc, [=](Operation& operation) {
+      if (value != nullptr && length > 0)
+        operation.data.assign(value, static_cast<size_t>(length));
+      if (stat != nullptr)
+        operation.stat = *stat;
+    });
+  }
+  static void on_strings(int rc, const String_vector* strings, const void* context) {
+    finish(context, rc, [strings](Operation& operation) {
+      if (strings == nullptr)
+        return;
+      for (int32_t i = 0; i < strings->count; ++i)
+        operation.children.emplace_back(strings->data[i]);
+    });
+  }
+};
 
 ZooKeeperClient::ZooKeeperClient(ZooKeeperOptions options) : options_(std::move(options)) {
   static std::once_flag quiet;
@@ -43,13 +99,21 @@ ZooKeeperClient::~ZooKeeperClient() {
     session_thread_.join();
 }
 
+void ZooKeeperClient::assert_in_session_thread() const {
+  PERCORE_ASSERT(std::this_thread::get_id() == session_thread_id_.load());
+}
+
+ZooKeeperClient::Clock::time_point ZooKeeperClient::connect_deadline() const {
+  return Clock::now() + milliseconds(std::max(1, options_.connect_timeout_ms));
+}
+
 bool ZooKeeperClient::connect(std::string* error) {
+  const auto deadline = connect_deadline();
   session_thread_ = std::thread([this] { run_session_thread(); });
   session_thread_id_.store(session_thread_.get_id());
   bool ok = false;
-  std::string reason;
-  run_on_session_thread(
-      [&] { ok = open_session(std::chrono::milliseconds(options_.connect_timeout_ms), &reason); });
+  std::string reason = "ZooKeeper client stopped";
+  run_on_session_thread([&] { ok = open_session(deadline, &reason); }, deadline);
   if (!ok && error != nullptr)
     *error = reason;
   return ok;
@@ -65,19 +129,19 @@ void ZooKeeperClient::on_watcher_event(zhandle_t*, int type, int state, const ch
   if (type == ZOO_SESSION_EVENT) {
     if (state == ZOO_CONNECTED_STATE) {
       self.connected_ = true;
-      self.events_.push_back(Event{Event::Kind::kConnected, {}, {}});
+      self.events_.push_back(Event{Event::Kind::kConnected, {}, {}, {}});
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
       self.connected_ = false;
-      self.events_.push_back(Event{Event::Kind::kSessionExpired, {}, {}});
+      self.events_.push_back(Event{Event::Kind::kSessionExpired, {}, {}, {}});
     } else if (state == ZOO_AUTH_FAILED_STATE) {
       self.auth_failed_ = true;
     } else {
       self.connected_ = false;  // Connecting again: the C client handles it.
     }
   } else if (path != nullptr) {
-    // Children changed, the watched node appeared or went, or the server
-    // dropped the watch: read it again (which re-arms it).
-    self.events_.push_back(Event{Event::Kind::kWatchFired, path, {}});
+    // Children changed, a child's data changed, a node appeared or went, or
+    // the server dropped the watch: read it again (which re-arms it).
+    self.events_.push_back(Event{Event::Kind::kWatchFired, path, {}, {}});
   }
   lock.unlock();
   self.changed_.notify_all();
@@ -91,14 +155,19 @@ void ZooKeeperClient::queue(Event event) {
   changed_.notify_all();
 }
 
-void ZooKeeperClient::run_on_session_thread(std::function<void()> task) {
+bool ZooKeeperClient::run_on_session_thread(std::function<void()> task,
+                                            Clock::time_point deadline) {
   PERCORE_ASSERT(std::this_thread::get_id() != session_thread_id_.load());
-  std::promise<void> finished;
-  queue(Event{Event::Kind::kTask, {}, [&] {
-                task();
-                finished.set_value();
-              }});
-  finished.get_future().wait();
+  auto state = std::make_shared<TaskState>();
+  queue(Event{Event::Kind::kTask, {}, std::move(task), state});
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, deadline, [&] { return state->done; });
+  if (!state->started && !state->done) {
+    state->abandoned = true;  // It will never run: its captures may go.
+    return false;
+  }
+  changed_.wait(lock, [&] { return state->done; });
+  return state->started;
 }
 
 void ZooKeeperClient::run_session_thread() {
@@ -118,37 +187,86 @@ void ZooKeeperClient::run_session_thread() {
       events_.pop_front();
     }
     switch (event.kind) {
-      case Event::Kind::kTask:
-        event.task();
+      case Event::Kind::kTask: {
+        bool run;
+        {
+          std::lock_guard lock(mutex_);
+          run = !event.state->abandoned;
+          event.state->started = run;
+        }
+        if (run)
+          event.task();
+        {
+          std::lock_guard lock(mutex_);
+          event.state->done = true;
+        }
+        changed_.notify_all();
         break;
+      }
       case Event::Kind::kConnected:
         refresh_unarmed_watches();
         break;
       case Event::Kind::kSessionExpired:
         replace_expired_session();
         break;
-      case Event::Kind::kWatchFired: {
-        const auto found = watches_.find(event.path);
-        if (found != watches_.end())
-          refresh_watch(found->first, found->second);
+      case Event::Kind::kWatchFired:
+        on_watch_fired(event.path);
         break;
-      }
     }
   }
-  // Pending tasks still get an answer (they fail on a closed session).
   close_session();
-  std::deque<Event> left;
-  {
-    std::lock_guard lock(mutex_);
-    left.swap(events_);
-  }
-  for (Event& event : left) {
+  // Tasks still queued never run; their callers learn it now.
+  std::lock_guard lock(mutex_);
+  for (Event& event : events_) {
     if (event.kind == Event::Kind::kTask)
-      event.task();
+      event.state->done = true;
   }
+  events_.clear();
+  changed_.notify_all();
 }
 
-bool ZooKeeperClient::open_session(std::chrono::milliseconds timeout, std::string* error) {
+std::shared_ptr<ZooKeeperClient::Operation> ZooKeeperClient::begin(
+    const std::function<int(Operation*)>& start) {
+  assert_in_session_thread();
+  auto operation = std::make_shared<Operation>();
+  operation->client = this;
+  const int rc = handle_ == nullptr ? ZINVALIDSTATE : start(operation.get());
+  if (rc != ZOK) {
+    // Not sent: no completion will come.
+    operation->rc = rc;
+    operation->done = true;
+    return operation;
+  }
+  in_flight_.push_back(operation);
+  return operation;
+}
+
+int ZooKeeperClient::await(Operation& operation, Clock::time_point deadline) {
+  assert_in_session_thread();
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, deadline, [&] { return operation.done || stopping_; });
+  const int rc = operation.done ? operation.rc : stopping_ ? ZCLOSING : ZOPERATIONTIMEOUT;
+  std::erase_if(in_flight_, [](const std::shared_ptr<Operation>& pending) {
+    return pending->done;
+  });
+  return rc;
+}
+
+int ZooKeeperClient::get(const std::string& path, bool watch, std::string* data,
+                         Clock::time_point deadline) {
+  auto operation = begin([&](Operation* context) {
+    return watch ? zoo_awget(handle_, path.c_str(), &ZooKeeperClient::on_watcher_event,
+                             contexts_.back().get(), &Operation::on_data, context)
+                 : zoo_aget(handle_, path.c_str(), 0, &Operation::on_data, context);
+  });
+  const int rc = await(*operation, deadline);
+  if (rc == ZOK)
+    *data = std::move(operation->data);
+  return rc;
+}
+
+bool ZooKeeperClient::open_session(Clock::time_point deadline, std::string* error) {
+  assert_in_session_thread();
   uint64_t generation;
   {
     std::lock_guard lock(mutex_);
@@ -166,18 +284,18 @@ bool ZooKeeperClient::open_session(std::chrono::milliseconds timeout, std::strin
   }
   {
     std::unique_lock lock(mutex_);
-    const bool up = changed_.wait_for(lock, timeout, [&] { return connected_ || stopping_; });
+    const bool up = changed_.wait_until(lock, deadline, [&] { return connected_ || stopping_; });
     if (!up || stopping_) {
       lock.unlock();
       close_session();
       if (error != nullptr) {
         *error = "ZooKeeper unreachable at " + options_.hosts + ": no session within " +
-                 std::to_string(timeout.count()) + " ms";
+                 std::to_string(options_.connect_timeout_ms) + " ms";
       }
       return false;
     }
   }
-  if (!authenticate(error)) {
+  if (!authenticate(deadline, error)) {
     close_session();
     return false;
   }
@@ -195,6 +313,7 @@ bool ZooKeeperClient::open_session(std::chrono::milliseconds timeout, std::strin
 }
 
 void ZooKeeperClient::close_session() {
+  assert_in_session_thread();
   if (handle_ == nullptr)
     return;
   {
@@ -202,35 +321,28 @@ void ZooKeeperClient::close_session() {
     ++generation_;  // Late events of this handle are dropped.
     connected_ = false;
   }
-  zookeeper_close(handle_);  // Joins the C client's threads.
+  // Joins the C client's threads and runs every outstanding completion (with
+  // ZCLOSING): after it, no completion can touch in_flight_'s answers.
+  zookeeper_close(handle_);
   handle_ = nullptr;
+  in_flight_.clear();
   contexts_.clear();
 }
 
-bool ZooKeeperClient::authenticate(std::string* error) {
+bool ZooKeeperClient::authenticate(Clock::time_point deadline, std::string* error) {
+  assert_in_session_thread();
   if (options_.digest_credential.empty())
     return true;
-  std::promise<int> result;
-  const int code = zoo_add_auth(
-      handle_, "digest", options_.digest_credential.data(),
-      static_cast<int>(options_.digest_credential.size()),
-      [](int rc, const void* data) {
-        static_cast<std::promise<int>*>(const_cast<void*>(data))->set_value(rc);
-      },
-      &result);
-  int rc = code;
-  if (code == ZOK) {
-    std::future<int> future = result.get_future();
-    if (future.wait_for(std::chrono::milliseconds(options_.connect_timeout_ms)) !=
-        std::future_status::ready) {
-      // The completion may still come: it must not find a dead promise, so
-      // close the session (which delivers it) before returning.
-      close_session();
-      if (error != nullptr)
-        *error = "ZooKeeper did not answer the credential in time";
-      return false;
-    }
-    rc = future.get();
+  auto operation = begin([&](Operation* context) {
+    return zoo_add_auth(handle_, "digest", options_.digest_credential.data(),
+                        static_cast<int>(options_.digest_credential.size()), &Operation::on_void,
+                        context);
+  });
+  const int rc = await(*operation, deadline);
+  if (rc == ZOPERATIONTIMEOUT) {
+    if (error != nullptr)
+      *error = "ZooKeeper did not answer the credential in time";
+    return false;
   }
   if (rc != ZOK) {
     if (error != nullptr)
@@ -241,121 +353,178 @@ bool ZooKeeperClient::authenticate(std::string* error) {
 }
 
 void ZooKeeperClient::replace_expired_session() {
+  assert_in_session_thread();
   close_session();
   std::string reason;
   for (;;) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_)
-        return;
-    }
-    if (open_session(std::chrono::milliseconds(options_.connect_timeout_ms), &reason))
+    if (open_session(connect_deadline(), &reason))
       break;
-    log(LogLevel::kWarning, "ZooKeeper session expired; reconnecting: " + reason);
     std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+    if (stopping_)
+      return;
+    log(LogLevel::kWarning, "ZooKeeper session expired; reconnecting: " + reason);
+    changed_.wait_for(lock, kExpiredRetryInterval, [&] { return stopping_; });
+    if (stopping_)
+      return;
   }
   {
     std::lock_guard lock(mutex_);
     ++sessions_replaced_;
   }
   // The old session's ephemeral nodes and watches died with it.
+  const auto deadline = Clock::now() + milliseconds(options_.session_timeout_ms);
   for (const auto& [path, data] : ephemerals_) {
-    if (!create_node(path, data, &reason)) {
+    if (!create_node(path, data, deadline, &reason)) {
       log(LogLevel::kError, "could not re-create " + path + ": " + reason);
     }
   }
-  for (auto& [path, watch] : watches_)
+  for (auto& [path, watch] : watches_) {
     watch.armed = false;
+    watch.data_watched.clear();
+  }
   refresh_unarmed_watches();
 }
 
-bool ZooKeeperClient::refresh_watch(const std::string& path, Watch& watch) {
-  if (handle_ == nullptr) {
-    watch.armed = false;
-    return false;
-  }
-  Children children;
+bool ZooKeeperClient::refresh_children(const std::string& path, Watch& watch,
+                                       Clock::time_point deadline) {
+  assert_in_session_thread();
+  std::vector<std::string> names;
+  int rc = ZOK;
   for (int attempt = 0;; ++attempt) {
-    String_vector names{0, nullptr};
-    int rc = zoo_wget_children(handle_, path.c_str(), &ZooKeeperClient::on_watcher_event,
-                               contexts_.back().get(), &names);
-    if (rc == ZNONODE) {
-      // Not there yet: watch for its creation instead.
-      Stat stat;
-      rc = zoo_wexists(handle_, path.c_str(), &ZooKeeperClient::on_watcher_event,
-                       contexts_.back().get(), &stat);
-      if (rc == ZOK && attempt < 3)
-        continue;  // Created meanwhile: list it.
-      if (rc != ZNONODE && rc != ZOK)
-        break;
-      watch.armed = true;
+    auto listing = begin([&](Operation* context) {
+      return zoo_awget_children(handle_, path.c_str(), &ZooKeeperClient::on_watcher_event,
+                                contexts_.back().get(), &Operation::on_strings, context);
+    });
+    rc = await(*listing, deadline);
+    if (rc == ZOK) {
+      names = std::move(listing->children);
       break;
     }
-    if (rc != ZOK) {
-      watch.armed = false;
+    if (rc != ZNONODE)
       break;
-    }
-    std::vector<char> buffer;
-    for (int32_t i = 0; i < names.count; ++i) {
-      const std::string child = names.data[i];
-      const auto known = watch.children.find(child);
-      if (known != watch.children.end()) {
-        children.emplace(child, known->second);  // Instance data does not change.
-        continue;
-      }
-      buffer.resize(kMaxNodeBytes);
-      int length = kMaxNodeBytes;
-      Stat stat;
-      const int get_rc =
-          zoo_get(handle_, (path + "/" + child).c_str(), 0, buffer.data(), &length, &stat);
-      if (get_rc == ZNONODE)
-        continue;  // Gone already.
-      if (get_rc != ZOK) {
-        rc = get_rc;
-        break;
-      }
-      children.emplace(child, std::string(buffer.data(), length < 0 ? 0 : length));
-    }
-    deallocate_String_vector(&names);
-    if (rc != ZOK) {
-      watch.armed = false;
-      break;
-    }
-    watch.armed = true;
+    // Not there yet: watch for its creation instead.
+    auto exists = begin([&](Operation* context) {
+      return zoo_awexists(handle_, path.c_str(), &ZooKeeperClient::on_watcher_event,
+                          contexts_.back().get(), &Operation::on_stat, context);
+    });
+    rc = await(*exists, deadline);
+    if (rc == ZOK && attempt < 3)
+      continue;  // Created meanwhile: list it.
+    if (rc == ZNONODE)
+      rc = ZOK;  // No children; the creation watch is armed.
     break;
   }
-  if (!watch.armed) {
-    retry_at_ = std::min(retry_at_, std::chrono::steady_clock::now() + kRetryInterval);
-    return false;  // Keep the last known children meanwhile.
+  bool complete = rc == ZOK;
+  if (complete) {
+    // Children that went; the rest keep their data until read again.
+    const std::set<std::string> listed(names.begin(), names.end());
+    std::erase_if(watch.children, [&](const auto& child) { return !listed.contains(child.first); });
+    std::erase_if(watch.data_watched, [&](const auto& name) { return !listed.contains(name); });
+    // Reads of children whose data is not watched (new ones, and ones whose
+    // watch fired or was lost), all sent before any answer is awaited.
+    std::vector<std::pair<std::string, std::shared_ptr<Operation>>> reads;
+    for (const std::string& name : names) {
+      if (watch.data_watched.contains(name))
+        continue;
+      const std::string child_path = path + "/" + name;
+      reads.emplace_back(name, begin([&](Operation* context) {
+                           return zoo_awget(handle_, child_path.c_str(),
+                                            &ZooKeeperClient::on_watcher_event,
+                                            contexts_.back().get(), &Operation::on_data, context);
+                         }));
+    }
+    for (auto& [name, read] : reads) {
+      const int read_rc = await(*read, deadline);
+      if (read_rc == ZOK) {
+        watch.children[name] = std::move(read->data);
+        watch.data_watched.insert(name);
+      } else if (read_rc == ZNONODE) {
+        watch.children.erase(name);  // Gone already; its children event follows.
+      } else {
+        complete = false;  // Keep what was known of it; read again later.
+      }
+    }
   }
-  if (children != watch.children) {
-    watch.children = children;
-    if (watch.listener)
-      watch.listener(watch.children);
+  watch.armed = complete;
+  if (!complete) {
+    retry_at_ = std::min(retry_at_, Clock::now() + kRetryInterval);
+    return false;
   }
+  deliver(watch);
   return true;
 }
 
+void ZooKeeperClient::refresh_child(const std::string& path, Watch& watch,
+                                    const std::string& child) {
+  assert_in_session_thread();
+  watch.data_watched.erase(child);
+  if (!watch.armed)
+    return;  // A full read is due: it reads this child too.
+  std::string data;
+  const int rc = get(path + "/" + child, /*watch=*/true, &data,
+                     Clock::now() + milliseconds(options_.session_timeout_ms));
+  if (rc == ZOK) {
+    watch.children[child] = std::move(data);
+    watch.data_watched.insert(child);
+  } else if (rc == ZNONODE) {
+    watch.children.erase(child);
+  } else {
+    watch.armed = false;  // Read the whole node again after a pause.
+    retry_at_ = std::min(retry_at_, Clock::now() + kRetryInterval);
+    return;
+  }
+  deliver(watch);
+}
+
+void ZooKeeperClient::deliver(Watch& watch) {
+  assert_in_session_thread();
+  if (!watch.listener || (watch.delivered && *watch.delivered == watch.children))
+    return;
+  watch.delivered = watch.children;
+  watch.listener(watch.children);
+}
+
+void ZooKeeperClient::on_watch_fired(const std::string& path) {
+  assert_in_session_thread();
+  if (const auto found = watches_.find(path); found != watches_.end()) {
+    refresh_children(found->first, found->second,
+                     Clock::now() + milliseconds(options_.session_timeout_ms));
+    return;
+  }
+  // A child's data watch: /<watched path>/<child>.
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0)
+    return;
+  if (const auto found = watches_.find(path.substr(0, slash)); found != watches_.end())
+    refresh_child(found->first, found->second, path.substr(slash + 1));
+}
+
 void ZooKeeperClient::refresh_unarmed_watches() {
-  retry_at_ = std::chrono::steady_clock::time_point::max();
+  assert_in_session_thread();
+  retry_at_ = Clock::time_point::max();
   if (handle_ == nullptr)
     return;
   for (auto& [path, watch] : watches_) {
     if (!watch.armed)
-      refresh_watch(path, watch);
+      refresh_children(path, watch, Clock::now() + milliseconds(options_.session_timeout_ms));
   }
 }
 
-bool ZooKeeperClient::create_parents(const std::string& path, std::string* error) {
+bool ZooKeeperClient::create_parents(const std::string& path, Clock::time_point deadline,
+                                     std::string* error) {
+  assert_in_session_thread();
   const size_t last = path.rfind('/');
   for (size_t slash = path.find('/', 1); slash != std::string::npos && slash <= last;
        slash = path.find('/', slash + 1)) {
     const std::string parent = path.substr(0, slash);
     // The service node (the direct parent) guards its instances.
     const bool guarded = slash == last && !options_.digest_credential.empty();
-    const int rc = zoo_create(handle_, parent.c_str(), nullptr, -1,
-                              guarded ? protected_acl() : &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
+    auto create = begin([&](Operation* context) {
+      return zoo_acreate(handle_, parent.c_str(), nullptr, -1,
+                         guarded ? protected_acl() : &ZOO_OPEN_ACL_UNSAFE, 0,
+                         &Operation::on_string, context);
+    });
+    const int rc = await(*create, deadline);
     if (rc != ZOK && rc != ZNODEEXISTS) {
       if (error != nullptr)
         *error = "cannot create " + parent + ": " + zk_error(rc);
@@ -366,36 +535,50 @@ bool ZooKeeperClient::create_parents(const std::string& path, std::string* error
 }
 
 bool ZooKeeperClient::create_node(const std::string& path, const std::string& data,
-                                  std::string* error) {
+                                  Clock::time_point deadline, std::string* error) {
+  assert_in_session_thread();
   if (handle_ == nullptr) {
     if (error != nullptr)
       *error = "no ZooKeeper session";
     return false;
   }
   ACL_vector* acl = options_.digest_credential.empty() ? &ZOO_OPEN_ACL_UNSAFE : protected_acl();
+  const int size = static_cast<int>(data.size());
   for (int attempt = 0; attempt < 5; ++attempt) {
-    int rc = zoo_create(handle_, path.c_str(), data.data(), static_cast<int>(data.size()), acl,
-                        ZOO_EPHEMERAL, nullptr, 0);
+    auto create = begin([&](Operation* context) {
+      return zoo_acreate(handle_, path.c_str(), data.data(), size, acl, ZOO_EPHEMERAL,
+                         &Operation::on_string, context);
+    });
+    int rc = await(*create, deadline);
     if (rc == ZOK)
       return true;
     if (rc == ZNONODE) {
-      if (!create_parents(path, error))
+      if (!create_parents(path, deadline, error))
         return false;
       continue;
     }
     if (rc == ZNODEEXISTS) {
       // Ours (a create retried after a connection loss): keep it, refresh the
       // data. Someone else's, or an earlier session's: replace it.
-      Stat stat;
-      rc = zoo_exists(handle_, path.c_str(), 0, &stat);
+      auto exists = begin([&](Operation* context) {
+        return zoo_aexists(handle_, path.c_str(), 0, &Operation::on_stat, context);
+      });
+      rc = await(*exists, deadline);
       if (rc == ZNONODE)
         continue;
-      if (rc == ZOK && stat.ephemeralOwner == zoo_client_id(handle_)->client_id) {
-        rc = zoo_set(handle_, path.c_str(), data.data(), static_cast<int>(data.size()), -1);
+      if (rc == ZOK && exists->stat.ephemeralOwner == zoo_client_id(handle_)->client_id) {
+        auto set = begin([&](Operation* context) {
+          return zoo_aset(handle_, path.c_str(), data.data(), size, -1, &Operation::on_stat,
+                          context);
+        });
+        rc = await(*set, deadline);
         if (rc == ZOK)
           return true;
       } else if (rc == ZOK) {
-        rc = zoo_delete(handle_, path.c_str(), -1);
+        auto remove = begin([&](Operation* context) {
+          return zoo_adelete(handle_, path.c_str(), -1, &Operation::on_void, context);
+        });
+        rc = await(*remove, deadline);
         if (rc == ZOK || rc == ZNONODE)
           continue;
       }
@@ -411,49 +594,72 @@ bool ZooKeeperClient::create_node(const std::string& path, const std::string& da
 
 bool ZooKeeperClient::create_ephemeral(const std::string& path, const std::string& data,
                                        std::string* error) {
+  const auto deadline = connect_deadline();
   bool ok = false;
-  run_on_session_thread([&] {
-    ok = create_node(path, data, error);
-    if (ok)
-      ephemerals_[path] = data;
-  });
+  std::string reason;
+  const bool ran = run_on_session_thread(
+      [&] {
+        ok = create_node(path, data, deadline, &reason);
+        if (ok)
+          ephemerals_[path] = data;
+      },
+      deadline);
+  if (!ran)
+    reason = "cannot create " + path + ": ZooKeeper session busy past the timeout";
+  if (!ok && error != nullptr)
+    *error = reason;
   return ok;
 }
 
-bool ZooKeeperClient::delete_ephemeral(const std::string& path, std::string* error) {
-  bool ok = false;
-  run_on_session_thread([&] {
-    ephemerals_.erase(path);
-    if (handle_ == nullptr) {
-      if (error != nullptr)
-        *error = "no ZooKeeper session";
-      return;
-    }
-    const int rc = zoo_delete(handle_, path.c_str(), -1);
-    ok = rc == ZOK || rc == ZNONODE;
-    if (!ok && error != nullptr)
-      *error = "cannot delete " + path + ": " + zk_error(rc);
-  });
-  return ok;
+bool ZooKeeperClient::delete_ephemerals(milliseconds timeout, std::string* error) {
+  const auto deadline = Clock::now() + timeout;
+  std::string failed;
+  const bool ran = run_on_session_thread(
+      [&] {
+        std::vector<std::pair<std::string, std::shared_ptr<Operation>>> deletes;
+        for (const auto& [path, data] : ephemerals_) {
+          deletes.emplace_back(path, begin([&](Operation* context) {
+                                 return zoo_adelete(handle_, path.c_str(), -1,
+                                                    &Operation::on_void, context);
+                               }));
+        }
+        ephemerals_.clear();
+        for (auto& [path, remove] : deletes) {
+          const int rc = await(*remove, deadline);
+          if (rc != ZOK && rc != ZNONODE)
+            failed += (failed.empty() ? "" : "; ") + path + ": " + zk_error(rc);
+        }
+      },
+      deadline);
+  if (!ran)
+    failed = "ZooKeeper session busy (reconnecting) past the timeout";
+  if (!failed.empty() && error != nullptr) {
+    *error = "deregistration not confirmed within " + std::to_string(timeout.count()) +
+             " ms: " + failed;
+  }
+  return failed.empty();
 }
 
-std::optional<ZooKeeperClient::Children> ZooKeeperClient::watch_children(const std::string& path,
-                                                                         ChildrenListener listener,
-                                                                         std::string* error) {
-  std::optional<Children> children;
-  run_on_session_thread([&] {
-    Watch& watch = watches_[path];
-    if (!refresh_watch(path, watch)) {
-      watches_.erase(path);
-      if (error != nullptr)
-        *error = "cannot read " + path + " from ZooKeeper";
-      return;
-    }
-    // Only later changes go to the listener: the caller has these.
-    watch.listener = std::move(listener);
-    children = watch.children;
-  });
-  return children;
+bool ZooKeeperClient::watch_children(const std::string& path, ChildrenListener listener,
+                                     Clock::time_point deadline, std::string* error) {
+  bool ok = false;
+  const bool ran = run_on_session_thread(
+      [&] {
+        Watch& watch = watches_[path];
+        if (!refresh_children(path, watch, deadline)) {
+          watches_.erase(path);
+          return;
+        }
+        watch.listener = std::move(listener);
+        deliver(watch);
+        ok = true;
+      },
+      deadline);
+  if (!ok && error != nullptr) {
+    *error = ran ? "cannot read " + path + " from ZooKeeper in time"
+                 : "cannot read " + path + ": ZooKeeper session busy past the timeout";
+  }
+  return ok;
 }
 
 void ZooKeeperClient::set_session_listener(SessionListener listener) {
@@ -473,42 +679,30 @@ int ZooKeeperClient::sessions_replaced() const {
 
 bool ZooKeeperClient::get_children(const std::string& path, std::vector<std::string>* children,
                                    std::string* error) {
-  bool ok = false;
-  run_on_session_thread([&] {
-    String_vector names{0, nullptr};
-    const int rc =
-        handle_ == nullptr ? ZINVALIDSTATE : zoo_get_children(handle_, path.c_str(), 0, &names);
-    if (rc != ZOK) {
-      if (error != nullptr)
-        *error = path + ": " + zk_error(rc);
-      return;
-    }
-    for (int32_t i = 0; i < names.count; ++i)
-      children->push_back(names.data[i]);
-    deallocate_String_vector(&names);
-    ok = true;
-  });
-  return ok;
+  const auto deadline = connect_deadline();
+  int rc = ZOPERATIONTIMEOUT;
+  run_on_session_thread(
+      [&] {
+        auto listing = begin([&](Operation* context) {
+          return zoo_aget_children(handle_, path.c_str(), 0, &Operation::on_strings, context);
+        });
+        rc = await(*listing, deadline);
+        if (rc == ZOK)
+          *children = std::move(listing->children);
+      },
+      deadline);
+  if (rc != ZOK && error != nullptr)
+    *error = path + ": " + zk_error(rc);
+  return rc == ZOK;
 }
 
 bool ZooKeeperClient::get_data(const std::string& path, std::string* data, std::string* error) {
-  bool ok = false;
-  run_on_session_thread([&] {
-    std::vector<char> buffer(kMaxNodeBytes);
-    int length = kMaxNodeBytes;
-    Stat stat;
-    const int rc = handle_ == nullptr
-                       ? ZINVALIDSTATE
-                       : zoo_get(handle_, path.c_str(), 0, buffer.data(), &length, &stat);
-    if (rc != ZOK) {
-      if (error != nullptr)
-        *error = path + ": " + zk_error(rc);
-      return;
-    }
-    data->assign(buffer.data(), length < 0 ? 0 : length);
-    ok = true;
-  });
-  return ok;
+  const auto deadline = connect_deadline();
+  int rc = ZOPERATIONTIMEOUT;
+  run_on_session_thread([&] { rc = get(path, /*watch=*/false, data, deadline); }, deadline);
+  if (rc != ZOK && error != nullptr)
+    *error = path + ": " + zk_error(rc);
+  return rc == ZOK;
 }
 
 }  // namespace percore

@@ -23,7 +23,7 @@ std::optional<ServerAddress> ZooKeeperNamingSource::address_of(const std::string
     return std::nullopt;
   if (instance->enabled.has_value() && !*instance->enabled) {
     if (error != nullptr)
-      *error = "instance " + instance->id + " is disabled";
+      error->clear();  // Not in rotation, by its owner's choice: no error.
     return std::nullopt;
   }
   if (!instance->port) {
@@ -44,7 +44,7 @@ std::vector<ServerAddress> ZooKeeperNamingSource::to_servers(
     std::optional<ServerAddress> address = address_of(child.second, &error);
     if (address) {
       servers.push_back(*address);
-    } else {
+    } else if (!error.empty()) {
       // Every change of the service re-reads the list: one bad instance must
       // not write a line per change.
       static LogRateLimiter limiter;
@@ -59,19 +59,23 @@ std::vector<ServerAddress> ZooKeeperNamingSource::to_servers(
 }
 
 bool ZooKeeperNamingSource::start(Listener listener, std::string* error) {
+  // One deadline for the session and the first list.
+  const auto deadline = ZooKeeperClient::Clock::now() +
+                        std::chrono::milliseconds(std::max(1, options_.connect_timeout_ms));
   client_ = std::make_unique<ZooKeeperClient>(options_);
   if (!client_->connect(error)) {
     client_.reset();
     return false;
   }
-  std::optional<ZooKeeperClient::Children> children = client_->watch_children(
-      uri_.path,
-      [this, listener](const ZooKeeperClient::Children& now) { listener(to_servers(now)); }, error);
-  if (!children) {
+  // Every list, the first included, is delivered on the session thread, in
+  // the order ZooKeeper's events came.
+  if (!client_->watch_children(
+          uri_.path,
+          [this, listener](const ZooKeeperClient::Children& now) { listener(to_servers(now)); },
+          deadline, error)) {
     client_.reset();
     return false;
   }
-  listener(to_servers(*children));
   return true;
 }
 

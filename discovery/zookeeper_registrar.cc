@@ -39,15 +39,17 @@ bool ZooKeeperRegistrar::register_services(const std::vector<std::string>& servi
   return true;
 }
 
-void ZooKeeperRegistrar::deregister() {
+bool ZooKeeperRegistrar::deregister(std::chrono::milliseconds timeout) {
   if (client_ == nullptr)
-    return;
-  for (const ServiceInstance& instance : instances_) {
-    std::string error;
-    if (!client_->delete_ephemeral(instance_path(instance), &error)) {
-      log(LogLevel::kWarning, "deregistering: " + error);
-    }
-  }
+    return true;
+  std::string error;
+  if (client_->delete_ephemerals(timeout, &error))
+    return true;
+  // Closing the session removes its ephemeral nodes: at once if ZooKeeper
+  // hears the close, else when the session expires.
+  log(LogLevel::kWarning, "deregistering: " + error + "; closing the ZooKeeper session instead");
+  client_.reset();
+  return false;
 }
 
 }  // namespace percore

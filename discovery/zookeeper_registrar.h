@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,9 +32,15 @@ class ZooKeeperRegistrar {
   // Connects and registers `services` at address:port. False with *error.
   bool register_services(const std::vector<std::string>& services, const std::string& address,
                          int port, std::string* error);
-  // Deletes every instance node (before a graceful stop, so that clients drop
-  // this server first). The session stays open until destruction.
-  void deregister();
+  // Deletes every instance node, all at once (before a graceful stop, so
+  // that clients drop this server first), waiting at most `timeout` in all.
+  // True when ZooKeeper confirmed every delete; the session then stays open
+  // until destruction. Otherwise (ZooKeeper silent, slow or away) the
+  // session is closed at once, which removes the nodes when ZooKeeper hears
+  // the close or the session expires; false. Either way this returns within
+  // `timeout` plus the close (at most the C client's 3 s bound on sending
+  // the close request).
+  bool deregister(std::chrono::milliseconds timeout);
 
   const std::vector<ServiceInstance>& instances() const { return instances_; }
   std::string instance_path(const ServiceInstance& instance) const;

@@ -1,10 +1,13 @@
 // percore-cli: tools around a percore deployment.
 //   percore-cli list zk://HOSTS/BASE/PATH[/ServiceName]
 // prints the services registered under the base path (or the one named) and
-// their instances, read from ZooKeeper in Apache Curator's layout.
+// their instances, read from ZooKeeper in Apache Curator's layout: one line
+// per instance with its id, address, service type, enabled state and
+// registration time (UTC).
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -22,32 +25,52 @@ namespace {
   std::exit(2);
 }
 
-// Prints one service's instances; false if `path` holds no Curator instance.
+// Curator's registrationTimeUTC (ms since the epoch) as ISO 8601 UTC.
+std::string utc_text(int64_t millis) {
+  if (millis <= 0)
+    return "-";
+  const time_t seconds = static_cast<time_t>(millis / 1000);
+  std::tm parts{};
+  if (gmtime_r(&seconds, &parts) == nullptr)
+    return "-";
+  char text[40];
+  const size_t length = std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &parts);
+  std::snprintf(text + length, sizeof(text) - length, ".%03dZ", static_cast<int>(millis % 1000));
+  return text;
+}
+
+// Prints one service's instances: id, address, type, whether it is in
+// rotation (Curator 5's "enabled"; absent means enabled) and when it
+// registered. False if `path` holds no Curator instance.
 bool print_service(percore::ZooKeeperClient& client, const std::string& path,
                    const std::string& name, bool require_instances) {
   std::vector<std::string> ids;
   std::string error;
   if (!client.get_children(path, &ids, &error))
     return false;
-  std::vector<percore::ServiceInstance> instances;
+  std::vector<std::string> lines;
+  size_t instances = 0;
   for (const std::string& id : ids) {
     std::string data;
     if (!client.get_data(path + "/" + id, &data, &error))
-      continue;
+      continue;  // Gone meanwhile.
     std::optional<percore::ServiceInstance> instance = percore::parse_curator_json(data, &error);
-    if (instance)
-      instances.push_back(*instance);
+    if (!instance) {
+      lines.push_back("  " + id + "  unreadable: " + error);
+      continue;
+    }
+    ++instances;
+    const bool enabled = !instance->enabled.has_value() || *instance->enabled;
+    lines.push_back("  " + instance->id + "  " + instance->address + ":" +
+                    (instance->port ? std::to_string(*instance->port) : std::string("-")) + "  " +
+                    instance->service_type + "  " + (enabled ? "enabled" : "disabled") +
+                    "  registered " + utc_text(instance->registration_time_utc));
   }
-  if (instances.empty() && require_instances)
+  if (instances == 0 && require_instances)
     return false;
-  std::printf("%s (%zu instance%s)\n", name.c_str(), instances.size(),
-              instances.size() == 1 ? "" : "s");
-  for (const percore::ServiceInstance& instance : instances) {
-    std::printf("  %s  %s:%s  %s%s\n", instance.id.c_str(), instance.address.c_str(),
-                instance.port ? std::to_string(*instance.port).c_str() : "-",
-                instance.service_type.c_str(),
-                instance.enabled.has_value() && !*instance.enabled ? "  disabled" : "");
-  }
+  std::printf("%s (%zu instance%s)\n", name.c_str(), instances, instances == 1 ? "" : "s");
+  for (const std::string& line : lines)
+    std::printf("%s\n", line.c_str());
   return true;
 }
 

@@ -31,7 +31,7 @@ constexpr std::string_view kUsage =
     "                      [--partial-frame-timeout-ms N] [--close-linger-ms N]\n"
     "                      [--registry zk://HOSTS/BASE/PATH] [--advertise HOST]\n"
     "                      [--registry-credential-file FILE] [--deregister-delay-ms N]\n"
-    "                      [--zk-session-timeout-ms N]\n"
+    "                      [--deregister-timeout-ms N] [--zk-session-timeout-ms N]\n"
     "  --listen          address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --io-threads      I/O threads (default: one per core)\n"
     "  --workers         worker threads for IsPrime (default: one per core)\n"
@@ -55,6 +55,9 @@ constexpr std::string_view kUsage =
     "  --registry-credential-file  file holding a ZooKeeper digest credential\n"
     "                    user:password (or set PERCORE_ZK_CREDENTIAL); with it only\n"
     "                    holders of the credential can add or remove instances\n"
+    "  --deregister-timeout-ms  longest wait for ZooKeeper to confirm the deletes of\n"
+    "                    all of this server's nodes together (default 2000); past\n"
+    "                    it the session is closed, which removes them too\n"
     "  --deregister-delay-ms  pause between deregistering and draining (default 1000)\n"
     "  --zk-session-timeout-ms  ZooKeeper session timeout (default 10000)\n";
 
@@ -110,6 +113,7 @@ int main(int argc, char** argv) {
   std::string advertise;
   std::string credential;
   long long deregister_delay_ms = 1000;
+  long long deregister_timeout_ms = 2000;
   long long session_timeout_ms = 10000;
   // For tests that force a ZooKeeper session expiry: the session id and
   // password are written to this file (hex) whenever a session starts.
@@ -156,6 +160,8 @@ int main(int argc, char** argv) {
       advertise = value;
     } else if (flag == "--registry-credential-file") {
       credential = read_credential_file(value);
+    } else if (flag == "--deregister-timeout-ms") {
+      deregister_timeout_ms = parse_number(flag, value);
     } else if (flag == "--deregister-delay-ms") {
       deregister_delay_ms = parse_number(flag, value);
     } else if (flag == "--zk-session-timeout-ms") {
@@ -234,8 +240,10 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "percore-server: signal %d, stopping\n", signal_number);
   if (registrar != nullptr) {
     // Clients drop this server when its nodes go; give them a moment before
-    // the drain starts answering 2003.
-    registrar->deregister();
+    // the drain starts answering 2003. Bounded whatever ZooKeeper does: the
+    // whole stop takes at most deregister timeout + close of the session
+    // (under 3 s) + deregister delay + grace.
+    registrar->deregister(std::chrono::milliseconds(deregister_timeout_ms));
     std::this_thread::sleep_for(std::chrono::milliseconds(deregister_delay_ms));
   }
   server.Stop(std::chrono::milliseconds(grace_ms));
