@@ -27,9 +27,11 @@
 #include "examples/echo_service.h"
 #include "proto/echo.pb.h"
 #include "server_io/server.h"
+#include "test/integration/discovery_fixture.h"
 #include "test/support/child_process.h"
 #include "test/support/echo_load.h"
 #include "test/support/eventually.h"
+#include "test/support/raw_zookeeper.h"
 #include "test/support/slack.h"
 #include "test/support/zookeeper_server.h"
 
@@ -39,105 +41,8 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kBase[] = "/percore/services";
-constexpr char kEchoService[] = "example.EchoService";
-
 using testing::eventually;
-
-// A plain ZooKeeper C handle, as another process (Curator, an operator)
-// would hold: no credential unless given.
-class RawZooKeeper {
- public:
-  explicit RawZooKeeper(const std::string& hosts, const clientid_t* session = nullptr) {
-    handle_ = zookeeper_init(hosts.c_str(), &RawZooKeeper::watcher, 4000, session, this, 0);
-    std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, testing::scaled(milliseconds(10000)), [&] { return connected_; });
-  }
-  ~RawZooKeeper() {
-    if (handle_ != nullptr)
-      zookeeper_close(handle_);
-  }
-  bool connected() {
-    std::lock_guard lock(mutex_);
-    return connected_;
-  }
-  zhandle_t* handle() { return handle_; }
-  std::vector<std::string> children(const std::string& path) {
-    String_vector names{0, nullptr};
-    std::vector<std::string> result;
-    if (zoo_get_children(handle_, path.c_str(), 0, &names) == ZOK) {
-      for (int i = 0; i < names.count; ++i)
-        result.push_back(names.data[i]);
-      deallocate_String_vector(&names);
-    }
-    return result;
-  }
-  std::optional<std::string> data(const std::string& path, Stat* stat = nullptr) {
-    std::vector<char> buffer(1 << 16);
-    int length = static_cast<int>(buffer.size());
-    Stat local;
-    if (zoo_get(handle_, path.c_str(), 0, buffer.data(), &length, stat ? stat : &local) != ZOK) {
-      return std::nullopt;
-    }
-    return std::string(buffer.data(), length < 0 ? 0 : length);
-  }
-
- private:
-  static void watcher(zhandle_t*, int type, int state, const char*, void* context) {
-    auto* self = static_cast<RawZooKeeper*>(context);
-    if (type != ZOO_SESSION_EVENT)
-      return;
-    std::lock_guard lock(self->mutex_);
-    self->connected_ = state == ZOO_CONNECTED_STATE;
-    self->changed_.notify_all();
-  }
-
-  zhandle_t* handle_ = nullptr;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool connected_ = false;
-};
-
-class DiscoveryTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
-    std::string error;
-    zookeeper_ = testing::ZooKeeperServer::start(&error);
-    ASSERT_NE(zookeeper_, nullptr) << error;
-  }
-
-  std::string registry() const { return "zk://" + zookeeper_->hosts() + kBase; }
-  std::string echo_target() const { return registry() + "/" + kEchoService; }
-
-  std::optional<testing::ServerProcess> start_registered_server(
-      std::vector<std::string> extra = {}) {
-    std::vector<std::string> arguments = {"--io-threads",
-                                          "1",
-                                          "--workers",
-                                          "1",
-                                          "--registry",
-                                          registry(),
-                                          "--zk-session-timeout-ms",
-                                          "2000",
-                                          "--deregister-delay-ms",
-                                          "300"};
-    arguments.insert(arguments.end(), extra.begin(), extra.end());
-    return testing::start_server_process(arguments);
-  }
-
-  // Instance ids under the echo service node.
-  std::vector<std::string> echo_instances() {
-    RawZooKeeper reader(zookeeper_->hosts());
-    return reader.children(std::string(kBase) + "/" + kEchoService);
-  }
-
-  std::unique_ptr<testing::ZooKeeperServer> zookeeper_;
-};
-
-std::string address_of(const testing::ServerProcess& server) {
-  return "127.0.0.1:" + std::to_string(server.port);
-}
+using testing::RawZooKeeper;
 
 TEST_F(DiscoveryTest, RegisteredInstanceHasCuratorsExactLayoutAndGoesAwayOnStop) {
   auto server = start_registered_server();
