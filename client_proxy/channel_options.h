@@ -139,9 +139,12 @@ struct ChannelOptions {
   // random number (even on average).
   int64_t client_id = -1;
   // How long Init() waits for a registry (zk://: the ZooKeeper session and
-  // the first list). Default 5000 ms.
+  // the first list, together). Default 5000 ms; at least 1.
   int naming_timeout_ms = 5000;
-  // ZooKeeper session timeout for zk:// targets. Default 10000 ms.
+  // ZooKeeper session timeout for zk:// targets: how long ZooKeeper keeps
+  // the session of a client it does not hear from (its server clamps it to
+  // 2..20 ticks). The C client gives up on a silent ensemble member after
+  // 2/3 of it and tries the next. Default 10000 ms.
   int zookeeper_session_timeout_ms = 10000;
 };
 
