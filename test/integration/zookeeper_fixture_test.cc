@@ -1,7 +1,9 @@
 // The ZooKeeper test fixture: a real server (Debian's package) that a real
 // client session uses, that stops and comes back on the same port with its
 // data and sessions, reports why it could not start, and leaves no process
-// behind.
+// behind; and a real three-member ensemble that elects a new leader when
+// its leader dies, keeps serving without a follower, and takes killed
+// members back.
 
 #define THREADED
 #include <zookeeper/zookeeper.h>
@@ -19,16 +21,22 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
+#include "test/support/eventually.h"
 #include "test/support/slack.h"
+#include "test/support/zookeeper_ensemble.h"
 #include "test/support/zookeeper_server.h"
 
 namespace percore {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::eventually;
 using testing::scaled;
+using testing::ZooKeeperEnsemble;
 using testing::ZooKeeperServer;
 
 constexpr int kSessionTimeoutMs = 10000;
@@ -79,6 +87,12 @@ std::string read_node(zhandle_t* handle, const char* path) {
   if (result != ZOK)
     return std::string("error ") + zerror(result);
   return std::string(buffer, static_cast<size_t>(length < 0 ? 0 : length));
+}
+
+// The session that owns the ephemeral node at `path`; 0 if there is none.
+int64_t ephemeral_owner(zhandle_t* handle, const char* path) {
+  Stat stat{};
+  return zoo_exists(handle, path, 0, &stat) == ZOK ? stat.ephemeralOwner : 0;
 }
 
 bool process_exists(pid_t pid) {
@@ -188,6 +202,130 @@ TEST_F(ZooKeeperFixtureTest, ReportsWhyItCouldNotStartWhenThePortIsTaken) {
   // It fails as soon as the JVM gives up, not at the 30 s deadline.
   EXPECT_LT(std::chrono::steady_clock::now() - started, scaled(milliseconds(15000)));
   ::close(holder);
+}
+
+// The ensemble outlives the death of its leader and then of a follower; a
+// client session outlives both, and killed members come back as followers.
+TEST_F(ZooKeeperFixtureTest, EnsembleElectsANewLeaderKeepsTheSessionAndTakesMembersBack) {
+  std::string error;
+  auto ensemble = ZooKeeperEnsemble::start(&error);
+  ASSERT_NE(ensemble, nullptr) << error;
+  ASSERT_EQ(ensemble->size(), 3u);
+  std::set<int> ports;
+  std::set<pid_t> pids;
+  std::set<std::string> directories;
+  std::string expected_hosts;
+  for (size_t index = 0; index < ensemble->size(); ++index) {
+    const ZooKeeperServer& member = ensemble->member(index);
+    ports.insert(member.port());
+    pids.insert(member.pid());
+    directories.insert(member.directory());
+    expected_hosts += (index == 0 ? "" : ",") + member.hosts();
+  }
+  EXPECT_EQ(ports.size(), 3u);
+  EXPECT_EQ(pids.size(), 3u);
+  EXPECT_EQ(directories.size(), 3u);
+  EXPECT_EQ(ensemble->hosts(), expected_hosts);
+  const std::optional<size_t> first_leader = ensemble->leader();
+  ASSERT_TRUE(first_leader.has_value());
+  for (size_t index = 0; index < ensemble->size(); ++index) {
+    if (index != *first_leader) {
+      EXPECT_EQ(ensemble->member(index).mode(), "follower") << index;
+    }
+  }
+
+  Session session(ensemble->hosts());
+  ASSERT_NE(session.handle(), nullptr);
+  ASSERT_TRUE(session.wait_for_state(ZOO_CONNECTED_STATE, scaled(milliseconds(10000))));
+  ASSERT_EQ(zoo_create(session.handle(), "/ensemble", "hello", 5, &ZOO_OPEN_ACL_UNSAFE,
+                       ZOO_PERSISTENT, nullptr, 0),
+            ZOK);
+  ASSERT_EQ(zoo_create(session.handle(), "/ensemble/ephemeral", "", 0, &ZOO_OPEN_ACL_UNSAFE,
+                       ZOO_EPHEMERAL, nullptr, 0),
+            ZOK);
+  const int64_t session_id = session.session_id();
+
+  // The leader crashes: the other two elect a new one.
+  ZooKeeperServer& old_leader = ensemble->member(*first_leader);
+  const pid_t old_leader_pid = old_leader.pid();
+  old_leader.kill_hard();
+  EXPECT_FALSE(process_exists(old_leader_pid));
+  ASSERT_TRUE(ensemble->wait_serving(scaled(milliseconds(30000)), &error)) << error;
+  const std::optional<size_t> second_leader = ensemble->leader();
+  ASSERT_TRUE(second_leader.has_value());
+  EXPECT_NE(*second_leader, *first_leader);
+
+  // The session moves to a live member (a request on the broken connection
+  // may fail first) and keeps its id and its ephemeral node, which a new
+  // session sees too.
+  EXPECT_TRUE(eventually([&] { return read_node(session.handle(), "/ensemble") == "hello"; },
+                         milliseconds(10000)));
+  EXPECT_EQ(session.session_id(), session_id);
+  {
+    Session reader(ensemble->hosts());
+    ASSERT_TRUE(reader.wait_for_state(ZOO_CONNECTED_STATE, scaled(milliseconds(10000))));
+    EXPECT_NE(reader.session_id(), session_id);
+    EXPECT_EQ(read_node(reader.handle(), "/ensemble"), "hello");
+    EXPECT_EQ(ephemeral_owner(reader.handle(), "/ensemble/ephemeral"), session_id);
+  }
+
+  // The old leader comes back with its data and follows the new one.
+  ASSERT_TRUE(old_leader.restart(&error)) << error;
+  EXPECT_NE(old_leader.pid(), old_leader_pid);
+  EXPECT_EQ(old_leader.mode(), "follower");
+  EXPECT_EQ(ensemble->leader(), second_leader);
+
+  // A follower that never crashed dies: the leader keeps its place and the
+  // remaining two still serve reads and writes.
+  size_t follower = 0;
+  while (follower == *first_leader || follower == *second_leader)
+    ++follower;
+  ensemble->member(follower).kill_hard();
+  ASSERT_TRUE(ensemble->wait_serving(scaled(milliseconds(30000)), &error)) << error;
+  EXPECT_EQ(ensemble->leader(), second_leader);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return zoo_set(session.handle(), "/ensemble", "again", 5, -1) == ZOK &&
+               read_node(session.handle(), "/ensemble") == "again";
+      },
+      milliseconds(10000)));
+  {
+    Session reader(ensemble->hosts());
+    ASSERT_TRUE(reader.wait_for_state(ZOO_CONNECTED_STATE, scaled(milliseconds(10000))));
+    EXPECT_EQ(read_node(reader.handle(), "/ensemble"), "again");
+    EXPECT_EQ(ephemeral_owner(reader.handle(), "/ensemble/ephemeral"), session_id);
+  }
+
+  // It comes back as a follower too: all three serve again.
+  ASSERT_TRUE(ensemble->member(follower).restart(&error)) << error;
+  EXPECT_EQ(ensemble->member(follower).mode(), "follower");
+  ASSERT_TRUE(ensemble->wait_serving(scaled(milliseconds(30000)), &error)) << error;
+  EXPECT_EQ(ensemble->leader(), second_leader);
+  EXPECT_EQ(session.session_id(), session_id);
+  EXPECT_EQ(ephemeral_owner(session.handle(), "/ensemble/ephemeral"), session_id);
+
+  // Without a majority, wait_serving says so at once instead of waiting.
+  ensemble->member(*first_leader).kill_hard();
+  ensemble->member(follower).kill_hard();
+  const auto asked = std::chrono::steady_clock::now();
+  EXPECT_FALSE(ensemble->wait_serving(scaled(milliseconds(30000)), &error));
+  EXPECT_NE(error.find("no quorum"), std::string::npos) << error;
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, scaled(milliseconds(5000)));
+
+  std::vector<pid_t> last_pids;
+  for (size_t index = 0; index < ensemble->size(); ++index)
+    last_pids.push_back(ensemble->member(index).pid());
+  ensemble.reset();
+  for (const pid_t pid : last_pids)
+    EXPECT_FALSE(process_exists(pid)) << pid;
+  for (const std::string& directory : directories)
+    EXPECT_FALSE(std::filesystem::exists(directory)) << directory;
+}
+
+TEST_F(ZooKeeperFixtureTest, AnEnsembleNeedsAMember) {
+  std::string error;
+  EXPECT_EQ(ZooKeeperEnsemble::start(&error, 0), nullptr);
+  EXPECT_NE(error.find("at least one member"), std::string::npos) << error;
 }
 
 }  // namespace

@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -47,54 +46,79 @@ void set_error(std::string* error, const std::string& text) {
     *error = text;
 }
 
-// A port that was free on 127.0.0.1 a moment ago; 0 on failure.
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return 0;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0)
-    port = ntohs(address.sin_port);
-  ::close(fd);
-  return port;
+// `count` distinct ports that were free on 127.0.0.1 a moment ago (all
+// sockets stay bound until the last is chosen, so none comes twice); empty
+// on failure.
+std::vector<int> free_loopback_ports(size_t count) {
+  std::vector<int> fds;
+  std::vector<int> ports;
+  while (ports.size() < count) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+      break;
+    fds.push_back(fd);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    socklen_t length = sizeof(address);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+      break;
+    ports.push_back(ntohs(address.sin_port));
+  }
+  const int saved_errno = errno;
+  for (const int fd : fds)
+    ::close(fd);
+  errno = saved_errno;
+  if (ports.size() < count)
+    ports.clear();
+  return ports;
 }
 
 // Sends a four-letter word and returns everything the server answers until
 // it closes the connection or `timeout` passes (while it starts, ZooKeeper
 // 3.8 may answer and then fail to close the socket); empty when nothing
-// listens.
+// listens. The connect is bounded too: on a listener that never accepts (a
+// stranger on the port) a full backlog drops SYNs, and a blocking connect
+// would retry them for two minutes.
 std::string four_letter_word(int port, const char* word, milliseconds timeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return {};
+  const auto deadline = steady_clock::now() + timeout;
+  // Waits for `events` until the deadline; false on timeout or error.
+  const auto wait_for = [&](short events) {
+    for (;;) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
+      if (left.count() <= 0)
+        return false;
+      pollfd poll_fd{fd, events, 0};
+      const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
+      if (ready < 0 && errno == EINTR)
+        continue;
+      return ready > 0;
+    }
+  };
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   address.sin_port = htons(static_cast<uint16_t>(port));
+  bool connected = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  if (!connected && errno == EINPROGRESS && wait_for(POLLOUT)) {
+    int socket_error = 0;
+    socklen_t length = sizeof(socket_error);
+    connected =
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &socket_error, &length) == 0 && socket_error == 0;
+  }
   std::string answer;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      ::send(fd, word, std::strlen(word), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(std::strlen(word))) {
-    const auto deadline = steady_clock::now() + timeout;
-    for (;;) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
-      if (left.count() <= 0)
-        break;
-      pollfd poll_fd{fd, POLLIN, 0};
-      const int ready = ::poll(&poll_fd, 1, static_cast<int>(left.count()));
-      if (ready < 0 && errno == EINTR)
-        continue;
-      if (ready <= 0)
-        break;
+  // Four bytes always fit in a new socket's send buffer.
+  if (connected && ::send(fd, word, std::strlen(word), MSG_NOSIGNAL) ==
+                       static_cast<ssize_t>(std::strlen(word))) {
+    while (wait_for(POLLIN)) {
       char chunk[4096];
       const ssize_t bytes = ::read(fd, chunk, sizeof(chunk));
-      if (bytes < 0 && errno == EINTR)
+      if (bytes < 0 && (errno == EINTR || errno == EAGAIN))
         continue;
       if (bytes <= 0)
         break;
@@ -123,12 +147,37 @@ std::string make_temp_directory(std::string* error) {
   return std::string(resolved);
 }
 
-bool write_config(const std::string& directory, int port, std::string* error) {
+bool installed(std::string* error) {
+  if (::access(kZkServer, X_OK) == 0)
+    return true;
+  set_error(error, std::string(kZkServer) +
+                       " not found: install Debian's zookeeper package (scripts/bootstrap)");
+  return false;
+}
+
+// The loopback ports of one ensemble member, as every member's zoo.cfg names
+// them.
+struct MemberPorts {
+  int client = 0;
+  int quorum = 0;    // Followers connect to the leader here.
+  int election = 0;  // Leader election.
+};
+
+// A standalone server when `ensemble` is empty; else member `id` (1-based,
+// its myid) of `ensemble`.
+bool write_config(const std::string& directory, int port, int id,
+                  const std::vector<MemberPorts>& ensemble, std::string* error) {
   std::ofstream config(directory + "/zoo.cfg");
-  config << "# A standalone ZooKeeper for one test: loopback only, fast, quiet.\n"
+  config << (ensemble.empty() ? "# A standalone ZooKeeper for one test"
+                              : "# ZooKeeper ensemble member " + std::to_string(id) + " of " +
+                                    std::to_string(ensemble.size()) + " for one test")
+         << ": loopback only, fast, quiet.\n"
          << "tickTime=200\n"
-         << "initLimit=10\n"
-         << "syncLimit=5\n"
+         // Ensemble members only: a killed peer is noticed at once (its
+         // sockets close), so these limits need only ride out a loaded
+         // machine: 5 s to join a leader, 2 s of silence.
+         << "initLimit=25\n"
+         << "syncLimit=10\n"
          << "dataDir=" << directory << "/data\n"
          << "clientPort=" << port << "\n"
          << "clientPortAddress=127.0.0.1\n"
@@ -138,7 +187,8 @@ bool write_config(const std::string& directory, int port, std::string* error) {
          << "4lw.commands.whitelist=*\n"
          // No Jetty admin server (it would take port 8080).
          << "admin.enableServer=false\n"
-         << "standaloneEnabled=true\n"
+         // A member runs in quorum mode even in an ensemble of one.
+         << "standaloneEnabled=" << (ensemble.empty() ? "true" : "false") << "\n"
          << "reconfigEnabled=false\n"
          << "autopurge.purgeInterval=0\n"
          // Unknown keys become zookeeper.* system properties: no fsync per
@@ -146,38 +196,68 @@ bool write_config(const std::string& directory, int port, std::string* error) {
          // crash would lose it) and 1 MiB log files instead of 64 MiB.
          << "forceSync=no\n"
          << "preAllocSize=1024\n";
+  for (size_t index = 0; index < ensemble.size(); ++index) {
+    config << "server." << index + 1 << "=127.0.0.1:" << ensemble[index].quorum << ":"
+           << ensemble[index].election << "\n";
+  }
   config.close();
   if (!config) {
     set_error(error, "cannot write " + directory + "/zoo.cfg");
     return false;
   }
+  if (ensemble.empty())
+    return true;
+  std::error_code ignored;
+  std::filesystem::create_directories(directory + "/data", ignored);
+  std::ofstream myid(directory + "/data/myid");
+  myid << id << "\n";
+  myid.close();
+  if (!myid) {
+    set_error(error, "cannot write " + directory + "/data/myid");
+    return false;
+  }
   return true;
+}
+
+// A temporary directory with the server's configuration; empty with *error
+// (and nothing left on disk) on failure.
+std::string prepare_directory(int port, int id, const std::vector<MemberPorts>& ensemble,
+                              std::string* error) {
+  const std::string directory = make_temp_directory(error);
+  if (directory.empty() || write_config(directory, port, id, ensemble, error))
+    return directory;
+  std::error_code ignored;
+  std::filesystem::remove_all(directory, ignored);
+  return {};
+}
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status))
+    return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return "signal " + std::to_string(WTERMSIG(status));
+  return "wait status " + std::to_string(status);
 }
 
 }  // namespace
 
 std::unique_ptr<ZooKeeperServer> ZooKeeperServer::start(std::string* error, int port) {
-  if (::access(kZkServer, X_OK) != 0) {
-    set_error(error, std::string(kZkServer) +
-                         " not found: install Debian's zookeeper package (scripts/bootstrap)");
+  if (!installed(error))
     return nullptr;
-  }
   // A free port may be taken by someone else before ZooKeeper binds it; then
   // ZooKeeper exits at once and another port is tried.
   const int attempts = port == 0 ? 3 : 1;
   std::string last_error;
   for (int attempt = 0; attempt < attempts; ++attempt) {
-    const int chosen = port != 0 ? port : free_loopback_port();
-    if (chosen == 0) {
+    const std::vector<int> free = port != 0 ? std::vector<int>{port} : free_loopback_ports(1);
+    if (free.empty()) {
       set_error(error, std::string("no free loopback port: ") + std::strerror(errno));
       return nullptr;
     }
-    const std::string directory = make_temp_directory(error);
+    const std::string directory = prepare_directory(free[0], 0, {}, error);
     if (directory.empty())
       return nullptr;
-    std::unique_ptr<ZooKeeperServer> server(new ZooKeeperServer(directory, chosen));
-    if (!write_config(directory, chosen, error))
-      return nullptr;
+    std::unique_ptr<ZooKeeperServer> server(new ZooKeeperServer(directory, free[0], false));
     if (server->launch(&last_error) && server->wait_ready(scaled(kReadyTimeout), &last_error))
       return server;
     const bool exited_early = !server->running();
@@ -187,6 +267,34 @@ std::unique_ptr<ZooKeeperServer> ZooKeeperServer::start(std::string* error, int 
   }
   set_error(error, last_error);
   return nullptr;
+}
+
+std::vector<std::unique_ptr<ZooKeeperServer>> ZooKeeperServer::create_ensemble(size_t members,
+                                                                               std::string* error) {
+  if (members == 0) {
+    set_error(error, "an ensemble needs at least one member");
+    return {};
+  }
+  if (!installed(error))
+    return {};
+  const std::vector<int> free = free_loopback_ports(3 * members);
+  if (free.empty()) {
+    set_error(error, std::string("no free loopback ports: ") + std::strerror(errno));
+    return {};
+  }
+  std::vector<MemberPorts> ensemble(members);
+  for (size_t index = 0; index < members; ++index)
+    ensemble[index] = {free[3 * index], free[3 * index + 1], free[3 * index + 2]};
+  std::vector<std::unique_ptr<ZooKeeperServer>> servers;
+  for (size_t index = 0; index < members; ++index) {
+    const int client_port = ensemble[index].client;
+    const std::string directory =
+        prepare_directory(client_port, static_cast<int>(index + 1), ensemble, error);
+    if (directory.empty())
+      return {};  // The members made so far remove their directories.
+    servers.emplace_back(new ZooKeeperServer(directory, client_port, true));
+  }
+  return servers;
 }
 
 ZooKeeperServer::~ZooKeeperServer() {
@@ -251,28 +359,15 @@ bool ZooKeeperServer::launch(std::string* error) {
 
 bool ZooKeeperServer::wait_ready(milliseconds timeout, std::string* error) {
   const auto deadline = steady_clock::now() + timeout;
-  // `conf` prints "dataDir=<dataDir>/version-2".
-  const std::string own_data_dir = "dataDir=" + directory_ + "/data/";
   for (;;) {
-    if (const std::optional<int> status = process_->wait_exit(milliseconds(0))) {
-      process_.reset();
-      std::ostringstream text;
-      text << "ZooKeeper on " << hosts() << " exited before it was ready (";
-      if (WIFEXITED(*status))
-        text << "exit status " << WEXITSTATUS(*status);
-      else if (WIFSIGNALED(*status))
-        text << "signal " << WTERMSIG(*status);
-      text << "); zookeeper.out ends with:\n" << log_tail();
-      set_error(error, text.str());
+    std::string how;
+    if (exited(&how)) {
+      set_error(error, "ZooKeeper on " + hosts() + " exited before it was ready (" + how +
+                           "); zookeeper.out ends with:\n" + log_tail());
       return false;
     }
-    if (four_letter_word(port_, "ruok", kProbeTimeout) == "imok" &&
-        four_letter_word(port_, "srvr", kProbeTimeout).find("Mode: standalone") !=
-            std::string::npos) {
-      if (four_letter_word(port_, "conf", kProbeTimeout).find(own_data_dir) != std::string::npos)
-        return true;
-      // Another server answers on this port: ours will fail to bind.
-    }
+    if (!ready_mode().empty())
+      return true;
     if (steady_clock::now() >= deadline)
       break;
     std::this_thread::sleep_for(kPollInterval);
@@ -281,6 +376,45 @@ bool ZooKeeperServer::wait_ready(milliseconds timeout, std::string* error) {
                        std::to_string(timeout.count()) + " ms; zookeeper.out ends with:\n" +
                        log_tail());
   return false;
+}
+
+std::string ZooKeeperServer::mode() const {
+  const std::string answer = four_letter_word(port_, "srvr", kProbeTimeout);
+  const std::string label = "Mode: ";
+  const size_t start = answer.find(label);
+  if (start == std::string::npos)
+    return {};
+  const size_t end = answer.find('\n', start);
+  return answer.substr(start + label.size(),
+                       end == std::string::npos ? std::string::npos : end - start - label.size());
+}
+
+std::string ZooKeeperServer::ready_mode() const {
+  if (four_letter_word(port_, "ruok", kProbeTimeout) != "imok")
+    return {};
+  const std::string current = mode();
+  const bool serves_as_configured =
+      ensemble_member_ ? current == "leader" || current == "follower" : current == "standalone";
+  if (!serves_as_configured)
+    return {};
+  // `conf` prints "dataDir=<dataDir>/version-2"; another server answering on
+  // this port (ours will fail to bind) prints its own.
+  const std::string own_data_dir = "dataDir=" + directory_ + "/data/";
+  if (four_letter_word(port_, "conf", kProbeTimeout).find(own_data_dir) == std::string::npos)
+    return {};
+  return current;
+}
+
+bool ZooKeeperServer::exited(std::string* how) {
+  if (process_ == nullptr)
+    return false;
+  const std::optional<int> status = process_->wait_exit(milliseconds(0));
+  if (!status)
+    return false;
+  process_.reset();
+  if (how != nullptr)
+    *how = describe_exit(*status);
+  return true;
 }
 
 void ZooKeeperServer::stop() {

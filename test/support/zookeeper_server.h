@@ -7,20 +7,25 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "test/support/child_process.h"
 
 namespace percore::testing {
 
-// A real ZooKeeper server (Debian's `zookeeper` package) for tests, alone on
-// a loopback port, with its configuration, data and log in a temporary
-// directory of its own.
+class ZooKeeperEnsemble;
+
+// A real ZooKeeper server (Debian's `zookeeper` package) for tests, on a
+// loopback port, with its configuration, data and log in a temporary
+// directory of its own. Alone (start()), or one member of a
+// ZooKeeperEnsemble, which creates its members.
 //
 // Started with `zkServer.sh start-foreground`; the server's stdout and stderr
 // go to `zookeeper.out` in that directory (never to a pipe that could fill
-// up). Ready means: `ruok` answers `imok`, `srvr` says `Mode: standalone`,
-// and `conf` names this server's data directory (so a stranger that took the
-// port is never mistaken for it).
+// up). Ready means: `ruok` answers `imok`, `srvr` says `Mode: standalone`
+// (`Mode: leader` or `Mode: follower` for an ensemble member), and `conf`
+// names this server's data directory (so a stranger that took the port is
+// never mistaken for it).
 //
 // The configuration is made for fast tests: tickTime=200, sessions of
 // 400 ms to 20 s, no fsync, no admin server, no JMX, all four-letter words.
@@ -49,12 +54,18 @@ class ZooKeeperServer {
   // The temporary directory: zoo.cfg, data/, zookeeper.out.
   const std::string& directory() const { return directory_; }
 
+  // What `srvr` says after "Mode: " ("standalone", "leader", "follower");
+  // empty while the server does not serve (stopped, starting, electing).
+  std::string mode() const;
+
   // SIGTERM, up to 5 s, then SIGKILL. Keeps the data directory, so that
   // restart() brings back the same nodes and sessions.
   void stop();
   // SIGKILL at once (a crash); keeps the data directory.
   void kill_hard();
-  // Starts again on the same port with the same data and waits until ready.
+  // Starts again on the same port with the same data and waits until ready
+  // (30 s, scaled). An ensemble member is ready once it has joined a quorum,
+  // so the other running members must make one with it.
   bool restart(std::string* error);
   bool running() const { return process_ != nullptr; }
 
@@ -62,14 +73,29 @@ class ZooKeeperServer {
   std::string log_tail(size_t lines = 40) const;
 
  private:
-  ZooKeeperServer(std::string directory, int port)
-      : directory_(std::move(directory)), port_(port) {}
+  friend class ZooKeeperEnsemble;
+
+  ZooKeeperServer(std::string directory, int port, bool ensemble_member)
+      : directory_(std::move(directory)), port_(port), ensemble_member_(ensemble_member) {}
+
+  // `members` servers configured as one ensemble on free loopback ports, not
+  // launched yet: they only become ready together. Empty with *error on
+  // failure.
+  static std::vector<std::unique_ptr<ZooKeeperServer>> create_ensemble(size_t members,
+                                                                       std::string* error);
 
   bool launch(std::string* error);
   bool wait_ready(std::chrono::milliseconds timeout, std::string* error);
+  // The mode when this server is ready (see the class comment), else empty.
+  std::string ready_mode() const;
+  // True once the JVM has exited, which it then reaps; *how says why
+  // ("exit status 3"). False while it runs or when it was not started.
+  bool exited(std::string* how);
 
   std::string directory_;
   int port_;
+  // Ready as a leader or follower rather than standalone.
+  bool ensemble_member_;
   pid_t pid_ = -1;
   std::unique_ptr<ChildProcess> process_;
 };
