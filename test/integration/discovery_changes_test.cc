@@ -38,8 +38,6 @@ using testing::eventually;
 using testing::RawZooKeeper;
 using testing::scaled;
 
-const std::string kEchoPath = std::string(kBase) + "/" + kEchoService;
-
 // The echo instance node that registers `port`; empty if none.
 std::string instance_path_of(RawZooKeeper& zookeeper, int port) {
   for (const std::string& id : zookeeper.children(kEchoPath)) {

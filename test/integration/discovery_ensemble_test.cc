@@ -32,8 +32,6 @@ using testing::eventually;
 using testing::RawZooKeeper;
 using testing::scaled;
 
-const std::string kEchoPath = std::string(kBase) + "/" + kEchoService;
-
 class DiscoveryEnsembleTest : public ::testing::Test {
  protected:
   void SetUp() override {

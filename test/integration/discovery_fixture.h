@@ -19,6 +19,7 @@ namespace percore {
 
 inline constexpr char kBase[] = "/percore/services";
 inline constexpr char kEchoService[] = "example.EchoService";
+inline const std::string kEchoPath = std::string(kBase) + "/" + kEchoService;
 
 // "127.0.0.1:PORT" of a server process, as Controller::remote_side() says.
 inline std::string address_of(const testing::ServerProcess& server) {
