@@ -152,11 +152,19 @@ std::optional<ServiceInstance> parse_curator_json(std::string_view text, std::st
     instance.uri_spec_json = dump(*it);
   }
 
+  // A boolean; Jackson (Curator's reader) also takes the strings "true" and
+  // "false" in any of its three spellings, so a Java service may see those.
   if (const auto it = json.find("enabled"); it != json.end() && !it->is_null()) {
-    if (!it->is_boolean()) {
-      return reject(error, std::string("\"enabled\" must be a boolean, got ") + type_name(*it));
+    if (it->is_boolean()) {
+      instance.enabled = it->get<bool>();
+    } else if (it->is_string() && (*it == "true" || *it == "True" || *it == "TRUE")) {
+      instance.enabled = true;
+    } else if (it->is_string() && (*it == "false" || *it == "False" || *it == "FALSE")) {
+      instance.enabled = false;
+    } else {
+      return reject(error, std::string("\"enabled\" must be a boolean, got ") +
+                               (it->is_string() ? it->dump() : type_name(*it)));
     }
-    instance.enabled = it->get<bool>();
   }
   return instance;
 }

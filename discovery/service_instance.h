@@ -48,7 +48,8 @@ std::string to_curator_json(const ServiceInstance& instance);
 
 // Reads an instance that Curator (4 or 5) or percore wrote. Unknown keys and
 // any payload are accepted; a missing serviceType reads as DYNAMIC, a missing
-// registrationTimeUTC as 0 (Jackson's defaults). nullopt with the reason in
+// registrationTimeUTC as 0 (Jackson's defaults); "enabled" may be a boolean,
+// null or absent (both: enabled) or, as Jackson coerces, "true"/"false". nullopt with the reason in
 // *error (which may be null) when the text is not a JSON object, when name,
 // id or address is missing, empty or not a string, when a known key has the
 // wrong JSON type, when a port is outside 1..65535, or when neither port nor

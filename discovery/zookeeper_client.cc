@@ -6,6 +6,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include <algorithm>
+#include <random>
 
 #include "base/log.h"
 #include "proto/assert.h"
@@ -22,6 +23,36 @@ std::string zk_error(int code) {
   if (code == ZOPERATIONTIMEOUT)
     return "no answer in time";
   return zerror(code);
+}
+
+// The C client's own log lines (it writes one per failed reconnect, several
+// a second through an outage) go to percore's log, rate-limited.
+void log_from_c_client(const char* message) {
+  static LogRateLimiter limiter;
+  limiter.log(LogLevel::kWarning, [message] {
+    std::string text = std::string("ZooKeeper C client: ") + message;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
+      text.pop_back();
+    return text;
+  });
+}
+
+// "h1:p1, h2:p2," -> {"h1:p1", "h2:p2"}.
+std::vector<std::string> split_members(const std::string& hosts) {
+  std::vector<std::string> members;
+  size_t start = 0;
+  while (start <= hosts.size()) {
+    size_t end = hosts.find(',', start);
+    if (end == std::string::npos)
+      end = hosts.size();
+    std::string member = hosts.substr(start, end - start);
+    member.erase(0, member.find_first_not_of(" \t"));
+    member.erase(member.find_last_not_of(" \t") + 1);
+    if (!member.empty())
+      members.push_back(std::move(member));
+    start = end + 1;
+  }
+  return members;
 }
 
 // Creator-all (for holders of the credential) + world-read.
@@ -84,9 +115,17 @@ struct ZooKeeperClient::Operation {
   }
 };
 
-ZooKeeperClient::ZooKeeperClient(ZooKeeperOptions options) : options_(std::move(options)) {
-  static std::once_flag quiet;
-  std::call_once(quiet, [] { zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR); });
+ZooKeeperClient::ZooKeeperClient(ZooKeeperOptions options)
+    : options_(std::move(options)), members_(split_members(options_.hosts)) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
+    // We order the members ourselves (below), so the C client must keep it.
+    zoo_deterministic_conn_order(1);
+  });
+  // A random order per client spreads the clients over the ensemble, as the
+  // C client's own shuffle would.
+  std::shuffle(members_.begin(), members_.end(), std::mt19937(std::random_device{}()));
 }
 
 ZooKeeperClient::~ZooKeeperClient() {
@@ -129,6 +168,7 @@ void ZooKeeperClient::on_watcher_event(zhandle_t*, int type, int state, const ch
   if (type == ZOO_SESSION_EVENT) {
     if (state == ZOO_CONNECTED_STATE) {
       self.connected_ = true;
+      self.disconnected_since_.reset();
       self.events_.push_back(Event{Event::Kind::kConnected, {}, {}, {}});
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
       self.connected_ = false;
@@ -136,7 +176,13 @@ void ZooKeeperClient::on_watcher_event(zhandle_t*, int type, int state, const ch
     } else if (state == ZOO_AUTH_FAILED_STATE) {
       self.auth_failed_ = true;
     } else {
-      self.connected_ = false;  // Connecting again: the C client handles it.
+      // Connecting again: the C client handles it, unless it takes the
+      // whole session timeout (session_surely_lost).
+      if (self.connected_) {
+        self.disconnected_since_ = Clock::now();
+        self.events_.push_back(Event{Event::Kind::kDisconnected, {}, {}, {}});
+      }
+      self.connected_ = false;
     }
   } else if (path != nullptr) {
     // Children changed, a child's data changed, a node appeared or went, or
@@ -175,9 +221,22 @@ void ZooKeeperClient::run_session_thread() {
     Event event;
     {
       std::unique_lock lock(mutex_);
-      changed_.wait_until(lock, retry_at_, [&] { return stopping_ || !events_.empty(); });
+      auto wake = retry_at_;
+      if (disconnected_since_)
+        wake = std::min(wake, *disconnected_since_ + negotiated_timeout_);
+      changed_.wait_until(lock, wake, [&] { return stopping_ || !events_.empty(); });
       if (stopping_)
         break;
+      if (session_surely_lost(Clock::now())) {
+        const auto timeout = negotiated_timeout_;
+        lock.unlock();
+        log(LogLevel::kWarning, "no ZooKeeper member of " + options_.hosts + " answered for " +
+                                    std::to_string(timeout.count()) +
+                                    " ms, the session timeout: the session has expired; "
+                                    "opening a new one");
+        replace_expired_session();
+        continue;
+      }
       if (events_.empty()) {
         lock.unlock();
         refresh_unarmed_watches();  // The retry time came.
@@ -206,6 +265,8 @@ void ZooKeeperClient::run_session_thread() {
       case Event::Kind::kConnected:
         refresh_unarmed_watches();
         break;
+      case Event::Kind::kDisconnected:
+        break;  // Only wakes the loop: the wait now ends at the session timeout.
       case Event::Kind::kSessionExpired:
         replace_expired_session();
         break;
@@ -265,35 +326,73 @@ int ZooKeeperClient::get(const std::string& path, bool watch, std::string* data,
   return rc;
 }
 
-bool ZooKeeperClient::open_session(Clock::time_point deadline, std::string* error) {
+bool ZooKeeperClient::session_surely_lost(Clock::time_point now) const {
+  return disconnected_since_ && negotiated_timeout_.count() > 0 &&
+         now >= *disconnected_since_ + negotiated_timeout_;
+}
+
+int ZooKeeperClient::try_member_order(Clock::time_point until) {
   assert_in_session_thread();
   uint64_t generation;
   {
     std::lock_guard lock(mutex_);
     generation = ++generation_;
     connected_ = false;
+    disconnected_since_.reset();
     auth_failed_ = false;
   }
+  std::string hosts;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (i > 0)
+      hosts += ',';
+    hosts += members_[(first_member_ + i) % members_.size()];
+  }
   contexts_.push_back(std::make_unique<HandleContext>(HandleContext{this, generation}));
-  handle_ = zookeeper_init(options_.hosts.c_str(), &ZooKeeperClient::on_watcher_event,
-                           options_.session_timeout_ms, nullptr, contexts_.back().get(), 0);
-  if (handle_ == nullptr) {
+  handle_ = zookeeper_init2(hosts.c_str(), &ZooKeeperClient::on_watcher_event,
+                            options_.session_timeout_ms, nullptr, contexts_.back().get(), 0,
+                            &log_from_c_client);
+  if (handle_ == nullptr)
+    return -1;
+  std::unique_lock lock(mutex_);
+  if (changed_.wait_until(lock, until, [&] { return connected_ || stopping_; }) && !stopping_)
+    return 1;
+  lock.unlock();
+  close_session();
+  return 0;
+}
+
+bool ZooKeeperClient::open_session(Clock::time_point deadline, std::string* error) {
+  assert_in_session_thread();
+  // Each member in turn gets a share of the wait, starting elsewhere each
+  // time; a single member gets all of it. Within an attempt the C client
+  // itself moves on from members that refuse the connection.
+  const auto start = Clock::now();
+  const auto share =
+      members_.size() <= 1
+          ? deadline - start
+          : std::max<Clock::duration>(milliseconds(500), (deadline - start) / members_.size());
+  int outcome = 0;
+  while (outcome == 0) {
+    outcome = try_member_order(std::min(deadline, Clock::now() + share));
+    if (outcome == 1)
+      break;
+    if (!members_.empty())
+      first_member_ = (first_member_ + 1) % members_.size();
+    std::lock_guard lock(mutex_);
+    if (stopping_ || Clock::now() >= deadline)
+      break;
+  }
+  if (outcome < 0) {
     if (error != nullptr)
       *error = "bad ZooKeeper hosts '" + options_.hosts + "'";
     return false;
   }
-  {
-    std::unique_lock lock(mutex_);
-    const bool up = changed_.wait_until(lock, deadline, [&] { return connected_ || stopping_; });
-    if (!up || stopping_) {
-      lock.unlock();
-      close_session();
-      if (error != nullptr) {
-        *error = "ZooKeeper unreachable at " + options_.hosts + ": no session within " +
-                 std::to_string(options_.connect_timeout_ms) + " ms";
-      }
-      return false;
+  if (outcome == 0) {
+    if (error != nullptr) {
+      *error = "ZooKeeper unreachable at " + options_.hosts + ": no session within " +
+               std::to_string(options_.connect_timeout_ms) + " ms";
     }
+    return false;
   }
   if (!authenticate(deadline, error)) {
     close_session();
@@ -303,6 +402,7 @@ bool ZooKeeperClient::open_session(Clock::time_point deadline, std::string* erro
   SessionListener listener;
   {
     std::lock_guard lock(mutex_);
+    negotiated_timeout_ = milliseconds(zoo_recv_timeout(handle_));
     session_id_ = id->client_id;
     session_password_.assign(id->passwd, sizeof(id->passwd));
     listener = session_listener_;
@@ -320,6 +420,7 @@ void ZooKeeperClient::close_session() {
     std::lock_guard lock(mutex_);
     ++generation_;  // Late events of this handle are dropped.
     connected_ = false;
+    disconnected_since_.reset();
   }
   // Joins the C client's threads and runs every outstanding completion (with
   // ZCLOSING): after it, no completion can touch in_flight_'s answers.
@@ -626,8 +727,11 @@ bool ZooKeeperClient::delete_ephemerals(milliseconds timeout, std::string* error
         ephemerals_.clear();
         for (auto& [path, remove] : deletes) {
           const int rc = await(*remove, deadline);
-          if (rc != ZOK && rc != ZNONODE)
-            failed += (failed.empty() ? "" : "; ") + path + ": " + zk_error(rc);
+          if (rc == ZOK || rc == ZNONODE)
+            continue;
+          if (!failed.empty())
+            failed += "; ";
+          failed += path + ": " + zk_error(rc);
         }
       },
       deadline);

@@ -28,6 +28,17 @@ namespace percore {
 // hears from it within T. A synchronous C call on a silent server therefore
 // waits up to 2T/3. percore makes no synchronous C calls: every wait below is
 // bounded by its own documented timeout, whatever ZooKeeper does.
+//
+// Two of the C client's waits are shortened, as Apache Curator does:
+// - The first session: the members are tried in an order of our own (a
+//   random one per client), each for a share of connect_timeout_ms: a
+//   member that accepts connections but never answers (frozen, overloaded)
+//   costs that share, not 2T/3.
+// - A session that has heard from no member for its whole negotiated
+//   timeout has surely expired on the servers' side; when the C client has
+//   not said so (it cannot reach a member that would: e.g. an ensemble that
+//   came back without its data refuses it forever), it is treated as
+//   expired and replaced.
 struct ZooKeeperOptions {
   // "host:port[,host:port...]" of the ensemble.
   std::string hosts;
@@ -128,7 +139,7 @@ class ZooKeeperClient {
     bool abandoned = false;  // The caller gave up before it started.
   };
   struct Event {
-    enum class Kind { kTask, kConnected, kSessionExpired, kWatchFired };
+    enum class Kind { kTask, kConnected, kDisconnected, kSessionExpired, kWatchFired };
     Kind kind;
     std::string path;
     std::function<void()> task;
@@ -170,6 +181,13 @@ class ZooKeeperClient {
   int await(Operation& operation, Clock::time_point deadline);
   int get(const std::string& path, bool watch, std::string* data, Clock::time_point deadline);
   bool open_session(Clock::time_point deadline, std::string* error);
+  // One zookeeper_init with the members starting at first_member_; waits for
+  // the session until `until`. 1: a session; 0: none came (handle closed);
+  // -1: the C client refused the hosts.
+  int try_member_order(Clock::time_point until);
+  // True when the session heard from no member for its whole timeout. With
+  // mutex_ held.
+  bool session_surely_lost(Clock::time_point now) const;
   void close_session();
   bool authenticate(Clock::time_point deadline, std::string* error);
   void replace_expired_session();
@@ -197,6 +215,10 @@ class ZooKeeperClient {
   std::deque<Event> events_;
   uint64_t generation_ = 0;  // Of the current handle.
   bool connected_ = false;
+  // Since when the session has heard from no member (unset while connected).
+  std::optional<Clock::time_point> disconnected_since_;
+  // The session timeout the ensemble granted (zoo_recv_timeout).
+  std::chrono::milliseconds negotiated_timeout_{0};
   bool auth_failed_ = false;
   bool stopping_ = false;
   int64_t session_id_ = 0;
@@ -206,6 +228,8 @@ class ZooKeeperClient {
 
   // Session thread only.
   zhandle_t* handle_ = nullptr;
+  std::vector<std::string> members_;  // "host:port", in this client's order.
+  size_t first_member_ = 0;           // Where the next session attempt starts.
   std::vector<std::unique_ptr<HandleContext>> contexts_;
   // Calls not answered yet: their results must outlive a wait that gave up,
   // until the completion runs (zookeeper_close runs the last ones).

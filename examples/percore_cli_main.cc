@@ -3,8 +3,9 @@
 // prints the services registered under the base path (or the one named) and
 // their instances, read from ZooKeeper in Apache Curator's layout: one line
 // per instance with its id, address, service type, enabled state and
-// registration time (UTC).
+// registration time (UTC), or why it is unreadable.
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -39,21 +40,33 @@ std::string utc_text(int64_t millis) {
   return text;
 }
 
+// A node's children with their data; a child gone meanwhile is left out.
+// False (with *error) if `path` cannot be listed.
+bool read_children(percore::ZooKeeperClient& client, const std::string& path,
+                   std::vector<std::pair<std::string, std::string>>* children,
+                   std::string* error) {
+  std::vector<std::string> names;
+  if (!client.get_children(path, &names, error))
+    return false;
+  const std::string prefix = path == "/" ? "/" : path + "/";
+  for (const std::string& name : names) {
+    std::string data;
+    std::string ignored;
+    if (client.get_data(prefix + name, &data, &ignored))
+      children->emplace_back(name, std::move(data));
+  }
+  return true;
+}
+
 // Prints one service's instances: id, address, type, whether it is in
 // rotation (Curator 5's "enabled"; absent means enabled) and when it
-// registered. False if `path` holds no Curator instance.
-bool print_service(percore::ZooKeeperClient& client, const std::string& path,
-                   const std::string& name, bool require_instances) {
-  std::vector<std::string> ids;
-  std::string error;
-  if (!client.get_children(path, &ids, &error))
-    return false;
+// registered; and, for a node that is no usable instance, why.
+void print_service(const std::string& name,
+                   const std::vector<std::pair<std::string, std::string>>& children) {
   std::vector<std::string> lines;
   size_t instances = 0;
-  for (const std::string& id : ids) {
-    std::string data;
-    if (!client.get_data(path + "/" + id, &data, &error))
-      continue;  // Gone meanwhile.
+  for (const auto& [id, data] : children) {
+    std::string error;
     std::optional<percore::ServiceInstance> instance = percore::parse_curator_json(data, &error);
     if (!instance) {
       lines.push_back("  " + id + "  unreadable: " + error);
@@ -66,12 +79,9 @@ bool print_service(percore::ZooKeeperClient& client, const std::string& path,
                     instance->service_type + "  " + (enabled ? "enabled" : "disabled") +
                     "  registered " + utc_text(instance->registration_time_utc));
   }
-  if (instances == 0 && require_instances)
-    return false;
   std::printf("%s (%zu instance%s)\n", name.c_str(), instances, instances == 1 ? "" : "s");
   for (const std::string& line : lines)
     std::printf("%s\n", line.c_str());
-  return true;
 }
 
 }  // namespace
@@ -92,18 +102,29 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string path = uri->path.empty() ? "/" : uri->path;
-  // A service node: its children are instances.
-  if (!uri->path.empty() && print_service(client, uri->path, uri->last_segment(), true))
-    return 0;
-  std::vector<std::string> services;
-  if (!client.get_children(path, &services, &error)) {
+  std::vector<std::pair<std::string, std::string>> children;
+  if (!read_children(client, path, &children, &error)) {
     std::fprintf(stderr, "percore-cli: %s\n", error.c_str());
     return 1;
   }
-  if (services.empty())
-    std::printf("no services under %s\n", path.c_str());
-  for (const std::string& service : services) {
-    print_service(client, uri->path + "/" + service, service, false);
+  if (children.empty()) {
+    std::printf("nothing registered under %s\n", path.c_str());
+    return 0;
+  }
+  // Instances hold data; the service nodes of a base path hold none.
+  const bool service_node = std::any_of(children.begin(), children.end(),
+                                        [](const auto& child) { return !child.second.empty(); });
+  if (service_node) {
+    print_service(uri->last_segment(), children);
+    return 0;
+  }
+  for (const auto& child : children) {
+    if (path == "/" && child.first == "zookeeper")
+      continue;  // ZooKeeper's own node.
+    const std::string service_path = (path == "/" ? "" : path) + "/" + child.first;
+    std::vector<std::pair<std::string, std::string>> instances;
+    if (read_children(client, service_path, &instances, &error))
+      print_service(child.first, instances);
   }
   return 0;
 }

@@ -8,6 +8,9 @@
 //   same id, many rewrites in a row.
 // - A frozen ZooKeeper (SIGSTOP): a server's leave, a Channel's Init, the
 //   CLI and a server's start each end within their documented bounds.
+// - ZooKeeper back without its data: sessions are opened again and
+//   everything registered again; the C client's log lines are rate-limited.
+// - percore-cli on unusable and empty nodes.
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -16,6 +19,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -71,25 +78,6 @@ std::pair<int, std::string> echo_once(Channel& channel) {
   stub.Echo(&controller, &request, &response, nullptr);
   return {controller.ErrorCode(), controller.remote_side()};
 }
-
-// SIGSTOP a process for the scope; SIGCONT when it ends (even on a failed
-// assertion), so that the fixture can stop it.
-class Frozen {
- public:
-  explicit Frozen(pid_t pid) : pid_(pid) {
-    ::kill(pid_, SIGSTOP);
-    std::this_thread::sleep_for(milliseconds(100));  // Every thread stopped.
-  }
-  ~Frozen() { thaw(); }
-  void thaw() {
-    if (pid_ > 0)
-      ::kill(pid_, SIGCONT);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_;
-};
 
 std::unique_ptr<Channel> echo_channel(const std::string& target, int timeout_ms) {
   auto channel = std::make_unique<Channel>();
@@ -338,6 +326,104 @@ TEST_F(DiscoveryTest, StartingIsBoundedWhenZooKeeperIsFrozen) {
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1);
   }
   EXPECT_LT(Clock::now() - start, scaled(milliseconds(7000)));
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream file(path);
+  return std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+}
+
+// Lines of `text` that hold `what` and not `but_not`.
+size_t lines_with(const std::string& text, const std::string& what,
+                  const std::string& but_not = "\x01") {
+  size_t count = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    count += line.find(what) != std::string::npos && line.find(but_not) == std::string::npos;
+  return count;
+}
+
+// ZooKeeper killed and started again without its data (a lost disk, a
+// restored backup): the C client is refused by every member and never hears
+// that its session expired. After the session timeout without a member, the
+// session is taken as expired: the server registers again, the client
+// watches again. Meanwhile the C client's complaints reach the log at most
+// once a second.
+TEST_F(DiscoveryTest, ZooKeeperBackWithoutItsDataGetsEverythingRegisteredAgain) {
+  char directory_template[] = "/tmp/percore-zkdata-XXXXXX";
+  ASSERT_NE(mkdtemp(directory_template), nullptr);
+  const std::string server_log = std::string(directory_template) + "/server.err";
+  auto first = testing::start_server_process(
+      {"--io-threads", "1", "--workers", "1", "--registry", registry(), "--zk-session-timeout-ms",
+       "2000"},
+      {}, server_log);
+  ASSERT_TRUE(first.has_value());
+  Channel channel;
+  ChannelOptions options;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
+  options.zookeeper_session_timeout_ms = 2000;
+  std::string error;
+  ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
+  ASSERT_EQ(echo_once(channel).first, 0);
+
+  const auto outage_start = Clock::now();
+  zookeeper_->kill_hard();
+  std::filesystem::remove_all(zookeeper_->directory() + "/data/version-2");
+  std::this_thread::sleep_for(milliseconds(1500));
+  ASSERT_TRUE(zookeeper_->restart(&error)) << error;
+  EXPECT_TRUE(eventually([&] { return echo_instances().size() == 1; }, milliseconds(10000)))
+      << "the server did not register again";
+  const auto outage_seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - outage_start).count();
+  // The client watches the new ZooKeeper: a server registered now is found.
+  auto second = start_registered_server();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_TRUE(eventually([&] { return servers_in_rotation(channel) == 2; }, milliseconds(10000)));
+  EXPECT_EQ(echo_once(channel).first, 0);
+
+  first->process->send_signal(SIGTERM);
+  ASSERT_TRUE(first->process->wait_exit(scaled(milliseconds(10000))).has_value());
+  const std::string log = read_file(server_log);
+  EXPECT_EQ(lines_with(log, "ZOO_ERROR", "ZooKeeper C client:"), 0u)
+      << "the C client wrote to stderr itself:\n" << log;
+  EXPECT_LE(lines_with(log, "ZooKeeper C client:"), static_cast<size_t>(outage_seconds) + 2) << log;
+  EXPECT_NE(log.find("the session has expired; opening a new one"), std::string::npos) << log;
+  std::filesystem::remove_all(directory_template);
+}
+
+// percore-cli on a service node whose instances are unusable says why,
+// and on an empty node says that nothing is there.
+TEST_F(DiscoveryTest, CliShowsUnreadableInstancesAndEmptyServices) {
+  RawZooKeeper admin(zookeeper_->hosts());
+  ASSERT_TRUE(admin.connected());
+  zoo_create(admin.handle(), "/percore", nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
+  zoo_create(admin.handle(), kBase, nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
+  zoo_create(admin.handle(), kEchoPath.c_str(), nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
+  auto list = [&](const std::string& uri) {
+    std::string error;
+    auto cli = testing::ChildProcess::start(
+        {testing::built_program("examples/percore-cli"), "list", uri}, &error);
+    EXPECT_NE(cli, nullptr) << error;
+    std::string output;
+    while (auto line = cli->wait_for_line("", scaled(milliseconds(5000))))
+      output += *line + "\n";
+    const std::optional<int> status = cli->wait_exit(scaled(milliseconds(5000)));
+    EXPECT_TRUE(status.has_value() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << output;
+    return output;
+  };
+  EXPECT_NE(list(echo_target()).find("nothing registered under " + kEchoPath), std::string::npos);
+
+  ASSERT_EQ(admin.create_ephemeral(kEchoPath + "/x1", "garbage"), ZOK);
+  ASSERT_EQ(admin.create_ephemeral(kEchoPath + "/x2", curator_json("x2", 9, false)), ZOK);
+  const std::string service = list(echo_target());
+  EXPECT_NE(service.find("example.EchoService (1 instance)"), std::string::npos) << service;
+  EXPECT_NE(service.find("x1  unreadable: bad Curator service instance"), std::string::npos)
+      << service;
+  EXPECT_NE(service.find("127.0.0.1:9  DYNAMIC  disabled  registered 2023-11-14T22:13:20.000Z"),
+            std::string::npos)
+      << service;
+  const std::string base = list(registry());
+  EXPECT_NE(base.find("example.EchoService (1 instance)"), std::string::npos) << base;
 }
 
 }  // namespace

@@ -171,5 +171,40 @@ TEST_F(DiscoveryEnsembleTest, LeaderAndFollowerDeathsLoseNoRegistrationAndNoCall
   EXPECT_EQ(WEXITSTATUS(*status), 0);
 }
 
+// A member that accepts connections but never answers (frozen) while the
+// others serve: every start-up still gets its session, within its timeout,
+// though the C client alone would wait 2/3 of the session timeout on it.
+TEST_F(DiscoveryEnsembleTest, AFrozenMemberFailsNoStartUp) {
+  auto before = start_registered_server();
+  ASSERT_TRUE(before.has_value());
+  const std::optional<size_t> leader = ensemble_->leader();
+  ASSERT_TRUE(leader.has_value());
+  Frozen frozen(ensemble_->member((*leader + 1) % ensemble_->size()).pid());
+
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    Channel channel;
+    ChannelOptions options;
+    options.naming_timeout_ms = 5000;
+    std::string error;
+    const auto start = Clock::now();
+    ASSERT_TRUE(channel.Init(registry() + "/" + kEchoService, options, &error))
+        << "attempt " << attempt << ": " << error;
+    EXPECT_LT(Clock::now() - start, scaled(milliseconds(5000)));
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string error;
+    auto cli = testing::ChildProcess::start(
+        {testing::built_program("examples/percore-cli"), "list", registry()}, &error);
+    ASSERT_NE(cli, nullptr) << error;
+    EXPECT_TRUE(cli->wait_for_line("example.EchoService (1 instance)", scaled(milliseconds(6000))));
+    const std::optional<int> status = cli->wait_exit(scaled(milliseconds(6000)));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(WEXITSTATUS(*status), 0);
+  }
+  auto after = start_registered_server();
+  ASSERT_TRUE(after.has_value()) << "a server could not register";
+  EXPECT_TRUE(eventually([&] { return echo_registrations().size() == 2; }, milliseconds(3000)));
+}
+
 }  // namespace
 }  // namespace percore

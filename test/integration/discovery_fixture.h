@@ -5,6 +5,10 @@
 // register in it.
 
 #include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
 
 #include <memory>
 #include <optional>
@@ -25,6 +29,25 @@ inline const std::string kEchoPath = std::string(kBase) + "/" + kEchoService;
 inline std::string address_of(const testing::ServerProcess& server) {
   return "127.0.0.1:" + std::to_string(server.port);
 }
+
+// SIGSTOP a process for the scope; SIGCONT when it ends (even on a failed
+// assertion), so that the fixture can stop it.
+class Frozen {
+ public:
+  explicit Frozen(pid_t pid) : pid_(pid) {
+    ::kill(pid_, SIGSTOP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // Every thread stopped.
+  }
+  ~Frozen() { thaw(); }
+  void thaw() {
+    if (pid_ > 0)
+      ::kill(pid_, SIGCONT);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_;
+};
 
 class DiscoveryTest : public ::testing::Test {
  protected:

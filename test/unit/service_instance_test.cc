@@ -265,8 +265,10 @@ TEST(ServiceInstanceTest, RejectsWithAClearReason) {
        R"("serviceType" must be a string)"},
       {R"({"name":"s","id":"i","address":"h","port":1,"uriSpec":"http"})",
        R"("uriSpec" must be an object or null)"},
-      {R"({"name":"s","id":"i","address":"h","port":1,"enabled":"true"})",
-       R"("enabled" must be a boolean)"},
+      {R"({"name":"s","id":"i","address":"h","port":1,"enabled":"yes"})",
+       R"("enabled" must be a boolean, got "yes")"},
+      {R"({"name":"s","id":"i","address":"h","port":1,"enabled":1})",
+       R"("enabled" must be a boolean, got number)"},
   };
   for (const auto& [json, reason] : cases) {
     std::string error;
@@ -275,6 +277,24 @@ TEST(ServiceInstanceTest, RejectsWithAClearReason) {
     EXPECT_NE(error.find(reason), std::string::npos)
         << "input: " << json << "\nwanted: " << reason << "\ngot: " << error;
     EXPECT_NE(error.find("bad Curator service instance"), std::string::npos) << error;
+  }
+}
+
+// Jackson, Curator's reader, coerces these strings; a Java service sees them
+// as booleans, so percore does too. null (or no key) is enabled.
+TEST(ServiceInstanceTest, EnabledAsJacksonReadsIt) {
+  const std::pair<const char*, std::optional<bool>> cases[] = {
+      {"true", true},       {"false", false},     {R"("true")", true},   {R"("True")", true},
+      {R"("TRUE")", true},  {R"("false")", false}, {R"("False")", false}, {R"("FALSE")", false},
+      {"null", std::nullopt},
+  };
+  for (const auto& [value, expected] : cases) {
+    const std::string json =
+        std::string(R"({"name":"s","id":"i","address":"h","port":1,"enabled":)") + value + "}";
+    std::string error;
+    const std::optional<ServiceInstance> instance = parse_curator_json(json, &error);
+    ASSERT_TRUE(instance.has_value()) << json << ": " << error;
+    EXPECT_EQ(instance->enabled, expected) << json;
   }
 }
 
