@@ -220,7 +220,9 @@ TEST_F(ZooKeeperFixtureTest, EnsembleElectsANewLeaderKeepsTheSessionAndTakesMemb
     ports.insert(member.port());
     pids.insert(member.pid());
     directories.insert(member.directory());
-    expected_hosts += (index == 0 ? "" : ",") + member.hosts();
+    if (index > 0)
+      expected_hosts += ',';
+    expected_hosts += member.hosts();
   }
   EXPECT_EQ(ports.size(), 3u);
   EXPECT_EQ(pids.size(), 3u);
