@@ -22,9 +22,43 @@ std::string dump(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// How deep an instance's JSON may nest. Curator writes 2 levels plus the
+// payload's own (a Jackson bean: a few); nlohmann's serializer recurses once
+// per level, so a node nesting 100,000 levels (200 KB, under ZooKeeper's
+// 1 MiB) would overflow the stack of every client that reads it.
+constexpr int kMaxNesting = 64;
+
+// True when `text` nests arrays and objects deeper than kMaxNesting. One
+// pass, no recursion, before the parser sees it.
+bool nests_too_deep(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;  // The escaped character cannot end the string.
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxNesting)
+        return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 Json parse_raw_field(const std::string& text, const char* what) {
   if (text.empty())
     return nullptr;
+  if (nests_too_deep(text)) {
+    throw std::invalid_argument(std::string("ServiceInstance::") + what + " nests deeper than " +
+                                std::to_string(kMaxNesting) + " levels");
+  }
   try {
     return Json::parse(text);
   } catch (const Json::parse_error& parse_error) {
@@ -79,6 +113,9 @@ std::string to_curator_json(const ServiceInstance& instance) {
 }
 
 std::optional<ServiceInstance> parse_curator_json(std::string_view text, std::string* error) {
+  if (nests_too_deep(text)) {
+    return reject(error, "nests deeper than " + std::to_string(kMaxNesting) + " levels");
+  }
   Json json;
   try {
     json = Json::parse(text.begin(), text.end());
@@ -102,16 +139,25 @@ std::optional<ServiceInstance> parse_curator_json(std::string_view text, std::st
     *field = it->get<std::string>();
     if (field->empty())
       return reject(error, std::string("\"") + key + "\" is empty");
+    if (field->find_first_of(" \t\r\n") != std::string::npos)
+      return reject(error, std::string("\"") + key + "\" holds whitespace: " + it->dump());
   }
 
-  // port and sslPort: Java Integers, so a number or null.
+  // port and sslPort: Java Integers, so a number or null; Jackson also takes
+  // a string of digits.
   for (auto [key, field] :
        {std::pair{"port", &instance.port}, std::pair{"sslPort", &instance.ssl_port}}) {
     const auto it = json.find(key);
     if (it == json.end() || it->is_null())
       continue;
     int64_t port = 0;
-    if (!read_int64(*it, &port)) {
+    const bool digits = it->is_string() && !it->get_ref<const std::string&>().empty() &&
+                        it->get_ref<const std::string&>().size() <= 9 &&
+                        it->get_ref<const std::string&>().find_first_not_of("0123456789") ==
+                            std::string::npos;
+    if (digits) {
+      port = std::stoll(it->get<std::string>());
+    } else if (!read_int64(*it, &port)) {
       return reject(error, std::string("\"") + key + "\" must be an integer or null, got " +
                                (it->is_number() ? it->dump() : type_name(*it)));
     }
@@ -153,7 +199,8 @@ std::optional<ServiceInstance> parse_curator_json(std::string_view text, std::st
   }
 
   // A boolean; Jackson (Curator's reader) also takes the strings "true" and
-  // "false" in any of its three spellings, so a Java service may see those.
+  // "false" in any of its three spellings, and 0 and 1, so a Java service
+  // may see those.
   if (const auto it = json.find("enabled"); it != json.end() && !it->is_null()) {
     if (it->is_boolean()) {
       instance.enabled = it->get<bool>();
@@ -161,6 +208,8 @@ std::optional<ServiceInstance> parse_curator_json(std::string_view text, std::st
       instance.enabled = true;
     } else if (it->is_string() && (*it == "false" || *it == "False" || *it == "FALSE")) {
       instance.enabled = false;
+    } else if (it->is_number_integer() && (*it == 0 || *it == 1)) {
+      instance.enabled = *it == 1;
     } else {
       return reject(error, std::string("\"enabled\" must be a boolean, got ") +
                                (it->is_string() ? it->dump() : type_name(*it)));

@@ -49,11 +49,14 @@ std::string to_curator_json(const ServiceInstance& instance);
 // Reads an instance that Curator (4 or 5) or percore wrote. Unknown keys and
 // any payload are accepted; a missing serviceType reads as DYNAMIC, a missing
 // registrationTimeUTC as 0 (Jackson's defaults); "enabled" may be a boolean,
-// null or absent (both: enabled) or, as Jackson coerces, "true"/"false". nullopt with the reason in
+// null or absent (both: enabled) or, as Jackson coerces, "true"/"false" or
+// 0/1; a port may be a string of digits, as Jackson coerces. Text nesting
+// arrays or objects deeper than 64 levels is rejected before parsing (the
+// serializer would recurse once per level). nullopt with the reason in
 // *error (which may be null) when the text is not a JSON object, when name,
-// id or address is missing, empty or not a string, when a known key has the
-// wrong JSON type, when a port is outside 1..65535, or when neither port nor
-// sslPort is set (a client needs some port).
+// id or address is missing, empty, not a string or holds whitespace, when a
+// known key has the wrong JSON type, when a port is outside 1..65535, or
+// when neither port nor sslPort is set (a client needs some port).
 std::optional<ServiceInstance> parse_curator_json(std::string_view json, std::string* error);
 
 // A random RFC 4122 version-4 UUID, lowercase, as Curator's instance ids

@@ -72,12 +72,21 @@ void print_service(const std::string& name,
       lines.push_back("  " + id + "  unreadable: " + error);
       continue;
     }
+    if (!instance->port) {
+      // What clients skip, and why (percore speaks plain-text baidu_std).
+      lines.push_back("  " + id + "  unusable: only an sslPort (" +
+                      std::to_string(*instance->ssl_port) + "), no plain-text port");
+      continue;
+    }
     ++instances;
     const bool enabled = !instance->enabled.has_value() || *instance->enabled;
-    lines.push_back("  " + instance->id + "  " + instance->address + ":" +
-                    (instance->port ? std::to_string(*instance->port) : std::string("-")) + "  " +
-                    instance->service_type + "  " + (enabled ? "enabled" : "disabled") +
-                    "  registered " + utc_text(instance->registration_time_utc));
+    const bool ipv6 = instance->address.find(':') != std::string::npos;
+    std::string line = "  " + instance->id + "  ";
+    line += ipv6 ? "[" + instance->address + "]" : instance->address;
+    line += ":" + std::to_string(*instance->port) + "  " + instance->service_type;
+    line += enabled ? "  enabled" : "  disabled";
+    line += "  registered " + utc_text(instance->registration_time_utc);
+    lines.push_back(std::move(line));
   }
   std::printf("%s (%zu instance%s)\n", name.c_str(), instances, instances == 1 ? "" : "s");
   for (const std::string& line : lines)

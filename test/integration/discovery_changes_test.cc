@@ -415,6 +415,15 @@ TEST_F(DiscoveryTest, CliShowsUnreadableInstancesAndEmptyServices) {
 
   ASSERT_EQ(admin.create_ephemeral(kEchoPath + "/x1", "garbage"), ZOK);
   ASSERT_EQ(admin.create_ephemeral(kEchoPath + "/x2", curator_json("x2", 9, false)), ZOK);
+  // 100,000 levels of payload once crashed every reader (stack overflow).
+  const std::string deep = R"({"name":"example.EchoService","id":"x3","address":"127.0.0.1",)"
+                           R"("port":7,"payload":)" +
+                           std::string(100000, '[') + std::string(100000, ']') + "}";
+  ASSERT_EQ(admin.create_ephemeral(kEchoPath + "/x3", deep), ZOK);
+  ASSERT_EQ(admin.create_ephemeral(
+                kEchoPath + "/x4",
+                R"({"name":"example.EchoService","id":"x4","address":"127.0.0.1","sslPort":443})"),
+            ZOK);
   const std::string service = list(echo_target());
   EXPECT_NE(service.find("example.EchoService (1 instance)"), std::string::npos) << service;
   EXPECT_NE(service.find("x1  unreadable: bad Curator service instance"), std::string::npos)
@@ -422,6 +431,16 @@ TEST_F(DiscoveryTest, CliShowsUnreadableInstancesAndEmptyServices) {
   EXPECT_NE(service.find("127.0.0.1:9  DYNAMIC  disabled  registered 2023-11-14T22:13:20.000Z"),
             std::string::npos)
       << service;
+  EXPECT_NE(service.find("x3  unreadable: bad Curator service instance: nests deeper than 64"),
+            std::string::npos)
+      << service;
+  EXPECT_NE(service.find("x4  unusable: only an sslPort (443)"), std::string::npos) << service;
+  // A client reading the same nodes skips them and lives on.
+  ZooKeeperNamingSource source(ZooKeeperUri{zookeeper_->hosts(), kEchoPath}, ZooKeeperOptions{});
+  ListRecorder recorder;
+  std::string error;
+  ASSERT_TRUE(source.start(recorder.listener(), &error)) << error;
+  EXPECT_EQ(recorder.latest(), std::set<std::string>{});
   const std::string base = list(registry());
   EXPECT_NE(base.find("example.EchoService (1 instance)"), std::string::npos) << base;
 }

@@ -247,8 +247,6 @@ TEST(ServiceInstanceTest, RejectsWithAClearReason) {
       {R"({"name":"s","id":"i","address":"h"})", R"(neither "port" nor "sslPort")"},
       {R"({"name":"s","id":"i","address":"h","port":null,"sslPort":null})",
        R"(neither "port" nor "sslPort")"},
-      {R"({"name":"s","id":"i","address":"h","port":"8000"})",
-       R"("port" must be an integer or null, got string)"},
       {R"({"name":"s","id":"i","address":"h","port":8000.5})", R"("port" must be an integer)"},
       {R"({"name":"s","id":"i","address":"h","port":0})", R"("port" 0 is outside 1..65535)"},
       {R"({"name":"s","id":"i","address":"h","port":70000})", "outside 1..65535"},
@@ -267,8 +265,13 @@ TEST(ServiceInstanceTest, RejectsWithAClearReason) {
        R"("uriSpec" must be an object or null)"},
       {R"({"name":"s","id":"i","address":"h","port":1,"enabled":"yes"})",
        R"("enabled" must be a boolean, got "yes")"},
-      {R"({"name":"s","id":"i","address":"h","port":1,"enabled":1})",
+      {R"({"name":"s","id":"i","address":"h","port":1,"enabled":2})",
        R"("enabled" must be a boolean, got number)"},
+      {R"({"name":"s","id":"i","address":" 127.0.0.1 ","port":1})",
+       R"("address" holds whitespace: " 127.0.0.1 ")"},
+      {R"({"name":"s","id":"i","address":"h","port":"80a"})",
+       R"("port" must be an integer or null, got string)"},
+      {R"({"name":"s","id":"i","address":"h","port":"99999"})", "outside 1..65535"},
   };
   for (const auto& [json, reason] : cases) {
     std::string error;
@@ -286,7 +289,7 @@ TEST(ServiceInstanceTest, EnabledAsJacksonReadsIt) {
   const std::pair<const char*, std::optional<bool>> cases[] = {
       {"true", true},       {"false", false},     {R"("true")", true},   {R"("True")", true},
       {R"("TRUE")", true},  {R"("false")", false}, {R"("False")", false}, {R"("FALSE")", false},
-      {"null", std::nullopt},
+      {"null", std::nullopt}, {"0", false}, {"1", true},
   };
   for (const auto& [value, expected] : cases) {
     const std::string json =
@@ -296,6 +299,55 @@ TEST(ServiceInstanceTest, EnabledAsJacksonReadsIt) {
     ASSERT_TRUE(instance.has_value()) << json << ": " << error;
     EXPECT_EQ(instance->enabled, expected) << json;
   }
+}
+
+TEST(ServiceInstanceTest, PortAsAStringOfDigitsIsReadAsJacksonReadsIt) {
+  const std::optional<ServiceInstance> instance = parse_curator_json(
+      R"({"name":"s","id":"i","address":"h","port":"8080","sslPort":"443"})", nullptr);
+  ASSERT_TRUE(instance.has_value());
+  EXPECT_EQ(instance->port, 8080);
+  EXPECT_EQ(instance->ssl_port, 443);
+}
+
+// 100,000 levels of payload (200 KB, under ZooKeeper's 1 MiB node limit)
+// once crashed every client that read the node (the serializer recursed per
+// level). Rejected before parsing; 64 levels are fine.
+TEST(ServiceInstanceTest, DeeplyNestedJsonIsRejectedNotACrash) {
+  for (const auto& [open, close] : {std::pair{"[", "]"}, std::pair{R"({"a":)", "}"}}) {
+    std::string deep;
+    for (int i = 0; i < 100000; ++i)
+      deep += open;
+    deep += "1";
+    for (int i = 0; i < 100000; ++i)
+      deep += close;
+    const std::string json =
+        R"({"name":"s","id":"i","address":"h","port":1,"payload":)" + deep + "}";
+    std::string error;
+    EXPECT_FALSE(parse_curator_json(json, &error).has_value());
+    EXPECT_NE(error.find("nests deeper than 64 levels"), std::string::npos) << error;
+  }
+  std::string ok;
+  for (int i = 0; i < 63; ++i)
+    ok += "[";
+  for (int i = 0; i < 63; ++i)
+    ok += "]";
+  const std::optional<ServiceInstance> shallow = parse_curator_json(
+      R"({"name":"s","id":"i","address":"h","port":1,"payload":)" + ok + "}", nullptr);
+  ASSERT_TRUE(shallow.has_value());
+  EXPECT_EQ(shallow->payload_json, ok);
+  // Brackets inside strings do not count.
+  std::string text(1000, '[');
+  EXPECT_TRUE(parse_curator_json(
+                  R"({"name":"s","id":"i","address":"h","port":1,"payload":")" + text + R"("})",
+                  nullptr)
+                  .has_value());
+  ServiceInstance too_deep;
+  too_deep.name = "s";
+  too_deep.id = "i";
+  too_deep.address = "h";
+  too_deep.port = 1;
+  too_deep.payload_json = std::string(65, '[') + std::string(65, ']');
+  EXPECT_THROW(to_curator_json(too_deep), std::invalid_argument);
 }
 
 TEST(ServiceInstanceTest, NullErrorPointerIsAllowed) {
