@@ -114,7 +114,8 @@ std::string to_curator_json(const ServiceInstance& instance) {
 
 std::optional<ServiceInstance> parse_curator_json(std::string_view text, std::string* error) {
   if (nests_too_deep(text)) {
-    return reject(error, "nests deeper than " + std::to_string(kMaxNesting) + " levels");
+    return reject(error,
+                  std::string("nests deeper than ") + std::to_string(kMaxNesting) + " levels");
   }
   Json json;
   try {

@@ -738,7 +738,7 @@ bool ZooKeeperClient::delete_ephemerals(milliseconds timeout, std::string* error
   if (!ran)
     failed = "ZooKeeper session busy (reconnecting) past the timeout";
   if (!failed.empty() && error != nullptr) {
-    *error = "deregistration not confirmed within " + std::to_string(timeout.count()) +
+    *error = std::string("deregistration not confirmed within ") + std::to_string(timeout.count()) +
              " ms: " + failed;
   }
   return failed.empty();

@@ -112,8 +112,8 @@ class ZooKeeperClient {
   // before this returns; afterwards it gets the full new map on every
   // change, in order. Waits until `deadline`; false with *error (and no
   // watch, no listener call) if the first read does not succeed by then.
-  bool watch_children(const std::string& path, ChildrenListener listener, Clock::time_point deadline,
-                      std::string* error);
+  bool watch_children(const std::string& path, ChildrenListener listener,
+                      Clock::time_point deadline, std::string* error);
 
   // Called with the session id and password each time a session is
   // established (tests use them to force an expiry).

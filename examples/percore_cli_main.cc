@@ -83,7 +83,10 @@ void print_service(const std::string& name,
     const bool ipv6 = instance->address.find(':') != std::string::npos;
     std::string line = "  " + instance->id + "  ";
     line += ipv6 ? "[" + instance->address + "]" : instance->address;
-    line += ":" + std::to_string(*instance->port) + "  " + instance->service_type;
+    line += ':';
+    line += std::to_string(*instance->port);
+    line += "  ";
+    line += instance->service_type;
     line += enabled ? "  enabled" : "  disabled";
     line += "  registered " + utc_text(instance->registration_time_utc);
     lines.push_back(std::move(line));
