@@ -718,7 +718,9 @@ bool ZooKeeperClient::delete_ephemerals(milliseconds timeout, std::string* error
   const bool ran = run_on_session_thread(
       [&] {
         std::vector<std::pair<std::string, std::shared_ptr<Operation>>> deletes;
-        for (const auto& [path, data] : ephemerals_) {
+        for (const auto& ephemeral : ephemerals_) {
+          // Not a structured binding: clang 14 cannot capture one in a lambda.
+          const std::string& path = ephemeral.first;
           deletes.emplace_back(path, begin([&](Operation* context) {
                                  return zoo_adelete(handle_, path.c_str(), -1,
                                                     &Operation::on_void, context);
