@@ -202,10 +202,7 @@ std::set<std::string> ports(std::initializer_list<int> list) {
 TEST_F(DiscoveryTest, EveryChangeIsFollowedWhateverTheGroupingOfEvents) {
   RawZooKeeper admin(zookeeper_->hosts());
   ASSERT_TRUE(admin.connected());
-  // Parents, as Curator creates them.
-  zoo_create(admin.handle(), "/percore", nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
-  zoo_create(admin.handle(), kBase, nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
-  zoo_create(admin.handle(), kEchoPath.c_str(), nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
+  ASSERT_TRUE(admin.create_path(kEchoPath));  // As Curator creates it.
 
   struct Step {
     std::function<void()> change;
@@ -396,9 +393,7 @@ TEST_F(DiscoveryTest, ZooKeeperBackWithoutItsDataGetsEverythingRegisteredAgain) 
 TEST_F(DiscoveryTest, CliShowsUnreadableInstancesAndEmptyServices) {
   RawZooKeeper admin(zookeeper_->hosts());
   ASSERT_TRUE(admin.connected());
-  zoo_create(admin.handle(), "/percore", nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
-  zoo_create(admin.handle(), kBase, nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
-  zoo_create(admin.handle(), kEchoPath.c_str(), nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0, nullptr, 0);
+  ASSERT_TRUE(admin.create_path(kEchoPath));
   auto list = [&](const std::string& uri) {
     std::string error;
     auto cli = testing::ChildProcess::start(

@@ -104,6 +104,20 @@ class ZooKeeperFixtureTest : public ::testing::Test {
   void SetUp() override { zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR); }
 };
 
+// Waits for `session` and creates `root` (PERSISTENT, "hello") and
+// `root`/ephemeral (EPHEMERAL): the nodes each test then sees survive.
+void connect_and_create_nodes(Session& session, const std::string& root) {
+  ASSERT_NE(session.handle(), nullptr);
+  ASSERT_TRUE(session.wait_for_state(ZOO_CONNECTED_STATE, scaled(milliseconds(10000))));
+  ASSERT_EQ(zoo_create(session.handle(), root.c_str(), "hello", 5, &ZOO_OPEN_ACL_UNSAFE,
+                       ZOO_PERSISTENT, nullptr, 0),
+            ZOK);
+  const std::string ephemeral = root + "/ephemeral";
+  ASSERT_EQ(zoo_create(session.handle(), ephemeral.c_str(), "", 0, &ZOO_OPEN_ACL_UNSAFE,
+                       ZOO_EPHEMERAL, nullptr, 0),
+            ZOK);
+}
+
 TEST_F(ZooKeeperFixtureTest, SessionSurvivesAStopAndRestartOnTheSamePort) {
   std::string error;
   auto server = ZooKeeperServer::start(&error);
@@ -115,14 +129,7 @@ TEST_F(ZooKeeperFixtureTest, SessionSurvivesAStopAndRestartOnTheSamePort) {
   EXPECT_TRUE(process_exists(first_pid));
 
   Session session(server->hosts());
-  ASSERT_NE(session.handle(), nullptr);
-  ASSERT_TRUE(session.wait_for_state(ZOO_CONNECTED_STATE, scaled(milliseconds(10000))));
-  ASSERT_EQ(zoo_create(session.handle(), "/fixture", "hello", 5, &ZOO_OPEN_ACL_UNSAFE,
-                       ZOO_PERSISTENT, nullptr, 0),
-            ZOK);
-  ASSERT_EQ(zoo_create(session.handle(), "/fixture/ephemeral", "", 0, &ZOO_OPEN_ACL_UNSAFE,
-                       ZOO_EPHEMERAL, nullptr, 0),
-            ZOK);
+  ASSERT_NO_FATAL_FAILURE(connect_and_create_nodes(session, "/fixture"));
   EXPECT_EQ(read_node(session.handle(), "/fixture"), "hello");
   const int64_t session_id = session.session_id();
 
@@ -237,14 +244,7 @@ TEST_F(ZooKeeperFixtureTest, EnsembleElectsANewLeaderKeepsTheSessionAndTakesMemb
   }
 
   Session session(ensemble->hosts());
-  ASSERT_NE(session.handle(), nullptr);
-  ASSERT_TRUE(session.wait_for_state(ZOO_CONNECTED_STATE, scaled(milliseconds(10000))));
-  ASSERT_EQ(zoo_create(session.handle(), "/ensemble", "hello", 5, &ZOO_OPEN_ACL_UNSAFE,
-                       ZOO_PERSISTENT, nullptr, 0),
-            ZOK);
-  ASSERT_EQ(zoo_create(session.handle(), "/ensemble/ephemeral", "", 0, &ZOO_OPEN_ACL_UNSAFE,
-                       ZOO_EPHEMERAL, nullptr, 0),
-            ZOK);
+  ASSERT_NO_FATAL_FAILURE(connect_and_create_nodes(session, "/ensemble"));
   const int64_t session_id = session.session_id();
 
   // The leader crashes: the other two elect a new one.

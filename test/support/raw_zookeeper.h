@@ -68,6 +68,19 @@ class RawZooKeeper {
     return zoo_set(handle_, path.c_str(), data.data(), static_cast<int>(data.size()), -1);
   }
   int remove(const std::string& path) { return zoo_delete(handle_, path.c_str(), -1); }
+  // `path` and its missing parents, PERSISTENT and empty, as Curator creates
+  // a service's node; true when it exists afterwards.
+  bool create_path(const std::string& path) {
+    for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+      const std::string prefix = path.substr(0, slash);
+      const int rc = zoo_create(handle_, prefix.c_str(), nullptr, -1, &ZOO_OPEN_ACL_UNSAFE, 0,
+                                nullptr, 0);
+      if (rc != ZOK && rc != ZNODEEXISTS)
+        return false;
+      if (slash == std::string::npos)
+        return true;
+    }
+  }
   // An EPHEMERAL node of this session.
   int create_ephemeral(const std::string& path, const std::string& data) {
     return zoo_create(handle_, path.c_str(), data.data(), static_cast<int>(data.size()),
