@@ -28,11 +28,11 @@
 #include "bench/bench_report.h"
 #include "bench/cpu_usage.h"
 #include "bench/latency_histogram.h"
-#include "client_proxy/channel.h"
-#include "proto/echo.pb.h"
-#include "proto/error_code.h"
-#include "proto/error_code_counters.h"
-#include "proto/prime.pb.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/error_code.h>
+#include <percore/proto/detail/error_code_counters.h>
+#include <percore/proto/prime.pb.h>
 
 namespace {
 

@@ -1,6 +1,6 @@
 #include "examples/echo_service.h"
 
-#include "server_io/server_controller.h"
+#include <percore/server_io/server_controller.h>
 
 namespace percore::examples {
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "proto/echo.pb.h"
+#include <percore/proto/echo.pb.h>
 
 namespace percore::examples {
 

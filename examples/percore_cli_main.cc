@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "discovery/service_instance.h"
-#include "discovery/zookeeper_client.h"
-#include "discovery/zookeeper_uri.h"
+#include <percore/discovery/service_instance.h>
+#include <percore/discovery/zookeeper_client.h>
+#include <percore/discovery/zookeeper_uri.h>
 
 namespace {
 

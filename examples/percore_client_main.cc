@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "client_proxy/channel.h"
-#include "proto/echo.pb.h"
-#include "proto/prime.pb.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
 
 namespace {
 

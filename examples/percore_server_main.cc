@@ -15,11 +15,11 @@
 #include <string_view>
 #include <thread>
 
-#include "discovery/zookeeper_registrar.h"
-#include "discovery/zookeeper_uri.h"
+#include <percore/discovery/zookeeper_registrar.h>
+#include <percore/discovery/zookeeper_uri.h>
 #include "examples/echo_service.h"
 #include "examples/prime_service.h"
-#include "server_io/server.h"
+#include <percore/server_io/server.h>
 
 namespace {
 

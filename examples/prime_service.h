@@ -2,7 +2,7 @@
 
 #include <cstdint>
 
-#include "proto/prime.pb.h"
+#include <percore/proto/prime.pb.h>
 
 namespace percore::examples {
 

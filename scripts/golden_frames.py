@@ -29,15 +29,17 @@ def compile_protos(out_dir):
     test service."""
     subprocess.run(
         ["protoc", "-I", REPO_ROOT, "--python_out=" + out_dir,
-         "proto/rpc_meta.proto", "proto/echo.proto", "test/proto/test_service.proto"],
+         "percore/proto/rpc_meta.proto", "percore/proto/echo.proto",
+         "test/proto/test_service.proto"],
         check=True)
     sys.path.insert(0, out_dir)
-    # protoc writes proto/rpc_meta_pb2.py; make the folders importable packages.
-    open(os.path.join(out_dir, "proto", "__init__.py"), "w").close()
+    # protoc writes percore/proto/rpc_meta_pb2.py; make the folders importable packages.
+    open(os.path.join(out_dir, "percore", "__init__.py"), "w").close()
+    open(os.path.join(out_dir, "percore", "proto", "__init__.py"), "w").close()
     open(os.path.join(out_dir, "test", "__init__.py"), "w").close()
     open(os.path.join(out_dir, "test", "proto", "__init__.py"), "w").close()
-    return (importlib.import_module("proto.rpc_meta_pb2"),
-            importlib.import_module("proto.echo_pb2"),
+    return (importlib.import_module("percore.proto.rpc_meta_pb2"),
+            importlib.import_module("percore.proto.echo_pb2"),
             importlib.import_module("test.proto.test_service_pb2"))
 
 

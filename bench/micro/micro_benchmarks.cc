@@ -19,14 +19,14 @@
 #include <thread>
 
 #include "bench/micro/alloc_counter.h"
-#include "client_proxy/detail/call_table.h"
-#include "client_proxy/detail/event_notifier.h"
-#include "proto/echo.pb.h"
-#include "proto/frame.h"
-#include "proto/frame_decoder.h"
-#include "proto/frame_encoder.h"
-#include "proto/gather_buffer.h"
-#include "proto/rpc_meta.pb.h"
+#include <percore/client_proxy/detail/call_table.h>
+#include <percore/client_proxy/detail/event_notifier.h>
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/frame.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/rpc_meta.pb.h>
 
 namespace percore::micro {
 namespace {

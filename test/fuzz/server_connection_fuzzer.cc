@@ -38,8 +38,8 @@
 #include <thread>
 
 #include "examples/echo_service.h"
-#include "proto/frame_decoder.h"
-#include "server_io/server.h"
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/server_io/server.h>
 #include "test/support/test_service_impl.h"
 
 namespace {

@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "client_proxy/channel.h"
-#include "proto/echo.pb.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/proto/echo.pb.h>
 #include "test/support/call_ledger.h"
 #include "test/support/child_process.h"
 #include "test/support/echo_load.h"

@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "client_proxy/channel.h"
+#include <percore/client_proxy/channel.h>
 #include "examples/echo_service.h"
-#include "proto/echo.pb.h"
-#include "server_io/server.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/server_io/server.h>
 #include "test/proto/test_service.pb.h"
 #include "test/support/call_ledger.h"
 #include "test/support/eventually.h"

@@ -18,14 +18,14 @@
 #include <thread>
 #include <vector>
 
-#include "client_proxy/channel.h"
-#include "client_proxy/client_runtime.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/client_proxy/client_runtime.h>
 #include "examples/echo_service.h"
-#include "proto/echo.pb.h"
-#include "proto/error_code.h"
-#include "proto/frame_decoder.h"
-#include "proto/frame_encoder.h"
-#include "server_io/server.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/error_code.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/server_io/server.h>
 #include "test/support/echo_load.h"
 #include "test/support/eventually.h"
 #include "test/support/slack.h"

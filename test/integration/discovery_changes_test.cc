@@ -27,9 +27,9 @@
 #include <set>
 #include <thread>
 
-#include "client_proxy/channel.h"
-#include "discovery/zookeeper_naming_source.h"
-#include "proto/echo.pb.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/discovery/zookeeper_naming_source.h>
+#include <percore/proto/echo.pb.h>
 #include "test/integration/discovery_fixture.h"
 #include "test/support/child_process.h"
 #include "test/support/eventually.h"

@@ -14,7 +14,7 @@
 #include <map>
 #include <thread>
 
-#include "client_proxy/channel.h"
+#include <percore/client_proxy/channel.h>
 #include "test/integration/discovery_fixture.h"
 #include "test/support/child_process.h"
 #include "test/support/echo_load.h"

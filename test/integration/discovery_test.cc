@@ -21,12 +21,12 @@
 #include <set>
 #include <thread>
 
-#include "client_proxy/channel.h"
-#include "discovery/zookeeper_client.h"
-#include "discovery/zookeeper_naming_source.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/discovery/zookeeper_client.h>
+#include <percore/discovery/zookeeper_naming_source.h>
 #include "examples/echo_service.h"
-#include "proto/echo.pb.h"
-#include "server_io/server.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/server_io/server.h>
 #include "test/integration/discovery_fixture.h"
 #include "test/support/child_process.h"
 #include "test/support/echo_load.h"

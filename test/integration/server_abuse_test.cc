@@ -19,8 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "proto/echo.pb.h"
-#include "proto/prime.pb.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
 #include "test/support/blocking_client.h"
 #include "test/support/child_process.h"
 #include "test/support/slack.h"

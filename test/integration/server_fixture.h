@@ -12,9 +12,9 @@
 
 #include "examples/echo_service.h"
 #include "examples/prime_service.h"
-#include "proto/echo.pb.h"
-#include "proto/prime.pb.h"
-#include "server_io/server.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
+#include <percore/server_io/server.h>
 #include "test/support/blocking_client.h"
 #include "test/support/slack.h"
 #include "test/support/test_service_impl.h"

@@ -7,8 +7,8 @@
 
 #include <chrono>
 
-#include "proto/echo.pb.h"
-#include "proto/prime.pb.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
 #include "test/support/blocking_client.h"
 #include "test/support/child_process.h"
 

@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "proto/echo.pb.h"
-#include "proto/prime.pb.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
 #include "test/integration/server_fixture.h"
 #include "test/support/stderr_capture.h"
 

@@ -11,10 +11,10 @@
 #include <thread>
 #include <vector>
 
-#include "client_proxy/channel.h"
+#include <percore/client_proxy/channel.h>
 #include "examples/echo_service.h"
-#include "proto/echo.pb.h"
-#include "server_io/server.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/server_io/server.h>
 #include "test/support/echo_server.h"
 #include "test/support/eventually.h"
 #include "test/support/slack.h"

@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "proto/frame_encoder.h"
+#include <percore/proto/detail/frame_encoder.h>
 #include "test/support/wait_readable.h"
 
 namespace percore::testing {

@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
-#include "proto/frame_decoder.h"
-#include "proto/rpc_meta.pb.h"
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/rpc_meta.pb.h>
 
 namespace google::protobuf {
 class MessageLite;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "proto/gather_buffer.h"
+#include <percore/proto/detail/gather_buffer.h>
 
 namespace percore::testing {
 

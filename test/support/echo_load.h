@@ -12,8 +12,8 @@
 
 #include <gtest/gtest.h>
 
-#include "client_proxy/channel.h"
-#include "proto/echo.pb.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/proto/echo.pb.h>
 #include "test/support/call_ledger.h"
 #include "test/support/slack.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "examples/echo_service.h"
-#include "server_io/server.h"
+#include <percore/server_io/server.h>
 
 namespace percore::testing {
 

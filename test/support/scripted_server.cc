@@ -13,11 +13,11 @@
 #include <stdexcept>
 #include <vector>
 
-#include "proto/error_code.h"
-#include "proto/frame_decoder.h"
-#include "proto/frame_encoder.h"
-#include "proto/health.pb.h"
-#include "proto/health_check.h"
+#include <percore/proto/error_code.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/health.pb.h>
+#include <percore/proto/detail/health_check.h>
 
 namespace percore::testing {
 namespace {

@@ -3,7 +3,7 @@
 #include <functional>
 #include <thread>
 
-#include "server_io/server_controller.h"
+#include <percore/server_io/server_controller.h>
 
 namespace percore::testing {
 

@@ -1,4 +1,4 @@
-#include "client_proxy/detail/call_table.h"
+#include <percore/client_proxy/detail/call_table.h>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "client_proxy/detail/connection_picker.h"
+#include <percore/client_proxy/detail/connection_picker.h>
 
 #include <gtest/gtest.h>
 

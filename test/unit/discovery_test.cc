@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "discovery/list_naming_source.h"
-#include "discovery/naming_source.h"
-#include "discovery/server_address.h"
+#include <percore/discovery/list_naming_source.h>
+#include <percore/discovery/naming_source.h>
+#include <percore/discovery/server_address.h>
 
 namespace percore {
 namespace {

@@ -1,4 +1,4 @@
-#include "proto/error_code.h"
+#include <percore/proto/error_code.h>
 
 #include <gtest/gtest.h>
 

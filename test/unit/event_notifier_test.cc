@@ -1,4 +1,4 @@
-#include "client_proxy/detail/event_notifier.h"
+#include <percore/client_proxy/detail/event_notifier.h>
 
 #include <gtest/gtest.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "discovery/file_naming_source.h"
+#include <percore/discovery/file_naming_source.h>
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "discovery/naming_source.h"
+#include <percore/discovery/naming_source.h>
 #include "test/support/slack.h"
 
 namespace percore {

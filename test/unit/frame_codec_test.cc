@@ -9,13 +9,13 @@
 #include <string_view>
 #include <vector>
 
-#include "proto/echo.pb.h"
-#include "proto/frame.h"
-#include "proto/frame_decoder.h"
-#include "proto/frame_encoder.h"
-#include "proto/gather_buffer.h"
-#include "proto/prime.pb.h"
-#include "proto/rpc_meta.pb.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/frame.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/prime.pb.h>
+#include <percore/proto/rpc_meta.pb.h>
 #include "test/support/bytes.h"
 
 namespace percore {

@@ -8,12 +8,12 @@
 #include <string>
 #include <string_view>
 
-#include "proto/echo.pb.h"
-#include "proto/frame.h"
-#include "proto/frame_decoder.h"
-#include "proto/frame_encoder.h"
-#include "proto/gather_buffer.h"
-#include "proto/rpc_meta.pb.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/frame.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/rpc_meta.pb.h>
 #include "test/support/bytes.h"
 
 namespace percore {

@@ -1,4 +1,4 @@
-#include "base/gate.h"
+#include <percore/base/detail/gate.h>
 
 #include <gtest/gtest.h>
 

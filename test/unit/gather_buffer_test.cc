@@ -1,4 +1,4 @@
-#include "proto/gather_buffer.h"
+#include <percore/proto/detail/gather_buffer.h>
 #include "test/support/bytes.h"
 
 #include <gtest/gtest.h>

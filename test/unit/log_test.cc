@@ -1,4 +1,4 @@
-#include "base/log.h"
+#include <percore/base/log.h>
 
 #include <gtest/gtest.h>
 #include <spdlog/logger.h>

@@ -1,4 +1,4 @@
-#include "base/net_address.h"
+#include <percore/base/net_address.h>
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "client_proxy/detail/outlier_detector.h"
+#include <percore/client_proxy/detail/outlier_detector.h>
 
 #include <gtest/gtest.h>
 

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "proto/echo.pb.h"
-#include "proto/frame_decoder.h"
-#include "proto/frame_encoder.h"
-#include "proto/request_meta_encoder.h"
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/request_meta_encoder.h>
 
 namespace percore {
 namespace {

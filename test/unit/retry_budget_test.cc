@@ -1,4 +1,4 @@
-#include "client_proxy/detail/retry_budget.h"
+#include <percore/client_proxy/detail/retry_budget.h>
 
 #include <gtest/gtest.h>
 

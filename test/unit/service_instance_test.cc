@@ -1,4 +1,4 @@
-#include "discovery/service_instance.h"
+#include <percore/discovery/service_instance.h>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "discovery/subsetting.h"
+#include <percore/discovery/subsetting.h>
 
 #include <gtest/gtest.h>
 

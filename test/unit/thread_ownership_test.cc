@@ -9,10 +9,10 @@
 #include <future>
 #include <thread>
 
-#include "client_proxy/detail/call_table.h"
-#include "client_proxy/detail/connection_pool.h"
-#include "client_proxy/detail/deadline_queue.h"
-#include "client_proxy/detail/event_loop.h"
+#include <percore/client_proxy/detail/call_table.h>
+#include <percore/client_proxy/detail/connection_pool.h>
+#include <percore/client_proxy/detail/deadline_queue.h>
+#include <percore/client_proxy/detail/event_loop.h>
 
 namespace percore::detail {
 namespace {

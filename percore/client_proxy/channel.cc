@@ -1,0 +1,207 @@
+#include <percore/client_proxy/channel.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <iterator>
+#include <random>
+
+#include <percore/base/detail/gate.h>
+#include <percore/client_proxy/detail/channel_event_log.h>
+#include <percore/client_proxy/detail/channel_route.h>
+#include <percore/client_proxy/detail/thread_group.h>
+#include <percore/discovery/naming_source.h>
+#include <percore/discovery/subsetting.h>
+#include <percore/proto/detail/assert.h>
+
+namespace percore {
+namespace {
+
+ChannelOptions sanitized(ChannelOptions options) {
+  options.connections_per_server = std::clamp(options.connections_per_server, 1, 64);
+  options.connect_timeout_ms = std::max(1, options.connect_timeout_ms);
+  options.backoff_initial_ms = std::max(1, options.backoff_initial_ms);
+  options.backoff_max_ms = std::max(options.backoff_initial_ms, options.backoff_max_ms);
+  options.max_retry = std::clamp(options.max_retry, 0, 100);
+  options.max_resends = std::clamp(options.max_resends, 0, 100);
+  options.retry_budget_percent = std::clamp(options.retry_budget_percent, 0, 1000);
+  options.retry_budget_min_per_second = std::clamp(options.retry_budget_min_per_second, 0, 1000000);
+  if (options.keepalive_time_ms > 0)
+    options.keepalive_time_ms = std::max(100, options.keepalive_time_ms);
+  options.keepalive_timeout_ms = std::max(100, options.keepalive_timeout_ms);
+  options.outlier_consecutive_errors = std::max(0, options.outlier_consecutive_errors);
+  options.outlier_base_ejection_time_ms = std::max(1, options.outlier_base_ejection_time_ms);
+  options.outlier_max_ejection_time_ms =
+      std::max(options.outlier_base_ejection_time_ms, options.outlier_max_ejection_time_ms);
+  options.outlier_max_ejection_percent = std::clamp(options.outlier_max_ejection_percent, 0, 100);
+  options.subset_size = std::max(0, options.subset_size);
+  if (options.client_id < 0) {
+    std::random_device random;
+    options.client_id = static_cast<int64_t>(
+        ((static_cast<uint64_t>(::getpid()) << 20) ^ random()) & 0x7fffffffffffull);
+  }
+  options.naming_timeout_ms = std::max(1, options.naming_timeout_ms);
+  if (options.timeout_ms < 0)
+    options.timeout_ms = -1;
+  return options;
+}
+
+}  // namespace
+
+Channel::Channel() = default;
+
+Channel::~Channel() {
+  // From one of the runtime's own threads the wait below could be for the
+  // very thread that waits (a queued `done`, the send thread's cancelling):
+  // a deadlock, so refuse it loudly.
+  PERCORE_ASSERT(runtime_ == nullptr ||
+                 detail::ThreadGroup::current_group_of(runtime_.get()) < 0);
+  if (naming_ != nullptr)
+    naming_->stop();
+  shut_down_routes();
+}
+
+bool Channel::Init(const std::string& target, const ChannelOptions& options, std::string* error) {
+  if (!routes_.empty()) {
+    if (error != nullptr)
+      *error = "channel already initialized";
+    return false;
+  }
+  NamingOptions naming_options;
+  naming_options.connect_timeout_ms = options.naming_timeout_ms;
+  naming_options.session_timeout_ms = options.zookeeper_session_timeout_ms;
+  std::unique_ptr<NamingSource> naming = make_naming_source(target, naming_options, error);
+  if (naming == nullptr)
+    return false;
+  options_ = sanitized(options);
+  if (options_.private_groups) {
+    runtime_ = std::make_shared<ClientRuntime>(*options_.private_groups);
+  } else {
+    runtime_ = options_.runtime != nullptr ? options_.runtime : ClientRuntime::Default();
+  }
+  events_ = std::make_unique<detail::ChannelEventLog>(target);
+  for (int i = 0; i < runtime_->group_count(); ++i) {
+    routes_.push_back(std::make_unique<detail::ChannelRoute>(options_, *events_));
+    runtime_->group(i).add_route(*routes_.back());
+  }
+  if (!naming->start([this](const std::vector<ServerAddress>& servers) { on_servers(servers); },
+                     error)) {
+    shut_down_routes();
+    runtime_.reset();
+    return false;
+  }
+  naming_ = std::move(naming);
+  return true;
+}
+
+void Channel::shut_down_routes() {
+  if (routes_.empty())
+    return;
+  for (auto& route : routes_)
+    route->closing.store(true, std::memory_order_release);
+  // Each group's send thread ends the routes' pending calls with 125, closes
+  // their connections and then says so.
+  Gate retiring;
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    retiring.enter();
+    runtime_->group(static_cast<int>(i)).remove_route(*routes_[i], [&retiring] { retiring.leave(); });
+  }
+  retiring.close_and_wait();
+  // Every call has ended and its `done` has run (queued callbacks too).
+  for (auto& route : routes_)
+    route->calls.close_and_wait();
+  routes_.clear();
+}
+
+ChannelStats Channel::stats() const {
+  std::vector<ChannelGroupStats> groups;
+  for (const auto& route : routes_)
+    groups.push_back(route->counters.snapshot());
+  return detail::sum_group_stats(std::move(groups));
+}
+
+uint64_t Channel::calls_in_flight() const {
+  int64_t calls = 0;
+  for (const auto& route : routes_)
+    calls += route->calls.count();
+  return static_cast<uint64_t>(calls);
+}
+
+void Channel::on_servers(const std::vector<ServerAddress>& servers) {
+  log_server_change(servers);
+  auto all = std::make_shared<const std::vector<ServerAddress>>(servers);
+  const auto subset_size = static_cast<size_t>(options_.subset_size);
+  const int groups = static_cast<int>(routes_.size());
+  if (subset_size == 0 || subset_size >= servers.size()) {
+    for (int g = 0; g < groups; ++g)
+      runtime_->group(g).set_servers(*routes_[g], all, nullptr);
+    return;
+  }
+  for (int g = 0; g < groups; ++g) {
+    const uint64_t id = subsetting_id(static_cast<uint64_t>(options_.client_id), groups, g);
+    std::vector<ServerAddress> subset = deterministic_subset(servers, id, subset_size);
+    std::vector<ServerAddress> others;
+    for (const ServerAddress& server : servers) {
+      if (std::find(subset.begin(), subset.end(), server) == subset.end())
+        others.push_back(server);
+    }
+    runtime_->group(g).set_servers(
+        *routes_[g], std::make_shared<const std::vector<ServerAddress>>(std::move(subset)),
+        std::make_shared<const std::vector<ServerAddress>>(std::move(others)));
+  }
+}
+
+void Channel::CallMethod(const google::protobuf::MethodDescriptor* method,
+                         google::protobuf::RpcController* controller,
+                         const google::protobuf::Message* request,
+                         google::protobuf::Message* response, google::protobuf::Closure* done) {
+  auto* percore_controller = static_cast<Controller*>(controller);
+  if (routes_.empty()) {
+    // Not initialized: no group to fail through, so fail here.
+    percore_controller->SetFailed("channel is not initialized");
+    if (done != nullptr)
+      done->Run();
+    return;
+  }
+  const int group = runtime_->group_for_this_thread();
+  runtime_->group(group).call(*routes_[group], method, percore_controller, request, response,
+                              done);
+}
+
+void Channel::log_server_change(const std::vector<ServerAddress>& servers) {
+  std::vector<std::string> now;
+  for (const ServerAddress& server : servers)
+    now.push_back(server.to_string());
+  std::sort(now.begin(), now.end());
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  std::lock_guard lock(last_servers_mutex_);
+  std::set_difference(now.begin(), now.end(), last_servers_.begin(), last_servers_.end(),
+                      std::back_inserter(added));
+  std::set_difference(last_servers_.begin(), last_servers_.end(), now.begin(), now.end(),
+                      std::back_inserter(removed));
+  last_servers_ = std::move(now);
+  if (added.empty() && removed.empty())
+    return;
+  const auto list = [](const std::vector<std::string>& items) {
+    std::string text;
+    for (size_t i = 0; i < items.size() && i < 8; ++i) {
+      if (i > 0)
+        text += ',';
+      text += items[i];
+    }
+    if (items.size() > 8)
+      text += ",... (" + std::to_string(items.size()) + ")";
+    return text;
+  };
+  events_->channel(LogLevel::kInfo, [&] {
+    std::string text = "server list now has " + std::to_string(last_servers_.size()) + " servers";
+    if (!added.empty())
+      text += "; added " + list(added);
+    if (!removed.empty())
+      text += "; removed " + list(removed);
+    return text;
+  });
+}
+
+}  // namespace percore

@@ -1,0 +1,93 @@
+#pragma once
+
+#include <google/protobuf/service.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include <percore/proto/error_code.h>
+
+namespace percore {
+
+namespace detail {
+class ThreadGroup;
+class SendThread;
+class ReceiveThread;
+struct CallCompleter;
+}  // namespace detail
+
+// The client side's RpcController: per-call settings in, outcome out.
+// Set the settings before the call; read the outcome after it ends (after a
+// synchronous CallMethod returns, or in/after `done`). Reset() before reuse.
+//
+// Owns: its attachments and outcome. Threads: the caller's before the call;
+// percore's while it runs; the caller's again once it has ended.
+class Controller : public google::protobuf::RpcController {
+ public:
+  Controller() = default;
+
+  // --- settings ---
+  // timeout_ms() when none was set: the call takes the Channel's timeout_ms.
+  static constexpr int kChannelTimeout = std::numeric_limits<int>::min();
+  // Deadline of this call in milliseconds, with ChannelOptions::timeout_ms's
+  // meaning (brpc's): >= 0 is a deadline (0: the call fails at once with
+  // 1008), -1 (or any negative value) means no deadline. Unset (the default,
+  // and after Reset()): the Channel's.
+  void set_timeout_ms(int timeout_ms) { timeout_ms_ = timeout_ms < 0 ? -1 : timeout_ms; }
+  int timeout_ms() const { return timeout_ms_; }
+  // Retries after the connection broke under a written call; -1 (default)
+  // takes the Channel's max_retry.
+  void set_max_retry(int max_retry) { max_retry_ = max_retry; }
+  int max_retry() const { return max_retry_; }
+  void set_log_id(int64_t log_id) { log_id_ = log_id; }
+  int64_t log_id() const { return log_id_; }
+  // Raw bytes sent after the request message. The call takes them over
+  // (moved into the frame, never copied): the string is empty once the call
+  // has started.
+  std::string& request_attachment() { return request_attachment_; }
+
+  // --- outcome ---
+  bool Failed() const override { return error_code_ != ErrorCode::kOk; }
+  std::string ErrorText() const override { return error_text_; }
+  // brpc's numbers; kOk when the call succeeded. May be a number outside the
+  // enum if a server sent one.
+  percore::ErrorCode error_code() const { return error_code_; }
+  int32_t ErrorCode() const { return static_cast<int32_t>(error_code_); }
+  // Raw bytes the server sent after the response message.
+  std::string& response_attachment() { return response_attachment_; }
+  // From the start of CallMethod to the end of the call, in microseconds.
+  int64_t latency_us() const { return latency_us_; }
+  // "ip:port" of the server that answered (or last tried); empty if none.
+  const std::string& remote_side() const { return remote_side_; }
+  // How many times the call was sent again on another connection.
+  int retried_count() const { return retried_count_; }
+
+  // --- google::protobuf::RpcController ---
+  void Reset() override;
+  // Client-side cancellation is not supported; the deadline bounds a call.
+  void StartCancel() override {}
+  // Marks the controller failed with 2001 and `reason` (for use by code that
+  // shares controllers between layers; percore itself sets the outcome).
+  void SetFailed(const std::string& reason) override;
+  bool IsCanceled() const override { return false; }
+  void NotifyOnCancel(google::protobuf::Closure* callback) override;
+
+ private:
+  friend struct detail::CallCompleter;
+  friend class detail::ThreadGroup;
+
+  int timeout_ms_ = kChannelTimeout;
+  int max_retry_ = -1;
+  int64_t log_id_ = 0;
+  std::string request_attachment_;
+
+  percore::ErrorCode error_code_ = ErrorCode::kOk;
+  std::string error_text_;
+  std::string response_attachment_;
+  int64_t latency_us_ = 0;
+  std::string remote_side_;
+  int retried_count_ = 0;
+};
+
+}  // namespace percore

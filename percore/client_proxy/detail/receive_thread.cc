@@ -1,0 +1,174 @@
+#include <percore/client_proxy/detail/receive_thread.h>
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <percore/client_proxy/controller.h>
+#include <percore/client_proxy/detail/send_thread.h>
+#include <percore/proto/detail/assert.h>
+#include <percore/proto/detail/health_check.h>
+
+namespace percore::detail {
+namespace {
+
+constexpr size_t kReadBytes = 64 * 1024;
+
+}  // namespace
+
+ReceiveThread::ReceiveThread(GroupState& group, SendThread& send)
+    : group_(group), send_(send), loop_(group.receive_loop) {}
+
+void ReceiveThread::run() {
+  loop_.run(*this);
+}
+
+void ReceiveThread::post_adopt(ClientConnection& connection, int fd) {
+  loop_.post([this, &connection, fd] { adopt(connection, fd); });
+}
+
+void ReceiveThread::post_release(uint64_t connection_id) {
+  loop_.post([this, connection_id] { release(connection_id); });
+}
+
+void ReceiveThread::post_shutdown() {
+  loop_.post([this] { loop_.stop(); });
+}
+
+void ReceiveThread::adopt(ClientConnection& connection, int fd) {
+  loop_.assert_in_loop_thread();
+  connection.receive_side().fd = fd;
+  adopted_.emplace(connection.id, &connection);
+  loop_.watch(fd, EPOLLIN, connection.id);
+}
+
+void ReceiveThread::release(uint64_t connection_id) {
+  loop_.assert_in_loop_thread();
+  const auto found = adopted_.find(connection_id);
+  // Already let go (it failed here first): the send thread has been told.
+  if (found != adopted_.end())
+    let_go(*found->second, ConnectionPool::LetGo::kAsked, std::string());
+}
+
+void ReceiveThread::on_event(uint64_t tag, uint32_t) {
+  loop_.assert_in_loop_thread();
+  // Looked up, not taken from the event: the connection may have been let go
+  // earlier in this batch.
+  const auto found = adopted_.find(tag);
+  if (found != adopted_.end())
+    read(*found->second);
+}
+
+void ReceiveThread::read(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::ReceiveSide& side = connection.receive_side();
+  for (;;) {
+    std::span<char> space = side.decoder.prepare(kReadBytes);
+    const ssize_t bytes = ::read(side.fd, space.data(), space.size());
+    if (bytes < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      let_go(connection, ConnectionPool::LetGo::kError,
+             std::string("read failed: ") + std::strerror(errno));
+      return;
+    }
+    if (bytes == 0) {
+      let_go(connection, ConnectionPool::LetGo::kEndOfStream, "closed by the server");
+      return;
+    }
+    side.decoder.commit(static_cast<size_t>(bytes));
+    // Progress for the send thread's liveness check; this thread alone writes.
+    connection.reads.store(connection.reads.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+    for (;;) {
+      const DecodeStatus status = side.decoder.next(side.frame);
+      if (status == DecodeStatus::kNeedMore)
+        break;
+      if (is_rejection(status)) {
+        RouteCounters::bump(connection.counters.malformed_responses);
+        let_go(connection, ConnectionPool::LetGo::kError,
+               "malformed frame from the server: " + std::string(decode_status_text(status)));
+        return;
+      }
+      if (!handle_frame(connection, side.frame))
+        return;
+    }
+    // A short read means the socket is drained; epoll will say when more comes.
+    if (static_cast<size_t>(bytes) < space.size())
+      return;
+  }
+}
+
+bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& frame) {
+  loop_.assert_in_loop_thread();
+  if (frame.is_request()) {
+    RouteCounters::bump(connection.counters.malformed_responses);
+    let_go(connection, ConnectionPool::LetGo::kError, "the server sent a request frame");
+    return false;
+  }
+  const CallTable::Slot slot = CallTable::slot_of(frame.meta.correlation_id());
+  // A reply counts only for a pending call queued on this very connection:
+  // ids are the group's, and the group's connections go to the servers of
+  // every Channel that shares it. Anything else is late, doubled or forged.
+  if (!group_.table.is_pending(slot) ||
+      group_.records[slot.index].queued_on.load(std::memory_order_acquire) != connection.id) {
+    if (frame.meta.correlation_id() == kHealthProbeCorrelationId) {
+      send_.post_probe_answered(connection.id);  // Any answer: it is alive.
+    } else {
+      RouteCounters::bump(connection.counters.stale_replies);
+    }
+    return true;
+  }
+  const int32_t code = frame.meta.response().error_code();
+  if (code == to_int(ErrorCode::kServerStopping)) {
+    // The server did not run it: the send thread sends it elsewhere.
+    send_.post_resend(slot, connection.id);
+    return true;
+  }
+  if (!group_.table.try_complete(slot)) {
+    RouteCounters::bump(connection.counters.stale_replies);
+    return true;
+  }
+  connection.outstanding.fetch_sub(1, std::memory_order_relaxed);
+  const CallRecord::Call& call = group_.records[slot.index].call;
+  if (code != 0) {
+    CallCompleter::finish(group_, slot, static_cast<ErrorCode>(code),
+                          frame.meta.response().error_text(), connection.remote_side);
+    return true;
+  }
+  if (frame.meta.compress_type() != 0) {
+    CallCompleter::finish(group_, slot, ErrorCode::kBadResponse,
+                          "response uses compress_type " +
+                              std::to_string(frame.meta.compress_type()) +
+                              ", which percore does not support",
+                          connection.remote_side);
+    return true;
+  }
+  std::string parse_error;
+  if (call.response != nullptr &&
+      !response_parser_.parse(frame.message, *call.response, &parse_error)) {
+    CallCompleter::finish(group_, slot, ErrorCode::kBadResponse, "response " + parse_error,
+                          connection.remote_side);
+    return true;
+  }
+  call.controller->response_attachment().assign(frame.attachment.data(), frame.attachment.size());
+  CallCompleter::finish(group_, slot, ErrorCode::kOk, std::string(), connection.remote_side);
+  return true;
+}
+
+void ReceiveThread::let_go(ClientConnection& connection, ConnectionPool::LetGo how,
+                           std::string reason) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::ReceiveSide& side = connection.receive_side();
+  loop_.unwatch(side.fd);
+  side.fd = -1;
+  adopted_.erase(connection.id);
+  send_.post_released(connection.id, how, std::move(reason));
+  // `connection` may be freed by the send thread from here on.
+}
+
+}  // namespace percore::detail

@@ -1,0 +1,213 @@
+#include <percore/client_proxy/detail/thread_group.h>
+
+#include <pthread.h>
+
+#include <climits>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include <percore/client_proxy/controller.h>
+#include <percore/client_proxy/detail/channel_route.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/request_meta_encoder.h>
+
+namespace percore::detail {
+namespace {
+
+// Heads at least this large are shared by connection buffers, not copied.
+constexpr size_t kShareHeadAbove = 16 * 1024;
+
+void name_thread(std::thread& thread, const std::string& name) {
+  pthread_setname_np(thread.native_handle(), name.substr(0, 15).c_str());
+}
+
+// Which runtime and group the current thread works for, if any.
+thread_local const void* current_owner = nullptr;
+thread_local int current_group = -1;
+
+}  // namespace
+
+int ThreadGroup::current_group_of(const void* owner) {
+  return current_owner == owner ? current_group : -1;
+}
+
+void ThreadGroup::enter_thread() const {
+  current_owner = owner_;
+  current_group = state_.index;
+}
+
+ThreadGroup::ThreadGroup(const ClientRuntimeOptions& options, int index, const void* owner)
+    : owner_(owner), state_(options, index), send_(state_), receive_(state_, send_) {
+  send_.set_receive_thread(receive_);
+  send_thread_ = std::thread([this] {
+    enter_thread();
+    send_.run();
+  });
+  receive_thread_ = std::thread([this] {
+    enter_thread();
+    receive_.run();
+  });
+  name_thread(send_thread_, "percore-send-" + std::to_string(index));
+  name_thread(receive_thread_, "percore-recv-" + std::to_string(index));
+  for (int i = 0; i < options.callback_threads; ++i) {
+    callback_threads_.emplace_back([this] {
+      enter_thread();
+      for (;;) {
+        GroupState::QueuedCallback callback;
+        state_.callbacks.wait_dequeue(callback);
+        if (callback.done == nullptr)
+          return;
+        state_.run_callback(callback);
+      }
+    });
+    name_thread(callback_threads_.back(), "percore-cb-" + std::to_string(index));
+  }
+}
+
+ThreadGroup::~ThreadGroup() {
+  state_.closing.store(true, std::memory_order_release);
+  // Receive first: once it has stopped, only the send thread completes calls,
+  // and it may close every socket.
+  receive_.post_shutdown();
+  receive_thread_.join();
+  send_.post_shutdown();
+  send_thread_.join();
+  for (size_t i = 0; i < callback_threads_.size(); ++i)
+    state_.callbacks.enqueue(GroupState::QueuedCallback{});
+  for (std::thread& thread : callback_threads_)
+    thread.join();
+  // Every Channel waited for its own calls before it let go of the runtime.
+  PERCORE_ASSERT(state_.table.in_use() == 0);
+}
+
+void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescriptor* method,
+                       Controller* controller, const google::protobuf::Message* request,
+                       google::protobuf::Message* response, google::protobuf::Closure* done) {
+  const CallRecord::Clock::time_point started = CallRecord::Clock::now();
+  // Left once the call has ended and `done` has run (synchronous: below).
+  route.calls.enter();
+  RouteCounters::bump(route.counters.calls_started);
+  controller->response_attachment_.clear();
+  const auto fail = [&](ErrorCode code, std::string text) {
+    CallCompleter::fail_unpublished(state_, route, controller, done, started, code,
+                                    std::move(text));
+    if (done == nullptr)
+      route.calls.leave();
+  };
+  if (route.closing.load(std::memory_order_acquire) ||
+      state_.closing.load(std::memory_order_acquire)) {
+    fail(ErrorCode::kCanceled, "cancelled: the channel is being destroyed");
+    return;
+  }
+  // One meaning for both fields (brpc's): >= 0 a deadline, -1 none.
+  const int timeout_ms = controller->timeout_ms() == Controller::kChannelTimeout
+                             ? route.options.timeout_ms
+                             : controller->timeout_ms();
+  if (timeout_ms == 0) {
+    fail(ErrorCode::kTimedOut, "timed out: timeout_ms is 0");
+    return;
+  }
+  if (done == nullptr &&
+      (state_.receive_loop.in_loop_thread() || state_.send_loop.in_loop_thread())) {
+    // An inline callback on this group's I/O thread: the reply could only
+    // be read (or the deadline fired) by the thread that would wait for it.
+    fail(ErrorCode::kInternal,
+         "a synchronous call from an inline callback would wait for its own I/O thread; "
+         "call asynchronously or use kQueuedCallback");
+    return;
+  }
+  const std::optional<CallTable::Slot> slot = state_.table.acquire();
+  if (!slot) {
+    fail(ErrorCode::kOvercrowded,
+         "overcrowded: " + std::to_string(state_.options.max_inflight_per_group) +
+             " calls already in flight in this group (max_inflight_per_group)");
+    return;
+  }
+
+  CallRecord& record = state_.records[slot->index];
+  CallRecord::Call& call = record.call;
+  call.controller = controller;
+  call.response = response;
+  call.done = done;
+  call.route = &route;
+  call.completion = route.options.completion;
+  call.started_at = started;
+  call.deadline = timeout_ms > 0 ? started + std::chrono::milliseconds(timeout_ms)
+                                 : CallRecord::Clock::time_point::max();
+  call.max_retry =
+      controller->max_retry() >= 0 ? controller->max_retry() : route.options.max_retry;
+  call.max_resends = route.options.max_resends;
+  record.resends.store(0, std::memory_order_relaxed);
+  record.finished.store(0, std::memory_order_relaxed);
+  record.queued_on.store(0, std::memory_order_relaxed);
+  record.sweep_route.store(&route, std::memory_order_relaxed);
+
+  // Serialize here, on the calling thread: callers work in parallel, and the
+  // send thread only copies bytes.
+  // The service and method part of the meta is encoded once per method and
+  // calling thread; only the per-call fields are written each time.
+  thread_local std::unordered_map<const google::protobuf::MethodDescriptor*,
+                                  std::unique_ptr<RequestMetaEncoder>>
+      meta_encoders;
+  std::unique_ptr<RequestMetaEncoder>& meta_encoder = meta_encoders[method];
+  if (meta_encoder == nullptr) {
+    meta_encoder =
+        std::make_unique<RequestMetaEncoder>(method->service()->full_name(), method->name());
+  }
+  std::string& attachment = controller->request_attachment_;
+  const bool attachment_fits = attachment.size() <= static_cast<size_t>(INT32_MAX);
+  const RequestMetaEncoder::CallFields fields{
+      CallTable::correlation_id(*slot), controller->log_id(), timeout_ms > 0 ? timeout_ms : 0,
+      attachment_fits ? static_cast<int32_t>(attachment.size()) : 0};
+  call.head.clear();
+  if (!attachment_fits ||
+      encode_request_head(*meta_encoder, fields, *request, route.options.max_body_bytes,
+                          call.head) != EncodeStatus::kOk) {
+    const size_t body = request->ByteSizeLong() + attachment.size();
+    state_.table.release(*slot);
+    fail(ErrorCode::kBadRequest,
+         "request too large: " + std::to_string(body) + " bytes of message and attachment " +
+             "exceed max_body_bytes (" + std::to_string(route.options.max_body_bytes) + ")");
+    return;
+  }
+  if (call.head.size() >= kShareHeadAbove) {
+    call.shared_head = std::make_shared<const std::string>(std::move(call.head));
+    call.head = std::string();
+  } else {
+    call.shared_head.reset();
+  }
+  if (attachment.empty()) {
+    call.attachment.reset();
+  } else {
+    call.attachment = std::make_shared<const std::string>(std::move(attachment));
+    attachment.clear();
+  }
+
+  state_.table.publish(*slot);
+  state_.requests.enqueue(*slot);
+  state_.send_loop.wake();
+  if (done == nullptr) {
+    wait_for(record);
+    call.shared_head.reset();
+    call.attachment.reset();
+    state_.table.release(*slot);
+    route.calls.leave();
+  }
+}
+
+void ThreadGroup::wait_for(CallRecord& record) {
+  const int spin_us = state_.options.spin_us;
+  if (spin_us > 0) {
+    const auto until = CallRecord::Clock::now() + std::chrono::microseconds(spin_us);
+    while (CallRecord::Clock::now() < until) {
+      if (record.finished.load(std::memory_order_acquire) != 0)
+        return;
+    }
+  }
+  while (record.finished.load(std::memory_order_acquire) == 0) {
+    record.finished.wait(0, std::memory_order_acquire);
+  }
+}
+
+}  // namespace percore::detail

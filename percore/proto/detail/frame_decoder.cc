@@ -1,0 +1,220 @@
+#include <percore/proto/detail/frame_decoder.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <percore/proto/detail/assert.h>
+
+namespace percore {
+namespace {
+
+constexpr size_t kInitialCapacity = 16 * 1024;
+// The least a partly received frame's buffer grows by.
+constexpr size_t kFrameGrowthStep = 64 * 1024;
+// An idle decoder whose buffer grew past this (for a large frame) gives the
+// memory back.
+constexpr size_t kShrinkAbove = 1 << 20;
+
+uint32_t get_uint32_big_endian(const char* in) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(in);
+  return (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) | (uint32_t{bytes[2]} << 8) |
+         uint32_t{bytes[3]};
+}
+
+}  // namespace
+
+std::string_view decode_status_text(DecodeStatus status) {
+  switch (status) {
+    case DecodeStatus::kFrame:
+      return "frame";
+    case DecodeStatus::kNeedMore:
+      return "need more bytes";
+    case DecodeStatus::kBadMagic:
+      return "bad magic (expected PRPC)";
+    case DecodeStatus::kBodyTooLarge:
+      return "body_size exceeds the maximum body size";
+    case DecodeStatus::kMetaSizeExceedsBody:
+      return "meta_size exceeds body_size";
+    case DecodeStatus::kBadMeta:
+      return "meta does not parse as RpcMeta";
+    case DecodeStatus::kNeitherRequestNorResponse:
+      return "meta is neither a request nor a response";
+    case DecodeStatus::kBadAttachmentSize:
+      return "attachment_size is negative or exceeds the body";
+    case DecodeStatus::kMissingServiceOrMethod:
+      return "request without service_name or method_name";
+  }
+  return "unknown decode status";
+}
+
+std::unique_ptr<char[]> ReadBlockPool::take() {
+  if (free_.empty())
+    return std::make_unique_for_overwrite<char[]>(block_bytes_);
+  std::unique_ptr<char[]> block = std::move(free_.back());
+  free_.pop_back();
+  return block;
+}
+
+void ReadBlockPool::give(std::unique_ptr<char[]> block) {
+  if (free_.size() < max_cached_)
+    free_.push_back(std::move(block));
+}
+
+FrameDecoder::FrameDecoder(FrameDecoderOptions options) : options_(options) {}
+
+std::span<char> FrameDecoder::prepare(size_t min_bytes) {
+  size_t wanted = std::max<size_t>(min_bytes, 1);
+  // A frame whose header is in: make room toward all of it, but never more
+  // than three times what has arrived, so that a header alone cannot make
+  // the decoder reserve the body it announces (a peer sending headers only
+  // must not exhaust the address space). Growth by 4x keeps the copies under
+  // a third of a large frame.
+  size_t frame_rest = 0;
+  uint32_t body_bytes = 0;
+  uint32_t meta_bytes = 0;
+  if (buffered_bytes() >= kFrameHeaderBytes &&
+      check_header(body_bytes, meta_bytes) == DecodeStatus::kNeedMore) {
+    const size_t frame_bytes = kFrameHeaderBytes + body_bytes;
+    if (frame_bytes > buffered_bytes()) {
+      frame_rest = frame_bytes - buffered_bytes();
+      wanted = std::max(wanted,
+                        std::min(frame_rest, std::max(3 * buffered_bytes(), kFrameGrowthStep)));
+    }
+  }
+
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+    if ((capacity_ > kShrinkAbove && wanted <= kInitialCapacity) ||
+        (storage_ == Storage::kInline && wanted > capacity_))
+      release();
+  }
+  ReadBlockPool* pool = options_.block_pool;
+  const std::span<char> inline_space = options_.inline_space;
+  if (data_ == nullptr && wanted <= inline_space.size()) {
+    data_ = inline_space.data();
+    capacity_ = inline_space.size();
+    storage_ = Storage::kInline;
+  }
+  if (capacity_ - end_ < wanted) {
+    const size_t live = end_ - begin_;
+    if (capacity_ - live >= wanted && begin_ > 0) {
+      std::memmove(data_, data_ + begin_, live);
+    } else {
+      std::unique_ptr<char[]> grown;
+      size_t capacity;
+      Storage storage;
+      if (pool != nullptr && storage_ != Storage::kPool && live + wanted <= pool->block_bytes()) {
+        grown = pool->take();
+        capacity = pool->block_bytes();
+        storage = Storage::kPool;
+      } else if (frame_rest > 0) {
+        capacity = std::max(live + wanted, kInitialCapacity);  // Sized by the rule above.
+        grown = std::make_unique_for_overwrite<char[]>(capacity);
+        storage = Storage::kHeap;
+      } else {
+        capacity = std::max(capacity_ * 2, kInitialCapacity);
+        while (capacity - live < wanted)
+          capacity *= 2;
+        grown = std::make_unique_for_overwrite<char[]>(capacity);
+        storage = Storage::kHeap;
+      }
+      if (live > 0)
+        std::memcpy(grown.get(), data_ + begin_, live);
+      if (storage_ == Storage::kPool)
+        pool->give(std::move(owned_));
+      owned_ = std::move(grown);
+      data_ = owned_.get();
+      capacity_ = capacity;
+      storage_ = storage;
+    }
+    begin_ = 0;
+    end_ = live;
+  }
+  return std::span<char>(data_ + end_, capacity_ - end_);
+}
+
+void FrameDecoder::release() {
+  if (begin_ != end_ || data_ == nullptr)
+    return;
+  if (storage_ == Storage::kPool)
+    options_.block_pool->give(std::move(owned_));
+  owned_.reset();
+  data_ = nullptr;
+  capacity_ = 0;
+  begin_ = end_ = 0;
+  storage_ = Storage::kNone;
+}
+
+void FrameDecoder::commit(size_t bytes) {
+  PERCORE_ASSERT(end_ + bytes <= capacity_);
+  end_ += bytes;
+}
+
+void FrameDecoder::feed(std::string_view bytes) {
+  if (bytes.empty())
+    return;
+  std::span<char> space = prepare(bytes.size());
+  std::memcpy(space.data(), bytes.data(), bytes.size());
+  commit(bytes.size());
+}
+
+DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_bytes) const {
+  const char* header = data_ + begin_;
+  const size_t available = buffered_bytes();
+  // Check the magic on a partial header too, so that a peer speaking another
+  // protocol is turned away at once.
+  if (std::memcmp(header, kFrameMagic, std::min(available, sizeof(kFrameMagic))) != 0) {
+    return DecodeStatus::kBadMagic;
+  }
+  if (available < kFrameHeaderBytes)
+    return DecodeStatus::kNeedMore;
+  body_bytes = get_uint32_big_endian(header + 4);
+  meta_bytes = get_uint32_big_endian(header + 8);
+  if (body_bytes > options_.max_body_bytes)
+    return DecodeStatus::kBodyTooLarge;
+  if (meta_bytes > body_bytes)
+    return DecodeStatus::kMetaSizeExceedsBody;
+  return DecodeStatus::kNeedMore;
+}
+
+DecodeStatus FrameDecoder::next(Frame& frame) {
+  if (rejection_ != DecodeStatus::kNeedMore)
+    return rejection_;
+  if (begin_ == end_)
+    return DecodeStatus::kNeedMore;
+
+  uint32_t body_bytes = 0;
+  uint32_t meta_bytes = 0;
+  DecodeStatus status = check_header(body_bytes, meta_bytes);
+  if (status != DecodeStatus::kNeedMore)
+    return rejection_ = status;
+  if (buffered_bytes() < kFrameHeaderBytes + size_t{body_bytes})
+    return DecodeStatus::kNeedMore;
+
+  const char* body = data_ + begin_ + kFrameHeaderBytes;
+  if (!frame.meta.ParseFromArray(body, static_cast<int>(meta_bytes))) {
+    return rejection_ = DecodeStatus::kBadMeta;
+  }
+  const wire::RpcMeta& meta = frame.meta;
+  if (meta.has_request() == meta.has_response()) {
+    return rejection_ = DecodeStatus::kNeitherRequestNorResponse;
+  }
+  const uint32_t payload_bytes = body_bytes - meta_bytes;
+  const int32_t attachment_bytes = meta.attachment_size();
+  if (attachment_bytes < 0 || static_cast<uint32_t>(attachment_bytes) > payload_bytes) {
+    return rejection_ = DecodeStatus::kBadAttachmentSize;
+  }
+  if (meta.has_request() &&
+      (meta.request().service_name().empty() || meta.request().method_name().empty())) {
+    return rejection_ = DecodeStatus::kMissingServiceOrMethod;
+  }
+
+  const uint32_t message_bytes = payload_bytes - static_cast<uint32_t>(attachment_bytes);
+  frame.message = std::string_view(body + meta_bytes, message_bytes);
+  frame.attachment = std::string_view(body + meta_bytes + message_bytes, attachment_bytes);
+  frame.body_bytes = body_bytes;
+  begin_ += kFrameHeaderBytes + body_bytes;
+  return DecodeStatus::kFrame;
+}
+
+}  // namespace percore

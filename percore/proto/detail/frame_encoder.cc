@@ -1,0 +1,109 @@
+#include <percore/proto/detail/frame_encoder.h>
+
+#include <google/protobuf/message_lite.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+namespace percore {
+namespace {
+
+void put_uint32_big_endian(char* out, uint32_t value) {
+  out[0] = static_cast<char>(value >> 24);
+  out[1] = static_cast<char>(value >> 16);
+  out[2] = static_cast<char>(value >> 8);
+  out[3] = static_cast<char>(value);
+}
+
+struct FrameLayout {
+  size_t meta_bytes = 0;
+  size_t message_bytes = 0;
+  size_t body_bytes = 0;
+  size_t head_bytes() const { return kFrameHeaderBytes + meta_bytes + message_bytes; }
+};
+
+// Sets attachment_size and computes (and caches) the sizes of the frame.
+EncodeStatus plan_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+                        size_t attachment_bytes, size_t max_body_bytes, FrameLayout& layout) {
+  if (attachment_bytes > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    return EncodeStatus::kBodyTooLarge;
+  }
+  if (attachment_bytes == 0) {
+    meta.clear_attachment_size();
+  } else {
+    meta.set_attachment_size(static_cast<int32_t>(attachment_bytes));
+  }
+  layout.message_bytes = message == nullptr ? 0 : message->ByteSizeLong();
+  layout.meta_bytes = meta.ByteSizeLong();
+  layout.body_bytes = layout.meta_bytes + layout.message_bytes + attachment_bytes;
+  if (layout.body_bytes > max_body_bytes ||
+      layout.body_bytes > std::numeric_limits<uint32_t>::max()) {
+    return EncodeStatus::kBodyTooLarge;
+  }
+  return EncodeStatus::kOk;
+}
+
+// Writes header, meta and message: layout.head_bytes() bytes at `out`.
+void write_head(const wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+                const FrameLayout& layout, char* out) {
+  std::memcpy(out, kFrameMagic, sizeof(kFrameMagic));
+  put_uint32_big_endian(out + 4, static_cast<uint32_t>(layout.body_bytes));
+  put_uint32_big_endian(out + 8, static_cast<uint32_t>(layout.meta_bytes));
+  auto* cursor = reinterpret_cast<uint8_t*>(out + kFrameHeaderBytes);
+  // plan_frame()'s ByteSizeLong() cached the sizes these serializers rely on.
+  cursor = meta.SerializeWithCachedSizesToArray(cursor);
+  if (message != nullptr)
+    message->SerializeWithCachedSizesToArray(cursor);
+}
+
+}  // namespace
+
+EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
+  FrameLayout layout;
+  const EncodeStatus status = plan_frame(meta, message, attachment.size(), max_body_bytes, layout);
+  if (status != EncodeStatus::kOk)
+    return status;
+  write_head(meta, message, layout, out.append_space(layout.head_bytes()));
+  if (!attachment.empty())
+    out.append_owned(std::move(attachment));
+  return EncodeStatus::kOk;
+}
+
+EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+                               size_t attachment_bytes, size_t max_body_bytes, std::string& out) {
+  FrameLayout layout;
+  const EncodeStatus status = plan_frame(meta, message, attachment_bytes, max_body_bytes, layout);
+  if (status != EncodeStatus::kOk)
+    return status;
+  const size_t offset = out.size();
+  out.resize(offset + layout.head_bytes());
+  write_head(meta, message, layout, out.data() + offset);
+  return EncodeStatus::kOk;
+}
+
+EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+                                 const RequestMetaEncoder::CallFields& fields,
+                                 const google::protobuf::MessageLite& message,
+                                 size_t max_body_bytes, std::string& out) {
+  const size_t message_bytes = message.ByteSizeLong();
+  const size_t meta_bytes = meta.size(fields);
+  const size_t body_bytes =
+      meta_bytes + message_bytes + static_cast<size_t>(std::max(0, fields.attachment_size));
+  if (body_bytes > max_body_bytes || body_bytes > std::numeric_limits<uint32_t>::max()) {
+    return EncodeStatus::kBodyTooLarge;
+  }
+  const size_t offset = out.size();
+  out.resize(offset + kFrameHeaderBytes + meta_bytes + message_bytes);
+  char* head = out.data() + offset;
+  std::memcpy(head, kFrameMagic, sizeof(kFrameMagic));
+  put_uint32_big_endian(head + 4, static_cast<uint32_t>(body_bytes));
+  put_uint32_big_endian(head + 8, static_cast<uint32_t>(meta_bytes));
+  char* cursor = meta.write(fields, head + kFrameHeaderBytes);
+  // ByteSizeLong() above cached the sizes the serializer relies on.
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(cursor));
+  return EncodeStatus::kOk;
+}
+
+}  // namespace percore

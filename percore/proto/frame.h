@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+// Constants of brpc's baidu_std framing (docs/PROTOCOL.md): a 12-byte header
+// "PRPC" + body_size (uint32 BE) + meta_size (uint32 BE), then the body.
+namespace percore {
+
+inline constexpr size_t kFrameHeaderBytes = 12;
+inline constexpr char kFrameMagic[4] = {'P', 'R', 'P', 'C'};
+// Default limit on body_size; both sides make it configurable.
+inline constexpr size_t kDefaultMaxBodyBytes = 64u << 20;
+
+// compress_type values of the meta. percore supports kNone only; anything
+// else is answered with 1003 rather than misparsed.
+enum class CompressType : int32_t { kNone = 0, kSnappy = 1, kGzip = 2, kZlib = 3 };
+
+// What the frame decoder made of the bytes it was given; the rejections are
+// also counted by ServerStats::rejected_frames.
+enum class DecodeStatus {
+  kFrame,     // `frame` holds the next complete frame.
+  kNeedMore,  // No complete frame buffered yet.
+  // Rejections: the stream cannot be trusted past this point; close it.
+  kBadMagic,                   // The first 4 bytes are not "PRPC".
+  kBodyTooLarge,               // body_size exceeds the configured maximum.
+  kMetaSizeExceedsBody,        // meta_size > body_size.
+  kBadMeta,                    // The meta does not parse as RpcMeta.
+  kNeitherRequestNorResponse,  // The meta sets neither, or both.
+  kBadAttachmentSize,          // Negative, or more than body_size - meta_size.
+  kMissingServiceOrMethod,     // A request without service_name or method_name.
+};
+
+inline bool is_rejection(DecodeStatus status) {
+  return status != DecodeStatus::kFrame && status != DecodeStatus::kNeedMore;
+}
+
+// A short text for logs and error_text, e.g. "bad magic (expected PRPC)".
+std::string_view decode_status_text(DecodeStatus status);
+
+}  // namespace percore

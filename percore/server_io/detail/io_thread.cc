@@ -1,0 +1,304 @@
+#include <percore/server_io/detail/io_thread.h>
+
+#include <google/protobuf/message.h>
+#include <google/protobuf/stubs/logging.h>
+
+#include <percore/proto/detail/assert.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/server_io/detail/server_connection.h>
+#include <percore/server_io/detail/server_core.h>
+
+namespace percore::detail {
+namespace {
+
+// Error texts are cut to this many bytes (at a UTF-8 boundary).
+constexpr size_t kMaxErrorTextBytes = 1024;
+
+std::string bounded_error_text(const std::string& text) {
+  if (text.size() <= kMaxErrorTextBytes)
+    return text;
+  size_t cut = kMaxErrorTextBytes - 64;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+    --cut;
+  return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes in all)";
+}
+
+uint64_t microseconds_since(ServerCall::Clock::time_point start) {
+  const auto elapsed = ServerCall::Clock::now() - start;
+  return static_cast<uint64_t>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count()));
+}
+
+}  // namespace
+
+// Read blocks: 64 KiB, the most one read takes in the common case; a few
+// cached per thread, enough for the connections that are read in one loop
+// pass.
+constexpr size_t kReadBlockBytes = 64 * 1024;
+constexpr size_t kCachedReadBlocks = 16;
+
+IoThread::IoThread(ServerCore& core, int index)
+    : core_(core), index_(index), read_blocks_(kReadBlockBytes, kCachedReadBlocks) {}
+
+IoThread::~IoThread() {
+  join();
+  for (auto& [method, calls] : call_pool_) {
+    for (ServerCall* call : calls)
+      delete call;
+  }
+}
+
+ServerCall* IoThread::acquire_call(MethodEntry& method, uint64_t connection_id,
+                                   int64_t correlation_id,
+                                   ServerCall::Clock::time_point received_at) {
+  assert_in_loop_thread();
+  std::vector<ServerCall*>& pool = call_pool_[&method];
+  ServerCall* call;
+  if (pool.empty()) {
+    call = new ServerCall(*this, method);
+  } else {
+    call = pool.back();
+    pool.pop_back();
+  }
+  call->begin(connection_id, correlation_id, received_at);
+  return call;
+}
+
+void IoThread::recycle(ServerCall* call) {
+  assert_in_loop_thread();
+  // Bounded: a burst larger than this frees its extra calls, and a call that
+  // held large messages is freed, so the pool holds at most
+  // kMaxPooledPerMethod x (kMaxPooledBytes + the call's own size) per method.
+  constexpr size_t kMaxPooledPerMethod = 1024;
+  std::vector<ServerCall*>& pool = call_pool_[&call->method()];
+  if (pool.size() >= kMaxPooledPerMethod || call->held_large_data()) {
+    delete call;
+  } else {
+    pool.push_back(call);
+  }
+}
+
+void IoThread::start() {
+  work_guard_.emplace(context_.get_executor());
+  thread_ = std::thread([this] {
+    thread_id_.store(std::this_thread::get_id());
+    for (;;) {
+      try {
+        context_.run();
+        return;
+      } catch (const std::bad_alloc&) {
+        // Out of memory in a handler: the server keeps serving. The
+        // connection being read closes itself (ServerConnection::on_read);
+        // anything else in that handler is lost, and said so.
+        core_.allocation_failures.fetch_add(1, std::memory_order_relaxed);
+        core_.allocation_failure_log.log(LogLevel::kError, [] {
+          return std::string("out of memory in an I/O thread handler; continuing");
+        });
+      }
+    }
+  });
+}
+
+void IoThread::join() {
+  if (!thread_.joinable())
+    return;
+  boost::asio::post(context_, [this] {
+    joining_ = true;
+    sweep_timer_.cancel();
+  });
+  work_guard_.reset();
+  thread_.join();
+}
+
+void IoThread::assert_in_loop_thread() const {
+  PERCORE_ASSERT(in_loop_thread());
+}
+
+void IoThread::adopt(boost::asio::ip::tcp::socket socket) {
+  boost::asio::post(context_, [this, socket = std::move(socket)]() mutable {
+    // The thread index in the high bits keeps ids unique across threads.
+    const uint64_t id = (static_cast<uint64_t>(index_) << 48) | ++next_connection_serial_;
+    auto connection = std::make_shared<ServerConnection>(*this, core_, std::move(socket), id);
+    connections_.emplace(id, connection);
+    core_.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    arm_sweep();
+    connection->start();
+  });
+}
+
+void IoThread::arm_sweep() {
+  assert_in_loop_thread();
+  if (sweep_armed_ || joining_)
+    return;
+  sweep_armed_ = true;
+  sweep_timer_.expires_after(core_.sweep_interval());
+  sweep_timer_.async_wait([this](const boost::system::error_code& error) {
+    sweep_armed_ = false;
+    if (!error)
+      sweep();
+  });
+}
+
+void IoThread::sweep() {
+  assert_in_loop_thread();
+  const ServerCall::Clock::time_point now = ServerCall::Clock::now();
+  // Closing only posts the removal from the table, so iterating is safe.
+  for (auto& [id, connection] : connections_)
+    connection->check_timeouts(now);
+  if (!connections_.empty())
+    arm_sweep();
+}
+
+void IoThread::finish_call(ServerCall* call) {
+  if (in_loop_thread()) {
+    complete_call(call);
+  } else {
+    boost::asio::post(context_, [this, call] { complete_call(call); });
+  }
+}
+
+void IoThread::track(ServerCall* call) {
+  assert_in_loop_thread();
+  call->next_in_flight = in_flight_head_;
+  if (in_flight_head_ != nullptr)
+    in_flight_head_->previous_in_flight = call;
+  in_flight_head_ = call;
+  core_.unanswered_calls.enter();
+}
+
+void IoThread::untrack(ServerCall* call) {
+  if (call->previous_in_flight != nullptr) {
+    call->previous_in_flight->next_in_flight = call->next_in_flight;
+  } else {
+    in_flight_head_ = call->next_in_flight;
+  }
+  if (call->next_in_flight != nullptr) {
+    call->next_in_flight->previous_in_flight = call->previous_in_flight;
+  }
+}
+
+void IoThread::complete_call(ServerCall* call) {
+  assert_in_loop_thread();
+  untrack(call);
+  if (!call->abandoned.load(std::memory_order_acquire)) {
+    core_.unanswered_calls.leave();
+    ServerController& controller = call->controller();
+    const int32_t code = to_int(controller.error_code());
+    std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
+    if (connection == nullptr) {
+      count_dropped(&call->method(), code, call->received_at());
+      call->note_answer_bytes(call->response()->ByteSizeLong() +
+                              controller.response_attachment().size());
+    } else {
+      call->note_answer_bytes(answer(*connection, call->correlation_id(), &call->method(), code,
+                                     controller.ErrorText(), call->response(),
+                                     std::move(controller.response_attachment()),
+                                     call->received_at()));
+      connection->call_answered();  // Writes the answer.
+    }
+  }
+  if (google::protobuf::Closure* on_end = call->take_end_callback())
+    on_end->Run();
+  recycle(call);
+}
+
+size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
+                        int32_t code, const std::string& text,
+                        const google::protobuf::Message* response, std::string&& attachment,
+                        ServerCall::Clock::time_point received_at) {
+  assert_in_loop_thread();
+  std::string error_text;
+  if (code == 0 && response != nullptr && !response->IsInitialized()) {
+    code = to_int(ErrorCode::kInternal);
+    error_text = "response misses required fields: " + response->InitializationErrorString();
+  }
+  GatherBuffer& output = connection.output();
+  const size_t output_before = output.size();
+#if !defined(NDEBUG)
+  // Debug builds of generated code log each string that is not UTF-8 when
+  // it is serialized; an echoed peer string must not make a line per answer.
+  google::protobuf::LogSilencer silence_protobuf;
+#endif
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    reply_meta_.Clear();
+    reply_meta_.set_correlation_id(correlation_id);
+    wire::RpcResponseMeta* response_meta = reply_meta_.mutable_response();
+    const bool ok = code == 0;
+    if (!ok) {
+      response_meta->set_error_code(code);
+      // Bounded, so that an error answer always fits (names in it come from
+      // the peer) and the reused meta keeps no large string.
+      response_meta->set_error_text(bounded_error_text(error_text.empty() ? text : error_text));
+    }
+    const EncodeStatus status = encode_frame(reply_meta_, ok ? response : nullptr,
+                                             ok ? std::move(attachment) : std::string(),
+                                             core_.options.max_body_bytes, output);
+    if (status == EncodeStatus::kOk)
+      break;
+    // The reply is too large for the limit: answer with an error instead.
+    code = to_int(ErrorCode::kInternal);
+    error_text =
+        "response exceeds max_body_bytes (" + std::to_string(core_.options.max_body_bytes) + ")";
+  }
+  const uint64_t latency_us = microseconds_since(received_at);
+  if (method != nullptr)
+    method->counters.record(code, latency_us);
+  core_.answers.record(code, latency_us);
+  return output.size() - output_before;
+}
+
+void IoThread::count_dropped(MethodEntry* method, int32_t code,
+                             ServerCall::Clock::time_point received_at) {
+  const uint64_t latency_us = microseconds_since(received_at);
+  if (method != nullptr)
+    method->counters.record(code, latency_us);
+  core_.answers.record(code, latency_us);
+  core_.replies_dropped.fetch_add(1, std::memory_order_relaxed);
+}
+
+void IoThread::remove_connection(uint64_t connection_id) {
+  assert_in_loop_thread();
+  // Deferred: the connection may be on the stack of its own handler.
+  boost::asio::post(context_, [this, connection_id] { connections_.erase(connection_id); });
+}
+
+void IoThread::abandon_in_flight_calls() {
+  assert_in_loop_thread();
+  for (ServerCall* call = in_flight_head_; call != nullptr; call = call->next_in_flight) {
+    if (call->abandoned.exchange(true, std::memory_order_acq_rel))
+      continue;
+    core_.unanswered_calls.leave();
+    const int32_t code = to_int(ErrorCode::kServerStopping);
+    std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
+    if (connection == nullptr) {
+      count_dropped(&call->method(), code, call->received_at());
+      continue;
+    }
+    answer(*connection, call->correlation_id(), &call->method(), code,
+           "server stopped before the handler finished", nullptr, std::string(),
+           call->received_at());
+    connection->call_answered();
+  }
+}
+
+void IoThread::begin_close_connections(CloseReason reason) {
+  assert_in_loop_thread();
+  // Closing only posts the removal from the table, so iterating is safe.
+  for (auto& [id, connection] : connections_)
+    connection->begin_close(reason);
+}
+
+void IoThread::abort_connections() {
+  assert_in_loop_thread();
+  for (auto& [id, connection] : connections_)
+    connection->abort(CloseReason::kServerStopped);
+}
+
+std::shared_ptr<ServerConnection> IoThread::find_connection(uint64_t connection_id) const {
+  const auto found = connections_.find(connection_id);
+  if (found == connections_.end() || found->second->closed())
+    return nullptr;
+  return found->second;
+}
+
+}  // namespace percore::detail

@@ -1,0 +1,112 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/rpc_meta.pb.h>
+#include <percore/server_io/detail/asio.h>
+#include <percore/server_io/detail/server_call.h>
+#include <percore/server_io/server_stats.h>
+
+namespace percore::detail {
+
+class ServerConnection;
+struct ServerCore;
+struct MethodEntry;
+
+// One I/O thread of the server: an io_context run by one std::thread, the
+// connections assigned to it, and the calls those connections dispatched.
+// A sweep timer, armed while the thread has connections, applies their
+// timeouts (ServerConnection::check_timeouts) every
+// ServerCore::sweep_interval().
+//
+// Owns: its thread, io_context, connections (by id), in-flight calls, the
+// read-block pool its connections' decoders share, and the sweep timer.
+// Threads: adopt() and finish_call() from any thread (they post); start() and
+// join() from the control thread; every other method on this I/O thread only
+// (checked with assert_in_loop_thread()).
+class IoThread {
+ public:
+  IoThread(ServerCore& core, int index);
+  ~IoThread();
+  IoThread(const IoThread&) = delete;
+  IoThread& operator=(const IoThread&) = delete;
+
+  void start();
+  // Lets run() return once no work is left, and joins. Control thread.
+  void join();
+
+  boost::asio::io_context& context() { return context_; }
+  bool in_loop_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
+  void assert_in_loop_thread() const;
+
+  // Any thread: takes over an accepted socket (created on this context).
+  void adopt(boost::asio::ip::tcp::socket socket);
+  // Any thread: a handler finished (done->Run()).
+  void finish_call(ServerCall* call);
+
+  // --- I/O thread only ---
+  // A call object for `method`, from this thread's pool when it has one.
+  ServerCall* acquire_call(MethodEntry& method, uint64_t connection_id, int64_t correlation_id,
+                           ServerCall::Clock::time_point received_at);
+  // Gives a finished (or never dispatched) call back to the pool.
+  void recycle(ServerCall* call);
+  // Registers a dispatched call in the in-flight list.
+  void track(ServerCall* call);
+  // Encodes an answer into the connection's output and counts it (the
+  // connection writes it at the end of the current event). A non-OK code
+  // sends `text` (cut to 1 KiB) and no message. Returns the bytes encoded.
+  size_t answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
+              int32_t code, const std::string& text, const google::protobuf::Message* response,
+              std::string&& attachment, ServerCall::Clock::time_point received_at);
+  // Counts an answer that could not be sent (its connection is gone).
+  void count_dropped(MethodEntry* method, int32_t code, ServerCall::Clock::time_point received_at);
+  // Forgets a closed connection at the end of this loop pass.
+  void remove_connection(uint64_t connection_id);
+  // Stop(): answers every in-flight call 2003 and marks it abandoned.
+  void abandon_in_flight_calls();
+  // Stop(): every connection stops reading, answers what it read (2003 for
+  // requests not yet dispatched), flushes and closes.
+  void begin_close_connections(CloseReason reason);
+  // Stop(), past the linger: resets every connection still open.
+  void abort_connections();
+  // The read buffers of this thread's decoders.
+  ReadBlockPool& read_blocks() { return read_blocks_; }
+
+ private:
+  void complete_call(ServerCall* call);
+  void untrack(ServerCall* call);
+  void arm_sweep();
+  void sweep();
+  std::shared_ptr<ServerConnection> find_connection(uint64_t connection_id) const;
+
+  ServerCore& core_;
+  const int index_;
+  // Before context_: pending handlers destroyed with the context may hold
+  // connections whose decoders use it.
+  ReadBlockPool read_blocks_;
+  boost::asio::io_context context_{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      work_guard_;
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+  boost::asio::steady_timer sweep_timer_{context_};
+  bool sweep_armed_ = false;
+  bool joining_ = false;  // Set by join(): the sweep is not re-armed.
+
+  std::unordered_map<uint64_t, std::shared_ptr<ServerConnection>> connections_;
+  uint64_t next_connection_serial_ = 0;
+  ServerCall* in_flight_head_ = nullptr;
+  wire::RpcMeta reply_meta_;  // Reused for every answer.
+  // Finished calls by method, ready for reuse.
+  std::unordered_map<const MethodEntry*, std::vector<ServerCall*>> call_pool_;
+};
+
+}  // namespace percore::detail

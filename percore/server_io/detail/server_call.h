@@ -1,0 +1,89 @@
+#pragma once
+
+#include <google/protobuf/message.h>
+#include <google/protobuf/stubs/callback.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include <percore/server_io/server_controller.h>
+
+namespace percore::detail {
+
+class IoThread;
+struct MethodEntry;
+
+// One request being served: its messages, controller and routing back to the
+// connection. It is the `done` closure handed to the handler.
+//
+// Owned by its I/O thread's in-flight list from dispatch until the I/O
+// thread has seen done->Run(), then recycled into that thread's pool for its
+// method (messages and controller keep their memory: no allocation per call
+// once warm); refers to its connection by id, never by pointer, since the
+// connection may close first.
+// Threads: created and deleted on its I/O thread; execute() on the thread
+// that runs the handler; Run() (done) from any thread.
+class ServerCall final : public google::protobuf::Closure {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ServerCall(IoThread& io_thread, MethodEntry& method);
+
+  // Starts a new call in this (new or recycled) object.
+  void begin(uint64_t connection_id, int64_t correlation_id, Clock::time_point received_at);
+
+  // Prepares the controller from the request's meta; `message_bytes` is
+  // the request message's size on the wire.
+  void set_request_context(const std::string& remote_side, int64_t log_id, int32_t timeout_ms,
+                           std::string_view attachment, size_t message_bytes);
+
+  // Runs the handler, unless the call was abandoned by Stop() or its deadline
+  // passed while it waited (then it is answered 1008 without running).
+  void execute();
+
+  // done->Run(): the handler has finished; hands the call back to its I/O
+  // thread for the reply. Any thread, exactly once.
+  void Run() override;
+
+  IoThread& io_thread() const { return io_thread_; }
+  uint64_t connection_id() const { return connection_id_; }
+  int64_t correlation_id() const { return correlation_id_; }
+  MethodEntry& method() const { return method_; }
+  Clock::time_point received_at() const { return received_at_; }
+  google::protobuf::Message* request() const { return request_.get(); }
+  google::protobuf::Message* response() const { return response_.get(); }
+  ServerController& controller() { return controller_; }
+  google::protobuf::Closure* take_end_callback();
+
+  // Calls whose request, attachment or answer were larger than this are
+  // freed after use instead of pooled: a pooled call keeps the capacity of
+  // its strings (Clear() does not free them).
+  static constexpr size_t kMaxPooledBytes = 4096;
+  // Whether the call held data too large to keep in the pool.
+  bool held_large_data() const { return large_; }
+  // The answer's size, or anything else the call's strings may have grown to.
+  void note_answer_bytes(size_t bytes) { large_ = large_ || bytes > kMaxPooledBytes; }
+
+  // Set by Stop() once the call has been answered 2003 on its behalf; its
+  // handler's late reply is then dropped.
+  std::atomic<bool> abandoned{false};
+
+  // Links of the I/O thread's in-flight list; that thread only.
+  ServerCall* previous_in_flight = nullptr;
+  ServerCall* next_in_flight = nullptr;
+
+ private:
+  IoThread& io_thread_;
+  uint64_t connection_id_ = 0;
+  int64_t correlation_id_ = 0;
+  MethodEntry& method_;
+  Clock::time_point received_at_;
+  bool large_ = false;
+  std::unique_ptr<google::protobuf::Message> request_;
+  std::unique_ptr<google::protobuf::Message> response_;
+  ServerController controller_;
+};
+
+}  // namespace percore::detail

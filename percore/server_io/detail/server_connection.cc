@@ -1,0 +1,539 @@
+#include <percore/server_io/detail/server_connection.h>
+
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
+#include <percore/base/log.h>
+#include <percore/base/net_address.h>
+#include <percore/proto/detail/assert.h>
+#include <percore/proto/frame.h>
+#include <percore/proto/health.pb.h>
+#include <percore/proto/detail/health_check.h>
+#include <percore/server_io/detail/io_thread.h>
+#include <percore/server_io/detail/server_core.h>
+#include <percore/server_io/detail/worker_pool.h>
+
+namespace percore::detail {
+namespace {
+
+// A read is offered at least this much free space; the decoder's block (or
+// a buffer sized for a known large frame) usually offers more.
+constexpr size_t kMinReadBytes = 4096;
+// Reads per event, so that one busy connection cannot hold its I/O thread;
+// the next read comes at once if more is waiting.
+constexpr int kMaxReadsPerEvent = 4;
+// Buffers per write: Asio passes at most 64 to one sendmsg.
+constexpr size_t kMaxWriteBuffers = 64;
+
+bool would_block(const boost::system::error_code& error) {
+  return error == boost::asio::error::would_block || error == boost::asio::error::try_again;
+}
+
+}  // namespace
+
+ServerConnection::ServerConnection(IoThread& io_thread, ServerCore& core,
+                                   boost::asio::ip::tcp::socket socket, uint64_t id)
+    : io_thread_(io_thread),
+      core_(core),
+      socket_(std::move(socket)),
+      id_(id),
+      peer_(describe_peer(socket_.native_handle())),
+      decoder_(FrameDecoderOptions{core.options.max_body_bytes, &io_thread.read_blocks(),
+                                   std::span<char>(wake_buffer_)}) {}
+
+void ServerConnection::start() {
+  io_thread_.assert_in_loop_thread();
+  boost::system::error_code ignored;
+  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+  // For the reads made by hand after a read that filled its buffer.
+  socket_.non_blocking(true, ignored);
+  last_read_at_ = last_write_at_ = Clock::now();
+  if (core_.stopping.load(std::memory_order_acquire)) {
+    begin_close(CloseReason::kServerStopped);
+    return;
+  }
+  pump();
+}
+
+void ServerConnection::pump() {
+  if (frames_waiting_)
+    process_frames();  // A limit held them back; it may have lifted.
+  flush();
+  advance();
+  if (wants_input())
+    wait_readable();
+}
+
+bool ServerConnection::wants_input() const {
+  if (input_ended_)
+    return false;
+  if (state_ == State::kLingering)
+    return true;  // Discarding until the peer's FIN.
+  return state_ == State::kOpen && !write_backpressure_ &&
+         in_flight_calls_ < core_.options.max_inflight_per_connection;
+}
+
+void ServerConnection::wait_readable() {
+  if (reading_)
+    return;
+  reading_ = true;
+  std::span<char> space;
+  if (state_ == State::kLingering) {
+    // Input past the close is discarded; nothing is decoded any more, so the
+    // wake buffer serves as the sink.
+    space = std::span<char>(wake_buffer_);
+  } else if (decoder_.buffered_bytes() == 0 && last_read_was_small_) {
+    // A quiet connection waits with no read block: its next read lands in
+    // the wake buffer (the decoder's inline space) and is decoded there.
+    decoder_.release();
+    space = decoder_.prepare(1);
+  } else {
+    // A busy one, or one in the middle of a frame, reads into a block.
+    space = decoder_.prepare(kMinReadBytes);
+  }
+  offered_bytes_ = space.size();
+  socket_.async_read_some(
+      boost::asio::buffer(space.data(), space.size()),
+      [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
+        self->on_read(error, bytes);
+      });
+}
+
+void ServerConnection::on_read(const boost::system::error_code& error, size_t bytes) {
+  io_thread_.assert_in_loop_thread();
+  reading_ = false;
+  if (state_ == State::kClosed)
+    return;
+  if (error == boost::asio::error::eof) {
+    input_ended_ = true;
+  } else if (error) {
+    abort(CloseReason::kConnectionError);
+    return;
+  }
+  try {
+    if (state_ == State::kLingering) {
+      if (bytes == offered_bytes_)
+        discard_input();
+    } else if (bytes > 0) {
+      // Taken even when a close has begun meanwhile: dispatch decides (a
+      // stop answers them 2003; after a rejection they are ignored).
+      decoder_.commit(bytes);
+      last_read_at_ = Clock::now();
+      last_read_was_small_ = bytes < wake_buffer_.size();
+      process_frames();
+      if (bytes == offered_bytes_)
+        read_input();  // The read filled its space: more is probably waiting.
+    }
+    end_input_if_finished();
+    if (state_ != State::kClosed)
+      pump();
+  } catch (const std::bad_alloc&) {
+    // Out of memory while reading or dispatching this connection's input:
+    // this connection ends, the server goes on.
+    in_pass_ = false;
+    core_.allocation_failures.fetch_add(1, std::memory_order_relaxed);
+    core_.allocation_failure_log.log(LogLevel::kError, [&] {
+      return "out of memory reading from " + peer_ + "; closing that connection";
+    });
+    abort(CloseReason::kConnectionError);
+  }
+}
+
+void ServerConnection::read_input() {
+  for (int reads = 1; reads < kMaxReadsPerEvent && wants_input(); ++reads) {
+    const std::span<char> space = decoder_.prepare(kMinReadBytes);
+    boost::system::error_code error;
+    const size_t bytes = socket_.read_some(boost::asio::buffer(space.data(), space.size()), error);
+    if (error == boost::asio::error::interrupted)
+      continue;
+    if (would_block(error))
+      break;
+    if (error == boost::asio::error::eof) {
+      input_ended_ = true;
+      break;
+    }
+    if (error) {
+      abort(CloseReason::kConnectionError);
+      return;
+    }
+    decoder_.commit(bytes);
+    last_read_at_ = Clock::now();
+    last_read_was_small_ = false;
+    process_frames();
+    if (bytes < space.size())
+      break;  // The socket is drained for now.
+  }
+}
+
+void ServerConnection::end_input_if_finished() {
+  // The peer sends no more; it may still read: answer what it sent.
+  if (input_ended_ && state_ == State::kOpen) {
+    close_reason_ = CloseReason::kPeerClosed;
+    transition(State::kDraining);
+  }
+}
+
+void ServerConnection::discard_input() {
+  char sink[4096];
+  for (int reads = 0; reads < 16; ++reads) {
+    boost::system::error_code error;
+    const size_t bytes = socket_.read_some(boost::asio::buffer(sink), error);
+    if (error == boost::asio::error::eof) {
+      input_ended_ = true;
+      return;
+    }
+    if (would_block(error))
+      return;
+    if (error && error != boost::asio::error::interrupted) {
+      abort(close_reason_);
+      return;
+    }
+    if (bytes < sizeof(sink))
+      return;
+  }
+}
+
+void ServerConnection::process_frames() {
+  if (in_pass_ || frames_ended_ || (state_ != State::kOpen && state_ != State::kDraining))
+    return;
+  in_pass_ = true;
+  const int inflight_limit = core_.options.max_inflight_per_connection;
+  const size_t unwritten_limit = core_.options.max_unwritten_bytes_per_connection;
+  frames_waiting_ = false;
+  while (!frames_ended_) {
+    if (!write_backpressure_ && unwritten_bytes() > unwritten_limit) {
+      write_backpressure_ = true;
+      core_.write_backpressure_pauses.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (in_flight_calls_ >= inflight_limit || write_backpressure_) {
+      frames_waiting_ = decoder_.buffered_bytes() > 0;
+      break;
+    }
+    const DecodeStatus status = decoder_.next(frame_);
+    if (status == DecodeStatus::kNeedMore)
+      break;
+    if (is_rejection(status)) {
+      reject(status, decode_status_text(status));
+      break;
+    }
+    dispatch(frame_);
+  }
+  in_pass_ = false;
+}
+
+void ServerConnection::reject(DecodeStatus status, std::string_view text) {
+  core_.count_rejected(status);
+  core_.rejected_frame_log.log(LogLevel::kWarning, [&] {
+    return "closing connection from " + peer_ + " after answering what it sent before: " +
+           std::string(text);
+  });
+  // The bytes past a bad frame cannot be trusted: nothing more is dispatched.
+  frames_ended_ = true;
+  if (state_ == State::kOpen) {
+    close_reason_ = CloseReason::kRejectedFrame;
+    transition(State::kDraining);
+  }
+}
+
+void ServerConnection::dispatch(const Frame& frame) {
+  const wire::RpcMeta& meta = frame.meta;
+  const int64_t correlation_id = meta.correlation_id();
+  if (!frame.is_request()) {
+    // A server never sent a request, so a response here is a broken peer.
+    reject(DecodeStatus::kNeitherRequestNorResponse, "response frame sent to a server");
+    return;
+  }
+  const wire::RpcRequestMeta& request_meta = meta.request();
+  auto answer_error = [&](MethodEntry* method, ErrorCode code, const std::string& text) {
+    io_thread_.answer(*this, correlation_id, method, to_int(code), text, nullptr, std::string(),
+                      last_read_at_);
+  };
+
+  if (core_.stopping.load(std::memory_order_acquire)) {
+    answer_error(nullptr, ErrorCode::kServerStopping, "server is stopping");
+    return;
+  }
+  const auto* methods = core_.services.find_service(request_meta.service_name());
+  if (methods == nullptr) {
+    if (request_meta.service_name() == kHealthService &&
+        request_meta.method_name() == kHealthMethod) {
+      // Clients' liveness and readmission probe, answered here on the I/O
+      // thread (like an HTTP/2 PING), unless the application hosts its own
+      // health service.
+      static const grpc::health::v1::HealthCheckResponse serving = [] {
+        grpc::health::v1::HealthCheckResponse response;
+        response.set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+        return response;
+      }();
+      io_thread_.answer(*this, correlation_id, nullptr, 0, std::string(), &serving,
+                        std::string(), last_read_at_);
+      return;
+    }
+    answer_error(nullptr, ErrorCode::kNoService, "no such service: " + request_meta.service_name());
+    return;
+  }
+  MethodEntry* method = ServiceTable::find_method(*methods, request_meta.method_name());
+  if (method == nullptr) {
+    answer_error(
+        nullptr, ErrorCode::kNoMethod,
+        "no such method: " + request_meta.service_name() + "." + request_meta.method_name());
+    return;
+  }
+  if (meta.compress_type() != static_cast<int32_t>(CompressType::kNone)) {
+    answer_error(method, ErrorCode::kBadRequest,
+                 "unsupported compress_type " + std::to_string(meta.compress_type()) +
+                     " (only 0, none, is supported)");
+    return;
+  }
+
+  ServerCall* raw_call = io_thread_.acquire_call(*method, id_, correlation_id, last_read_at_);
+  std::string parse_error;
+  if (!method->request_parser.parse(frame.message, *raw_call->request(), &parse_error)) {
+    raw_call->note_answer_bytes(frame.message.size());  // What the parse may have kept.
+    io_thread_.recycle(raw_call);
+    core_.bad_request_log.log(LogLevel::kWarning, [&] {
+      return "answering 1003 to " + peer_ + ": request to " + method->full_name + " " +
+             parse_error;
+    });
+    answer_error(method, ErrorCode::kBadRequest, "request " + parse_error);
+    return;
+  }
+  raw_call->set_request_context(peer_, request_meta.log_id(), request_meta.timeout_ms(),
+                                frame.attachment, frame.message.size());
+  // Owned by the in-flight list from here.
+  io_thread_.track(raw_call);
+  ++in_flight_calls_;
+  if (method->mode == ExecutionMode::kInline) {
+    raw_call->execute();
+  } else if (!core_.workers->try_submit(raw_call)) {
+    raw_call->controller().SetFailed(ErrorCode::kServerLimitReached,
+                                     "worker queue is full (" +
+                                         std::to_string(core_.options.worker_queue_capacity) +
+                                         " requests waiting)");
+    raw_call->Run();
+  }
+}
+
+void ServerConnection::call_answered() {
+  io_thread_.assert_in_loop_thread();
+  PERCORE_ASSERT(in_flight_calls_ > 0);
+  --in_flight_calls_;
+  // Inside a read pass (an inline handler) the pass's event pumps at its end.
+  if (!in_pass_ && state_ != State::kClosed)
+    pump();
+}
+
+void ServerConnection::flush() {
+  if (writing_ || in_pass_ || state_ == State::kClosed)
+    return;
+  if (writing_output_.empty()) {
+    if (pending_output_.empty())
+      return;
+    pending_output_.swap(writing_output_);
+  }
+  write_buffers_.clear();
+  for (size_t i = 0; i < writing_output_.chunk_count() && i < kMaxWriteBuffers; ++i) {
+    const std::string_view chunk = writing_output_.chunk(i);
+    write_buffers_.emplace_back(chunk.data(), chunk.size());
+  }
+  writing_ = true;
+  if (state_ != State::kOpen)
+    write_stalled_since_ = Clock::now();
+  auto on_written = [self = shared_from_this()](const boost::system::error_code& error,
+                                                size_t bytes) { self->on_written(error, bytes); };
+  // One write_some at a time, not async_write: each completion is progress
+  // (a slow reader that keeps reading is never taken for a stalled one), and
+  // the rest follows from on_written. The handler keeps a copy of the buffer
+  // sequence: a vector would be copied (allocated) per write, so the usual
+  // single-chunk batch goes as one buffer.
+  if (write_buffers_.size() == 1) {
+    socket_.async_write_some(write_buffers_.front(), std::move(on_written));
+  } else {
+    socket_.async_write_some(write_buffers_, std::move(on_written));
+  }
+}
+
+void ServerConnection::on_written(const boost::system::error_code& error, size_t bytes) {
+  io_thread_.assert_in_loop_thread();
+  writing_ = false;
+  if (state_ == State::kClosed) {
+    writing_output_.clear();
+    return;
+  }
+  if (error) {
+    abort(CloseReason::kConnectionError);
+    return;
+  }
+  writing_output_.consume(bytes);
+  bytes_written_ += bytes;
+  if (core_.options.idle_timeout_ms > 0 || state_ != State::kOpen) {
+    // Only the idle timeout and a closing connection's linger need the time.
+    last_write_at_ = write_stalled_since_ = Clock::now();
+  }
+  if (write_backpressure_ &&
+      unwritten_bytes() <= core_.options.max_unwritten_bytes_per_connection / 2) {
+    write_backpressure_ = false;
+  }
+  pump();
+}
+
+void ServerConnection::advance() {
+  if (state_ == State::kOpen)
+    return;
+  if (state_ == State::kDraining && in_flight_calls_ == 0 && !write_backpressure_) {
+    // process_frames() ran just before: with nothing in flight and no
+    // back-pressure, it dispatched every complete frame there was.
+    transition(State::kFlushing);
+  }
+  if (state_ == State::kFlushing && !writing_ && pending_output_.empty()) {
+    // The peer that already sent its FIN needs no lingering.
+    transition(input_ended_ ? State::kClosed : State::kLingering);
+  }
+  if (state_ == State::kLingering && (input_ended_ || peer_has_everything()))
+    transition(State::kClosed);
+}
+
+void ServerConnection::note_peer_progress(Clock::time_point now) {
+  // Bytes the peer has taken: written by us, less what still waits in the
+  // kernel (SIOCOUTQ: unacknowledged bytes; for a Unix socket, bytes the peer
+  // has not read). A write completes only when half the socket's buffer is
+  // free, so a slow but steady reader shows its progress here first.
+  int unacknowledged = 0;
+  if (::ioctl(socket_.native_handle(), SIOCOUTQ, &unacknowledged) != 0)
+    return;
+  const uint64_t taken = bytes_written_ - static_cast<uint64_t>(std::max(0, unacknowledged));
+  if (taken > bytes_taken_by_peer_) {
+    bytes_taken_by_peer_ = taken;
+    write_stalled_since_ = now;
+  }
+}
+
+bool ServerConnection::peer_has_everything() const {
+  // Nothing unread here (a close would then send a reset, which some stacks
+  // let destroy answers the peer has not read yet), and every byte written is
+  // acknowledged by the peer (SIOCOUTQ: unacknowledged bytes; for a Unix
+  // socket, bytes the peer has not read).
+  const int fd = const_cast<boost::asio::ip::tcp::socket&>(socket_).native_handle();
+  int unread = 0;
+  int unacknowledged = 0;
+  return ::ioctl(fd, FIONREAD, &unread) == 0 && unread == 0 &&
+         ::ioctl(fd, SIOCOUTQ, &unacknowledged) == 0 && unacknowledged == 0;
+}
+
+void ServerConnection::begin_close(CloseReason reason) {
+  io_thread_.assert_in_loop_thread();
+  if (state_ != State::kOpen)
+    return;
+  close_reason_ = reason;
+  // At a stop the requests already buffered are answered (2003); after a
+  // timeout only a partial frame is buffered, and it is dropped.
+  frames_ended_ = reason != CloseReason::kServerStopped;
+  transition(State::kDraining);
+  pump();
+}
+
+void ServerConnection::abort(CloseReason reason) {
+  io_thread_.assert_in_loop_thread();
+  if (state_ == State::kClosed)
+    return;
+  if (state_ == State::kOpen)
+    close_reason_ = reason;
+  // A reset, not a FIN: the kernel drops what is unsent at once instead of
+  // keeping it for a peer that does not read.
+  boost::system::error_code ignored;
+  socket_.set_option(boost::asio::socket_base::linger(true, 0), ignored);
+  transition(State::kClosed);
+}
+
+bool ServerConnection::has_unread_input() {
+  int unread = 0;
+  return ::ioctl(socket_.native_handle(), FIONREAD, &unread) == 0 && unread > 0;
+}
+
+void ServerConnection::check_timeouts(Clock::time_point now) {
+  io_thread_.assert_in_loop_thread();
+  const ServerOptions& options = core_.options;
+  const auto linger = std::chrono::milliseconds(options.close_linger_ms);
+  switch (state_) {
+    case State::kOpen:
+      // Buffered bytes with nothing blocking dispatch are a partial frame.
+      if (options.partial_frame_timeout_ms > 0 && decoder_.buffered_bytes() > 0 &&
+          wants_input() &&
+          now - last_read_at_ >= std::chrono::milliseconds(options.partial_frame_timeout_ms)) {
+        core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
+        begin_close(CloseReason::kPartialFrameTimeout);
+      } else if (options.idle_timeout_ms > 0 && in_flight_calls_ == 0 && unwritten_bytes() == 0 &&
+                 (decoder_.buffered_bytes() == 0 || wants_input()) &&
+                 now - std::max(last_read_at_, last_write_at_) >=
+                     std::chrono::milliseconds(options.idle_timeout_ms) &&
+                 !has_unread_input()) {
+        // (Bytes in the kernel not read yet, because this sweep ran before
+        // their read event, are a request: closing now would discard it
+        // after the client sent it.)
+        // A partial frame does not make a silent connection busy.
+        if (decoder_.buffered_bytes() > 0)
+          core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
+        begin_close(CloseReason::kIdleTimeout);
+      }
+      break;
+    case State::kDraining:
+    case State::kFlushing:
+      // Waiting for handlers has no bound here (Stop bounds them); answers
+      // the peer does not take for close_linger_ms do.
+      if (writing_) {
+        note_peer_progress(now);
+        if (now - write_stalled_since_ >= linger)
+          abort(close_reason_);
+      }
+      break;
+    case State::kLingering:
+      if (now >= linger_deadline_) {
+        abort(close_reason_);
+      } else {
+        advance();  // The peer may have acknowledged everything since.
+      }
+      break;
+    case State::kClosed:
+      break;
+  }
+}
+
+void ServerConnection::transition(State next) {
+  io_thread_.assert_in_loop_thread();
+  // Forward only; any state may end in kClosed.
+  PERCORE_ASSERT(next == State::kClosed || static_cast<int>(next) == static_cast<int>(state_) + 1);
+  PERCORE_ASSERT(state_ != State::kClosed);
+  state_ = next;
+  boost::system::error_code ignored;
+  switch (next) {
+    case State::kOpen:
+      break;
+    case State::kDraining:
+      write_stalled_since_ = Clock::now();
+      break;
+    case State::kFlushing:
+      if (input_ended_ && !frames_ended_ && decoder_.buffered_bytes() > 0)
+        core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case State::kLingering:
+      linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
+      socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+      break;
+    case State::kClosed:
+      if (unwritten_bytes() > 0 || in_flight_calls_ > 0) {
+        core_.closes_without_flush.fetch_add(1, std::memory_order_relaxed);
+        core_.unflushed_close_log.log(LogLevel::kWarning, [&] {
+          return "connection from " + peer_ + " closed (" + close_reason_name(close_reason_) +
+                 ") with " + std::to_string(unwritten_bytes()) + " answer bytes unwritten and " +
+                 std::to_string(in_flight_calls_) + " calls unanswered";
+        });
+      }
+      socket_.close(ignored);
+      core_.count_close(close_reason_);
+      core_.open_connections.leave();
+      io_thread_.remove_connection(id_);
+      break;
+  }
+}
+
+}  // namespace percore::detail

@@ -1,0 +1,159 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/gather_buffer.h>
+#include <percore/server_io/detail/asio.h>
+#include <percore/server_io/detail/server_call.h>
+#include <percore/server_io/server_stats.h>
+
+namespace percore::detail {
+
+class IoThread;
+struct ServerCore;
+
+// One accepted connection: reads and decodes requests, dispatches them, and
+// writes answers, as many as are ready per gathered write (one write in
+// flight at a time, the next batch collecting meanwhile).
+//
+// Its life is a state machine that only moves forward, and every move goes
+// through transition():
+//
+//   kOpen ──► kDraining ──► kFlushing ──► kLingering ──► kClosed
+//     │  reads no more,    all answered;   answers written,      ▲
+//     │  answers what it   writing them    FIN sent; input       │
+//     │  read                              discarded until the   │
+//     │                                    peer's FIN, or until  │
+//     │                                    it has acknowledged   │
+//     │                                    every byte            │
+//     └── abort(): a reset or a read/write error, or the linger ─┘
+//         clock running out — from any state
+//
+// The linger clock (close_linger_ms) runs while a closing connection waits
+// on its peer: answers written but not taken (it restarts whenever the peer
+// takes bytes — a write completes, or the kernel's unacknowledged bytes
+// shrink — so a slow reader that keeps reading is served), then the peer's
+// FIN or acknowledgement. Waiting for handlers has no clock here:
+// Stop bounds them.
+//
+// Whatever starts a close (the peer's end of stream, a rejected frame, a
+// timeout, Stop) answers every request read before it and flushes the
+// answers; only a reset, a write error or the end of close_linger_ms drops
+// them. The peer's FIN ends only its input: the connection then answers
+// what it read and closes (a half-closed peer is still reading).
+//
+// Back-pressure: the socket is not read, nor buffered frames dispatched,
+// while max_inflight_per_connection calls are unanswered or more than
+// max_unwritten_bytes_per_connection bytes wait to be written (until half of
+// that is written). A quiet connection waits for input with a 512-byte wake
+// buffer of its own and no read block; a busy one reads into a block of the
+// I/O thread's pool, given back once no partial frame is buffered, so an
+// idle connection holds no read buffer and a busy one allocates none.
+//
+// Owns: the socket, the decoder and the output buffers. Kept alive by its I/O
+// thread's table and by its own pending Asio operations (shared_ptr); others
+// refer to it by id.
+// Threads: its I/O thread only (checked in every method).
+class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
+ public:
+  using Clock = ServerCall::Clock;
+
+  enum class State { kOpen, kDraining, kFlushing, kLingering, kClosed };
+
+  ServerConnection(IoThread& io_thread, ServerCore& core, boost::asio::ip::tcp::socket socket,
+                   uint64_t id);
+
+  void start();
+  uint64_t id() const { return id_; }
+  const std::string& peer() const { return peer_; }
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
+
+  // Where answers are encoded (IoThread::answer); flushed at the end of the
+  // current event.
+  GatherBuffer& output() { return pending_output_; }
+  // A dispatched call of this connection was answered (or answered 2003 on
+  // its behalf by Stop).
+  void call_answered();
+
+  // A close the server decides: reads no more, answers every request already
+  // read (with kServerStopped the complete frames still buffered are
+  // dispatched too, and answered 2003), writes the answers, sends FIN and
+  // closes once the peer's FIN comes or close_linger_ms has passed.
+  void begin_close(CloseReason reason);
+  // Closes at once with a reset; answers not yet written are dropped.
+  void abort(CloseReason reason);
+  // The I/O thread's periodic sweep: idle, partial-frame and linger timeouts.
+  void check_timeouts(Clock::time_point now);
+
+ private:
+  // Bytes the kernel holds for this connection that it has not read yet.
+  bool has_unread_input();
+  // After every event: dispatch what the limits allow, write what is ready,
+  // move the state on when its work is done, and wait for input if wanted.
+  void pump();
+  void wait_readable();
+  void on_read(const boost::system::error_code& error, size_t bytes);
+  // More reads straight into the decoder after a read that filled its space.
+  void read_input();
+  void end_input_if_finished();
+  void discard_input();
+  bool wants_input() const;
+  // Decodes and dispatches buffered frames while the limits allow.
+  void process_frames();
+  void dispatch(const Frame& frame);
+  void reject(DecodeStatus status, std::string_view text);
+  void flush();
+  void on_written(const boost::system::error_code& error, size_t bytes);
+  void advance();
+  bool peer_has_everything() const;
+  // Closing: restarts the linger clock if the peer took bytes since.
+  void note_peer_progress(Clock::time_point now);
+  // The only place state_ changes; keeps the server's counters right.
+  void transition(State next);
+  size_t unwritten_bytes() const { return pending_output_.size() + writing_output_.size(); }
+
+  IoThread& io_thread_;
+  ServerCore& core_;
+  boost::asio::ip::tcp::socket socket_;
+  const uint64_t id_;
+  std::string peer_;
+
+  // The decoder's inline space: where a quiet connection's next read lands
+  // and is decoded (most requests fit), so a waiting connection holds no
+  // read block. Also the sink of input discarded while lingering.
+  std::array<char, 512> wake_buffer_;
+  FrameDecoder decoder_;
+  Frame frame_;  // Reused for every frame.
+  Clock::time_point last_read_at_;
+  Clock::time_point last_write_at_;  // Kept only with an idle timeout, or closing.
+  // Closing: when the output last made progress (or began to wait).
+  Clock::time_point write_stalled_since_;
+  Clock::time_point linger_deadline_;  // kLingering: when it gives up on the peer.
+  uint64_t bytes_written_ = 0;         // Handed to the kernel, over the connection's life.
+  uint64_t bytes_taken_by_peer_ = 0;   // Of those, acknowledged (note_peer_progress).
+
+  GatherBuffer pending_output_;  // Answers not yet handed to the socket.
+  GatherBuffer writing_output_;  // Answers of the write in flight.
+  std::vector<boost::asio::const_buffer> write_buffers_;
+
+  State state_ = State::kOpen;
+  CloseReason close_reason_ = CloseReason::kPeerClosed;
+  int in_flight_calls_ = 0;
+  bool input_ended_ = false;        // The peer's FIN has been read.
+  bool frames_ended_ = false;       // No further frame will be dispatched.
+  bool frames_waiting_ = false;     // A limit stopped dispatch with bytes buffered.
+  bool reading_ = false;            // An async read is outstanding.
+  size_t offered_bytes_ = 0;           // The space it offers.
+  bool last_read_was_small_ = true;    // It fitted wake_buffer_ with room to spare.
+  bool in_pass_ = false;            // Inside process_frames(): flush at its end.
+  bool writing_ = false;            // An async write is outstanding.
+  bool write_backpressure_ = false;  // Over the unwritten-bytes limit.
+};
+
+}  // namespace percore::detail

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include <percore/base/detail/gate.h>
+#include <percore/base/log.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/server_io/detail/answer_counters.h>
+#include <percore/server_io/detail/service_table.h>
+#include <percore/server_io/server.h>
+
+namespace percore::detail {
+
+class WorkerPool;
+
+// What every part of one server shares: options, the service table, the
+// worker pool and the server-wide counters, flags and log limiters.
+// Immutable after start except for the atomics and the limiters.
+//
+// Owns: the service table and the worker pool. Threads: any, after start.
+struct ServerCore {
+  explicit ServerCore(ServerOptions server_options);
+  ~ServerCore();
+
+  // Counts a new connection unless max_connections are open; when refused,
+  // counts that instead. Any thread.
+  bool try_open_connection();
+  void count_rejected(DecodeStatus status);
+  void count_close(CloseReason reason);
+  // How often each I/O thread checks its connections' timeouts: a quarter
+  // of the shortest timeout in force, within [10 ms, 1 s].
+  std::chrono::milliseconds sweep_interval() const;
+
+  ServerOptions options;
+  ServiceTable services;
+  std::unique_ptr<WorkerPool> workers;
+
+  // Set once Start() has started the I/O threads.
+  std::atomic<bool> running{false};
+  // Set once by Stop(): new requests are answered 2003.
+  std::atomic<bool> stopping{false};
+  // Calls dispatched to a handler and not yet answered, over all threads;
+  // Stop() waits on it for the grace period.
+  Gate unanswered_calls;
+  // Connections accepted (or added) and not yet closed; max_connections
+  // applies to it, and Stop() waits on it for the connections to close.
+  Gate open_connections;
+
+  AnswerCounters answers;  // Every answer the server sent, by code.
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_closed{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> accept_errors{0};
+  std::atomic<uint64_t> replies_dropped{0};
+  std::atomic<uint64_t> closes_without_flush{0};
+  std::atomic<uint64_t> incomplete_frames{0};
+  std::atomic<uint64_t> write_backpressure_pauses{0};
+  std::atomic<uint64_t> allocation_failures{0};
+  // Indexed by DecodeStatus.
+  std::array<std::atomic<uint64_t>, 16> rejected_frames{};
+  // Indexed by CloseReason.
+  std::array<std::atomic<uint64_t>, kCloseReasonCount> closes_by_reason{};
+
+  // One line a second at most per kind of trouble a peer can cause at will.
+  LogRateLimiter rejected_frame_log{3};
+  LogRateLimiter accept_error_log{1};
+  LogRateLimiter refused_connection_log{1};
+  LogRateLimiter unflushed_close_log{1};
+  LogRateLimiter bad_request_log{1};
+  LogRateLimiter allocation_failure_log{1};
+};
+
+}  // namespace percore::detail

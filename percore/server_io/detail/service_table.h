@@ -1,0 +1,60 @@
+#pragma once
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/service.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <percore/proto/detail/peer_message.h>
+#include <percore/server_io/detail/answer_counters.h>
+#include <percore/server_io/server.h>
+
+namespace percore::detail {
+
+// One hosted method: where to call it, how, and its counters.
+struct MethodEntry {
+  google::protobuf::Service* service = nullptr;
+  const google::protobuf::MethodDescriptor* method = nullptr;
+  const google::protobuf::Message* request_prototype = nullptr;
+  const google::protobuf::Message* response_prototype = nullptr;
+  ExecutionMode mode = ExecutionMode::kInline;
+  std::string full_name;  // "package.Service.Method"
+  AnswerCounters counters;
+  PeerMessageParser request_parser;  // Any I/O thread.
+};
+
+// The services a server hosts, by full name. Filled before the server starts,
+// read-only afterwards, so any thread may look up without a lock.
+class ServiceTable {
+ public:
+  // Control thread, before start.
+  bool add(google::protobuf::Service* service, const ServiceOptions& options, std::string* error);
+  void adopt(std::unique_ptr<google::protobuf::Service> service);
+
+  // Any thread after start. Null when unknown.
+  const std::unordered_map<std::string, std::unique_ptr<MethodEntry>>* find_service(
+      const std::string& service_name) const;
+  static MethodEntry* find_method(
+      const std::unordered_map<std::string, std::unique_ptr<MethodEntry>>& methods,
+      const std::string& method_name);
+
+  template <typename Visitor>
+  void for_each_method(Visitor&& visit) const {
+    for (const auto& [service_name, methods] : services_) {
+      for (const auto& [method_name, entry] : methods)
+        visit(*entry);
+    }
+  }
+
+ private:
+  // service full name -> method name -> entry
+  std::unordered_map<std::string, std::unordered_map<std::string, std::unique_ptr<MethodEntry>>>
+      services_;
+  std::vector<std::unique_ptr<google::protobuf::Service>> owned_;
+};
+
+}  // namespace percore::detail

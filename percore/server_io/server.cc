@@ -1,0 +1,216 @@
+#include <percore/server_io/server.h>
+
+#include <google/protobuf/service.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <future>
+#include <thread>
+
+#include <percore/base/log.h>
+#include <percore/server_io/detail/acceptor.h>
+#include <percore/server_io/detail/io_thread.h>
+#include <percore/server_io/detail/server_core.h>
+#include <percore/server_io/detail/worker_pool.h>
+
+namespace percore {
+namespace {
+
+// Replies must fit an error answer; see ServerOptions::max_body_bytes.
+constexpr size_t kMinimumMaxBodyBytes = 4096;
+
+int default_thread_count(int requested) {
+  if (requested > 0)
+    return requested;
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+ServerOptions sanitized(ServerOptions options) {
+  options.io_threads = default_thread_count(options.io_threads);
+  options.workers = default_thread_count(options.workers);
+  options.worker_queue_capacity = std::max<size_t>(1, options.worker_queue_capacity);
+  options.max_body_bytes = std::max(kMinimumMaxBodyBytes, options.max_body_bytes);
+  options.max_inflight_per_connection = std::max(1, options.max_inflight_per_connection);
+  options.max_unwritten_bytes_per_connection =
+      std::max(options.max_body_bytes, options.max_unwritten_bytes_per_connection);
+  options.max_connections = std::max(0, options.max_connections);
+  options.idle_timeout_ms = std::max(0, options.idle_timeout_ms);
+  options.partial_frame_timeout_ms = std::max(0, options.partial_frame_timeout_ms);
+  options.close_linger_ms = std::max(1, options.close_linger_ms);
+  return options;
+}
+
+// Runs `task` on each I/O thread and waits for all of them.
+template <typename Task>
+void run_on_each(std::vector<std::unique_ptr<detail::IoThread>>& io_threads, Task task) {
+  std::vector<std::future<void>> done;
+  for (auto& io_thread : io_threads) {
+    auto finished = std::make_shared<std::promise<void>>();
+    done.push_back(finished->get_future());
+    boost::asio::post(io_thread->context(), [&io_thread, task, finished] {
+      task(*io_thread);
+      finished->set_value();
+    });
+  }
+  for (auto& future : done)
+    future.wait();
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options)
+    : core_(std::make_unique<detail::ServerCore>(sanitized(std::move(options)))) {}
+
+Server::~Server() {
+  Stop();
+  // Workers first: their last done->Run() calls post to the I/O threads.
+  if (core_->workers != nullptr)
+    core_->workers->shutdown();
+  for (auto& io_thread : io_threads_)
+    io_thread->join();
+}
+
+bool Server::AddService(google::protobuf::Service* service, ServiceOptions options,
+                        std::string* error) {
+  if (started_) {
+    if (error != nullptr)
+      *error = "services must be added before Start()";
+    return false;
+  }
+  return core_->services.add(service, options, error);
+}
+
+bool Server::AddService(std::unique_ptr<google::protobuf::Service> service, ServiceOptions options,
+                        std::string* error) {
+  if (!AddService(service.get(), std::move(options), error))
+    return false;
+  core_->services.adopt(std::move(service));
+  return true;
+}
+
+bool Server::Start(const std::string& listen_address, std::string* error) {
+  if (started_) {
+    if (error != nullptr)
+      *error = "server already started";
+    return false;
+  }
+  const ServerOptions& options = core_->options;
+  for (int i = 0; i < options.io_threads; ++i) {
+    io_threads_.push_back(std::make_unique<detail::IoThread>(*core_, i));
+  }
+  std::vector<detail::IoThread*> targets;
+  for (auto& io_thread : io_threads_)
+    targets.push_back(io_thread.get());
+  acceptor_ = std::make_unique<detail::Acceptor>(io_threads_[0]->context(), targets, *core_);
+  if (!acceptor_->open(listen_address, error)) {
+    acceptor_.reset();
+    io_threads_.clear();
+    return false;
+  }
+  port_ = acceptor_->port();
+  core_->workers =
+      std::make_unique<detail::WorkerPool>(options.workers, options.worker_queue_capacity);
+  for (auto& io_thread : io_threads_)
+    io_thread->start();
+  acceptor_->start();
+  started_ = true;
+  core_->running.store(true, std::memory_order_release);
+  return true;
+}
+
+bool Server::AddConnection(int fd) {
+  if (!core_->running.load(std::memory_order_acquire) ||
+      core_->stopping.load(std::memory_order_acquire)) {
+    ::close(fd);
+    return false;
+  }
+  if (!core_->try_open_connection()) {
+    core_->refused_connection_log.log(LogLevel::kWarning, [&] {
+      return "refusing an added connection: max_connections (" +
+             std::to_string(core_->options.max_connections) + ") reached";
+    });
+    ::close(fd);
+    return false;
+  }
+  const size_t index =
+      next_added_connection_.fetch_add(1, std::memory_order_relaxed) % io_threads_.size();
+  detail::IoThread& io_thread = *io_threads_[index];
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  const bool v6 = ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 &&
+                  address.ss_family == AF_INET6;
+  boost::asio::ip::tcp::socket socket(io_thread.context());
+  boost::system::error_code error;
+  socket.assign(v6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(), fd, error);
+  if (error) {
+    ::close(fd);
+    core_->open_connections.leave();
+    return false;
+  }
+  io_thread.adopt(std::move(socket));
+  return true;
+}
+
+void Server::Stop(std::chrono::milliseconds grace) {
+  if (!started_ || stopped_)
+    return;
+  stopped_ = true;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + grace;
+
+  acceptor_->close();
+  core_->stopping.store(true, std::memory_order_release);
+  core_->unanswered_calls.close_and_wait_until(deadline);
+  run_on_each(io_threads_, [](detail::IoThread& io_thread) {
+    io_thread.abandon_in_flight_calls();
+    io_thread.begin_close_connections(CloseReason::kServerStopped);
+  });
+
+  // Each connection answers what it read, flushes and closes within
+  // close_linger_ms (its I/O thread's sweep enforces that); this wait is only
+  // a safety net over it.
+  const Clock::time_point flush_deadline =
+      Clock::now() + std::chrono::milliseconds(core_->options.close_linger_ms) +
+      2 * core_->sweep_interval() + std::chrono::milliseconds(100);
+  if (!core_->open_connections.close_and_wait_until(flush_deadline)) {
+    run_on_each(io_threads_, [](detail::IoThread& io_thread) { io_thread.abort_connections(); });
+  }
+}
+
+ServerStats Server::stats() const {
+  ServerStats stats;
+  core_->services.for_each_method([&stats](const detail::MethodEntry& entry) {
+    MethodStats& method = stats.methods[entry.full_name];
+    method.calls = entry.counters.calls();
+    method.answers_by_code = entry.counters.answers_by_code();
+    method.total_latency_us = entry.counters.total_latency_us();
+    method.max_latency_us = entry.counters.max_latency_us();
+  });
+  stats.answers_by_code = core_->answers.answers_by_code();
+  stats.connections_accepted = core_->connections_accepted.load(std::memory_order_relaxed);
+  stats.connections_closed = core_->connections_closed.load(std::memory_order_relaxed);
+  stats.connections_open =
+      static_cast<uint64_t>(std::max<int64_t>(0, core_->open_connections.count()));
+  stats.connections_refused = core_->connections_refused.load(std::memory_order_relaxed);
+  stats.accept_errors = core_->accept_errors.load(std::memory_order_relaxed);
+  stats.closes_without_flush = core_->closes_without_flush.load(std::memory_order_relaxed);
+  stats.incomplete_frames = core_->incomplete_frames.load(std::memory_order_relaxed);
+  stats.write_backpressure_pauses =
+      core_->write_backpressure_pauses.load(std::memory_order_relaxed);
+  stats.allocation_failures = core_->allocation_failures.load(std::memory_order_relaxed);
+  for (int i = 0; i < kCloseReasonCount; ++i) {
+    const uint64_t count = core_->closes_by_reason[i].load(std::memory_order_relaxed);
+    if (count > 0)
+      stats.closes_by_reason[static_cast<CloseReason>(i)] = count;
+  }
+  stats.replies_dropped = core_->replies_dropped.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < core_->rejected_frames.size(); ++i) {
+    const uint64_t count = core_->rejected_frames[i].load(std::memory_order_relaxed);
+    if (count > 0)
+      stats.rejected_frames[static_cast<DecodeStatus>(i)] = count;
+  }
+  return stats;
+}
+
+}  // namespace percore

@@ -1,0 +1,150 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <percore/proto/frame.h>
+#include <percore/server_io/server_controller.h>
+#include <percore/server_io/server_stats.h>
+
+namespace google::protobuf {
+class Service;
+}
+
+namespace percore {
+
+namespace detail {
+class Acceptor;
+class IoThread;
+struct ServerCore;
+}  // namespace detail
+
+// Where a method's handler runs.
+enum class ExecutionMode {
+  // On the connection's I/O thread, as soon as the request is decoded: the
+  // fewest wake-ups, for handlers that take microseconds and never block.
+  kInline,
+  // On the server's bounded worker pool: for compute-heavy or blocking
+  // handlers, which must not stall network I/O.
+  kWorkerPool,
+};
+
+struct ServiceOptions {
+  // Mode of every method not listed in `method_modes`. Default: inline.
+  ExecutionMode default_mode = ExecutionMode::kInline;
+  // Per-method modes, keyed by method name (e.g. "IsPrime").
+  std::map<std::string, ExecutionMode> method_modes;
+};
+
+// Limits that bound what a server holds whatever its peers do; the worst
+// case, as a formula of these, is in docs/ARCHITECTURE.md ("Memory bounds")
+// and every limit is listed in docs/RELIABILITY.md.
+struct ServerOptions {
+  // I/O threads, each with its own io_context. Default 0: one per core.
+  int io_threads = 0;
+  // Worker threads for kWorkerPool methods. Default 0: one per core.
+  int workers = 0;
+  // Requests waiting for a worker, at most; past it a request is answered
+  // 2004 (server limit reached) at once. Default 1024; at least 1.
+  size_t worker_queue_capacity = 1024;
+  // Largest body_size accepted in a request and sent in a reply. A bigger
+  // request closes its connection; a bigger reply is answered 2001.
+  // Default 64 MiB; at least 4096.
+  size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // Requests in flight on one connection, at most; past it the connection is
+  // not read until some finish (TCP then pushes back on the client).
+  // Default 1024; at least 1.
+  int max_inflight_per_connection = 1024;
+  // Bytes of answers waiting to be written on one connection, at most; past
+  // it the connection is neither read nor its buffered requests dispatched
+  // until half of that has been written, so a client that sends and never
+  // reads stops being read instead of growing the server. Answers of calls
+  // already running are still queued (at most max_inflight_per_connection of
+  // them). Default 64 MiB (brpc's socket_max_unwritten_bytes); at least
+  // max_body_bytes.
+  size_t max_unwritten_bytes_per_connection = size_t{64} << 20;
+  // Open connections, at most, over all I/O threads. A connection accepted
+  // past it is closed at once, counted (ServerStats::connections_refused) and
+  // logged at most once a second. Default 0: no limit but the process's
+  // descriptor limit (RLIMIT_NOFILE).
+  int max_connections = 0;
+  // A connection with no call in flight, nothing to write and no byte
+  // received or sent for this long is closed (FIN; the peer reconnects when it
+  // needs to). Default 0: never, as brpc's and gRPC's servers.
+  int idle_timeout_ms = 0;
+  // A connection that has sent part of a frame and then nothing for this
+  // long is closed (slow senders, slowloris); the calls it sent before are
+  // answered first. Default 10000; 0 turns it off.
+  int partial_frame_timeout_ms = 10000;
+  // A closing connection (any reason but a reset) first answers every request
+  // it read, then has this long to write those answers and receive the peer's
+  // end of stream; past it the connection is reset and what is unwritten is
+  // dropped (counted in ServerStats::closes_without_flush). Default 1000;
+  // at least 1.
+  int close_linger_ms = 1000;
+};
+
+// The server container: hosts protobuf Services on one TCP port.
+// One acceptor hands accepted connections round-robin to the I/O threads;
+// each connection lives on one I/O thread, which decodes its requests, runs
+// inline handlers and writes its replies, many per gathered write.
+//
+// Owns: its I/O threads, worker pool, acceptor and connections, and the
+// services passed by unique_ptr. Does not own services passed by pointer:
+// they must outlive the Server.
+// Threads: AddService before Start, from one thread; Start, Stop and the
+// destructor from one control thread (not from a handler); stats(), port()
+// and AddConnection() from any thread.
+class Server {
+ public:
+  explicit Server(ServerOptions options = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Registers a service under its full name (e.g. "example.EchoService").
+  // Returns false, with the reason in *error, if the name is taken or the
+  // server has started.
+  bool AddService(google::protobuf::Service* service, ServiceOptions options = {},
+                  std::string* error = nullptr);
+  bool AddService(std::unique_ptr<google::protobuf::Service> service, ServiceOptions options = {},
+                  std::string* error = nullptr);
+
+  // Listens on "host:port" (port 0 picks a free one; "[::1]:port" for IPv6)
+  // and starts serving. Returns false, with the reason in *error, if the
+  // address does not resolve or cannot be bound (e.g. already in use).
+  bool Start(const std::string& listen_address, std::string* error = nullptr);
+
+  // Graceful stop: stops accepting, answers new requests with 2003, waits up
+  // to `grace` for calls in flight, answers those still running 2003 (their
+  // late replies are dropped), flushes and closes every connection.
+  // Idempotent.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
+  // Serves an already connected stream socket (a TCP connection accepted
+  // elsewhere, or one end of a socketpair(AF_UNIX, SOCK_STREAM)) exactly as
+  // an accepted one: same limits, counters and close rules. Takes ownership
+  // of `fd` in every case. Returns false (and closes `fd`) if the server is
+  // not running or max_connections is reached. Any thread.
+  bool AddConnection(int fd);
+
+  // The bound port, once started.
+  int port() const { return port_; }
+  ServerStats stats() const;
+
+ private:
+  std::unique_ptr<detail::ServerCore> core_;
+  std::vector<std::unique_ptr<detail::IoThread>> io_threads_;
+  std::unique_ptr<detail::Acceptor> acceptor_;
+  int port_ = 0;
+  std::atomic<size_t> next_added_connection_{0};  // AddConnection's round robin.
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace percore

@@ -1,0 +1,71 @@
+#pragma once
+
+#include <google/protobuf/service.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <percore/proto/error_code.h>
+
+namespace percore {
+
+namespace detail {
+class ServerCall;
+}
+
+// The RpcController a server passes to its handlers (cast the handler's
+// `controller` argument to it). It carries the call's attachments, its peer,
+// log id and deadline, and the handler's verdict: SetFailed(text) answers
+// 2001 (internal error) with that text; SetFailed(code, text) answers `code`.
+//
+// Owns: the attachments and the error. Threads: the handler's; one thread at
+// a time, up to done->Run().
+class ServerController : public google::protobuf::RpcController {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ServerController() = default;
+
+  // --- google::protobuf::RpcController ---
+  void Reset() override;
+  bool Failed() const override { return error_code_ != ErrorCode::kOk; }
+  std::string ErrorText() const override { return error_text_; }
+  // Client-side operations: a server call is never cancelled by its client.
+  void StartCancel() override {}
+  bool IsCanceled() const override { return false; }
+  // Runs `callback` when the call ends (percore never cancels a server call).
+  void NotifyOnCancel(google::protobuf::Closure* callback) override;
+  // Fails the call with 2001 (internal error) and `reason`.
+  void SetFailed(const std::string& reason) override;
+
+  // Fails the call with a specific code.
+  void SetFailed(ErrorCode code, std::string text);
+  ErrorCode error_code() const { return error_code_; }
+
+  // Raw bytes that came after the request message; the handler may move them.
+  std::string& request_attachment() { return request_attachment_; }
+  // Raw bytes to send after the response message.
+  std::string& response_attachment() { return response_attachment_; }
+
+  // "ip:port" of the client.
+  const std::string& remote_side() const { return remote_side_; }
+  int64_t log_id() const { return log_id_; }
+  // When the client stops waiting; Clock::time_point::max() if it sent no
+  // timeout.
+  Clock::time_point deadline() const { return deadline_; }
+
+ private:
+  friend class detail::ServerCall;
+
+  ErrorCode error_code_ = ErrorCode::kOk;
+  std::string error_text_;
+  std::string request_attachment_;
+  std::string response_attachment_;
+  std::string remote_side_;
+  int64_t log_id_ = 0;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  google::protobuf::Closure* on_end_ = nullptr;
+};
+
+}  // namespace percore

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <percore/proto/frame.h>
+
+namespace percore {
+
+// A snapshot of one method's counters (Server::stats()).
+struct MethodStats {
+  uint64_t calls = 0;  // Calls answered, whatever the outcome.
+  // Answers by error code (0 = OK), only codes that occurred.
+  std::map<int32_t, uint64_t> answers_by_code;
+  uint64_t total_latency_us = 0;  // Summed from request received to reply queued.
+  uint64_t max_latency_us = 0;
+
+  uint64_t errors() const;
+  double average_latency_us() const;
+};
+
+// Why a connection closed.
+enum class CloseReason {
+  kPeerClosed,           // The peer's end of stream; every request read was answered.
+  kConnectionError,      // A reset, or a failed read or write: answers owed are dropped.
+  kRejectedFrame,        // A malformed or oversized frame (ServerStats::rejected_frames).
+  kIdleTimeout,          // ServerOptions::idle_timeout_ms.
+  kPartialFrameTimeout,  // ServerOptions::partial_frame_timeout_ms.
+  kServerStopped,        // Server::Stop().
+};
+inline constexpr int kCloseReasonCount = 6;
+// A short name for logs and stats, e.g. "idle timeout".
+const char* close_reason_name(CloseReason reason);
+
+// A snapshot of a whole server's counters.
+struct ServerStats {
+  // Keyed by full method name, e.g. "example.EchoService.Echo".
+  std::map<std::string, MethodStats> methods;
+  // Answers by code over all methods, including requests that named no known
+  // method (1001, 1002) and those turned away while stopping (2003).
+  std::map<int32_t, uint64_t> answers_by_code;
+  uint64_t connections_accepted = 0;
+  uint64_t connections_closed = 0;
+  // Connections open now (accepted and not yet closed).
+  uint64_t connections_open = 0;
+  // Connections accepted past ServerOptions::max_connections and closed at
+  // once (not in connections_accepted).
+  uint64_t connections_refused = 0;
+  // Failed accept() calls (e.g. EMFILE: out of descriptors); the acceptor
+  // retries every 10 ms.
+  uint64_t accept_errors = 0;
+  // Closed connections by reason (only reasons that occurred).
+  std::map<CloseReason, uint64_t> closes_by_reason;
+  // Closing connections reset at the end of their linger with answers still
+  // unwritten (a peer that stopped reading), or reset by the peer while
+  // answers were owed.
+  uint64_t closes_without_flush = 0;
+  // Connections that ended with part of a frame buffered (end of stream or
+  // partial_frame_timeout_ms in the middle of a frame).
+  uint64_t incomplete_frames = 0;
+  // Times a connection stopped being read because its unwritten answers
+  // passed max_unwritten_bytes_per_connection.
+  uint64_t write_backpressure_pauses = 0;
+  // Allocations that failed in an I/O thread (the connection being read is
+  // closed; the server goes on).
+  uint64_t allocation_failures = 0;
+  // Connections closed because of a malformed frame, by reason.
+  std::map<DecodeStatus, uint64_t> rejected_frames;
+  uint64_t rejected_frames_total() const;
+  // Replies that were ready but whose connection had already closed.
+  uint64_t replies_dropped = 0;
+};
+
+}  // namespace percore
