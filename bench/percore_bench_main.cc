@@ -22,6 +22,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include <percore/proto/error_code.h>
 #include <percore/proto/detail/error_code_counters.h>
 #include <percore/proto/prime.pb.h>
+#include <percore/version.h>
 
 namespace {
 
@@ -165,6 +167,10 @@ class BenchCall : public google::protobuf::Closure {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]) == "--version") {
+    std::printf("%s %s\n", "percore-bench", PERCORE_VERSION_STRING);
+    return 0;
+  }
   const Options options = parse(argc, argv);
   percore::ChannelOptions channel_options;
   // The groups measured are the bench's own, as --groups says.

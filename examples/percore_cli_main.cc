@@ -10,11 +10,13 @@
 #include <cstdlib>
 #include <ctime>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <percore/discovery/service_instance.h>
 #include <percore/discovery/zookeeper_client.h>
 #include <percore/discovery/zookeeper_uri.h>
+#include <percore/version.h>
 
 namespace {
 
@@ -99,6 +101,10 @@ void print_service(const std::string& name,
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]) == "--version") {
+    std::printf("%s %s\n", "percore-cli", PERCORE_VERSION_STRING);
+    return 0;
+  }
   if (argc != 3 || std::string(argv[1]) != "list")
     usage("expected: list zk://...");
   std::string error;

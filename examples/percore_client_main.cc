@@ -7,11 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <percore/client_proxy/channel.h>
 #include <percore/proto/echo.pb.h>
 #include <percore/proto/prime.pb.h>
+#include <percore/version.h>
 
 namespace {
 
@@ -35,6 +37,10 @@ int report(const percore::Controller& controller) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]) == "--version") {
+    std::printf("%s %s\n", "percore-client", PERCORE_VERSION_STRING);
+    return 0;
+  }
   std::string target;
   percore::ChannelOptions options;
   // One call: one group of its own rather than one per core.

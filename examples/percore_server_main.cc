@@ -20,6 +20,7 @@
 #include "examples/echo_service.h"
 #include "examples/prime_service.h"
 #include <percore/server_io/server.h>
+#include <percore/version.h>
 
 namespace {
 
@@ -106,6 +107,10 @@ std::string hex(std::string_view bytes) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]) == "--version") {
+    std::printf("%s %s\n", "percore-server", PERCORE_VERSION_STRING);
+    return 0;
+  }
   std::string listen = "127.0.0.1:8000";
   percore::ServerOptions options;
   long long grace_ms = 5000;
