@@ -54,16 +54,15 @@ int main(int argc, char** argv) {
     auto call = std::make_unique<AsyncCall>();
     call->request.set_name("async " + std::to_string(i));
     AsyncCall* raw = call.get();
-    stub.SayHello(&raw->controller, &raw->request, &raw->reply,
-                  google::protobuf::NewCallback(
-                      +[](std::promise<void>* finished) { finished->set_value(); },
-                      &raw->finished));
+    stub.SayHello(
+        &raw->controller, &raw->request, &raw->reply,
+        google::protobuf::NewCallback(
+            +[](std::promise<void>* finished) { finished->set_value(); }, &raw->finished));
     pending.push_back(std::move(call));
   }
   for (auto& call : pending) {
     call->finished.get_future().wait();
-    if (call->controller.Failed() ||
-        call->reply.greeting() != "hello, " + call->request.name()) {
+    if (call->controller.Failed() || call->reply.greeting() != "hello, " + call->request.name()) {
       std::fprintf(stderr, "%s: %d %s\n", call->request.name().c_str(),
                    call->controller.ErrorCode(), call->controller.ErrorText().c_str());
       ++failed;
