@@ -192,7 +192,8 @@ int main(int argc, char** argv) {
   }
 
   // Block the stop signals before any thread starts, so that every thread
-  // inherits the mask and only sigwait() below sees them.
+  // inherits the mask: one that comes during startup waits (instead of
+  // killing the process) until RunUntilAskedToQuit() takes it.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
@@ -240,8 +241,9 @@ int main(int argc, char** argv) {
               static_cast<int>(getpid()));
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  // Returns on SIGTERM or SIGINT with the server still serving: it must
+  // leave ZooKeeper before it stops accepting.
+  const int signal_number = server.RunUntilAskedToQuit();
   std::fprintf(stderr, "percore-server: signal %d, stopping\n", signal_number);
   if (registrar != nullptr) {
     // Clients drop this server when its nodes go; give them a moment before

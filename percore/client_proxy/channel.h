@@ -48,7 +48,8 @@ class ChannelEventLog;
 // concurrently with either, and not from a thread of the Channel's runtime
 // (a callback): the destructor checks it (PERCORE_ASSERT), since it would
 // wait for that very thread. CallMethod from any thread (a thread sticks to
-// one group).
+// one group); a synchronous one (done == nullptr) not from a send or receive
+// thread (an inline callback): it ends at once with 35 (EDEADLK).
 class Channel : public google::protobuf::RpcChannel {
  public:
   Channel();

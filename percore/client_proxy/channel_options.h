@@ -23,7 +23,8 @@ enum class CompletionMode {
   // reply, the send thread for a timeout or a failure after the call was
   // queued. The call's place is freed before `done` runs. Cheapest; the
   // callback must be short, must not block, and a synchronous call from it
-  // fails at once with 2001 (it would wait for the thread it blocks).
+  // (or from any send or receive thread) fails at once with 35 (EDEADLK):
+  // it would wait for the thread it blocks.
   kInlineCallback,
   // In both modes, a call that fails before it is queued (timeout_ms 0,
   // 1011, 1003, 125 while the Channel closes, a Channel not initialized)

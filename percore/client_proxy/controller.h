@@ -50,9 +50,9 @@ class Controller : public google::protobuf::RpcController {
   // --- outcome ---
   bool Failed() const override { return error_code_ != ErrorCode::kOk; }
   std::string ErrorText() const override { return error_text_; }
-  // brpc's numbers; kOk when the call succeeded. May be a number outside the
-  // enum if a server sent one.
-  percore::ErrorCode error_code() const { return error_code_; }
+  // How the call ended, as brpc's Controller::ErrorCode(): 0 when it
+  // succeeded, else one of percore::ErrorCode (compare with to_int()) or a
+  // number a server's application chose (error_code_name() names it).
   int32_t ErrorCode() const { return static_cast<int32_t>(error_code_); }
   // Raw bytes the server sent after the response message.
   std::string& response_attachment() { return response_attachment_; }

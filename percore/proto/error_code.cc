@@ -11,6 +11,8 @@ struct ErrorCodeInfo {
 
 constexpr ErrorCodeInfo kInfo[] = {
     {ErrorCode::kOk, "OK", "success"},
+    {ErrorCode::kDeadlock, "EDEADLK",
+     "a synchronous call from a percore client thread would wait for itself"},
     {ErrorCode::kHostDown, "EHOSTDOWN", "no server is available"},
     {ErrorCode::kCanceled, "ECANCELED", "call cancelled: its channel is being destroyed"},
     {ErrorCode::kNoService, "ENOSERVICE", "no such service"},
@@ -37,9 +39,14 @@ int error_code_index(int32_t code) {
   return -1;
 }
 
-std::string_view error_code_name(int32_t code) {
+std::string error_code_name(int32_t code) {
   const int index = error_code_index(code);
-  return index < 0 ? std::string_view("Unknown") : kInfo[index].name;
+  if (index >= 0)
+    return std::string(kInfo[index].name);
+  // Piece by piece: GCC 12's -Wrestrict misfires on "literal" + std::string.
+  std::string name = code >= 1000 && code < 3000 ? "brpc error " : "application error ";
+  name += std::to_string(code);
+  return name;
 }
 
 std::string_view error_code_description(int32_t code) {

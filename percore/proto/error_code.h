@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace percore {
@@ -11,6 +12,7 @@ namespace percore {
 enum class ErrorCode : int32_t {
   kOk = 0,
   // System errno values reported by the client.
+  kDeadlock = 35,   // EDEADLK: a synchronous call from a percore client thread.
   kHostDown = 112,  // EHOSTDOWN: no server is available.
   kCanceled = 125,  // ECANCELED: the call's Channel is being destroyed.
   // brpc's RPC errors.
@@ -31,6 +33,10 @@ enum class ErrorCode : int32_t {
 // with Controller::ErrorCode() one of (this is the one list; channel.h and
 // the README refer to it):
 //   0     the server answered, the response parsed.
+//   35    (EDEADLK) a synchronous call made on a thread of a percore client
+//         runtime: a send or receive thread, where inline callbacks run
+//         (CompletionMode::kInlineCallback). It could wait for the very
+//         thread it blocks, so it fails at once; nothing was sent.
 //   112   no server could be reached: the server list is empty, or every
 //         server refused or timed out its last connect (in back-off), or is
 //         stopping. Immediate; a call waits instead for a connection that is
@@ -46,12 +52,12 @@ enum class ErrorCode : int32_t {
 //         budget refused to send it again.
 //   1011  the group's in-flight limit (max_inflight_per_group) is reached.
 //   2001  Controller::SetFailed by the application; CallMethod on a Channel
-//         that is not initialized; a synchronous call from an inline callback
-//         (it would wait for the I/O thread it blocks).
+//         that is not initialized.
 //   2002  the response does not parse, or uses a compression percore does not
 //         support.
 //   any code the server answered: 1001 / 1002 (unknown service / method),
-//         1003 (the server's body limit), 2001, 2004, or an application's own.
+//         1003 (the server's body limit), 2001, 2004, or an application's own
+//         (ServerController::SetFailed(code, format, ...)).
 //   2003  the server is stopping (it did not run the call), and no other
 //         server could take it, or max_resends or the retry budget refused
 //         to send it again. Otherwise a 2003 answer sends the call to
@@ -60,6 +66,7 @@ enum class ErrorCode : int32_t {
 // Every code above, in a fixed order; counters index arrays by this order.
 inline constexpr ErrorCode kAllErrorCodes[] = {
     ErrorCode::kOk,
+    ErrorCode::kDeadlock,
     ErrorCode::kHostDown,
     ErrorCode::kCanceled,
     ErrorCode::kNoService,
@@ -80,9 +87,12 @@ inline constexpr int kErrorCodeCount = sizeof(kAllErrorCodes) / sizeof(kAllError
 // define (a peer may send any int32).
 int error_code_index(int32_t code);
 
-// brpc's short name, such as "ERPCTIMEDOUT"; "Unknown" for
-// numbers outside the enum.
-std::string_view error_code_name(int32_t code);
+// brpc's short name, such as "ERPCTIMEDOUT", for a code of the enum. Any
+// other number was chosen by an application (ServerController::SetFailed
+// with its own code) or is one of brpc's that percore does not define:
+// "application error 5000", or "brpc error 1005" for numbers in brpc's
+// ranges (1000-1999, 2000-2999).
+std::string error_code_name(int32_t code);
 
 // A one-line human description, as a default error_text.
 std::string_view error_code_description(int32_t code);

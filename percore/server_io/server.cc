@@ -1,14 +1,23 @@
 #include <percore/server_io/server.h>
 
+#include <fcntl.h>
 #include <google/protobuf/service.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <future>
 #include <thread>
 
 #include <percore/base/log.h>
+#include <percore/proto/detail/assert.h>
 #include <percore/server_io/detail/acceptor.h>
 #include <percore/server_io/detail/io_thread.h>
 #include <percore/server_io/detail/server_core.h>
@@ -57,6 +66,49 @@ void run_on_each(std::vector<std::unique_ptr<detail::IoThread>>& io_threads, Tas
     future.wait();
 }
 
+// SIGINT / SIGTERM for RunUntilAskedToQuit: the handler records the signal
+// and writes a byte to a self-pipe, both async-signal-safe, whichever thread
+// it runs on. Process-wide, installed once, never removed.
+std::atomic<int> quit_signal{0};
+int quit_pipe[2] = {-1, -1};
+static_assert(std::atomic<int>::is_always_lock_free, "used from a signal handler");
+
+extern "C" void on_quit_signal(int number) {
+  const int saved_errno = errno;
+  int expected = 0;
+  quit_signal.compare_exchange_strong(expected, number);
+  const char byte = 1;
+  [[maybe_unused]] const ssize_t written = ::write(quit_pipe[1], &byte, 1);
+  errno = saved_errno;
+}
+
+sigset_t quit_signal_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+void install_quit_handlers() {
+  static std::once_flag installed;
+  std::call_once(installed, [] {
+    if (::pipe2(quit_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+      std::string message = "percore: cannot create the signal pipe: ";
+      message += std::strerror(errno);
+      log(LogLevel::kError, message);
+      return;
+    }
+    struct sigaction action {};
+    action.sa_handler = on_quit_signal;
+    sigemptyset(&action.sa_mask);
+    // Other threads' interrupted system calls restart (where they can).
+    action.sa_flags = SA_RESTART;
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
+  });
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options)
@@ -64,6 +116,8 @@ Server::Server(ServerOptions options)
 
 Server::~Server() {
   Stop();
+  if (stop_event_fd_ >= 0)
+    ::close(stop_event_fd_);
   // Workers first: their last done->Run() calls post to the I/O threads.
   if (core_->workers != nullptr)
     core_->workers->shutdown();
@@ -90,6 +144,7 @@ bool Server::AddService(std::unique_ptr<google::protobuf::Service> service, Serv
 }
 
 bool Server::Start(const std::string& listen_address, std::string* error) {
+  std::lock_guard lock(lifecycle_mutex_);
   if (started_) {
     if (error != nullptr)
       *error = "server already started";
@@ -152,10 +207,21 @@ bool Server::AddConnection(int fd) {
   return true;
 }
 
+void Server::assert_not_in_io_thread() const {
+  for (const auto& io_thread : io_threads_)
+    PERCORE_ASSERT(!io_thread->in_loop_thread());
+}
+
 void Server::Stop(std::chrono::milliseconds grace) {
+  std::unique_lock lock(lifecycle_mutex_);
   if (!started_ || stopped_)
     return;
+  assert_not_in_io_thread();
   stopped_ = true;
+  if (stop_event_fd_ >= 0) {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t written = ::write(stop_event_fd_, &one, sizeof(one));
+  }
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline = Clock::now() + grace;
 
@@ -176,6 +242,57 @@ void Server::Stop(std::chrono::milliseconds grace) {
   if (!core_->open_connections.close_and_wait_until(flush_deadline)) {
     run_on_each(io_threads_, [](detail::IoThread& io_thread) { io_thread.abort_connections(); });
   }
+  lock.unlock();
+  stop_done_.notify_all();
+}
+
+void Server::Wait() {
+  std::unique_lock lock(lifecycle_mutex_);
+  assert_not_in_io_thread();
+  // Stop() holds the mutex throughout, so stopped_ seen here means done.
+  stop_done_.wait(lock, [this] { return !started_ || stopped_; });
+}
+
+int Server::RunUntilAskedToQuit() {
+  int stop_fd = -1;
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    assert_not_in_io_thread();
+    if (stopped_)
+      return 0;
+    if (stop_event_fd_ < 0)
+      stop_event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    stop_fd = stop_event_fd_;
+  }
+  install_quit_handlers();
+  // Take the signals in this thread even where main blocked them before
+  // starting threads (then only this thread has them unblocked).
+  const sigset_t signals = quit_signal_set();
+  sigset_t previous_mask;
+  pthread_sigmask(SIG_UNBLOCK, &signals, &previous_mask);
+  int signal_number = 0;
+  for (;;) {
+    signal_number = quit_signal.load();
+    if (signal_number != 0)
+      break;
+    pollfd watched[2] = {{quit_pipe[0], POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    const int ready = ::poll(watched, stop_fd >= 0 ? 2 : 1, -1);
+    if (ready < 0 && errno != EINTR) {
+      std::string message = "percore: RunUntilAskedToQuit cannot poll: ";
+      message += std::strerror(errno);
+      log(LogLevel::kError, message);
+      break;
+    }
+    if (ready > 0 && (watched[0].revents & POLLIN) != 0) {
+      char bytes[64];
+      while (::read(quit_pipe[0], bytes, sizeof(bytes)) > 0) {
+      }
+    }
+    if (ready > 0 && (watched[1].revents & POLLIN) != 0)
+      break;  // Stop() began; the eventfd stays readable for later calls.
+  }
+  pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
+  return signal_number;
 }
 
 ServerStats Server::stats() const {

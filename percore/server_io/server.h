@@ -2,9 +2,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -97,9 +99,16 @@ struct ServerOptions {
 // Owns: its I/O threads, worker pool, acceptor and connections, and the
 // services passed by unique_ptr. Does not own services passed by pointer:
 // they must outlive the Server.
-// Threads: AddService before Start, from one thread; Start, Stop and the
-// destructor from one control thread (not from a handler); stats(), port()
-// and AddConnection() from any thread.
+// Threads: AddService before Start, from one thread; Start and the
+// destructor from one control thread (not from a handler); Stop from any
+// thread but a handler's; RunUntilAskedToQuit and Wait as they say;
+// stats(), port() and AddConnection() from any thread.
+//
+// A handler must run its `done` exactly once (percore::ClosureGuard does it
+// on every path) and never delete it: it belongs to the server. A `done`
+// never run leaves its call unanswered: the client waits for its deadline,
+// the call holds one of its connection's max_inflight_per_connection places,
+// and Stop() waits its whole grace, then answers it 2003.
 class Server {
  public:
   explicit Server(ServerOptions options = {});
@@ -123,8 +132,34 @@ class Server {
   // Graceful stop: stops accepting, answers new requests with 2003, waits up
   // to `grace` for calls in flight, answers those still running 2003 (their
   // late replies are dropped), flushes and closes every connection.
-  // Idempotent.
+  // Idempotent; a call while another thread stops the server returns once
+  // that stop has completed. Any thread but a handler's (it would wait for
+  // itself; checked on the I/O threads).
   void Stop(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
+  // Blocks until the process receives SIGINT or SIGTERM (brpc's
+  // RunUntilAskedToQuit), then returns the signal's number, leaving the
+  // server running so that the caller can deregister it, then Stop().
+  // Returns 0 instead if Stop() is called first (by another thread).
+  //
+  // It installs, once per process, handlers for SIGINT and SIGTERM that only
+  // record the signal (a self-pipe); they stay installed, so a signal while
+  // Stop() runs no longer kills the process. A signal received before the
+  // handlers are installed gets its default action (the process ends): to
+  // also catch those, block SIGINT and SIGTERM (pthread_sigmask) in main
+  // before any thread starts, before Start(); RunUntilAskedToQuit unblocks
+  // them in its own thread only, so a pending one is taken at once and other
+  // threads never see them. Once a signal was received, every call returns
+  // at once (as brpc's IsAskedToQuit stays true).
+  // Threads: the control thread (or any thread but a handler's), after
+  // Start() succeeded, one thread at a time per process.
+  int RunUntilAskedToQuit();
+
+  // Blocks until Stop() has completed (gRPC's Server::Wait); returns at once
+  // if the server never started or has stopped. Threads: any thread but a
+  // handler's and the one that will call Stop(); the Server must outlive
+  // the return (do not destroy it while another thread waits).
+  void Wait();
 
   // Serves an already connected stream socket (a TCP connection accepted
   // elsewhere, or one end of a socketpair(AF_UNIX, SOCK_STREAM)) exactly as
@@ -138,13 +173,23 @@ class Server {
   ServerStats stats() const;
 
  private:
+  // Asserts that the caller is not one of the server's I/O threads.
+  void assert_not_in_io_thread() const;
+
   std::unique_ptr<detail::ServerCore> core_;
   std::vector<std::unique_ptr<detail::IoThread>> io_threads_;
   std::unique_ptr<detail::Acceptor> acceptor_;
   int port_ = 0;
   std::atomic<size_t> next_added_connection_{0};  // AddConnection's round robin.
+  // started_ and stopped_ change under lifecycle_mutex_, held for all of
+  // Start() and Stop(); stop_done_ signals Wait().
+  mutable std::mutex lifecycle_mutex_;
+  std::condition_variable stop_done_;
   bool started_ = false;
   bool stopped_ = false;
+  // Written when Stop() begins, to end RunUntilAskedToQuit(); -1 until it
+  // is first called (created then, under lifecycle_mutex_).
+  int stop_event_fd_ = -1;
 };
 
 }  // namespace percore

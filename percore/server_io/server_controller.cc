@@ -1,9 +1,12 @@
 #include <percore/server_io/server_controller.h>
 
+#include <cstdarg>
+#include <cstdio>
+
 namespace percore {
 
 void ServerController::Reset() {
-  error_code_ = ErrorCode::kOk;
+  error_code_ = percore::ErrorCode::kOk;
   error_text_.clear();
   request_attachment_.clear();
   response_attachment_.clear();
@@ -18,13 +21,33 @@ void ServerController::NotifyOnCancel(google::protobuf::Closure* callback) {
 }
 
 void ServerController::SetFailed(const std::string& reason) {
-  SetFailed(ErrorCode::kInternal, reason);
+  SetFailed(percore::ErrorCode::kInternal, reason);
 }
 
-void ServerController::SetFailed(ErrorCode code, std::string text) {
+void ServerController::SetFailed(percore::ErrorCode code, std::string text) {
   // A handler that "fails" with OK still failed: report it as internal.
-  error_code_ = code == ErrorCode::kOk ? ErrorCode::kInternal : code;
+  error_code_ = code == percore::ErrorCode::kOk ? percore::ErrorCode::kInternal : code;
   error_text_ = std::move(text);
+}
+
+void ServerController::SetFailed(int code, const char* format, ...) {
+  std::string text;
+  if (format != nullptr) {
+    va_list arguments;
+    va_start(arguments, format);
+    va_list measure;
+    va_copy(measure, arguments);
+    const int length = std::vsnprintf(nullptr, 0, format, measure);
+    va_end(measure);
+    if (length > 0) {
+      text.resize(static_cast<size_t>(length));
+      // vsnprintf writes the terminating NUL into size()+1: std::string
+      // keeps room for it.
+      std::vsnprintf(text.data(), text.size() + 1, format, arguments);
+    }
+    va_end(arguments);
+  }
+  SetFailed(static_cast<percore::ErrorCode>(code), std::move(text));
 }
 
 }  // namespace percore

@@ -17,7 +17,8 @@ class ServerCall;
 // The RpcController a server passes to its handlers (cast the handler's
 // `controller` argument to it). It carries the call's attachments, its peer,
 // log id and deadline, and the handler's verdict: SetFailed(text) answers
-// 2001 (internal error) with that text; SetFailed(code, text) answers `code`.
+// 2001 (internal error) with that text; SetFailed(code, format, ...) answers
+// `code`, percore's or the application's own.
 //
 // Owns: the attachments and the error. Threads: the handler's; one thread at
 // a time, up to done->Run().
@@ -29,7 +30,7 @@ class ServerController : public google::protobuf::RpcController {
 
   // --- google::protobuf::RpcController ---
   void Reset() override;
-  bool Failed() const override { return error_code_ != ErrorCode::kOk; }
+  bool Failed() const override { return error_code_ != percore::ErrorCode::kOk; }
   std::string ErrorText() const override { return error_text_; }
   // Client-side operations: a server call is never cancelled by its client.
   void StartCancel() override {}
@@ -40,8 +41,15 @@ class ServerController : public google::protobuf::RpcController {
   void SetFailed(const std::string& reason) override;
 
   // Fails the call with a specific code.
-  void SetFailed(ErrorCode code, std::string text);
-  ErrorCode error_code() const { return error_code_; }
+  void SetFailed(percore::ErrorCode code, std::string text);
+  // Fails the call with `code` and a printf-style text, as brpc's
+  // Controller::SetFailed(int, const char*, ...). `code` is any int32: one of
+  // percore::ErrorCode, or an application's own (pick numbers outside brpc's
+  // 1000-2999, e.g. 5000 and up; 2003 would make clients send the call to
+  // another server). 0 is answered 2001: a failure is never OK.
+  void SetFailed(int code, const char* format, ...) __attribute__((format(printf, 3, 4)));
+  // The code the call will be answered with; 0 unless it failed.
+  int32_t ErrorCode() const { return static_cast<int32_t>(error_code_); }
 
   // Raw bytes that came after the request message; the handler may move them.
   std::string& request_attachment() { return request_attachment_; }
@@ -58,7 +66,7 @@ class ServerController : public google::protobuf::RpcController {
  private:
   friend class detail::ServerCall;
 
-  ErrorCode error_code_ = ErrorCode::kOk;
+  percore::ErrorCode error_code_ = percore::ErrorCode::kOk;
   std::string error_text_;
   std::string request_attachment_;
   std::string response_attachment_;

@@ -291,7 +291,7 @@ TEST(ClientRuntimeTest, AServerCannotEndCallsOfAnotherChannelOnTheRuntime) {
 }
 
 // A synchronous call made from an inline callback would wait for the I/O
-// thread it blocks: it fails at once with 2001 instead of hanging, and the
+// thread it blocks: it fails at once with 35 (EDEADLK) instead of hanging, and the
 // group goes on.
 TEST(ClientRuntimeTest, SynchronousCallFromAnInlineCallbackFailsAtOnce) {
   TenServers servers;
@@ -324,7 +324,7 @@ TEST(ClientRuntimeTest, SynchronousCallFromAnInlineCallbackFailsAtOnce) {
   example::EchoService_Stub(channel.get()).Echo(&controller, &request, &response, &closure);
   auto future = inner_code.get_future();
   ASSERT_EQ(future.wait_for(testing::scaled(milliseconds(5000))), std::future_status::ready);
-  EXPECT_EQ(future.get(), to_int(ErrorCode::kInternal));
+  EXPECT_EQ(future.get(), to_int(ErrorCode::kDeadlock));
   EXPECT_TRUE(echo_once(*other, "still fine"));
 }
 

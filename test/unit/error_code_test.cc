@@ -14,6 +14,7 @@ namespace {
 // interoperability, so each one is pinned here.
 TEST(ErrorCodeTest, NumbersAreBrpcs) {
   EXPECT_EQ(to_int(ErrorCode::kOk), 0);
+  EXPECT_EQ(to_int(ErrorCode::kDeadlock), 35);
   EXPECT_EQ(to_int(ErrorCode::kHostDown), 112);
   EXPECT_EQ(to_int(ErrorCode::kCanceled), 125);
   EXPECT_EQ(to_int(ErrorCode::kNoService), 1001);
@@ -30,7 +31,7 @@ TEST(ErrorCodeTest, NumbersAreBrpcs) {
 }
 
 TEST(ErrorCodeTest, AllErrorCodesListsEachCodeOnce) {
-  EXPECT_EQ(kErrorCodeCount, 14);
+  EXPECT_EQ(kErrorCodeCount, 15);
   std::set<int32_t> numbers;
   for (ErrorCode code : kAllErrorCodes)
     numbers.insert(to_int(code));
@@ -46,7 +47,7 @@ TEST(ErrorCodeTest, IndexIsThePositionInAllErrorCodes) {
 TEST(ErrorCodeTest, UnknownNumbersHaveNoIndex) {
   // A peer may send any int32; neighbours of real codes must not alias them.
   for (int32_t number :
-       {-1, 1, 111, 113, 1000, 1005, 1010, 1012, 2000, 2005, std::numeric_limits<int32_t>::min(),
+       {-1, 1, 34, 36, 111, 113, 1000, 1005, 1010, 1012, 2000, 2005, std::numeric_limits<int32_t>::min(),
         std::numeric_limits<int32_t>::max()}) {
     EXPECT_EQ(error_code_index(number), -1) << number;
   }
@@ -54,6 +55,7 @@ TEST(ErrorCodeTest, UnknownNumbersHaveNoIndex) {
 
 TEST(ErrorCodeTest, NamesAreBrpcs) {
   EXPECT_EQ(error_code_name(0), "OK");
+  EXPECT_EQ(error_code_name(35), "EDEADLK");
   EXPECT_EQ(error_code_name(112), "EHOSTDOWN");
   EXPECT_EQ(error_code_name(125), "ECANCELED");
   EXPECT_EQ(error_code_name(1001), "ENOSERVICE");
@@ -69,10 +71,17 @@ TEST(ErrorCodeTest, NamesAreBrpcs) {
   EXPECT_EQ(error_code_name(2004), "ELIMIT");
 }
 
-TEST(ErrorCodeTest, UnknownNumbersAreNamedUnknown) {
-  EXPECT_EQ(error_code_name(-1), "Unknown");
-  EXPECT_EQ(error_code_name(1005), "Unknown");
-  EXPECT_EQ(error_code_name(99999), "Unknown");
+// Codes an application chose (ServerController::SetFailed(code, ...)) are
+// named as such, not "Unknown"; brpc's codes percore does not define say so.
+TEST(ErrorCodeTest, OtherNumbersAreNamedApplicationOrBrpcErrors) {
+  EXPECT_EQ(error_code_name(5000), "application error 5000");
+  EXPECT_EQ(error_code_name(-1), "application error -1");
+  EXPECT_EQ(error_code_name(22), "application error 22");
+  EXPECT_EQ(error_code_name(3000), "application error 3000");
+  EXPECT_EQ(error_code_name(1005), "brpc error 1005");
+  EXPECT_EQ(error_code_name(2999), "brpc error 2999");
+  EXPECT_EQ(error_code_name(std::numeric_limits<int32_t>::min()),
+            "application error -2147483648");
 }
 
 TEST(ErrorCodeTest, EveryCodeHasItsOwnDescription) {

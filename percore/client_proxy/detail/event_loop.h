@@ -71,6 +71,8 @@ class EventLoop {
   // One thread-local load and a compare: cheap enough for the accessors
   // that check every per-call access to thread-owned state.
   bool in_loop_thread() const { return current_ == this; }
+  // Whether the calling thread runs any EventLoop (of any group or runtime).
+  static bool in_any_loop_thread() { return current_ != nullptr; }
   void assert_in_loop_thread() const { PERCORE_ASSERT(in_loop_thread()); }
 
   // Descriptor watches (epoll), loop thread only. `tag` identifies the

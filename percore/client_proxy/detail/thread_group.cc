@@ -108,13 +108,18 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
     fail(ErrorCode::kTimedOut, "timed out: timeout_ms is 0");
     return;
   }
-  if (done == nullptr &&
-      (state_.receive_loop.in_loop_thread() || state_.send_loop.in_loop_thread())) {
-    // An inline callback on this group's I/O thread: the reply could only
-    // be read (or the deadline fired) by the thread that would wait for it.
-    fail(ErrorCode::kInternal,
-         "a synchronous call from an inline callback would wait for its own I/O thread; "
-         "call asynchronously or use kQueuedCallback");
+  if (done == nullptr && EventLoop::in_any_loop_thread()) {
+    // An inline callback on a send or receive thread: on this group's, the
+    // reply could only be read (or the deadline fired) by the thread that
+    // would wait for it; on another group's, every call of that group would
+    // stall behind it. Fail now rather than after the whole deadline.
+    fail(ErrorCode::kDeadlock,
+         std::string(state_.receive_loop.in_loop_thread() || state_.send_loop.in_loop_thread()
+                         ? "a synchronous call from an inline callback would wait for its own "
+                           "I/O thread"
+                         : "a synchronous call from a percore client I/O thread (an inline "
+                           "callback) would block that thread") +
+             " (EDEADLK): call asynchronously, or use CompletionMode::kQueuedCallback");
     return;
   }
   const std::optional<CallTable::Slot> slot = state_.table.acquire();

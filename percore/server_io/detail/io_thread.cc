@@ -183,7 +183,7 @@ void IoThread::complete_call(ServerCall* call) {
   if (!call->abandoned.load(std::memory_order_acquire)) {
     core_.unanswered_calls.leave();
     ServerController& controller = call->controller();
-    const int32_t code = to_int(controller.error_code());
+    const int32_t code = controller.ErrorCode();
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
     if (connection == nullptr) {
       count_dropped(&call->method(), code, call->received_at());
