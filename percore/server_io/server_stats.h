@@ -11,7 +11,9 @@ namespace percore {
 // A snapshot of one method's counters (Server::stats()).
 struct MethodStats {
   uint64_t calls = 0;  // Calls answered, whatever the outcome.
-  // Answers by error code (0 = OK), only codes that occurred.
+  // Answers by error code (0 = OK), only codes that occurred; application
+  // codes (SetFailed(5000, ...)) by number, the first 16 distinct ones, later
+  // ones together under -1.
   std::map<int32_t, uint64_t> answers_by_code;
   uint64_t total_latency_us = 0;  // Summed from request received to reply queued.
   uint64_t max_latency_us = 0;

@@ -54,16 +54,18 @@ if grep -F -e "$source_root/percore" -e "$build" "$scratch/consumer/compile_comm
 fi
 echo "check_installed: consumer project ($(grep -cv '^\s*\(#\|$\)' "$here/CMakeLists.txt") lines of CMake) built"
 
-# start_server OUT COMMAND...: starts a server whose first line of stdout
-# names its port, waits for that line (at most 10 s) and prints the port.
+# start_server OUT COMMAND...: starts a server in the background (its pid in
+# $server_pid, stopped by the trap too) and waits (at most 10 s) for the
+# first line of its stdout, which names its port; sets $port.
 start_server() {
   local out=$1
   shift
   "$@" >"$out" 2>"$out.err" &
-  pids+=($!)
+  server_pid=$!
+  pids+=("$server_pid")
   for _ in $(seq 100); do
     if [ -s "$out" ]; then
-      grep -oE '[0-9]+$|:[0-9]+ pid' "$out" | head -1 | tr -dc '0-9'
+      port=$(grep -oE '[0-9]+$|:[0-9]+ pid' "$out" | head -1 | tr -dc '0-9')
       return 0
     fi
     sleep 0.1
@@ -72,9 +74,20 @@ start_server() {
   fail "$* did not start"
 }
 
-port=$(start_server "$scratch/greeter.out" "$scratch/consumer/greeter_server")
+# stop_server: SIGTERM, then the server must exit 0 within 10 s.
+stop_server() {
+  kill -TERM "$server_pid"
+  for _ in $(seq 100); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  wait "$server_pid" || fail "server $server_pid exited $? after SIGTERM"
+}
+
+start_server "$scratch/greeter.out" "$scratch/consumer/greeter_server"
 "$scratch/consumer/greeter_client" "list://127.0.0.1:$port" 200 ||
   fail "the consumer's client did not get every answer"
+stop_server
 
 # 3. One file and pkg-config, against the installed percore-server.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
@@ -82,9 +95,10 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PAT
 # shellcheck disable=SC2046
 c++ -std=c++20 -O1 -o "$scratch/pkg_config_client" "$here/pkg_config_client.cc" \
   $(pkg-config --cflags --libs percore) || fail "pkg-config --cflags --libs percore does not link"
-port=$(start_server "$scratch/server.out" "$prefix/bin/percore-server" --listen 127.0.0.1:0)
+start_server "$scratch/server.out" "$prefix/bin/percore-server" --listen 127.0.0.1:0
 [ "$("$scratch/pkg_config_client" "list://127.0.0.1:$port" "hello")" = "hello" ] ||
   fail "the pkg-config client did not get its echo"
+stop_server
 echo "check_installed: a one-file client built with pkg-config called the installed percore-server"
 
 # 4. --version.

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include <percore/proto/closure_guard.h>
 #include <percore/server_io/server.h>
 #include <percore/server_io/server_controller.h>
 
@@ -17,9 +18,9 @@ class GreeterImpl : public greeter::Greeter {
  public:
   void SayHello(google::protobuf::RpcController*, const greeter::HelloRequest* request,
                 greeter::HelloReply* reply, google::protobuf::Closure* done) override {
+    percore::ClosureGuard done_guard(done);  // answers on every path
     reply->set_greeting("hello, " + request->name());
     reply->set_calls_so_far(++calls_);
-    done->Run();
   }
 
  private:
@@ -29,7 +30,8 @@ class GreeterImpl : public greeter::Greeter {
 }  // namespace
 
 int main() {
-  // Blocked before the server's threads exist, so that sigwait takes them.
+  // Blocked before the server's threads exist: RunUntilAskedToQuit takes
+  // them even if they come while the server starts.
   sigset_t quit;
   sigemptyset(&quit);
   sigaddset(&quit, SIGTERM);
@@ -45,8 +47,7 @@ int main() {
   }
   std::printf("listening on %d\n", server.port());
   std::fflush(stdout);
-  int signal_number = 0;
-  sigwait(&quit, &signal_number);
+  server.RunUntilAskedToQuit();
   server.Stop();
   return 0;
 }

@@ -146,6 +146,9 @@ TEST_F(UserApiTest, ApplicationErrorCodeAndFormattedTextReachTheClient) {
   EXPECT_NE(cntl.ErrorText().find("application says no to fail:5000 (5000)"), std::string::npos)
       << cntl.ErrorText();
   EXPECT_EQ(error_code_name(cntl.ErrorCode()), "application error 5000");
+  // Counted under its own number on both sides, not lumped with others.
+  EXPECT_EQ(server_->stats().answers_by_code[5000], 1u);
+  EXPECT_EQ(channel->stats().total.ends_by_code[5000], 1u);
 
   // Code 0 is not a failure to hide: answered 2001.
   request.set_message("fail:0");
