@@ -53,11 +53,11 @@ install(FILES ${PROJECT_BINARY_DIR}/percoreConfig.cmake
 # and Requires, so that `pkg-config --cflags --libs percore` links; with
 # shared ones they are private.
 if(BUILD_SHARED_LIBS)
-  set(PERCORE_PC_REQUIRES "Requires: protobuf\nRequires.private: spdlog")
+  set(PERCORE_PC_REQUIRES "Requires: protobuf\nRequires.private: spdlog snappy zlib")
   set(PERCORE_PC_LIBS_PRIVATE "-lzookeeper_mt")
   set(PERCORE_PC_LIBS_DEPS "")
 else()
-  set(PERCORE_PC_REQUIRES "Requires: protobuf spdlog")
+  set(PERCORE_PC_REQUIRES "Requires: protobuf spdlog snappy zlib")
   set(PERCORE_PC_LIBS_PRIVATE "")
   set(PERCORE_PC_LIBS_DEPS " -lzookeeper_mt -pthread")
 endif()
@@ -81,5 +81,5 @@ set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 # the headers and static libraries needs the -dev packages of what they use.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libprotobuf-dev, protobuf-compiler, libspdlog-dev, libzookeeper-mt-dev")
+    "libprotobuf-dev, protobuf-compiler, libspdlog-dev, libzookeeper-mt-dev, libsnappy-dev, zlib1g-dev")
 include(CPack)

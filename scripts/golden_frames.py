@@ -6,7 +6,8 @@ struct.pack, so they are an independent check of percore's encoder (see
 test/unit/golden_frames_test.cc) and the hex dumps of docs/PROTOCOL.md.
 
 Needs protoc and the python3 protobuf package (Debian: protobuf-compiler,
-python3-protobuf). Usage: scripts/golden_frames.py [--cpp | --seeds DIR]
+python3-protobuf); the compressed frames need python3-snappy (the gzip and
+zlib ones use Python's own gzip and zlib modules). Usage: scripts/golden_frames.py [--cpp | --seeds DIR]
   (default)    xxd-like hex dumps with a breakdown of each frame
   --cpp        the frames as C++ byte arrays, for the golden test
   --seeds DIR  the seed corpus of the server connection fuzzer
@@ -14,12 +15,14 @@ python3-protobuf). Usage: scripts/golden_frames.py [--cpp | --seeds DIR]
                test service's requests, each file a split byte then bytes
 """
 
+import gzip
 import importlib
 import os
 import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,6 +85,38 @@ def build_frames(rpc_meta_pb2, echo_pb2):
     meta.response.error_text = "no such method: example.EchoService.Nope"
     meta.correlation_id = 2
     frames.append(("error_response", meta, b"", b""))
+
+    # Compressed frames (compress_type 1 snappy, 2 gzip, 3 zlib): the message
+    # alone is compressed, never the meta or the attachment, in brpc's formats
+    # (raw snappy, RFC 1952 gzip, RFC 1950 zlib), at zlib's default level 6.
+    # gzip with mtime 0, so that the bytes do not depend on the clock.
+    try:
+        import snappy
+    except ImportError:
+        sys.exit("golden_frames.py: this python3 has no snappy module "
+                 "(Debian: apt-get install python3-snappy)")
+    compressors = [
+        ("snappy", 1, snappy.compress),
+        ("gzip", 2, lambda data: gzip.compress(data, compresslevel=6, mtime=0)),
+        ("zlib", 3, lambda data: zlib.compress(data, 6)),
+    ]
+    text = "hello " * 8
+    for type_name, compress_type, compress in compressors:
+        meta = rpc_meta_pb2.RpcMeta()
+        meta.request.service_name = "example.EchoService"
+        meta.request.method_name = "Echo"
+        meta.compress_type = compress_type
+        meta.correlation_id = 3
+        meta.attachment_size = len(attachment)
+        message = compress(echo_pb2.EchoRequest(message=text).SerializeToString())
+        frames.append(("request_" + type_name, meta, message, attachment))
+    for type_name, compress_type, compress in compressors:
+        meta = rpc_meta_pb2.RpcMeta()
+        meta.response.SetInParent()
+        meta.compress_type = compress_type
+        meta.correlation_id = 3
+        message = compress(echo_pb2.EchoResponse(message=text).SerializeToString())
+        frames.append(("response_" + type_name, meta, message, b""))
 
     result = []
     for name, meta, message, attachment in frames:

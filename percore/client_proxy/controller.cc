@@ -6,7 +6,9 @@ void Controller::Reset() {
   timeout_ms_ = kChannelTimeout;
   max_retry_ = -1;
   log_id_ = 0;
+  request_compress_type_ = CompressType::kNone;
   request_attachment_.clear();
+  response_compress_type_ = CompressType::kNone;
   error_code_ = percore::ErrorCode::kOk;
   error_text_.clear();
   response_attachment_.clear();

@@ -7,6 +7,7 @@
 #include <string>
 
 #include <percore/proto/error_code.h>
+#include <percore/proto/frame.h>
 
 namespace percore {
 
@@ -42,6 +43,14 @@ class Controller : public google::protobuf::RpcController {
   int max_retry() const { return max_retry_; }
   void set_log_id(int64_t log_id) { log_id_ = log_id; }
   int64_t log_id() const { return log_id_; }
+  // Compresses the request message (never the attachment) as `type` (brpc's
+  // Controller::set_request_compress_type): kNone (default), kSnappy, kGzip
+  // or kZlib, written in RpcMeta.compress_type. Compression runs on the
+  // calling thread. max_body_bytes applies to the compressed body sent; the
+  // server refuses (1003) a message that inflates past its own
+  // max_body_bytes.
+  void set_request_compress_type(CompressType type) { request_compress_type_ = type; }
+  CompressType request_compress_type() const { return request_compress_type_; }
   // Raw bytes sent after the request message. The call takes them over
   // (moved into the frame, never copied): the string is empty once the call
   // has started.
@@ -54,6 +63,10 @@ class Controller : public google::protobuf::RpcController {
   // succeeded, else one of percore::ErrorCode (compare with to_int()) or a
   // number a server's application chose (error_code_name() names it).
   int32_t ErrorCode() const { return static_cast<int32_t>(error_code_); }
+  // How the server compressed the response message (its RpcMeta
+  // .compress_type); percore has already decompressed it. kNone when the
+  // call failed.
+  CompressType response_compress_type() const { return response_compress_type_; }
   // Raw bytes the server sent after the response message.
   std::string& response_attachment() { return response_attachment_; }
   // From the start of CallMethod to the end of the call, in microseconds.
@@ -76,11 +89,14 @@ class Controller : public google::protobuf::RpcController {
  private:
   friend struct detail::CallCompleter;
   friend class detail::ThreadGroup;
+  friend class detail::ReceiveThread;
 
   int timeout_ms_ = kChannelTimeout;
   int max_retry_ = -1;
   int64_t log_id_ = 0;
+  CompressType request_compress_type_ = CompressType::kNone;
   std::string request_attachment_;
+  CompressType response_compress_type_ = CompressType::kNone;
 
   percore::ErrorCode error_code_ = ErrorCode::kOk;
   std::string error_text_;

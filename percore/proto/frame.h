@@ -13,8 +13,9 @@ inline constexpr char kFrameMagic[4] = {'P', 'R', 'P', 'C'};
 // Default limit on body_size; both sides make it configurable.
 inline constexpr size_t kDefaultMaxBodyBytes = 64u << 20;
 
-// compress_type values of the meta. percore supports kNone only; anything
-// else is answered with 1003 rather than misparsed.
+// compress_type values of the meta (brpc's numbers), applied to the message
+// only, never the attachment (docs/PROTOCOL.md). Any other value is answered
+// with 1003 rather than misparsed.
 enum class CompressType : int32_t { kNone = 0, kSnappy = 1, kGzip = 2, kZlib = 3 };
 
 // What the frame decoder made of the bytes it was given; the rejections are

@@ -12,6 +12,8 @@ void ServerController::Reset() {
   response_attachment_.clear();
   remote_side_.clear();
   log_id_ = 0;
+  request_compress_type_ = CompressType::kNone;
+  response_compress_type_ = CompressType::kNone;
   deadline_ = Clock::time_point::max();
   on_end_ = nullptr;
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include <percore/proto/error_code.h>
+#include <percore/proto/frame.h>
 
 namespace percore {
 
@@ -56,6 +57,19 @@ class ServerController : public google::protobuf::RpcController {
   // Raw bytes to send after the response message.
   std::string& response_attachment() { return response_attachment_; }
 
+  // How the client compressed the request message (RpcMeta.compress_type);
+  // percore has already decompressed it.
+  CompressType request_compress_type() const { return request_compress_type_; }
+  // Compresses the response message (never the attachment) as `type`, as
+  // brpc's Controller::set_response_compress_type does; kNone (the default)
+  // sends it as it is. Written in the response's RpcMeta.compress_type. A
+  // handler typically answers as it was asked:
+  // set_response_compress_type(request_compress_type()). The client must
+  // support the type (brpc and percore support all four); the response must
+  // still fit the client's max_body_bytes once decompressed.
+  void set_response_compress_type(CompressType type) { response_compress_type_ = type; }
+  CompressType response_compress_type() const { return response_compress_type_; }
+
   // "ip:port" of the client.
   const std::string& remote_side() const { return remote_side_; }
   int64_t log_id() const { return log_id_; }
@@ -72,6 +86,8 @@ class ServerController : public google::protobuf::RpcController {
   std::string response_attachment_;
   std::string remote_side_;
   int64_t log_id_ = 0;
+  CompressType request_compress_type_ = CompressType::kNone;
+  CompressType response_compress_type_ = CompressType::kNone;
   Clock::time_point deadline_ = Clock::time_point::max();
   google::protobuf::Closure* on_end_ = nullptr;
 };

@@ -19,9 +19,12 @@
 #include <thread>
 #include <vector>
 
+#include <percore/proto/detail/compression.h>
+#include <percore/proto/detail/frame_encoder.h>
 #include <percore/proto/echo.pb.h>
 #include <percore/proto/prime.pb.h>
 #include "test/support/blocking_client.h"
+#include "test/support/bytes.h"
 #include "test/support/child_process.h"
 #include "test/support/slack.h"
 
@@ -352,6 +355,74 @@ TEST(ServerAbuseTest, FloodOfMalformedConnectionsKeepsTheLogShortAndCountsEveryO
   ASSERT_EQ(stopped.size(), 1u);
   EXPECT_NE(stopped[0].find(" " + std::to_string(kBad + 1) + " rejected frames"), std::string::npos)
       << stopped[0];
+}
+
+// Decompression bombs: gzip and zlib messages of 128 MiB of zeros (about
+// 125 KiB each on the wire) and a snappy header announcing 4 GiB, sent to a
+// server whose max_body_bytes is 4 MiB, pipelined 8 of each on one
+// connection, to the inline echo service (inflated on the I/O thread) and to
+// the worker-pool prime service (on a worker). Each is answered 1003 and the
+// server's resident set grows by far less than one bomb's inflated size.
+TEST(ServerAbuseTest, DecompressionBombsAreRefusedWithinMaxBodyBytes) {
+  auto server = testing::start_server_process(
+      {"--io-threads", "1", "--workers", "2", "--max-body-bytes", "4194304"},
+      {"/usr/bin/env", "MALLOC_MMAP_THRESHOLD_=131072", "MALLOC_TRIM_THRESHOLD_=131072"});
+  ASSERT_TRUE(server.has_value());
+  ASSERT_TRUE(echo_answered(server->port, 1, scaled(milliseconds(5000))));
+  const long rss_before = testing::resident_kib(server->process->pid());
+  std::string bombs[3];
+  {
+    const std::string zeros(128 << 20, '\0');
+    ASSERT_TRUE(compress(CompressType::kGzip, zeros, bombs[0]));
+    ASSERT_TRUE(compress(CompressType::kZlib, zeros, bombs[1]));
+  }
+  bombs[2] = std::string("\xff\xff\xff\xff\x0f\x00\x00\x00", 8);  // Announces 4 GiB - 1.
+  const CompressType types[3] = {CompressType::kGzip, CompressType::kZlib, CompressType::kSnappy};
+  std::string stream;
+  int64_t id = 100;
+  for (int round = 0; round < 8; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      for (const char* method : {"example.EchoService/Echo", "prime.PrimeService/IsPrime"}) {
+        const std::string_view name(method);
+        wire::RpcMeta meta;
+        meta.mutable_request()->set_service_name(std::string(name.substr(0, name.find('/'))));
+        meta.mutable_request()->set_method_name(std::string(name.substr(name.find('/') + 1)));
+        meta.set_correlation_id(++id);
+        meta.set_compress_type(static_cast<int32_t>(types[i]));
+        GatherBuffer out;
+        ASSERT_EQ(encode_frame(meta, std::string_view(bombs[i]), std::string(),
+                               kDefaultMaxBodyBytes, out),
+                  EncodeStatus::kOk);
+        stream += testing::flatten(out);
+      }
+    }
+  }
+  const int bomb_count = static_cast<int>(id - 100);
+  BlockingClient client;
+  ASSERT_TRUE(client.connect("127.0.0.1", server->port));
+  ASSERT_TRUE(client.send_bytes(stream));
+  long rss_peak = rss_before;
+  std::vector<int> answers(static_cast<size_t>(bomb_count), 0);
+  for (int i = 0; i < bomb_count; ++i) {
+    ReceivedFrame answer;
+    ASSERT_EQ(client.receive(answer, scaled(milliseconds(10000))), ReceiveStatus::kFrame);
+    rss_peak = std::max(rss_peak, testing::resident_kib(server->process->pid()));
+    EXPECT_EQ(answer.error_code(), 1003);
+    EXPECT_NE(answer.error_text().find("decompresses to more than 4194304 bytes"),
+              std::string::npos)
+        << answer.error_text();
+    const int64_t index = answer.correlation_id() - 101;
+    ASSERT_TRUE(index >= 0 && index < bomb_count) << answer.correlation_id();
+    ++answers[static_cast<size_t>(index)];
+  }
+  for (int i = 0; i < bomb_count; ++i)
+    EXPECT_EQ(answers[static_cast<size_t>(i)], 1) << "bomb " << i;
+  std::printf("%d bombs (each 128 MiB or 4 GiB inflated): server RSS %ld KiB, peak %ld KiB\n",
+              bomb_count, rss_before, rss_peak);
+  if (kMemoryIsMeasurable) {
+    EXPECT_LT(rss_peak - rss_before, 64 * 1024);  // KiB; one bomb inflated is 128 MiB.
+  }
+  EXPECT_TRUE(echo_answered(server->port, 2, scaled(milliseconds(5000))));
 }
 
 }  // namespace

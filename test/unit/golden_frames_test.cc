@@ -2,7 +2,11 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include <percore/proto/detail/compression.h>
+#include <percore/proto/detail/peer_message.h>
+#include <percore/proto/detail/request_meta_encoder.h>
 #include <percore/proto/echo.pb.h>
 #include <percore/proto/frame.h>
 #include <percore/proto/detail/frame_decoder.h>
@@ -43,6 +47,53 @@ constexpr unsigned char kGoldenErrorResponse[] = {
     0x07, 0x12, 0x28, 0x6e, 0x6f, 0x20, 0x73, 0x75, 0x63, 0x68, 0x20, 0x6d, 0x65, 0x74, 0x68, 0x6f,
     0x64, 0x3a, 0x20, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x45, 0x63, 0x68, 0x6f, 0x53,
     0x65, 0x72, 0x76, 0x69, 0x63, 0x65, 0x2e, 0x4e, 0x6f, 0x70, 0x65, 0x20, 0x02,
+};
+
+// Compressed frames (scripts/golden_frames.py compresses with Python's
+// snappy, gzip and zlib modules): example.EchoService.Echo, correlation_id 3,
+// compress_type 1 / 2 / 3, EchoRequest{message: "hello " x 8} compressed,
+// attachment "ATTACH" (never compressed); then the responses, correlation_id
+// 3, EchoResponse{message: "hello " x 8} compressed, no attachment.
+constexpr unsigned char kGoldenRequestSnappy[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x36, 0x00, 0x00, 0x00, 0x23, 0x0a, 0x1b, 0x0a, 0x13,
+    0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x45, 0x63, 0x68, 0x6f, 0x53, 0x65, 0x72, 0x76,
+    0x69, 0x63, 0x65, 0x12, 0x04, 0x45, 0x63, 0x68, 0x6f, 0x18, 0x01, 0x20, 0x03, 0x28, 0x06, 0x32,
+    0x1c, 0x0a, 0x30, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0xa6, 0x06, 0x00, 0x41, 0x54, 0x54, 0x41,
+    0x43, 0x48,
+};
+
+constexpr unsigned char kGoldenRequestGzip[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x47, 0x00, 0x00, 0x00, 0x23, 0x0a, 0x1b, 0x0a, 0x13,
+    0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x45, 0x63, 0x68, 0x6f, 0x53, 0x65, 0x72, 0x76,
+    0x69, 0x63, 0x65, 0x12, 0x04, 0x45, 0x63, 0x68, 0x6f, 0x18, 0x02, 0x20, 0x03, 0x28, 0x06, 0x1f,
+    0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe3, 0x32, 0xc8, 0x48, 0xcd, 0xc9, 0xc9,
+    0x57, 0x20, 0x9e, 0x04, 0x00, 0x95, 0x29, 0xb1, 0xf2, 0x32, 0x00, 0x00, 0x00, 0x41, 0x54, 0x54,
+    0x41, 0x43, 0x48,
+};
+
+constexpr unsigned char kGoldenRequestZlib[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x3b, 0x00, 0x00, 0x00, 0x23, 0x0a, 0x1b, 0x0a, 0x13,
+    0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x45, 0x63, 0x68, 0x6f, 0x53, 0x65, 0x72, 0x76,
+    0x69, 0x63, 0x65, 0x12, 0x04, 0x45, 0x63, 0x68, 0x6f, 0x18, 0x03, 0x20, 0x03, 0x28, 0x06, 0x78,
+    0x9c, 0xe3, 0x32, 0xc8, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0x20, 0x9e, 0x04, 0x00, 0xc0, 0x5d, 0x11,
+    0xdb, 0x41, 0x54, 0x54, 0x41, 0x43, 0x48,
+};
+
+constexpr unsigned char kGoldenResponseSnappy[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x13, 0x00, 0x00, 0x00, 0x06, 0x12, 0x00, 0x18, 0x01,
+    0x20, 0x03, 0x32, 0x1c, 0x0a, 0x30, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0xa6, 0x06, 0x00,
+};
+
+constexpr unsigned char kGoldenResponseGzip[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0x06, 0x12, 0x00, 0x18, 0x02,
+    0x20, 0x03, 0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe3, 0x32, 0xc8, 0x48,
+    0xcd, 0xc9, 0xc9, 0x57, 0x20, 0x9e, 0x04, 0x00, 0x95, 0x29, 0xb1, 0xf2, 0x32, 0x00, 0x00, 0x00,
+};
+
+constexpr unsigned char kGoldenResponseZlib[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x18, 0x00, 0x00, 0x00, 0x06, 0x12, 0x00, 0x18, 0x03,
+    0x20, 0x03, 0x78, 0x9c, 0xe3, 0x32, 0xc8, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0x20, 0x9e, 0x04, 0x00,
+    0xc0, 0x5d, 0x11, 0xdb,
 };
 
 std::string_view as_bytes(const unsigned char* data, size_t size) {
@@ -226,6 +277,100 @@ TEST(GoldenFramesTest, MinimalReplyOfTheProtocolDoc) {
   ASSERT_EQ(encode_frame(meta, &response, std::string(), kDefaultMaxBodyBytes, out),
             EncodeStatus::kOk);
   EXPECT_EQ(flatten(out), std::string_view(kDocMinimalReply, sizeof(kDocMinimalReply) - 1));
+}
+
+struct CompressedGolden {
+  CompressType type;
+  std::string_view request;
+  std::string_view response;
+};
+
+std::vector<CompressedGolden> compressed_goldens() {
+  return {
+      {CompressType::kSnappy, as_bytes(kGoldenRequestSnappy, sizeof(kGoldenRequestSnappy)),
+       as_bytes(kGoldenResponseSnappy, sizeof(kGoldenResponseSnappy))},
+      {CompressType::kGzip, as_bytes(kGoldenRequestGzip, sizeof(kGoldenRequestGzip)),
+       as_bytes(kGoldenResponseGzip, sizeof(kGoldenResponseGzip))},
+      {CompressType::kZlib, as_bytes(kGoldenRequestZlib, sizeof(kGoldenRequestZlib)),
+       as_bytes(kGoldenResponseZlib, sizeof(kGoldenResponseZlib))},
+  };
+}
+
+std::string eight_hellos() {
+  std::string text;
+  for (int i = 0; i < 8; ++i)
+    text += "hello ";
+  return text;
+}
+
+// The client's path: RequestMetaEncoder with compress_type, the message
+// serialized and compressed, the attachment raw.
+TEST(GoldenFramesTest, EncoderProducesTheCompressedGoldenRequests) {
+  const RequestMetaEncoder meta("example.EchoService", "Echo");
+  example::EchoRequest request;
+  request.set_message(eight_hellos());
+  for (const CompressedGolden& golden : compressed_goldens()) {
+    SCOPED_TRACE(compress_type_name(static_cast<int32_t>(golden.type)));
+    std::string compressed;
+    ASSERT_TRUE(serialize_compressed(request, golden.type, compressed));
+    RequestMetaEncoder::CallFields fields;
+    fields.correlation_id = 3;
+    fields.attachment_size = 6;
+    fields.compress_type = static_cast<int32_t>(golden.type);
+    std::string head;
+    ASSERT_EQ(encode_request_head(meta, fields, std::string_view(compressed),
+                                  kDefaultMaxBodyBytes, head),
+              EncodeStatus::kOk);
+    EXPECT_EQ(head + "ATTACH", golden.request);
+  }
+}
+
+// The server's path: an RpcMeta with compress_type and the compressed bytes.
+TEST(GoldenFramesTest, EncoderProducesTheCompressedGoldenResponses) {
+  example::EchoResponse response;
+  response.set_message(eight_hellos());
+  for (const CompressedGolden& golden : compressed_goldens()) {
+    SCOPED_TRACE(compress_type_name(static_cast<int32_t>(golden.type)));
+    std::string compressed;
+    ASSERT_TRUE(serialize_compressed(response, golden.type, compressed));
+    wire::RpcMeta meta;
+    meta.mutable_response();
+    meta.set_compress_type(static_cast<int32_t>(golden.type));
+    meta.set_correlation_id(3);
+    GatherBuffer out;
+    ASSERT_EQ(encode_frame(meta, std::string_view(compressed), std::string(),
+                           kDefaultMaxBodyBytes, out),
+              EncodeStatus::kOk);
+    EXPECT_EQ(flatten(out), golden.response);
+  }
+}
+
+TEST(GoldenFramesTest, DecoderAndParserReadTheCompressedGoldenFrames) {
+  for (const CompressedGolden& golden : compressed_goldens()) {
+    SCOPED_TRACE(compress_type_name(static_cast<int32_t>(golden.type)));
+    PeerMessageParser parser;
+    std::string error;
+    FrameDecoder request_decoder;
+    const Frame request_frame = decode_one(golden.request, request_decoder);
+    ASSERT_TRUE(request_frame.is_request());
+    EXPECT_EQ(request_frame.meta.compress_type(), static_cast<int32_t>(golden.type));
+    EXPECT_EQ(request_frame.attachment, "ATTACH");
+    example::EchoRequest request;
+    ASSERT_TRUE(parser.parse(request_frame.message, golden.type, kDefaultMaxBodyBytes, request,
+                             &error))
+        << error;
+    EXPECT_EQ(request.message(), eight_hellos());
+
+    FrameDecoder response_decoder;
+    const Frame response_frame = decode_one(golden.response, response_decoder);
+    ASSERT_FALSE(response_frame.is_request());
+    EXPECT_EQ(response_frame.meta.compress_type(), static_cast<int32_t>(golden.type));
+    example::EchoResponse response;
+    ASSERT_TRUE(parser.parse(response_frame.message, golden.type, kDefaultMaxBodyBytes, response,
+                             &error))
+        << error;
+    EXPECT_EQ(response.message(), eight_hellos());
+  }
 }
 
 }  // namespace

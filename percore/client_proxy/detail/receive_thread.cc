@@ -9,6 +9,7 @@
 #include <percore/client_proxy/controller.h>
 #include <percore/client_proxy/detail/send_thread.h>
 #include <percore/proto/detail/assert.h>
+#include <percore/proto/detail/compression.h>
 #include <percore/proto/detail/health_check.h>
 
 namespace percore::detail {
@@ -140,21 +141,26 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
                           frame.meta.response().error_text(), connection.remote_side);
     return true;
   }
-  if (frame.meta.compress_type() != 0) {
+  const int32_t compress_type = frame.meta.compress_type();
+  if (!is_supported_compress_type(compress_type)) {
     CallCompleter::finish(group_, slot, ErrorCode::kBadResponse,
-                          "response uses compress_type " +
-                              std::to_string(frame.meta.compress_type()) +
-                              ", which percore does not support",
+                          "response uses compress_type " + std::to_string(compress_type) +
+                              ", which is not one of 0 none, 1 snappy, 2 gzip, 3 zlib",
                           connection.remote_side);
     return true;
   }
+  // Decompressed here, where responses are parsed: bounded by the
+  // Channel's max_body_bytes (docs/ARCHITECTURE.md says why here).
   std::string parse_error;
   if (call.response != nullptr &&
-      !response_parser_.parse(frame.message, *call.response, &parse_error)) {
+      !response_parser_.parse(frame.message, static_cast<CompressType>(compress_type),
+                              call.route->options.max_body_bytes, *call.response,
+                              &parse_error)) {
     CallCompleter::finish(group_, slot, ErrorCode::kBadResponse, "response " + parse_error,
                           connection.remote_side);
     return true;
   }
+  call.controller->response_compress_type_ = static_cast<CompressType>(compress_type);
   call.controller->response_attachment().assign(frame.attachment.data(), frame.attachment.size());
   CallCompleter::finish(group_, slot, ErrorCode::kOk, std::string(), connection.remote_side);
   return true;

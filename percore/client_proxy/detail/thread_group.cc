@@ -9,6 +9,7 @@
 
 #include <percore/client_proxy/controller.h>
 #include <percore/client_proxy/detail/channel_route.h>
+#include <percore/proto/detail/compression.h>
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/proto/detail/request_meta_encoder.h>
 
@@ -17,6 +18,8 @@ namespace {
 
 // Heads at least this large are shared by connection buffers, not copied.
 constexpr size_t kShareHeadAbove = 16 * 1024;
+// A calling thread keeps its compression buffer between calls up to this.
+constexpr size_t kMaxKeptCompressedBytes = 1 << 20;
 
 void name_thread(std::thread& thread, const std::string& name) {
   pthread_setname_np(thread.native_handle(), name.substr(0, 15).c_str());
@@ -89,6 +92,7 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   route.calls.enter();
   RouteCounters::bump(route.counters.calls_started);
   controller->response_attachment_.clear();
+  controller->response_compress_type_ = CompressType::kNone;
   const auto fail = [&](ErrorCode code, std::string text) {
     CallCompleter::fail_unpublished(state_, route, controller, done, started, code,
                                     std::move(text));
@@ -162,14 +166,43 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   }
   std::string& attachment = controller->request_attachment_;
   const bool attachment_fits = attachment.size() <= static_cast<size_t>(INT32_MAX);
+  const CompressType compress_type = controller->request_compress_type();
   const RequestMetaEncoder::CallFields fields{
       CallTable::correlation_id(*slot), controller->log_id(), timeout_ms > 0 ? timeout_ms : 0,
-      attachment_fits ? static_cast<int32_t>(attachment.size()) : 0};
+      attachment_fits ? static_cast<int32_t>(attachment.size()) : 0,
+      static_cast<int32_t>(compress_type)};
   call.head.clear();
-  if (!attachment_fits ||
-      encode_request_head(*meta_encoder, fields, *request, route.options.max_body_bytes,
-                          call.head) != EncodeStatus::kOk) {
-    const size_t body = request->ByteSizeLong() + attachment.size();
+  EncodeStatus encoded = EncodeStatus::kBodyTooLarge;
+  size_t message_bytes = 0;
+  if (compress_type == CompressType::kNone) {
+    if (attachment_fits) {
+      encoded = encode_request_head(*meta_encoder, fields, *request, route.options.max_body_bytes,
+                                    call.head);
+    }
+    message_bytes = encoded == EncodeStatus::kOk ? 0 : request->ByteSizeLong();
+  } else {
+    // Compressed here, on the calling thread, like the serialization.
+    thread_local std::string compressed;
+    compressed.clear();
+    if (!is_supported_compress_type(static_cast<int32_t>(compress_type)) ||
+        !serialize_compressed(*request, compress_type, compressed)) {
+      state_.table.release(*slot);
+      fail(ErrorCode::kBadRequest,
+           "cannot compress the request with compress_type " +
+               std::to_string(static_cast<int32_t>(compress_type)) + " (" +
+               std::string(compress_type_name(static_cast<int32_t>(compress_type))) + ")");
+      return;
+    }
+    if (attachment_fits) {
+      encoded = encode_request_head(*meta_encoder, fields, std::string_view(compressed),
+                                    route.options.max_body_bytes, call.head);
+    }
+    message_bytes = compressed.size();
+    if (compressed.capacity() > kMaxKeptCompressedBytes)
+      std::string().swap(compressed);  // A large buffer is not kept per thread.
+  }
+  if (encoded != EncodeStatus::kOk) {
+    const size_t body = message_bytes + attachment.size();
     state_.table.release(*slot);
     fail(ErrorCode::kBadRequest,
          "request too large: " + std::to_string(body) + " bytes of message and attachment " +

@@ -24,8 +24,8 @@ struct FrameLayout {
 };
 
 // Sets attachment_size and computes (and caches) the sizes of the frame.
-EncodeStatus plan_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
-                        size_t attachment_bytes, size_t max_body_bytes, FrameLayout& layout) {
+EncodeStatus plan_frame(wire::RpcMeta& meta, size_t message_bytes, size_t attachment_bytes,
+                        size_t max_body_bytes, FrameLayout& layout) {
   if (attachment_bytes > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     return EncodeStatus::kBodyTooLarge;
   }
@@ -34,7 +34,7 @@ EncodeStatus plan_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite
   } else {
     meta.set_attachment_size(static_cast<int32_t>(attachment_bytes));
   }
-  layout.message_bytes = message == nullptr ? 0 : message->ByteSizeLong();
+  layout.message_bytes = message_bytes;
   layout.meta_bytes = meta.ByteSizeLong();
   layout.body_bytes = layout.meta_bytes + layout.message_bytes + attachment_bytes;
   if (layout.body_bytes > max_body_bytes ||
@@ -62,7 +62,9 @@ void write_head(const wire::RpcMeta& meta, const google::protobuf::MessageLite* 
 EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                           std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
   FrameLayout layout;
-  const EncodeStatus status = plan_frame(meta, message, attachment.size(), max_body_bytes, layout);
+  const EncodeStatus status =
+      plan_frame(meta, message == nullptr ? 0 : message->ByteSizeLong(), attachment.size(),
+                 max_body_bytes, layout);
   if (status != EncodeStatus::kOk)
     return status;
   write_head(meta, message, layout, out.append_space(layout.head_bytes()));
@@ -71,10 +73,28 @@ EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLi
   return EncodeStatus::kOk;
 }
 
+EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
+  FrameLayout layout;
+  const EncodeStatus status =
+      plan_frame(meta, message_bytes.size(), attachment.size(), max_body_bytes, layout);
+  if (status != EncodeStatus::kOk)
+    return status;
+  char* head = out.append_space(layout.head_bytes());
+  write_head(meta, nullptr, layout, head);
+  std::memcpy(head + kFrameHeaderBytes + layout.meta_bytes, message_bytes.data(),
+              message_bytes.size());
+  if (!attachment.empty())
+    out.append_owned(std::move(attachment));
+  return EncodeStatus::kOk;
+}
+
 EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                                size_t attachment_bytes, size_t max_body_bytes, std::string& out) {
   FrameLayout layout;
-  const EncodeStatus status = plan_frame(meta, message, attachment_bytes, max_body_bytes, layout);
+  const EncodeStatus status =
+      plan_frame(meta, message == nullptr ? 0 : message->ByteSizeLong(), attachment_bytes,
+                 max_body_bytes, layout);
   if (status != EncodeStatus::kOk)
     return status;
   const size_t offset = out.size();
@@ -83,11 +103,14 @@ EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::Mess
   return EncodeStatus::kOk;
 }
 
-EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
-                                 const RequestMetaEncoder::CallFields& fields,
-                                 const google::protobuf::MessageLite& message,
-                                 size_t max_body_bytes, std::string& out) {
-  const size_t message_bytes = message.ByteSizeLong();
+namespace {
+
+// The request head with `message_bytes` of message, written by `write_message`.
+template <typename WriteMessage>
+EncodeStatus encode_request_head_with(const RequestMetaEncoder& meta,
+                                      const RequestMetaEncoder::CallFields& fields,
+                                      size_t message_bytes, size_t max_body_bytes,
+                                      std::string& out, WriteMessage&& write_message) {
   const size_t meta_bytes = meta.size(fields);
   const size_t body_bytes =
       meta_bytes + message_bytes + static_cast<size_t>(std::max(0, fields.attachment_size));
@@ -100,10 +123,34 @@ EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
   std::memcpy(head, kFrameMagic, sizeof(kFrameMagic));
   put_uint32_big_endian(head + 4, static_cast<uint32_t>(body_bytes));
   put_uint32_big_endian(head + 8, static_cast<uint32_t>(meta_bytes));
-  char* cursor = meta.write(fields, head + kFrameHeaderBytes);
-  // ByteSizeLong() above cached the sizes the serializer relies on.
-  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(cursor));
+  write_message(meta.write(fields, head + kFrameHeaderBytes));
   return EncodeStatus::kOk;
+}
+
+}  // namespace
+
+EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+                                 const RequestMetaEncoder::CallFields& fields,
+                                 const google::protobuf::MessageLite& message,
+                                 size_t max_body_bytes, std::string& out) {
+  const size_t message_bytes = message.ByteSizeLong();
+  return encode_request_head_with(meta, fields, message_bytes, max_body_bytes, out,
+                                  [&](char* cursor) {
+                                    // ByteSizeLong() above cached the sizes the
+                                    // serializer relies on.
+                                    message.SerializeWithCachedSizesToArray(
+                                        reinterpret_cast<uint8_t*>(cursor));
+                                  });
+}
+
+EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+                                 const RequestMetaEncoder::CallFields& fields,
+                                 std::string_view message_bytes, size_t max_body_bytes,
+                                 std::string& out) {
+  return encode_request_head_with(
+      meta, fields, message_bytes.size(), max_body_bytes, out, [&](char* cursor) {
+        std::memcpy(cursor, message_bytes.data(), message_bytes.size());
+      });
 }
 
 }  // namespace percore

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 #include <percore/proto/frame.h>
 #include <percore/proto/detail/gather_buffer.h>
@@ -31,6 +32,11 @@ enum class EncodeStatus {
 EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                           std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
 
+// As above, with the message already serialized (and compressed, as
+// meta.compress_type says): the bytes are copied in as they are.
+EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
+
 // Appends only the head of a frame (header, meta, message) to `out`, sized for
 // an attachment of `attachment_bytes` that the caller sends right after it.
 // For a sender that keeps the head and the attachment apart (the client
@@ -45,5 +51,11 @@ EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
                                  const RequestMetaEncoder::CallFields& fields,
                                  const google::protobuf::MessageLite& message,
                                  size_t max_body_bytes, std::string& out);
+// The same with the message already serialized and compressed as
+// fields.compress_type says. Any thread.
+EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+                                 const RequestMetaEncoder::CallFields& fields,
+                                 std::string_view message_bytes, size_t max_body_bytes,
+                                 std::string& out);
 
 }  // namespace percore

@@ -5,6 +5,8 @@
 
 #include <optional>
 
+#include <percore/proto/detail/compression.h>
+
 namespace percore {
 
 bool PeerMessageParser::parse(std::string_view bytes, google::protobuf::MessageLite& message,
@@ -34,6 +36,34 @@ bool PeerMessageParser::parse(std::string_view bytes, google::protobuf::MessageL
     return false;
   }
   return true;
+}
+
+bool PeerMessageParser::parse(std::string_view bytes, CompressType type, size_t max_bytes,
+                              google::protobuf::MessageLite& message, std::string* error) {
+  if (type == CompressType::kNone)
+    return parse(bytes, message, error);
+  // Reused by the thread's next compressed message, unless it grew large.
+  constexpr size_t kMaxKeptBytes = 1 << 20;
+  thread_local std::string inflated;
+  std::string reason;
+  bool ok = decompress(type, bytes, max_bytes, inflated, &reason) == DecompressStatus::kOk;
+  if (ok)
+    ok = parse(inflated, message, &reason);
+  if (inflated.capacity() > kMaxKeptBytes) {
+    std::string().swap(inflated);
+  } else {
+    inflated.clear();
+  }
+  if (!ok && error != nullptr) {
+    // Built by append: GCC 12 -O3 reports a false -Wrestrict on assigning a
+    // literal to *error here.
+    std::string text(1, '(');
+    text.append(compress_type_name(static_cast<int32_t>(type)));
+    text.append(") ");
+    text.append(reason);
+    error->swap(text);
+  }
+  return ok;
 }
 
 }  // namespace percore

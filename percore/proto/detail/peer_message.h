@@ -1,8 +1,11 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <string>
 #include <string_view>
+
+#include <percore/proto/frame.h>
 
 namespace google::protobuf {
 class MessageLite;
@@ -27,6 +30,13 @@ class PeerMessageParser {
   // in *error, e.g. "does not parse as example.EchoRequest" or
   // "misses required fields of example.EchoRequest: message".
   bool parse(std::string_view bytes, google::protobuf::MessageLite& message, std::string* error);
+  // Parses `bytes` compressed as `type` (RpcMeta.compress_type): inflated
+  // first, to at most `max_bytes` (max_body_bytes), then parsed. The error
+  // says which step failed: "(gzip) does not decompress as gzip: ...",
+  // "(gzip) decompresses to more than N bytes (max_body_bytes)", or a
+  // parse error as above. kNone parses `bytes` in place.
+  bool parse(std::string_view bytes, CompressType type, size_t max_bytes,
+             google::protobuf::MessageLite& message, std::string* error);
 
  private:
   std::atomic<bool> silence_protobuf_{false};

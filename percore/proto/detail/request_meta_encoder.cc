@@ -7,6 +7,7 @@ namespace {
 
 // Field keys: (number << 3) | wire type.
 constexpr uint8_t kRequestKey = (1 << 3) | 2;         // RpcMeta.request
+constexpr uint8_t kCompressTypeKey = (3 << 3) | 0;   // RpcMeta.compress_type
 constexpr uint8_t kCorrelationIdKey = (4 << 3) | 0;   // RpcMeta.correlation_id
 constexpr uint8_t kAttachmentSizeKey = (5 << 3) | 0;  // RpcMeta.attachment_size
 constexpr uint8_t kServiceNameKey = (1 << 3) | 2;     // RpcRequestMeta.service_name
@@ -65,6 +66,8 @@ size_t RequestMetaEncoder::request_size(const CallFields& fields) const {
 size_t RequestMetaEncoder::size(const CallFields& fields) const {
   const size_t request = request_size(fields);
   size_t bytes = 1 + varint_size(request) + request;
+  if (fields.compress_type != 0)
+    bytes += 1 + varint_size(as_varint(fields.compress_type));
   bytes += 1 + varint_size(as_varint(fields.correlation_id));
   if (fields.attachment_size != 0)
     bytes += 1 + varint_size(as_varint(fields.attachment_size));
@@ -82,6 +85,10 @@ char* RequestMetaEncoder::write(const CallFields& fields, char* out) const {
   if (fields.timeout_ms != 0) {
     *out++ = static_cast<char>(kTimeoutMsKey);
     out = write_varint(as_varint(fields.timeout_ms), out);
+  }
+  if (fields.compress_type != 0) {
+    *out++ = static_cast<char>(kCompressTypeKey);
+    out = write_varint(as_varint(fields.compress_type), out);
   }
   // Protobuf writes a set proto2 field even when it is 0.
   *out++ = static_cast<char>(kCorrelationIdKey);

@@ -19,6 +19,7 @@ class RequestMetaEncoder {
     int64_t log_id = 0;           // 0: absent.
     int32_t timeout_ms = 0;       // 0: absent.
     int32_t attachment_size = 0;  // 0: absent.
+    int32_t compress_type = 0;    // CompressType of the message; 0: absent.
   };
 
   RequestMetaEncoder(std::string_view service_name, std::string_view method_name);

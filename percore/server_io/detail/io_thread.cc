@@ -190,10 +190,15 @@ void IoThread::complete_call(ServerCall* call) {
       call->note_answer_bytes(call->response()->ByteSizeLong() +
                               controller.response_attachment().size());
     } else {
+      // Run() compressed the response when the handler asked and it could.
+      const CompressType compress_type = call->compressed_response().empty()
+                                             ? CompressType::kNone
+                                             : controller.response_compress_type();
       call->note_answer_bytes(answer(*connection, call->correlation_id(), &call->method(), code,
                                      controller.ErrorText(), call->response(),
                                      std::move(controller.response_attachment()),
-                                     call->received_at()));
+                                     call->received_at(), compress_type,
+                                     call->compressed_response()));
       connection->call_answered();  // Writes the answer.
     }
   }
@@ -205,7 +210,8 @@ void IoThread::complete_call(ServerCall* call) {
 size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
                         int32_t code, const std::string& text,
                         const google::protobuf::Message* response, std::string&& attachment,
-                        ServerCall::Clock::time_point received_at) {
+                        ServerCall::Clock::time_point received_at, CompressType compress_type,
+                        std::string_view compressed_response) {
   assert_in_loop_thread();
   std::string error_text;
   if (code == 0 && response != nullptr && !response->IsInitialized()) {
@@ -230,9 +236,18 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
       // the peer) and the reused meta keeps no large string.
       response_meta->set_error_text(bounded_error_text(error_text.empty() ? text : error_text));
     }
-    const EncodeStatus status = encode_frame(reply_meta_, ok ? response : nullptr,
-                                             ok ? std::move(attachment) : std::string(),
-                                             core_.options.max_body_bytes, output);
+    EncodeStatus status;
+    if (ok && compress_type != CompressType::kNone) {
+      // brpc writes the response's compress_type in its meta
+      // (baidu_rpc_protocol.cpp, SendRpcResponse); the attachment stays raw.
+      reply_meta_.set_compress_type(static_cast<int32_t>(compress_type));
+      status = encode_frame(reply_meta_, compressed_response, std::move(attachment),
+                            core_.options.max_body_bytes, output);
+    } else {
+      status = encode_frame(reply_meta_, ok ? response : nullptr,
+                            ok ? std::move(attachment) : std::string(),
+                            core_.options.max_body_bytes, output);
+    }
     if (status == EncodeStatus::kOk)
       break;
     // The reply is too large for the limit: answer with an error instead.

@@ -44,6 +44,7 @@ class IoThread {
   void join();
 
   boost::asio::io_context& context() { return context_; }
+  ServerCore& core() const { return core_; }
   bool in_loop_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
   void assert_in_loop_thread() const;
 
@@ -62,10 +63,15 @@ class IoThread {
   void track(ServerCall* call);
   // Encodes an answer into the connection's output and counts it (the
   // connection writes it at the end of the current event). A non-OK code
-  // sends `text` (cut to 1 KiB) and no message. Returns the bytes encoded.
+  // sends `text` (cut to 1 KiB) and no message. An OK answer with a
+  // `compress_type` other than kNone sends `compressed_response` (the
+  // response, serialized and compressed by ServerCall::Run()) as its message
+  // and writes compress_type in the meta. Returns the bytes encoded.
   size_t answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
-              int32_t code, const std::string& text, const google::protobuf::Message* response,
-              std::string&& attachment, ServerCall::Clock::time_point received_at);
+                int32_t code, const std::string& text, const google::protobuf::Message* response,
+                std::string&& attachment, ServerCall::Clock::time_point received_at,
+                CompressType compress_type = CompressType::kNone,
+                std::string_view compressed_response = {});
   // Counts an answer that could not be sent (its connection is gone).
   void count_dropped(MethodEntry* method, int32_t code, ServerCall::Clock::time_point received_at);
   // Forgets a closed connection at the end of this loop pass.

@@ -1,8 +1,11 @@
 #include <percore/server_io/detail/server_call.h>
 
 #include <string>
+#include <utility>
 
+#include <percore/proto/detail/compression.h>
 #include <percore/server_io/detail/io_thread.h>
+#include <percore/server_io/detail/server_core.h>
 #include <percore/server_io/detail/service_table.h>
 
 namespace percore::detail {
@@ -23,13 +26,16 @@ void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
   previous_in_flight = nullptr;
   next_in_flight = nullptr;
   controller_.Reset();
+  deferred_request_type_ = CompressType::kNone;
+  deferred_request_.clear();
+  compressed_response_.clear();
   response_->Clear();  // The request is overwritten by its parse.
 }
 
 void ServerCall::set_request_context(const std::string& remote_side, int64_t log_id,
                                      int32_t timeout_ms, std::string_view attachment,
                                      size_t message_bytes) {
-  large_ = message_bytes + attachment.size() > kMaxPooledBytes;
+  note_answer_bytes(message_bytes + attachment.size());
   controller_.remote_side_.assign(remote_side);
   controller_.log_id_ = log_id;
   if (timeout_ms > 0)
@@ -37,10 +43,52 @@ void ServerCall::set_request_context(const std::string& remote_side, int64_t log
   controller_.request_attachment_.assign(attachment.data(), attachment.size());
 }
 
+bool ServerCall::parse_request(std::string_view bytes, CompressType type, std::string* error) {
+  controller_.request_compress_type_ = type;
+  if (type == CompressType::kNone)
+    return method_.request_parser.parse(bytes, *request_, error);
+  const bool ok = method_.request_parser.parse(bytes, type, io_thread_.core().options.max_body_bytes,
+                                               *request_, error);
+  // The inflated message may have grown the request's strings: a large one
+  // is not pooled (an estimate, so the cost is paid by compressed calls only).
+  note_answer_bytes(ok ? request_->ByteSizeLong() : io_thread_.core().options.max_body_bytes);
+  return ok;
+}
+
+void ServerCall::defer_request(std::string_view compressed, CompressType type) {
+  deferred_request_type_ = type;
+  controller_.request_compress_type_ = type;
+  deferred_request_.assign(compressed.data(), compressed.size());
+  note_answer_bytes(compressed.size());
+}
+
 void ServerCall::execute() {
   if (abandoned.load(std::memory_order_acquire)) {
     Run();
     return;
+  }
+  if (deferred_request_type_ != CompressType::kNone) {
+    const CompressType type = std::exchange(deferred_request_type_, CompressType::kNone);
+    std::string error;
+    const bool parsed = parse_request(deferred_request_, type, &error);
+    deferred_request_.clear();
+    if (!parsed) {
+      ServerCore& core = io_thread_.core();
+      core.bad_request_log.log(LogLevel::kWarning, [&] {
+        std::string text = "answering 1003 to ";
+        text += controller_.remote_side();
+        text += ": request to ";
+        text += method_.full_name;
+        text += " ";
+        text += error;
+        return text;
+      });
+      std::string text = "request ";
+      text += error;
+      controller_.SetFailed(ErrorCode::kBadRequest, std::move(text));
+      Run();
+      return;
+    }
   }
   if (Clock::now() > controller_.deadline_) {
     const auto waited =
@@ -55,6 +103,19 @@ void ServerCall::execute() {
 }
 
 void ServerCall::Run() {
+  // The handler has let go of the response: compress it here, on its thread.
+  if (controller_.response_compress_type_ != CompressType::kNone && !controller_.Failed() &&
+      !abandoned.load(std::memory_order_acquire) && response_->IsInitialized()) {
+    compressed_response_.clear();
+    if (!serialize_compressed(*response_, controller_.response_compress_type_,
+                              compressed_response_)) {
+      // As brpc answers a response it cannot compress (baidu_rpc_protocol.cpp).
+      compressed_response_.clear();
+      std::string text = "failed to compress the response as ";
+      text += compress_type_name(static_cast<int32_t>(controller_.response_compress_type_));
+      controller_.SetFailed(ErrorCode::kBadResponse, std::move(text));
+    }
+  }
   io_thread_.finish_call(this);
 }
 

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include <percore/server_io/server_controller.h>
 
@@ -39,12 +41,26 @@ class ServerCall final : public google::protobuf::Closure {
   void set_request_context(const std::string& remote_side, int64_t log_id, int32_t timeout_ms,
                            std::string_view attachment, size_t message_bytes);
 
+  // Parses the request message, decompressing it first when `type` says
+  // so (to at most the server's max_body_bytes). False with the reason in
+  // *error. On the thread that runs it (I/O thread or worker).
+  bool parse_request(std::string_view bytes, CompressType type, std::string* error);
+  // Keeps a copy of a compressed request message for execute() to
+  // decompress and parse: a worker-pool method's decompression then runs on
+  // its worker, not on the I/O thread. I/O thread, before track().
+  void defer_request(std::string_view compressed, CompressType type);
+  // The compressed response message Run() prepared (empty: none); I/O
+  // thread, after done->Run().
+  std::string_view compressed_response() const { return compressed_response_; }
+
   // Runs the handler, unless the call was abandoned by Stop() or its deadline
   // passed while it waited (then it is answered 1008 without running).
   void execute();
 
   // done->Run(): the handler has finished; hands the call back to its I/O
-  // thread for the reply. Any thread, exactly once.
+  // thread for the reply. Any thread, exactly once. A response the handler
+  // asked to compress is serialized and compressed here, on the handler's
+  // thread (a worker's, for a worker-pool method).
   void Run() override;
 
   IoThread& io_thread() const { return io_thread_; }
@@ -81,6 +97,10 @@ class ServerCall final : public google::protobuf::Closure {
   MethodEntry& method_;
   Clock::time_point received_at_;
   bool large_ = false;
+  // A compressed request waiting for execute() (kNone: none).
+  CompressType deferred_request_type_ = CompressType::kNone;
+  std::string deferred_request_;
+  std::string compressed_response_;
   std::unique_ptr<google::protobuf::Message> request_;
   std::unique_ptr<google::protobuf::Message> response_;
   ServerController controller_;

@@ -6,6 +6,7 @@
 #include <percore/base/log.h>
 #include <percore/base/net_address.h>
 #include <percore/proto/detail/assert.h>
+#include <percore/proto/detail/compression.h>
 #include <percore/proto/frame.h>
 #include <percore/proto/health.pb.h>
 #include <percore/proto/detail/health_check.h>
@@ -279,24 +280,31 @@ void ServerConnection::dispatch(const Frame& frame) {
         "no such method: " + request_meta.service_name() + "." + request_meta.method_name());
     return;
   }
-  if (meta.compress_type() != static_cast<int32_t>(CompressType::kNone)) {
+  if (!is_supported_compress_type(meta.compress_type())) {
     answer_error(method, ErrorCode::kBadRequest,
                  "unsupported compress_type " + std::to_string(meta.compress_type()) +
-                     " (only 0, none, is supported)");
+                     " (0 none, 1 snappy, 2 gzip and 3 zlib are supported)");
     return;
   }
+  const auto compress_type = static_cast<CompressType>(meta.compress_type());
 
   ServerCall* raw_call = io_thread_.acquire_call(*method, id_, correlation_id, last_read_at_);
-  std::string parse_error;
-  if (!method->request_parser.parse(frame.message, *raw_call->request(), &parse_error)) {
-    raw_call->note_answer_bytes(frame.message.size());  // What the parse may have kept.
-    io_thread_.recycle(raw_call);
-    core_.bad_request_log.log(LogLevel::kWarning, [&] {
-      return "answering 1003 to " + peer_ + ": request to " + method->full_name + " " +
-             parse_error;
-    });
-    answer_error(method, ErrorCode::kBadRequest, "request " + parse_error);
-    return;
+  if (compress_type != CompressType::kNone && method->mode == ExecutionMode::kWorkerPool) {
+    // Decompressing can take milliseconds: a worker does it (execute()),
+    // not this I/O thread; it answers 1003 there if the message is bad.
+    raw_call->defer_request(frame.message, compress_type);
+  } else {
+    std::string parse_error;
+    if (!raw_call->parse_request(frame.message, compress_type, &parse_error)) {
+      raw_call->note_answer_bytes(frame.message.size());  // What the parse may have kept.
+      io_thread_.recycle(raw_call);
+      core_.bad_request_log.log(LogLevel::kWarning, [&] {
+        return "answering 1003 to " + peer_ + ": request to " + method->full_name + " " +
+               parse_error;
+      });
+      answer_error(method, ErrorCode::kBadRequest, "request " + parse_error);
+      return;
+    }
   }
   raw_call->set_request_context(peer_, request_meta.log_id(), request_meta.timeout_ms(),
                                 frame.attachment, frame.message.size());
