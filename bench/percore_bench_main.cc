@@ -167,9 +167,12 @@ class BenchCall : public google::protobuf::Closure {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && std::string_view(argv[1]) == "--version") {
-    std::printf("%s %s\n", "percore-bench", PERCORE_VERSION_STRING);
-    return 0;
+  // --version wins wherever it stands, as in GNU programs.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--version") {
+      std::printf("%s %s\n", "percore-bench", PERCORE_VERSION_STRING);
+      return 0;
+    }
   }
   const Options options = parse(argc, argv);
   percore::ChannelOptions channel_options;

@@ -39,7 +39,8 @@ install(TARGETS ${percore_programs} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(EXPORT percoreTargets NAMESPACE percore:: DESTINATION ${PERCORE_CMAKE_DIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/percoreConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/percoreConfig.cmake
-                              INSTALL_DESTINATION ${PERCORE_CMAKE_DIR})
+                              INSTALL_DESTINATION ${PERCORE_CMAKE_DIR}
+                              PATH_VARS CMAKE_INSTALL_INCLUDEDIR)
 # 0.x: a minor version may break the API, so only the same minor matches.
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/percoreConfigVersion.cmake
                                  COMPATIBILITY SameMinorVersion)

@@ -101,9 +101,12 @@ void print_service(const std::string& name,
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && std::string_view(argv[1]) == "--version") {
-    std::printf("%s %s\n", "percore-cli", PERCORE_VERSION_STRING);
-    return 0;
+  // --version wins wherever it stands, as in GNU programs.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--version") {
+      std::printf("%s %s\n", "percore-cli", PERCORE_VERSION_STRING);
+      return 0;
+    }
   }
   if (argc != 3 || std::string(argv[1]) != "list")
     usage("expected: list zk://...");

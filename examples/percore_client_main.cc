@@ -37,9 +37,12 @@ int report(const percore::Controller& controller) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && std::string_view(argv[1]) == "--version") {
-    std::printf("%s %s\n", "percore-client", PERCORE_VERSION_STRING);
-    return 0;
+  // --version wins wherever it stands, as in GNU programs.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--version") {
+      std::printf("%s %s\n", "percore-client", PERCORE_VERSION_STRING);
+      return 0;
+    }
   }
   std::string target;
   percore::ChannelOptions options;

@@ -107,9 +107,12 @@ std::string hex(std::string_view bytes) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && std::string_view(argv[1]) == "--version") {
-    std::printf("%s %s\n", "percore-server", PERCORE_VERSION_STRING);
-    return 0;
+  // --version wins wherever it stands, as in GNU programs.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--version") {
+      std::printf("%s %s\n", "percore-server", PERCORE_VERSION_STRING);
+      return 0;
+    }
   }
   std::string listen = "127.0.0.1:8000";
   percore::ServerOptions options;

@@ -19,8 +19,13 @@ class GreeterImpl : public greeter::Greeter {
   void SayHello(google::protobuf::RpcController*, const greeter::HelloRequest* request,
                 greeter::HelloReply* reply, google::protobuf::Closure* done) override {
     percore::ClosureGuard done_guard(done);  // answers on every path
-    reply->set_greeting("hello, " + request->name());
+    reply->set_greeting("hello, " + request->person().name());
     reply->set_calls_so_far(++calls_);
+  }
+  void Echo(google::protobuf::RpcController*, const example::EchoRequest* request,
+            example::EchoResponse* response, google::protobuf::Closure* done) override {
+    percore::ClosureGuard done_guard(done);
+    response->set_message(request->message());
   }
 
  private:
