@@ -18,7 +18,8 @@ struct ChannelGroupStats {
   uint64_t calls_ended = 0;
   // How calls ended, by Controller::ErrorCode() (0: OK); codes outside
   // percore's enum (application codes) by number, the first 16 distinct
-  // ones, later ones together under -1. Sums to calls_ended.
+  // ones, later ones together under kOtherErrorCodes (INT32_MIN). Sums to
+  // calls_ended.
   std::map<int32_t, uint64_t> ends_by_code;
   // Calls sent again (queued on a connection once more) after a broken
   // connection or a 2003 answer (README, "Retries"): each is one more

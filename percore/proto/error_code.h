@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -82,6 +83,12 @@ inline constexpr ErrorCode kAllErrorCodes[] = {
     ErrorCode::kServerLimitReached,
 };
 inline constexpr int kErrorCodeCount = sizeof(kAllErrorCodes) / sizeof(kAllErrorCodes[0]);
+
+// The key under which stats (ServerStats::answers_by_code,
+// ChannelGroupStats::ends_by_code) count codes outside the enum once 16
+// distinct ones have their own keys: INT32_MIN, so that no likely
+// application code (-1 included) shares it.
+inline constexpr int32_t kOtherErrorCodes = std::numeric_limits<int32_t>::min();
 
 // Position of `code` in kAllErrorCodes, or -1 for a number percore does not
 // define (a peer may send any int32).

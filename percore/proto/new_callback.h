@@ -38,12 +38,15 @@ class OneShotClosure final : public google::protobuf::Closure {
   std::tuple<Bound...> bound_;
 };
 
-// Whether the arguments start (object pointer, member function pointer).
+// Whether the arguments start (object pointer, member function pointer). A
+// function pointer is not an object pointer: NewCallback(&Apply, &C::M)
+// binds &C::M as Apply's argument.
 template <typename... Arguments>
 struct ObjectThenMethod : std::false_type {};
 template <typename Object, typename Method, typename... Rest>
 struct ObjectThenMethod<Object, Method, Rest...>
     : std::bool_constant<std::is_pointer_v<std::decay_t<Object>> &&
+                         !std::is_function_v<std::remove_pointer_t<std::decay_t<Object>>> &&
                          std::is_member_function_pointer_v<std::decay_t<Method>>> {};
 
 }  // namespace callback_detail

@@ -258,7 +258,9 @@ int Server::RunUntilAskedToQuit() {
   {
     std::lock_guard lock(lifecycle_mutex_);
     assert_not_in_io_thread();
-    if (stopped_)
+    // Not running (never started, Start failed, or stopped): nothing to wait
+    // for; blocking would leave a process that serves nothing.
+    if (stopped_ || !started_)
       return 0;
     if (stop_event_fd_ < 0)
       stop_event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -316,6 +318,7 @@ ServerStats Server::stats() const {
   stats.write_backpressure_pauses =
       core_->write_backpressure_pauses.load(std::memory_order_relaxed);
   stats.allocation_failures = core_->allocation_failures.load(std::memory_order_relaxed);
+  stats.handler_exceptions = core_->handler_exceptions.load(std::memory_order_relaxed);
   for (int i = 0; i < kCloseReasonCount; ++i) {
     const uint64_t count = core_->closes_by_reason[i].load(std::memory_order_relaxed);
     if (count > 0)

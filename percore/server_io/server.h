@@ -140,7 +140,8 @@ class Server {
   // Blocks until the process receives SIGINT or SIGTERM (brpc's
   // RunUntilAskedToQuit), then returns the signal's number, leaving the
   // server running so that the caller can deregister it, then Stop().
-  // Returns 0 instead if Stop() is called first (by another thread).
+  // Returns 0 instead if Stop() is called first (by another thread), or at
+  // once if the server is not running (never started, Start() failed).
   //
   // It installs, once per process, handlers for SIGINT and SIGTERM that only
   // record the signal (a self-pipe); they stay installed, so a signal while

@@ -47,7 +47,9 @@ class ServerController : public google::protobuf::RpcController {
   // Controller::SetFailed(int, const char*, ...). `code` is any int32: one of
   // percore::ErrorCode, or an application's own (pick numbers outside brpc's
   // 1000-2999, e.g. 5000 and up; 2003 would make clients send the call to
-  // another server). 0 is answered 2001: a failure is never OK.
+  // another server, and 35, 112 and 125 read as the client's own failures).
+  // 0 is answered 2001: a failure is never OK. Texts longer than 1024 bytes
+  // are cut on the wire (with a note of the full length).
   void SetFailed(int code, const char* format, ...) __attribute__((format(printf, 3, 4)));
   // The code the call will be answered with; 0 unless it failed.
   int32_t ErrorCode() const { return static_cast<int32_t>(error_code_); }

@@ -13,7 +13,7 @@ struct MethodStats {
   uint64_t calls = 0;  // Calls answered, whatever the outcome.
   // Answers by error code (0 = OK), only codes that occurred; application
   // codes (SetFailed(5000, ...)) by number, the first 16 distinct ones, later
-  // ones together under -1.
+  // ones together under kOtherErrorCodes (INT32_MIN).
   std::map<int32_t, uint64_t> answers_by_code;
   uint64_t total_latency_us = 0;  // Summed from request received to reply queued.
   uint64_t max_latency_us = 0;
@@ -67,6 +67,9 @@ struct ServerStats {
   // Allocations that failed in an I/O thread (the connection being read is
   // closed; the server goes on).
   uint64_t allocation_failures = 0;
+  // Handlers that let an exception escape (each logged, rate-limited, with
+  // its what()); the call is answered 2001 unless `done` had already run.
+  uint64_t handler_exceptions = 0;
   // Connections closed because of a malformed frame, by reason.
   std::map<DecodeStatus, uint64_t> rejected_frames;
   uint64_t rejected_frames_total() const;

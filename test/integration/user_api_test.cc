@@ -18,6 +18,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -70,6 +71,14 @@ class GuardedEcho : public example::EchoService {
     if (message == "forget") {
       response->set_message("guard answered");
       return;  // No done->Run(): the guard's.
+    }
+    if (message == "throw") {
+      response->set_message("half made");
+      throw std::runtime_error("boom");  // The guard runs done while unwinding.
+    }
+    if (message == "throw unguarded") {
+      done_guard.release();  // Nobody runs done: the server must answer.
+      throw 42;
     }
     if (message == "hold") {
       std::lock_guard lock(mutex_);
@@ -132,6 +141,33 @@ TEST_F(UserApiTest, NewCallbackIsACallsDone) {
   auto future = answer.get_future();
   ASSERT_EQ(future.wait_for(testing::scaled(milliseconds(5000))), std::future_status::ready);
   EXPECT_EQ(future.get(), "hello");
+}
+
+// A handler that throws does not end the server: with a ClosureGuard the
+// answer is 2001 (never a success with a half-made response), without one
+// the server answers 2001 itself; each is counted once, and the server
+// answers the next call.
+TEST_F(UserApiTest, AHandlerThatThrowsIsAnswered2001AndTheServerGoesOn) {
+  auto channel = open_channel();
+  const std::vector<std::string> messages = {"throw", "throw unguarded", "throw", "after"};
+  std::vector<std::string> outcomes;
+  for (const std::string& message : messages) {
+    example::EchoRequest request;
+    request.set_message(message);
+    example::EchoResponse response;
+    Controller cntl;
+    example::EchoService_Stub(channel.get()).Echo(&cntl, &request, &response, nullptr);
+    outcomes.push_back(cntl.Failed() ? std::to_string(cntl.ErrorCode()) + " " + cntl.ErrorText()
+                                     : "ok " + response.message());
+  }
+  EXPECT_EQ(outcomes[0], "2001 the handler threw an exception");
+  EXPECT_EQ(outcomes[1],
+            "2001 the handler threw: an exception not derived from std::exception");
+  EXPECT_EQ(outcomes[2], "2001 the handler threw an exception");
+  EXPECT_EQ(outcomes[3], "ok after");
+  const ServerStats stats = server_->stats();
+  EXPECT_EQ(stats.handler_exceptions, 3u);
+  EXPECT_EQ(stats.answers_by_code.at(to_int(ErrorCode::kInternal)), 3u);
 }
 
 TEST_F(UserApiTest, ApplicationErrorCodeAndFormattedTextReachTheClient) {
@@ -259,6 +295,16 @@ TEST(ServerWaitTest, WaitReturnsOnceStopHasCompleted) {
 
 // RunUntilAskedToQuit installs process-wide signal handlers: each case runs
 // in a child process (a death test) so that this one keeps its own.
+// A server that is not running has nothing to wait for: a program whose
+// Start() failed must not block until a signal.
+TEST(RunUntilAskedToQuitNotRunningTest, ReturnsZeroAtOnce) {
+  Server never_started;
+  EXPECT_EQ(never_started.RunUntilAskedToQuit(), 0);
+  Server failed(ServerOptions{.io_threads = 1, .workers = 1});
+  EXPECT_FALSE(failed.Start("no-such-host.invalid:1"));
+  EXPECT_EQ(failed.RunUntilAskedToQuit(), 0);
+}
+
 class RunUntilAskedToQuitTest : public ::testing::Test {
  protected:
   void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }

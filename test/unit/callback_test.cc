@@ -86,6 +86,17 @@ TEST(NewCallbackTest, TakesFunctionsAndMemberFunctionsInEitherOrder) {
   EXPECT_EQ(handler.last, "brpc order");
   NewCallback(&Handler::on_done, &handler, std::string("std::invoke order"))->Run();
   EXPECT_EQ(handler.last, "std::invoke order");
+
+  // A function pointer first is a function, even when a member function
+  // pointer follows as its argument.
+  static Handler* target = nullptr;
+  target = &handler;
+  void (*apply)(void (Handler::*)(const std::string&)) =
+      [](void (Handler::*method)(const std::string&)) {
+    (target->*method)("through a function");
+  };
+  NewCallback(apply, &Handler::on_done)->Run();
+  EXPECT_EQ(handler.last, "through a function");
 }
 
 TEST(NewCallbackTest, IsDeletedEvenWhenTheCallableThrows) {

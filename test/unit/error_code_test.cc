@@ -108,18 +108,18 @@ TEST(ErrorCodeCountersTest, ApplicationCodesAreCountedByNumberUpToTheSlotsThenUn
   counters.add(to_int(ErrorCode::kTimedOut));
   for (int i = 0; i < 3; ++i)
     counters.add(5000);
-  counters.add(-7);
-  // 5000 and -7 hold two slots; fill the rest, then overflow by 5.
+  counters.add(-1);  // A real code, apart from the overflow.
+  // 5000 and -1 hold two slots; fill the rest, then overflow by 5.
   for (int code = 6000; code < 6000 + ErrorCodeCounters::kOtherCodeSlots - 2 + 5; ++code)
     counters.add(code);
   const std::map<int32_t, uint64_t> counts = counters.snapshot();
   EXPECT_EQ(counts.at(0), 1u);
   EXPECT_EQ(counts.at(to_int(ErrorCode::kTimedOut)), 1u);
   EXPECT_EQ(counts.at(5000), 3u);
-  EXPECT_EQ(counts.at(-7), 1u);
+  EXPECT_EQ(counts.at(-1), 1u);
   EXPECT_EQ(counts.at(6000), 1u);
   EXPECT_EQ(counts.count(6000 + ErrorCodeCounters::kOtherCodeSlots - 2), 0u);
-  EXPECT_EQ(counts.at(-1), 5u);
+  EXPECT_EQ(counts.at(kOtherErrorCodes), 5u);
   EXPECT_EQ(counters.total(), 2u + 3u + 1u + ErrorCodeCounters::kOtherCodeSlots - 2 + 5);
 }
 

@@ -20,7 +20,7 @@ std::map<int32_t, uint64_t> ErrorCodeCounters::snapshot() const {
   for (int i = 0; i <= kErrorCodeCount; ++i) {
     const uint64_t count = by_code_[i].load(std::memory_order_relaxed);
     if (count != 0)
-      counts[i < kErrorCodeCount ? to_int(kAllErrorCodes[i]) : -1] += count;
+      counts[i < kErrorCodeCount ? to_int(kAllErrorCodes[i]) : kOtherErrorCodes] += count;
   }
   for (const OtherCode& slot : other_codes_) {
     const uint64_t count = slot.count.load(std::memory_order_relaxed);

@@ -13,7 +13,8 @@ namespace percore {
 // kAllErrorCodes order); numbers outside the enum (application codes a
 // handler sets, or anything a peer answers) each get one of
 // kOtherCodeSlots slots, taken by the first add of that number, and the
-// numbers after the slots are full share one counter reported as -1, so a
+// numbers after the slots are full share one counter reported as
+// kOtherErrorCodes (INT32_MIN), so a
 // peer answering random codes cannot grow it. Writers of known codes pay one
 // relaxed add; of other codes, a scan of the slots.
 //
@@ -30,7 +31,7 @@ class ErrorCodeCounters {
       add_other(code);
   }
   // Codes seen at least once -> count; numbers outside the enum past the
-  // slots are reported under -1. Each counter is read once (a snapshot good
+  // slots are reported under kOtherErrorCodes. Each counter is read once (a snapshot good
   // enough for stats).
   std::map<int32_t, uint64_t> snapshot() const;
   uint64_t total() const;

@@ -1,14 +1,24 @@
 #include <percore/server_io/detail/server_call.h>
 
+#include <exception>
 #include <string>
 #include <utility>
 
+#include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/compression.h>
 #include <percore/server_io/detail/io_thread.h>
 #include <percore/server_io/detail/server_core.h>
 #include <percore/server_io/detail/service_table.h>
 
 namespace percore::detail {
+
+namespace {
+// The call whose handler this thread is running, and whether that call's
+// done has run on this thread since: what execute() needs to know when the
+// handler throws (after done ran, the call may already be recycled).
+thread_local ServerCall* t_handler_call = nullptr;
+thread_local bool t_handler_done_ran = false;
+}  // namespace
 
 ServerCall::ServerCall(IoThread& io_thread, MethodEntry& method)
     : io_thread_(io_thread),
@@ -22,6 +32,7 @@ void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
   correlation_id_ = correlation_id;
   received_at_ = received_at;
   abandoned.store(false, std::memory_order_relaxed);
+  done_ran_.store(false, std::memory_order_relaxed);
   large_ = false;
   previous_in_flight = nullptr;
   next_in_flight = nullptr;
@@ -99,10 +110,57 @@ void ServerCall::execute() {
     Run();
     return;
   }
-  method_.service->CallMethod(method_.method, &controller_, request_.get(), response_.get(), this);
+  // An exception escaping a handler must not end the process (it would
+  // leave the I/O or worker thread): it is caught, logged, counted, and the
+  // call answered 2001 unless its done already ran on this thread (a
+  // ClosureGuard during the unwinding, which Run() turns into 2001 too).
+  // After CallMethod `this` may be recycled: only locals from here on.
+  ServerCore& core = io_thread_.core();
+  const std::string& method_name = method_.full_name;
+  ServerCall* const outer_call = std::exchange(t_handler_call, this);
+  const bool outer_done_ran = std::exchange(t_handler_done_ran, false);
+  const char* what = nullptr;
+  std::string what_text;
+  try {
+    method_.service->CallMethod(method_.method, &controller_, request_.get(), response_.get(),
+                                this);
+  } catch (const std::exception& error) {
+    what_text = error.what();
+    what = what_text.c_str();
+  } catch (...) {
+    what = "an exception not derived from std::exception";
+  }
+  const bool done_ran = std::exchange(t_handler_done_ran, outer_done_ran);
+  t_handler_call = outer_call;
+  if (what == nullptr)
+    return;
+  core.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
+  core.handler_exception_log.log(LogLevel::kError, [&] {
+    std::string text = "handler of ";
+    text += method_name;
+    text += " threw: ";
+    text += what;
+    text += done_ran ? " (its done had run)" : " (answered 2001)";
+    return text;
+  });
+  if (done_ran)
+    return;
+  std::string text = "the handler threw: ";
+  text += what;
+  controller_.SetFailed(ErrorCode::kInternal, std::move(text));
+  Run();
 }
 
 void ServerCall::Run() {
+  // Catches a second Run while the call waits in the pool (not once reused).
+  PERCORE_ASSERT(!done_ran_.exchange(true, std::memory_order_acq_rel) &&
+                 "a handler ran its done twice (done must run exactly once)");
+  if (t_handler_call == this)
+    t_handler_done_ran = true;
+  // Run by a ClosureGuard while an exception unwinds the handler: the
+  // response is half made, so the answer is 2001, never a success.
+  if (std::uncaught_exceptions() > 0 && !controller_.Failed())
+    controller_.SetFailed(ErrorCode::kInternal, "the handler threw an exception");
   // The handler has let go of the response: compress it here, on its thread.
   if (controller_.response_compress_type_ != CompressType::kNone && !controller_.Failed() &&
       !abandoned.load(std::memory_order_acquire) && response_->IsInitialized()) {

@@ -91,6 +91,8 @@ class ServerCall final : public google::protobuf::Closure {
   ServerCall* next_in_flight = nullptr;
 
  private:
+  // Set by Run(): a second Run of an answered call is a handler's bug.
+  std::atomic<bool> done_ran_{false};
   IoThread& io_thread_;
   uint64_t connection_id_ = 0;
   int64_t correlation_id_ = 0;

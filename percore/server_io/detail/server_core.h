@@ -60,6 +60,7 @@ struct ServerCore {
   std::atomic<uint64_t> incomplete_frames{0};
   std::atomic<uint64_t> write_backpressure_pauses{0};
   std::atomic<uint64_t> allocation_failures{0};
+  std::atomic<uint64_t> handler_exceptions{0};
   // Indexed by DecodeStatus.
   std::array<std::atomic<uint64_t>, 16> rejected_frames{};
   // Indexed by CloseReason.
@@ -72,6 +73,7 @@ struct ServerCore {
   LogRateLimiter unflushed_close_log{1};
   LogRateLimiter bad_request_log{1};
   LogRateLimiter allocation_failure_log{1};
+  LogRateLimiter handler_exception_log{1};
 };
 
 }  // namespace percore::detail
