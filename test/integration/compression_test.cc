@@ -238,6 +238,45 @@ TEST_P(CompressionModeTest, CorruptCompressedRequestsAreAnswered1003) {
   EXPECT_EQ(stats.answers_by_code.at(0), 3u);
 }
 
+// Read as brpc reads (protobuf's GzipInputStream): a gzip or zlib body of
+// two streams one after the other is one message; an empty body is an empty
+// message (here missing its required field), not a body that does not
+// decompress.
+TEST_P(CompressionModeTest, ConcatenatedStreamsAndEmptyBodiesAreReadAsBrpcReadsThem) {
+  CompressionServer server(GetParam());
+  testing::BlockingClient client;
+  ASSERT_TRUE(client.connect("127.0.0.1", server.port()));
+  example::EchoRequest request;
+  request.set_message("hello hello hello hello");
+  std::string serialized;
+  ASSERT_TRUE(request.SerializeToString(&serialized));
+  int64_t id = 0;
+  for (CompressType type : {CompressType::kGzip, CompressType::kZlib}) {
+    SCOPED_TRACE(name_of(type));
+    std::string two;
+    ASSERT_TRUE(compress(type, std::string_view(serialized).substr(0, 7), two));
+    ASSERT_TRUE(compress(type, std::string_view(serialized).substr(7), two));
+    ASSERT_TRUE(client.send_bytes(compressed_request(++id, static_cast<int32_t>(type), two)));
+    testing::ReceivedFrame answer;
+    ASSERT_EQ(client.receive(answer, testing::scaled(milliseconds(5000))),
+              testing::ReceiveStatus::kFrame);
+    EXPECT_EQ(answer.error_code(), 0) << answer.error_text();
+    example::EchoResponse response;
+    std::string inflated;
+    ASSERT_EQ(decompress(type, answer.message, 1 << 20, inflated, nullptr),
+              DecompressStatus::kOk);
+    ASSERT_TRUE(response.ParseFromString(inflated));
+    EXPECT_EQ(response.message(), request.message());
+
+    ASSERT_TRUE(client.send_bytes(compressed_request(++id, static_cast<int32_t>(type), "")));
+    ASSERT_EQ(client.receive(answer, testing::scaled(milliseconds(5000))),
+              testing::ReceiveStatus::kFrame);
+    EXPECT_EQ(answer.error_code(), 1003);
+    EXPECT_NE(answer.error_text().find("misses required fields"), std::string::npos)
+        << answer.error_text();
+  }
+}
+
 // A request that inflates past the server's max_body_bytes is answered
 // 1003; an answer that inflates past the client's is failed 2002.
 TEST_P(CompressionModeTest, MessagesInflatingPastMaxBodyBytesAreRefusedOnBothSides) {

@@ -1,16 +1,72 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <percore/proto/detail/compression.h>
 #include <percore/proto/detail/peer_message.h>
 #include <percore/proto/echo.pb.h>
 
+// Counts the bytes operator new hands out on this thread while enabled, to
+// check what decompress() allocates (std::string allocates through it).
+namespace {
+thread_local bool t_counting = false;
+thread_local long long t_live_bytes = 0;
+thread_local long long t_peak_bytes = 0;
+
+size_t usable_size(void* pointer) {
+#if defined(__GLIBC__)
+  return malloc_usable_size(pointer);
+#else
+  (void)pointer;
+  return 0;
+#endif
+}
+}  // namespace
+
+void* operator new(size_t size) {
+  void* pointer = std::malloc(size == 0 ? 1 : size);
+  if (pointer == nullptr)
+    throw std::bad_alloc();
+  if (t_counting) {
+    t_live_bytes += static_cast<long long>(usable_size(pointer));
+    t_peak_bytes = std::max(t_peak_bytes, t_live_bytes);
+  }
+  return pointer;
+}
+
+void operator delete(void* pointer) noexcept {
+  if (pointer != nullptr && t_counting)
+    t_live_bytes -= static_cast<long long>(usable_size(pointer));
+  std::free(pointer);
+}
+
+void operator delete(void* pointer, size_t) noexcept {
+  operator delete(pointer);
+}
+
 namespace percore {
 namespace {
+
+// The most bytes held at once by what `run` allocates on this thread.
+template <typename Run>
+long long peak_allocated_bytes(Run run) {
+  t_live_bytes = 0;
+  t_peak_bytes = 0;
+  t_counting = true;
+  run();
+  t_counting = false;
+  return t_peak_bytes;
+}
 
 const CompressType kCompressedTypes[] = {CompressType::kSnappy, CompressType::kGzip,
                                          CompressType::kZlib};
@@ -72,7 +128,6 @@ TEST(CompressionTest, CorruptInputIsRefusedWithAClearText) {
     flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x55);
     flipped.back() = static_cast<char>(flipped.back() ^ 0x55);
     const std::vector<std::string> bad = {
-        std::string(),                     // Nothing at all.
         "this is not compressed at all",   // Garbage.
         good.substr(0, good.size() - 3),   // Truncated.
         flipped,                           // Damaged (checksum or structure).
@@ -88,16 +143,85 @@ TEST(CompressionTest, CorruptInputIsRefusedWithAClearText) {
       }
     }
   }
-  // Bytes after the end of a gzip or zlib stream are refused, as brpc does.
+  // Bytes after the end of a gzip or zlib stream that are not another
+  // stream are refused (protobuf's GzipInputStream fails on them too).
   for (CompressType type : {CompressType::kGzip, CompressType::kZlib}) {
+    SCOPED_TRACE(name_of(type));
     std::string trailing;
     ASSERT_TRUE(compress(type, input, trailing));
     trailing += "junk";
     std::string output;
     std::string error;
     EXPECT_EQ(decompress(type, trailing, 1 << 20, output, &error), DecompressStatus::kCorrupt);
-    EXPECT_NE(error.find("4 bytes after the end of the stream"), std::string::npos) << error;
+    EXPECT_NE(error.find("the 4 bytes after the end of the stream are not another stream"),
+              std::string::npos)
+        << error;
+    // A second stream cut short.
+    std::string second;
+    ASSERT_TRUE(compress(type, input, second));
+    std::string cut;
+    ASSERT_TRUE(compress(type, input, cut));
+    cut += second.substr(0, second.size() - 3);
+    EXPECT_EQ(decompress(type, cut, 1 << 20, output, &error), DecompressStatus::kCorrupt);
+    EXPECT_NE(error.find("not another stream (the stream is truncated)"), std::string::npos)
+        << error;
   }
+}
+
+// brpc reads gzip and zlib with protobuf's GzipInputStream, which starts
+// again after the end of a stream while input remains (RFC 1952 allows
+// several gzip members). The limit counts all of them.
+TEST(CompressionTest, ConcatenatedStreamsAreReadOnAsBrpcReadsThem) {
+  for (CompressType type : {CompressType::kGzip, CompressType::kZlib}) {
+    SCOPED_TRACE(name_of(type));
+    std::string two;
+    ASSERT_TRUE(compress(type, "hello ", two));
+    ASSERT_TRUE(compress(type, "", two));
+    ASSERT_TRUE(compress(type, "world", two));
+    std::string output;
+    std::string error;
+    ASSERT_EQ(decompress(type, two, 1 << 20, output, &error), DecompressStatus::kOk) << error;
+    EXPECT_EQ(output, "hello world");
+    // Two streams of 300000 bytes (several inflate blocks each).
+    const std::string half = random_bytes(300000, 9);
+    std::string halves;
+    ASSERT_TRUE(compress(type, half, halves));
+    ASSERT_TRUE(compress(type, half, halves));
+    ASSERT_EQ(decompress(type, halves, 600000, output, &error), DecompressStatus::kOk) << error;
+    EXPECT_TRUE(output == half + half);
+    EXPECT_EQ(decompress(type, halves, 599999, output, &error), DecompressStatus::kTooLarge);
+    EXPECT_NE(error.find("decompresses to more than 599999 bytes"), std::string::npos) << error;
+  }
+}
+
+// GzipInputStream makes an empty stream of empty input, so brpc parses an
+// empty message; snappy refuses empty input (no length), in brpc too.
+TEST(CompressionTest, EmptyInputIsAnEmptyMessageForGzipAndZlibNotSnappy) {
+  for (CompressType type : {CompressType::kGzip, CompressType::kZlib}) {
+    SCOPED_TRACE(name_of(type));
+    std::string output = "stale";
+    std::string error;
+    EXPECT_EQ(decompress(type, "", 1 << 20, output, &error), DecompressStatus::kOk) << error;
+    EXPECT_EQ(output, "");
+  }
+  std::string output;
+  std::string error;
+  EXPECT_EQ(decompress(CompressType::kSnappy, "", 1 << 20, output, &error),
+            DecompressStatus::kCorrupt);
+  EXPECT_NE(error.find("does not decompress as snappy"), std::string::npos) << error;
+}
+
+// A zlib header with FDICT set (78 bb) and a dictionary id: baidu_std has
+// no field to name a dictionary, so the text says that, not "error 2".
+TEST(CompressionTest, ZlibStreamNeedingAPresetDictionaryIsRefusedByName) {
+  const std::string needs_dictionary("\x78\xbb\x12\x34\x56\x78\xcb\x48\xcd\xc9\xc9\x07\x00", 13);
+  std::string output;
+  std::string error;
+  EXPECT_EQ(decompress(CompressType::kZlib, needs_dictionary, 1 << 20, output, &error),
+            DecompressStatus::kCorrupt);
+  EXPECT_EQ(error,
+            "does not decompress as zlib: needs a preset dictionary, which baidu_std has no "
+            "way to name");
 }
 
 TEST(CompressionTest, ExactlyTheLimitIsAcceptedOneByteMoreIsNot) {
@@ -134,6 +258,50 @@ TEST(CompressionTest, BombIsRefusedWithoutInflatingPastTheLimit) {
     EXPECT_LE(output.capacity(), 2 * kLimit);
     EXPECT_NE(error.find("decompresses to more than 1048576 bytes"), std::string::npos) << error;
   }
+}
+
+// Inflate output goes into fixed blocks cut to the limit, so a bomb's
+// output buffers never hold more than the limit plus one byte: no buffer
+// being grown while its old copy is alive (that cost about 1.5 x the limit).
+TEST(CompressionTest, BombNeverAllocatesMoreThanTheLimit) {
+  const std::string zeros(64 << 20, '\0');
+  constexpr size_t kLimit = 1 << 20;
+  for (CompressType type : {CompressType::kGzip, CompressType::kZlib}) {
+    SCOPED_TRACE(name_of(type));
+    std::string bomb;
+    ASSERT_TRUE(compress(type, zeros, bomb));
+    std::string output;
+    std::string error;
+    DecompressStatus status = DecompressStatus::kOk;
+    const long long peak = peak_allocated_bytes(
+        [&] { status = decompress(type, bomb, kLimit, output, &error); });
+    EXPECT_EQ(status, DecompressStatus::kTooLarge);
+#if defined(__GLIBC__)
+    // The limit + 1, and a little for the list of blocks and the text.
+    EXPECT_LE(peak, static_cast<long long>(kLimit) + 16 * 1024);
+    EXPECT_GE(peak, static_cast<long long>(kLimit));
+#endif
+    (void)peak;
+  }
+}
+
+// Garbage announcing 64 MiB is refused as corrupt without allocating the
+// 64 MiB (`out`, the caller's buffer, stays small).
+TEST(CompressionTest, SnappyGarbageIsRefusedBeforeItsLengthIsAllocated) {
+  const std::string garbage("\x80\x80\x80\x20\xff", 5);  // varint 64 MiB, then junk.
+  std::string output;
+  std::string error;
+  const long long peak = peak_allocated_bytes([&] {
+    EXPECT_EQ(decompress(CompressType::kSnappy, garbage, 128 << 20, output, &error),
+              DecompressStatus::kCorrupt);
+  });
+  EXPECT_LT(output.capacity(), 4096u);
+  EXPECT_NE(error.find("does not decompress as snappy: corrupt input"), std::string::npos)
+      << error;
+#if defined(__GLIBC__)
+  EXPECT_LT(peak, 4096);
+#endif
+  (void)peak;
 }
 
 // A snappy stream that announces 4 GiB is refused from its header alone.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace percore {
 namespace {
@@ -14,24 +15,33 @@ namespace {
 // the gzip format (RFC 1952).
 constexpr int kZlibWindowBits = 15;
 constexpr int kGzipWindowBits = 15 + 16;
-// The first inflate buffer; it doubles up to the limit. Small, so that a
-// bomb announced by a small input costs little before it is refused.
+// Inflate output goes into blocks of this size, never reallocated: a bomb
+// holds at most the limit, not the limit plus a copy being grown.
+constexpr size_t kInflateBlockBytes = 256 * 1024;
+// The first block's least size, when the input is small: a small message
+// does not pay for zeroing a whole block.
 constexpr size_t kFirstInflateBytes = 16 * 1024;
 // A thread's serialization buffer is kept between calls up to this size.
 constexpr size_t kMaxKeptScratchBytes = 1 << 20;
+
+// Why inflate stopped, in words.
+std::string zlib_reason(const z_stream& stream, int code) {
+  if (code == Z_NEED_DICT)
+    return "needs a preset dictionary, which baidu_std has no way to name";
+  if (stream.msg != nullptr)
+    return stream.msg;
+  if (code == Z_BUF_ERROR || code == Z_OK)
+    return "the stream is truncated";
+  std::string text = "zlib error ";
+  text += std::to_string(code);
+  return text;
+}
 
 std::string zlib_failure(const char* format, const z_stream& stream, int code) {
   std::string text = "does not decompress as ";
   text += format;
   text += ": ";
-  if (stream.msg != nullptr) {
-    text += stream.msg;
-  } else if (code == Z_BUF_ERROR || code == Z_OK) {
-    text += "the stream is truncated";
-  } else {
-    text += "zlib error ";
-    text += std::to_string(code);
-  }
+  text += zlib_reason(stream, code);
   return text;
 }
 
@@ -69,34 +79,56 @@ bool deflate_into(std::string_view input, int window_bits, std::string& out) {
 
 DecompressStatus inflate_bounded(std::string_view input, int window_bits, const char* format,
                                  size_t max_bytes, std::string& out, std::string* error) {
+  out.clear();
+  // protobuf's GzipInputStream, which brpc reads with, makes an empty
+  // message of empty input.
+  if (input.empty())
+    return DecompressStatus::kOk;
   z_stream stream{};
   if (inflateInit2(&stream, window_bits) != Z_OK) {
     if (error != nullptr)
       *error = zlib_failure(format, stream, Z_MEM_ERROR);
     return DecompressStatus::kCorrupt;
   }
-  // One byte past the limit tells "exactly the limit" from "more".
+  // One byte past the limit tells "exactly the limit" from "more". Blocks
+  // are sized to stop there, so the output buffers never pass it.
   const size_t capacity = std::min(max_bytes, std::numeric_limits<size_t>::max() - 1) + 1;
-  out.clear();
-  out.resize(std::min(capacity, std::max(kFirstInflateBytes, input.size() * 2)));
+  // The first block is `out`, so a message that fits is never copied.
+  out.resize(std::min({capacity, kInflateBlockBytes,
+                       std::max(kFirstInflateBytes, input.size() * 2)}));
+  std::vector<std::string> more;
+  std::string* block = &out;
+  size_t filled = 0;    // In *block.
+  size_t produced = 0;  // In all blocks.
+  size_t streams = 1;
+  size_t stream_start_left = input.size();
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
   stream.avail_in = static_cast<uInt>(input.size());
-  size_t produced = 0;
   int code = Z_OK;
   for (;;) {
-    if (produced == out.size()) {
-      if (out.size() == capacity)
+    if (filled == block->size()) {
+      if (produced == capacity)
         break;  // Full and not at the end: more than max_bytes.
-      out.resize(std::min(capacity, out.size() * 2));
+      block = &more.emplace_back(std::min(kInflateBlockBytes, capacity - produced), '\0');
+      filled = 0;
     }
-    // avail_out is 32 bits: larger buffers are filled in steps.
-    const size_t space = std::min<size_t>(out.size() - produced, std::numeric_limits<uInt>::max());
-    stream.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
+    const size_t space = block->size() - filled;
+    stream.next_out = reinterpret_cast<Bytef*>(block->data() + filled);
     stream.avail_out = static_cast<uInt>(space);
     code = inflate(&stream, Z_NO_FLUSH);
+    filled += space - stream.avail_out;
     produced += space - stream.avail_out;
-    if (code == Z_STREAM_END)
-      break;
+    if (code == Z_STREAM_END) {
+      if (stream.avail_in == 0)
+        break;
+      // Concatenated streams (gzip members), read on as GzipInputStream does.
+      ++streams;
+      stream_start_left = stream.avail_in;
+      code = inflateReset(&stream);
+      if (code != Z_OK)
+        break;
+      continue;
+    }
     if (code == Z_OK)
       continue;
     // Z_BUF_ERROR with output space left: the input ended early.
@@ -111,25 +143,39 @@ DecompressStatus inflate_bounded(std::string_view input, int window_bits, const 
       *error = too_large(max_bytes);
   } else if (code != Z_STREAM_END) {
     status = DecompressStatus::kCorrupt;
-    if (error != nullptr)
+    if (error != nullptr && streams == 1) {
       *error = zlib_failure(format, stream, code);
+    } else if (error != nullptr) {
+      // The bytes after a complete stream are not another one.
+      *error = "does not decompress as ";
+      *error += format;
+      *error += ": the ";
+      *error += std::to_string(stream_start_left);
+      *error += " bytes after the end of the stream are not another stream (";
+      *error += zlib_reason(stream, code);
+      *error += ")";
+    }
   } else if (produced > max_bytes) {
     status = DecompressStatus::kTooLarge;
     if (error != nullptr)
       *error = too_large(max_bytes);
-  } else if (stream.avail_in != 0) {
-    // brpc refuses bytes after the stream's end too (gzip_compress.cpp).
-    status = DecompressStatus::kCorrupt;
-    if (error != nullptr) {
-      *error = "does not decompress as ";
-      *error += format;
-      *error += ": ";
-      *error += std::to_string(stream.avail_in);
-      *error += " bytes after the end of the stream";
-    }
   }
   inflateEnd(&stream);
-  out.resize(status == DecompressStatus::kOk ? produced : 0);
+  if (status != DecompressStatus::kOk) {
+    out.clear();
+    return status;
+  }
+  if (more.empty()) {
+    out.resize(produced);
+    return status;
+  }
+  // Several blocks: one exact-size copy.
+  more.back().resize(filled);
+  out.reserve(produced);
+  for (std::string& piece : more) {
+    out.append(piece);
+    std::string().swap(piece);
+  }
   return status;
 }
 
@@ -149,6 +195,14 @@ DecompressStatus snappy_bounded(std::string_view input, size_t max_bytes, std::s
       *error += ")";
     }
     return DecompressStatus::kTooLarge;
+  }
+  // Validated before the announced length is allocated: a few bytes of
+  // garbage announcing 64 MiB then cost their own size, not 64 MiB zeroed.
+  if (!snappy::IsValidCompressedBuffer(input.data(), input.size())) {
+    if (error != nullptr)
+      *error = "does not decompress as snappy: corrupt input";
+    out.clear();
+    return DecompressStatus::kCorrupt;
   }
   out.resize(length);
   if (!snappy::RawUncompress(input.data(), input.size(), out.data())) {

@@ -40,16 +40,28 @@ bool serialize_compressed(const google::protobuf::MessageLite& message, Compress
 
 enum class DecompressStatus {
   kOk,
-  kCorrupt,   // Not a valid stream of that format (or trailing bytes after it).
+  kCorrupt,   // Not a valid stream of that format (or trailing bytes after it
+              // that are not another stream).
   kTooLarge,  // It would decompress to more than max_bytes.
 };
 
 // Replaces `out` with `input` decompressed as `type` (kNone: copied).
-// The output is bounded, whatever `input` claims: zlib and gzip streams are
-// inflated into a buffer grown step by step up to max_bytes + 1 bytes and
-// stopped there; for snappy, the length the stream announces is checked
-// before anything is allocated. So a decompression bomb costs at most
-// max_bytes of memory. On failure `*error` (if not null) says why, e.g.
+// Read as brpc reads (protobuf's GzipInputStream): gzip and zlib accept
+// several streams one after the other (gzip members) and make an empty
+// message of empty input; bytes after a stream that are not another stream
+// are refused. Empty snappy input is refused, as snappy refuses it.
+// The output is bounded, whatever `input` claims:
+// - zlib and gzip inflate into blocks of 256 KiB, never reallocated, sized
+//   to stop at max_bytes + 1 bytes in all. So a bomb never allocates more
+//   than max_bytes + 1 bytes of output (the last block is cut to fit; the
+//   limit plus one 256 KiB block is a safe bound), plus zlib's state (about
+//   40 KiB). A stream within the limit that fills more than one block is
+//   then copied once into `out` at its exact size, so for an instant it is
+//   held twice.
+// - snappy: the announced length is checked against max_bytes and the
+//   stream validated before the length is allocated, so corrupt input
+//   costs about its own size.
+// On failure `*error` (if not null) says why, e.g.
 // "does not decompress as gzip: incorrect header check" or "decompresses to
 // more than 1048576 bytes (max_body_bytes)"; `out` is then unspecified.
 DecompressStatus decompress(CompressType type, std::string_view input, size_t max_bytes,
