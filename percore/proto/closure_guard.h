@@ -2,7 +2,16 @@
 
 #include <google/protobuf/stubs/callback.h>
 
+#include <exception>
+
 namespace percore {
+
+namespace closure_guard_detail {
+// True while a ClosureGuard runs its closure during an exception's unwinding
+// (on this thread): a percore server then answers the call 2001 rather than
+// with the half-made response.
+inline thread_local bool running_while_unwinding = false;
+}  // namespace closure_guard_detail
 
 // Runs a `done` closure when it leaves scope, as brpc::ClosureGuard: a
 // handler that returns early, throws, or forgets done->Run() still answers
@@ -30,8 +39,15 @@ class ClosureGuard {
   ClosureGuard() = default;
   explicit ClosureGuard(google::protobuf::Closure* done) : done_(done) {}
   ~ClosureGuard() {
-    if (done_ != nullptr)
+    if (done_ == nullptr)
+      return;
+    if (std::uncaught_exceptions() == 0) {
       done_->Run();
+      return;
+    }
+    closure_guard_detail::running_while_unwinding = true;
+    done_->Run();
+    closure_guard_detail::running_while_unwinding = false;
   }
   ClosureGuard(const ClosureGuard&) = delete;
   ClosureGuard& operator=(const ClosureGuard&) = delete;

@@ -244,8 +244,11 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
       status = encode_frame(reply_meta_, compressed_response, std::move(attachment),
                             core_.options.max_body_bytes, output);
     } else {
-      status = encode_frame(reply_meta_, ok ? response : nullptr,
-                            ok ? std::move(attachment) : std::string(),
+      // Cleared rather than `ok ? move : std::string()`, which would build a
+      // temporary string for every answer.
+      if (!ok)
+        attachment.clear();
+      status = encode_frame(reply_meta_, ok ? response : nullptr, std::move(attachment),
                             core_.options.max_body_bytes, output);
     }
     if (status == EncodeStatus::kOk)

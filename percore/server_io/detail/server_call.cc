@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include <percore/proto/closure_guard.h>
 #include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/compression.h>
 #include <percore/server_io/detail/io_thread.h>
@@ -153,13 +154,18 @@ void ServerCall::execute() {
 
 void ServerCall::Run() {
   // Catches a second Run while the call waits in the pool (not once reused).
-  PERCORE_ASSERT(!done_ran_.exchange(true, std::memory_order_acq_rel) &&
+  // Plain load and store: a handler running done twice at once is a bug this
+  // need not catch, and an atomic exchange would cost every call.
+  PERCORE_ASSERT(!done_ran_.load(std::memory_order_relaxed) &&
                  "a handler ran its done twice (done must run exactly once)");
+  done_ran_.store(true, std::memory_order_relaxed);
   if (t_handler_call == this)
     t_handler_done_ran = true;
   // Run by a ClosureGuard while an exception unwinds the handler: the
-  // response is half made, so the answer is 2001, never a success.
-  if (std::uncaught_exceptions() > 0 && !controller_.Failed())
+  // response is half made, so the answer is 2001, never a success. (The
+  // guard asks std::uncaught_exceptions(), which costs a call into the C++
+  // runtime, so that this path, run by every call, does not.)
+  if (closure_guard_detail::running_while_unwinding && !controller_.Failed())
     controller_.SetFailed(ErrorCode::kInternal, "the handler threw an exception");
   // The handler has let go of the response: compress it here, on its thread.
   if (controller_.response_compress_type_ != CompressType::kNone && !controller_.Failed() &&
