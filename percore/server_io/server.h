@@ -108,7 +108,11 @@ struct ServerOptions {
 // on every path) and never delete it: it belongs to the server. A `done`
 // never run leaves its call unanswered: the client waits for its deadline,
 // the call holds one of its connection's max_inflight_per_connection places,
-// and Stop() waits its whole grace, then answers it 2003.
+// and Stop() waits its whole grace, then answers it 2003. An exception that
+// escapes a handler is caught and the call answered 2001 (counted in
+// ServerStats::handler_exceptions); a handler that has handed `done` to
+// another thread must not throw afterwards (the call would be answered
+// twice).
 class Server {
  public:
   explicit Server(ServerOptions options = {});
