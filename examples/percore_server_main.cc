@@ -30,6 +30,7 @@ constexpr std::string_view kUsage =
     "                      [--max-inflight-per-connection N] [--max-unwritten-bytes N]\n"
     "                      [--max-connections N] [--idle-timeout-ms N]\n"
     "                      [--partial-frame-timeout-ms N] [--close-linger-ms N]\n"
+    "                      [--socket-send-buffer BYTES] [--socket-receive-buffer BYTES]\n"
     "                      [--registry zk://HOSTS/BASE/PATH] [--advertise HOST]\n"
     "                      [--registry-credential-file FILE] [--deregister-delay-ms N]\n"
     "                      [--deregister-timeout-ms N] [--zk-session-timeout-ms N]\n"
@@ -50,6 +51,8 @@ constexpr std::string_view kUsage =
     "                    then nothing this long (default 10000; 0: never)\n"
     "  --close-linger-ms  time a closing connection has to take its answers\n"
     "                    (default 1000)\n"
+    "  --socket-send-buffer, --socket-receive-buffer  SO_SNDBUF / SO_RCVBUF of\n"
+    "                    every connection (default 0: the kernel's; 1: its minimum)\n"
     "  --registry        register each service in ZooKeeper under this base path,\n"
     "                    as Apache Curator instances (EPHEMERAL nodes)\n"
     "  --advertise       address to register (required when listening on 0.0.0.0)\n"
@@ -160,6 +163,10 @@ int main(int argc, char** argv) {
       options.partial_frame_timeout_ms = parse_int(flag, value);
     } else if (flag == "--close-linger-ms") {
       options.close_linger_ms = parse_int(flag, value);
+    } else if (flag == "--socket-send-buffer") {
+      options.socket_send_buffer_bytes = parse_int(flag, value);
+    } else if (flag == "--socket-receive-buffer") {
+      options.socket_receive_buffer_bytes = parse_int(flag, value);
     } else if (flag == "--grace-ms") {
       grace_ms = parse_number(flag, value);
     } else if (flag == "--registry") {

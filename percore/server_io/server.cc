@@ -47,6 +47,8 @@ ServerOptions sanitized(ServerOptions options) {
   options.idle_timeout_ms = std::max(0, options.idle_timeout_ms);
   options.partial_frame_timeout_ms = std::max(0, options.partial_frame_timeout_ms);
   options.close_linger_ms = std::max(1, options.close_linger_ms);
+  options.socket_send_buffer_bytes = std::max(0, options.socket_send_buffer_bytes);
+  options.socket_receive_buffer_bytes = std::max(0, options.socket_receive_buffer_bytes);
   return options;
 }
 

@@ -89,6 +89,14 @@ struct ServerOptions {
   // dropped (counted in ServerStats::closes_without_flush). Default 1000;
   // at least 1.
   int close_linger_ms = 1000;
+  // SO_SNDBUF / SO_RCVBUF of every accepted connection, in bytes, set on the
+  // listening socket before listen() so that connections inherit them (and
+  // the receive window is scaled to match). Linux doubles the value for its
+  // own bookkeeping and raises it to its minimum (4608 / 2304 bytes), so 1
+  // asks for the smallest buffers: every large write is then partial.
+  // Default 0: the kernel's defaults and auto-tuning (as brpc and gRPC).
+  int socket_send_buffer_bytes = 0;
+  int socket_receive_buffer_bytes = 0;
 };
 
 // The server container: hosts protobuf Services on one TCP port.

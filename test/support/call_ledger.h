@@ -21,6 +21,21 @@ class CallLedger {
 
   void record_end(size_t call_id) { ends_[call_id].fetch_add(1, std::memory_order_relaxed); }
 
+  // How many of the first `calls` ended never, once, and more than once.
+  struct Tally {
+    size_t never = 0;
+    size_t once = 0;
+    size_t more_than_once = 0;
+  };
+  Tally tally(size_t calls = SIZE_MAX) const {
+    Tally tally;
+    for (size_t i = 0; i < std::min(calls, size_); ++i) {
+      const int ends = ends_[i].load(std::memory_order_relaxed);
+      ++(ends == 0 ? tally.never : ends == 1 ? tally.once : tally.more_than_once);
+    }
+    return tally;
+  }
+
   // Empty if each of the first `calls` (default: all) ended exactly once;
   // else the first offenders.
   std::string violations(size_t calls = SIZE_MAX) const {

@@ -24,10 +24,20 @@ void set_error(std::string* error, const std::string& text) {
 }  // namespace
 
 std::unique_ptr<ZooKeeperEnsemble> ZooKeeperEnsemble::start(std::string* error, size_t members) {
+  return start_with(members, {}, error);
+}
+
+std::unique_ptr<ZooKeeperEnsemble> ZooKeeperEnsemble::start_on(
+    const std::vector<ZooKeeperPlacement>& placements, std::string* error) {
+  return start_with(placements.size(), placements, error);
+}
+
+std::unique_ptr<ZooKeeperEnsemble> ZooKeeperEnsemble::start_with(
+    size_t members, const std::vector<ZooKeeperPlacement>& placements, std::string* error) {
   std::string last_error;
   for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
     std::vector<std::unique_ptr<ZooKeeperServer>> servers =
-        ZooKeeperServer::create_ensemble(members, &last_error);
+        ZooKeeperServer::create_ensemble(members, placements, &last_error);
     if (servers.empty())
       break;
     std::unique_ptr<ZooKeeperEnsemble> ensemble(new ZooKeeperEnsemble(std::move(servers)));

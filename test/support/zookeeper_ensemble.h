@@ -29,12 +29,16 @@ class ZooKeeperEnsemble {
   // others followers (60 s, scaled by the test slack). Null with *error
   // (including the tails of the members' logs) on failure.
   static std::unique_ptr<ZooKeeperEnsemble> start(std::string* error, size_t members = 3);
+  // The same with member i at placements[i] (one per member), each on
+  // ZooKeeper's usual ports (2181 for clients): members on test hosts.
+  static std::unique_ptr<ZooKeeperEnsemble> start_on(
+      const std::vector<ZooKeeperPlacement>& placements, std::string* error);
   ~ZooKeeperEnsemble();
   ZooKeeperEnsemble(const ZooKeeperEnsemble&) = delete;
   ZooKeeperEnsemble& operator=(const ZooKeeperEnsemble&) = delete;
 
   size_t size() const { return members_.size(); }
-  // "127.0.0.1:P1,127.0.0.1:P2,...": every member's client port, for
+  // "ADDRESS1:P1,ADDRESS2:P2,...": every member's client port, for
   // zookeeper_init and zk:// URIs.
   std::string hosts() const;
   // Member `index` (0-based; its myid is index + 1).
@@ -51,6 +55,8 @@ class ZooKeeperEnsemble {
   bool wait_serving(std::chrono::milliseconds timeout, std::string* error);
 
  private:
+  static std::unique_ptr<ZooKeeperEnsemble> start_with(
+      size_t members, const std::vector<ZooKeeperPlacement>& placements, std::string* error);
   explicit ZooKeeperEnsemble(std::vector<std::unique_ptr<ZooKeeperServer>> members)
       : members_(std::move(members)) {}
 

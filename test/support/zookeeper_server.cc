@@ -82,7 +82,8 @@ std::vector<int> free_loopback_ports(size_t count) {
 // listens. The connect is bounded too: on a listener that never accepts (a
 // stranger on the port) a full backlog drops SYNs, and a blocking connect
 // would retry them for two minutes.
-std::string four_letter_word(int port, const char* word, milliseconds timeout) {
+std::string four_letter_word(const std::string& host, int port, const char* word,
+                             milliseconds timeout) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return {};
@@ -102,7 +103,10 @@ std::string four_letter_word(int port, const char* word, milliseconds timeout) {
   };
   sockaddr_in address{};
   address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) {
+    ::close(fd);
+    return {};
+  }
   address.sin_port = htons(static_cast<uint16_t>(port));
   bool connected = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
   if (!connected && errno == EINPROGRESS && wait_for(POLLOUT)) {
@@ -155,9 +159,10 @@ bool installed(std::string* error) {
   return false;
 }
 
-// The loopback ports of one ensemble member, as every member's zoo.cfg names
+// The address and ports of one ensemble member, as every member's zoo.cfg names
 // them.
 struct MemberPorts {
+  std::string address = "127.0.0.1";
   int client = 0;
   int quorum = 0;    // Followers connect to the leader here.
   int election = 0;  // Leader election.
@@ -165,13 +170,13 @@ struct MemberPorts {
 
 // A standalone server when `ensemble` is empty; else member `id` (1-based,
 // its myid) of `ensemble`.
-bool write_config(const std::string& directory, int port, int id,
+bool write_config(const std::string& directory, const std::string& address, int port, int id,
                   const std::vector<MemberPorts>& ensemble, std::string* error) {
   std::ofstream config(directory + "/zoo.cfg");
   config << (ensemble.empty() ? "# A standalone ZooKeeper for one test"
                               : "# ZooKeeper ensemble member " + std::to_string(id) + " of " +
                                     std::to_string(ensemble.size()) + " for one test")
-         << ": loopback only, fast, quiet.\n"
+         << ": fast and quiet.\n"
          << "tickTime=200\n"
          // Ensemble members only: a killed peer is noticed at once (its
          // sockets close), so these limits need only ride out a loaded
@@ -180,7 +185,7 @@ bool write_config(const std::string& directory, int port, int id,
          << "syncLimit=10\n"
          << "dataDir=" << directory << "/data\n"
          << "clientPort=" << port << "\n"
-         << "clientPortAddress=127.0.0.1\n"
+         << "clientPortAddress=" << address << "\n"
          << "maxClientCnxns=0\n"
          << "minSessionTimeout=400\n"
          << "maxSessionTimeout=20000\n"
@@ -197,8 +202,8 @@ bool write_config(const std::string& directory, int port, int id,
          << "forceSync=no\n"
          << "preAllocSize=1024\n";
   for (size_t index = 0; index < ensemble.size(); ++index) {
-    config << "server." << index + 1 << "=127.0.0.1:" << ensemble[index].quorum << ":"
-           << ensemble[index].election << "\n";
+    config << "server." << index + 1 << "=" << ensemble[index].address << ":"
+           << ensemble[index].quorum << ":" << ensemble[index].election << "\n";
   }
   config.close();
   if (!config) {
@@ -221,10 +226,10 @@ bool write_config(const std::string& directory, int port, int id,
 
 // A temporary directory with the server's configuration; empty with *error
 // (and nothing left on disk) on failure.
-std::string prepare_directory(int port, int id, const std::vector<MemberPorts>& ensemble,
-                              std::string* error) {
+std::string prepare_directory(const std::string& address, int port, int id,
+                              const std::vector<MemberPorts>& ensemble, std::string* error) {
   const std::string directory = make_temp_directory(error);
-  if (directory.empty() || write_config(directory, port, id, ensemble, error))
+  if (directory.empty() || write_config(directory, address, port, id, ensemble, error))
     return directory;
   std::error_code ignored;
   std::filesystem::remove_all(directory, ignored);
@@ -254,10 +259,11 @@ std::unique_ptr<ZooKeeperServer> ZooKeeperServer::start(std::string* error, int 
       set_error(error, std::string("no free loopback port: ") + std::strerror(errno));
       return nullptr;
     }
-    const std::string directory = prepare_directory(free[0], 0, {}, error);
+    const std::string directory = prepare_directory("127.0.0.1", free[0], 0, {}, error);
     if (directory.empty())
       return nullptr;
-    std::unique_ptr<ZooKeeperServer> server(new ZooKeeperServer(directory, free[0], false));
+    std::unique_ptr<ZooKeeperServer> server(
+        new ZooKeeperServer(directory, ZooKeeperPlacement{}, free[0], false));
     if (server->launch(&last_error) && server->wait_ready(scaled(kReadyTimeout), &last_error))
       return server;
     const bool exited_early = !server->running();
@@ -269,30 +275,42 @@ std::unique_ptr<ZooKeeperServer> ZooKeeperServer::start(std::string* error, int 
   return nullptr;
 }
 
-std::vector<std::unique_ptr<ZooKeeperServer>> ZooKeeperServer::create_ensemble(size_t members,
-                                                                               std::string* error) {
+std::vector<std::unique_ptr<ZooKeeperServer>> ZooKeeperServer::create_ensemble(
+    size_t members, const std::vector<ZooKeeperPlacement>& placements, std::string* error) {
   if (members == 0) {
     set_error(error, "an ensemble needs at least one member");
     return {};
   }
-  if (!installed(error))
-    return {};
-  const std::vector<int> free = free_loopback_ports(3 * members);
-  if (free.empty()) {
-    set_error(error, std::string("no free loopback ports: ") + std::strerror(errno));
+  if (!placements.empty() && placements.size() != members) {
+    set_error(error, "one placement per ensemble member");
     return {};
   }
+  if (!installed(error))
+    return {};
   std::vector<MemberPorts> ensemble(members);
-  for (size_t index = 0; index < members; ++index)
-    ensemble[index] = {free[3 * index], free[3 * index + 1], free[3 * index + 2]};
+  if (placements.empty()) {
+    const std::vector<int> free = free_loopback_ports(3 * members);
+    if (free.empty()) {
+      set_error(error, std::string("no free loopback ports: ") + std::strerror(errno));
+      return {};
+    }
+    for (size_t index = 0; index < members; ++index)
+      ensemble[index] = {"127.0.0.1", free[3 * index], free[3 * index + 1], free[3 * index + 2]};
+  } else {
+    // Each member on a host of its own: ZooKeeper's usual ports are free.
+    for (size_t index = 0; index < members; ++index)
+      ensemble[index] = {placements[index].address, 2181, 2888, 3888};
+  }
   std::vector<std::unique_ptr<ZooKeeperServer>> servers;
   for (size_t index = 0; index < members; ++index) {
-    const int client_port = ensemble[index].client;
-    const std::string directory =
-        prepare_directory(client_port, static_cast<int>(index + 1), ensemble, error);
+    const MemberPorts& ports = ensemble[index];
+    const std::string directory = prepare_directory(ports.address, ports.client,
+                                                    static_cast<int>(index + 1), ensemble, error);
     if (directory.empty())
       return {};  // The members made so far remove their directories.
-    servers.emplace_back(new ZooKeeperServer(directory, client_port, true));
+    servers.emplace_back(new ZooKeeperServer(
+        directory, placements.empty() ? ZooKeeperPlacement{} : placements[index], ports.client,
+        true));
   }
   return servers;
 }
@@ -304,7 +322,7 @@ ZooKeeperServer::~ZooKeeperServer() {
 }
 
 std::string ZooKeeperServer::hosts() const {
-  return "127.0.0.1:" + std::to_string(port_);
+  return placement_.address + ":" + std::to_string(port_);
 }
 
 bool ZooKeeperServer::launch(std::string* error) {
@@ -330,13 +348,9 @@ bool ZooKeeperServer::launch(std::string* error) {
       "log=$3\n"
       "shift 3\n"
       "exec \"$@\" >>\"$log\" 2>&1 </dev/null\n";
-  std::vector<std::string> argv = {"/bin/sh",
-                                   "-c",
-                                   script,
-                                   "zookeeper-server",
-                                   directory_,
-                                   jvm_flags,
-                                   directory_ + "/zookeeper.out"};
+  std::vector<std::string> argv = placement_.wrapper;
+  argv.insert(argv.end(), {"/bin/sh", "-c", script, "zookeeper-server", directory_, jvm_flags,
+                           directory_ + "/zookeeper.out"});
   // The JVM dies with the thread that started it, even if the test crashes.
   if (::access(kSetpriv, X_OK) == 0) {
     argv.push_back(kSetpriv);
@@ -379,7 +393,7 @@ bool ZooKeeperServer::wait_ready(milliseconds timeout, std::string* error) {
 }
 
 std::string ZooKeeperServer::mode() const {
-  const std::string answer = four_letter_word(port_, "srvr", kProbeTimeout);
+  const std::string answer = four_letter_word(placement_.address, port_, "srvr", kProbeTimeout);
   const std::string label = "Mode: ";
   const size_t start = answer.find(label);
   if (start == std::string::npos)
@@ -390,7 +404,7 @@ std::string ZooKeeperServer::mode() const {
 }
 
 std::string ZooKeeperServer::ready_mode() const {
-  if (four_letter_word(port_, "ruok", kProbeTimeout) != "imok")
+  if (four_letter_word(placement_.address, port_, "ruok", kProbeTimeout) != "imok")
     return {};
   const std::string current = mode();
   const bool serves_as_configured =
@@ -400,7 +414,8 @@ std::string ZooKeeperServer::ready_mode() const {
   // `conf` prints "dataDir=<dataDir>/version-2"; another server answering on
   // this port (ours will fail to bind) prints its own.
   const std::string own_data_dir = "dataDir=" + directory_ + "/data/";
-  if (four_letter_word(port_, "conf", kProbeTimeout).find(own_data_dir) == std::string::npos)
+  if (four_letter_word(placement_.address, port_, "conf", kProbeTimeout).find(own_data_dir) ==
+      std::string::npos)
     return {};
   return current;
 }

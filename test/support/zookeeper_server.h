@@ -15,6 +15,14 @@ namespace percore::testing {
 
 class ZooKeeperEnsemble;
 
+// Where a ZooKeeper server runs: the address it serves on and the argv
+// prefix that starts it there (e.g. TestNetwork::wrapper(host) for a test
+// host). Default: loopback, started directly.
+struct ZooKeeperPlacement {
+  std::string address = "127.0.0.1";
+  std::vector<std::string> wrapper;
+};
+
 // A real ZooKeeper server (Debian's `zookeeper` package) for tests, on a
 // loopback port, with its configuration, data and log in a temporary
 // directory of its own. Alone (start()), or one member of a
@@ -47,7 +55,8 @@ class ZooKeeperServer {
   ZooKeeperServer& operator=(const ZooKeeperServer&) = delete;
 
   int port() const { return port_; }
-  // "127.0.0.1:PORT", for zookeeper_init and zk:// URIs.
+  // "ADDRESS:PORT" (127.0.0.1 unless placed on a test host), for
+  // zookeeper_init and zk:// URIs.
   std::string hosts() const;
   // The JVM's pid while it runs; the last one after stop() or kill_hard().
   pid_t pid() const { return pid_; }
@@ -75,14 +84,19 @@ class ZooKeeperServer {
  private:
   friend class ZooKeeperEnsemble;
 
-  ZooKeeperServer(std::string directory, int port, bool ensemble_member)
-      : directory_(std::move(directory)), port_(port), ensemble_member_(ensemble_member) {}
+  ZooKeeperServer(std::string directory, ZooKeeperPlacement placement, int port,
+                  bool ensemble_member)
+      : directory_(std::move(directory)),
+        placement_(std::move(placement)),
+        port_(port),
+        ensemble_member_(ensemble_member) {}
 
-  // `members` servers configured as one ensemble on free loopback ports, not
-  // launched yet: they only become ready together. Empty with *error on
-  // failure.
-  static std::vector<std::unique_ptr<ZooKeeperServer>> create_ensemble(size_t members,
-                                                                       std::string* error);
+  // `members` servers configured as one ensemble, not launched yet: they
+  // only become ready together. On free loopback ports without
+  // `placements`; else member i at placements[i] on ports 2181, 2888 and
+  // 3888. Empty with *error on failure.
+  static std::vector<std::unique_ptr<ZooKeeperServer>> create_ensemble(
+      size_t members, const std::vector<ZooKeeperPlacement>& placements, std::string* error);
 
   bool launch(std::string* error);
   bool wait_ready(std::chrono::milliseconds timeout, std::string* error);
@@ -93,6 +107,7 @@ class ZooKeeperServer {
   bool exited(std::string* how);
 
   std::string directory_;
+  ZooKeeperPlacement placement_;
   int port_;
   // Ready as a leader or follower rather than standalone.
   bool ensemble_member_;

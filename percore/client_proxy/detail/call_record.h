@@ -68,6 +68,10 @@ struct CallRecord {
     // server's address ("" otherwise).
     ErrorCode last_error = ErrorCode::kOk;
     std::string last_error_text;
+    // The server of the connection the call last left (broken, found dead,
+    // answered 2003), for Controller::remote_side() when the call then ends
+    // off any connection (its deadline passes, no server can take it).
+    std::string last_remote_side;
   };
 
   Call call;

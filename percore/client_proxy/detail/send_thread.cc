@@ -30,9 +30,9 @@ SendThread::SendThread(GroupState& group)
       loop_(group.send_loop),
       registry_(group.send_loop),
       deadlines_(group.send_loop, group.table),
-      pool_seed_(0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(group.index + 1) ^
-                 static_cast<uint64_t>(
-                     std::chrono::steady_clock::now().time_since_epoch().count())),
+      pool_seed_(
+          0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(group.index + 1) ^
+          static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())),
       health_probe_(std::make_shared<const std::string>(encode_health_probe())) {
   request_batch_.resize(kRequestBatch);
 }
@@ -213,6 +213,7 @@ void SendThread::dispatch(CallTable::Slot slot) {
   send.retries_used = 0;
   send.resends_used = 0;
   send.last_error = ErrorCode::kOk;
+  send.last_remote_side.clear();
   if (record.call.deadline != CallRecord::Clock::time_point::max())
     deadlines_.add(slot, record.call.started_at, record.call.deadline);
   place(slot, record, send);
@@ -294,6 +295,8 @@ void SendThread::complete(CallTable::Slot slot, ErrorCode code, std::string text
     if (ClientConnection* connection = registry_.find(send.connection_id).connection) {
       connection->outstanding.fetch_sub(1, std::memory_order_relaxed);
       remote_side = connection->remote_side;
+    } else {
+      remote_side = send.last_remote_side;  // Between two attempts.
     }
   }
   CallCompleter::finish(group_, slot, code, std::move(text), remote_side);
@@ -418,6 +421,7 @@ void SendThread::settle_calls_on(const GoneConnection& gone, const std::string& 
       continue;
     const bool written = gone.bytes_written > send.stream_offset;
     send.connection_id = 0;
+    send.last_remote_side = gone.remote_side;
     ChannelRoute& route = *record.call.route;
     const RetryPolicy::Verdict verdict = RetryPolicy::after_broken_connection(
         record.call, send, written, route.send_side(loop_).budget, route.counters);
@@ -437,8 +441,7 @@ void SendThread::fail_attempt(CallTable::Slot slot, ErrorCode code, const std::s
   if (!group_.table.try_complete(slot))
     return;
   CallCompleter::finish(group_, slot, code,
-                        refusal.empty() ? why : why + "; not sent again: " + refusal,
-                        remote_side);
+                        refusal.empty() ? why : why + "; not sent again: " + refusal, remote_side);
 }
 
 void SendThread::on_resend(CallTable::Slot slot, uint64_t connection_id) {
@@ -463,6 +466,7 @@ void SendThread::on_resend(CallTable::Slot slot, uint64_t connection_id) {
     entry.pool->on_server_stopping(*entry.connection);
   }
   send.connection_id = 0;
+  send.last_remote_side = remote_side;
   send.last_error = ErrorCode::kServerStopping;
   send.last_error_text = "server stopping: " + remote_side + " answered 2003";
   ChannelRoute& route = *record.call.route;
@@ -516,8 +520,8 @@ void SendThread::cancel_calls(const ChannelRoute* route) {
     // Calls still in the request queue were never dispatched: complete()
     // knows them by their generation.
     const std::optional<CallTable::Slot> slot = group_.table.pending_at(index);
-    if (!slot ||
-        (route != nullptr && group_.records[index].sweep_route.load(std::memory_order_relaxed) != route))
+    if (!slot || (route != nullptr &&
+                  group_.records[index].sweep_route.load(std::memory_order_relaxed) != route))
       continue;
     complete(*slot, ErrorCode::kCanceled, "cancelled: the channel is being destroyed");
   }

@@ -43,6 +43,17 @@ bool Acceptor::open(const std::string& listen_address, std::string* error) {
   // SO_REUSEADDR lets a restarted server bind despite TIME_WAIT; on Linux it
   // never lets two listeners share a port.
   acceptor_.set_option(boost::asio::socket_base::reuse_address(true), code);
+  // Accepted sockets inherit both; the receive buffer must be set before
+  // listen() for the window scale to follow it.
+  const ServerOptions& options = core_.options;
+  if (options.socket_send_buffer_bytes > 0 &&
+      acceptor_.set_option(
+          boost::asio::socket_base::send_buffer_size(options.socket_send_buffer_bytes), code))
+    return fail("SO_SNDBUF: " + code.message());
+  if (options.socket_receive_buffer_bytes > 0 &&
+      acceptor_.set_option(
+          boost::asio::socket_base::receive_buffer_size(options.socket_receive_buffer_bytes), code))
+    return fail("SO_RCVBUF: " + code.message());
   if (acceptor_.bind(endpoint, code) ||
       acceptor_.listen(boost::asio::socket_base::max_listen_connections, code)) {
     boost::system::error_code ignored;
@@ -84,8 +95,7 @@ void Acceptor::accept_next() {
     } else {
       core_.refused_connection_log.log(LogLevel::kWarning, [&] {
         return "refusing connection from " + describe_peer(socket.native_handle()) +
-               ": max_connections (" + std::to_string(core_.options.max_connections) +
-               ") reached";
+               ": max_connections (" + std::to_string(core_.options.max_connections) + ") reached";
       });
       boost::system::error_code ignored;
       socket.close(ignored);
