@@ -44,7 +44,7 @@ const char* fault_injection(FaultKind kind) {
     case FaultKind::kGracefulRestart:
       return "kill -TERM, waited for exit 0 (deregister, drain); started again";
     case FaultKind::kPartition:
-      return "iptables DROP of every packet arriving at or sent by the host";
+      return "iptables DROP of every packet to or from the host, where it arrives";
     case FaultKind::kZooKeeperLeaderKill:
       return "kill -9 of the member whose srvr says leader; restarted after the hold";
     case FaultKind::kClientZooKeeperCut:
@@ -97,6 +97,9 @@ using std::chrono::milliseconds;
 
 // Puts the fault in force; false with fault.error on failure.
 bool begin_fault(Fault& fault, SoakCluster& cluster, SoakLoad& load) {
+  // Before injecting: a partition's first rule bites while the others are
+  // still being added.
+  fault.began_us = load.now_us();
   std::string error;
   bool done = true;
   const size_t server = fault.server < 0 ? 0 : static_cast<size_t>(fault.server);
@@ -144,7 +147,6 @@ bool begin_fault(Fault& fault, SoakCluster& cluster, SoakLoad& load) {
       load.set_slow_handlers(true);
       break;
   }
-  fault.began_us = load.now_us();
   if (!done)
     fault.error = "injecting: " + error;
   return done;

@@ -48,7 +48,8 @@ std::unique_ptr<SoakCluster> SoakCluster::create(const Options& options, std::st
   for (int index = 1; index <= options.servers; ++index) {
     Server server;
     server.host = "s" + std::to_string(index);
-    server.tiny_buffers = options.tiny_buffers_on_last && index == options.servers;
+    server.small_buffers = index == options.servers &&
+                           (options.last_send_buffer > 0 || options.last_receive_buffer > 0);
     cluster->servers_.push_back(std::move(server));
   }
   for (size_t index = 0; index < cluster->servers_.size(); ++index) {
@@ -106,9 +107,10 @@ bool SoakCluster::start_server(size_t index, std::string* error) {
            std::to_string(options_.server_session_timeout_ms), "--deregister-delay-ms", "500",
            "--grace-ms", "2000"})
     argv.push_back(argument);
-  if (server.tiny_buffers) {
-    for (const char* argument : {"--socket-send-buffer", "1", "--socket-receive-buffer", "1"})
-      argv.push_back(argument);
+  if (server.small_buffers) {
+    argv.insert(argv.end(),
+                {"--socket-send-buffer", std::to_string(options_.last_send_buffer),
+                 "--socket-receive-buffer", std::to_string(options_.last_receive_buffer)});
   }
   const std::string log =
       options_.log_directory + "/" + server.host + "." + std::to_string(++server.starts) + ".log";
@@ -118,7 +120,6 @@ bool SoakCluster::start_server(size_t index, std::string* error) {
     set_error(error, "cannot start the server on " + server.host + ": " + start_error);
     return false;
   }
-  publish_pid(index);
   if (!server.process->wait_for_line("percore-server ready on", scaled(std::chrono::seconds(20)))) {
     server.process.reset();
     publish_pid(index);
@@ -126,6 +127,8 @@ bool SoakCluster::start_server(size_t index, std::string* error) {
               "the server on " + server.host + " was not ready within 20 s (log: " + log + ")");
     return false;
   }
+  // Only now: until it has exec'd, the child's resident set is the soak's.
+  publish_pid(index);
   return true;
 }
 

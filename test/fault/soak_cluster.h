@@ -34,8 +34,12 @@ class SoakCluster {
     // The servers' ZooKeeper session timeout (a cut longer than it expires
     // the session).
     int server_session_timeout_ms = 2000;
-    // The last server gets the smallest socket buffers (every write partial).
-    bool tiny_buffers_on_last = true;
+    // The last server's SO_SNDBUF and SO_RCVBUF (percore-server's
+    // --socket-send-buffer and --socket-receive-buffer; 0: the kernel's).
+    // 1 is the kernel's minimum: every answer larger than about 4 KiB is
+    // written in several partial writes.
+    int last_send_buffer = 1;
+    int last_receive_buffer = 16384;
     // Where the servers' stderr goes (one file per start).
     std::string log_directory;
   };
@@ -55,7 +59,7 @@ class SoakCluster {
   const std::string& server_host(size_t index) const { return servers_.at(index).host; }
   // "ADDRESS:8000", as Controller::remote_side() says it.
   std::string server_address(size_t index) const;
-  bool server_has_tiny_buffers(size_t index) const { return servers_.at(index).tiny_buffers; }
+  bool server_has_small_buffers(size_t index) const { return servers_.at(index).small_buffers; }
   // The running process's pid, or -1. Any thread (the RSS sampler's).
   pid_t server_pid(size_t index) const;
 
@@ -70,7 +74,7 @@ class SoakCluster {
  private:
   struct Server {
     std::string host;
-    bool tiny_buffers = false;
+    bool small_buffers = false;
     int starts = 0;
     std::unique_ptr<ChildProcess> process;
   };

@@ -8,7 +8,12 @@
 // past its bound. docs/RELIABILITY.md, "Faults across hosts".
 //
 //   soak [--duration SECONDS] [--rate CALLS_PER_SECOND] [--quiet-ms N]
-//        [--json FILE] [--logs DIR]
+//        [--json FILE] [--logs DIR] [--s3-send-buffer BYTES]
+//        [--s3-receive-buffer BYTES]
+//
+// Server s3 runs with small socket buffers (percore-server's
+// --socket-send-buffer / --socket-receive-buffer; default 1, the kernel's
+// minimum, and 16384).
 //
 // Needs root (network namespaces). Exit status: 0 passed, 1 failed, 77
 // skipped (not root, or no ip/iptables) unless PERCORE_REQUIRE_NETNS=1, then
@@ -48,12 +53,20 @@ struct Arguments {
   int quiet_ms = 4000;
   std::string json_path = "soak-summary.json";
   std::string log_directory;
+  // s3's buffers: the kernel's minimum send buffer (every answer larger than
+  // about 4 KiB written in pieces) and a small receive buffer. Not the
+  // minimum receive buffer: with it the kernel's zero-window probing (the
+  // persist timer, backing off) held calls to s3 for over a second at a
+  // time (docs/RELIABILITY.md).
+  int small_send_buffer = 1;
+  int small_receive_buffer = 16384;
 };
 
 [[noreturn]] void usage(const std::string& message) {
   std::fprintf(stderr,
                "soak: %s\nusage: soak [--duration SECONDS] [--rate CALLS_PER_SECOND] "
-               "[--quiet-ms N] [--json FILE] [--logs DIR]\n",
+               "[--quiet-ms N] [--json FILE] [--logs DIR]\n"
+               "            [--s3-send-buffer BYTES] [--s3-receive-buffer BYTES]\n",
                message.c_str());
   std::exit(2);
 }
@@ -76,6 +89,10 @@ Arguments parse(int argc, char** argv) {
       arguments.quiet_ms = static_cast<int>(number);
     } else if (flag == "--json") {
       arguments.json_path = value;
+    } else if (flag == "--s3-send-buffer" && (numeric || value == "0")) {
+      arguments.small_send_buffer = static_cast<int>(number);
+    } else if (flag == "--s3-receive-buffer" && (numeric || value == "0")) {
+      arguments.small_receive_buffer = static_cast<int>(number);
     } else if (flag == "--logs") {
       arguments.log_directory = value;
     } else {
@@ -121,6 +138,8 @@ int main(int argc, char** argv) {
 
   SoakCluster::Options cluster_options;
   cluster_options.log_directory = logs;
+  cluster_options.last_send_buffer = arguments.small_send_buffer;
+  cluster_options.last_receive_buffer = arguments.small_receive_buffer;
   std::string error;
   std::printf(
       "soak: building 7 test hosts (client, s1-s3, zk1-zk3) and starting ZooKeeper and "
@@ -222,7 +241,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> servers;
   for (size_t index = 0; index < cluster->server_count(); ++index) {
     servers.push_back(cluster->server_host(index) +
-                      (cluster->server_has_tiny_buffers(index) ? " (tiny socket buffers)" : ""));
+                      (cluster->server_has_small_buffers(index) ? " (small socket buffers)" : ""));
   }
   std::vector<std::string> failures =
       analyse_soak(load, episodes, rss.samples(), servers, bounds, &summary);

@@ -121,6 +121,15 @@ std::vector<std::string> analyse_soak(const SoakLoad& load, const std::vector<Ep
     row["began_s"] = ms(episode.began_us) / 1000.0;
     row["faults_ended_s"] = ms(episode.faults_ended_us) / 1000.0;
     row["calls"] = last - first;
+    uint64_t episode_lost = 0;
+    uint64_t episode_doubled = 0;
+    for (size_t id = first; id < last; ++id) {
+      const int ends = load.ledger().ends(id);
+      episode_lost += ends == 0 ? 1 : 0;
+      episode_doubled += ends > 1 ? 1 : 0;
+    }
+    row["calls_lost"] = episode_lost;
+    row["calls_ended_twice"] = episode_doubled;
     row["codes"] = codes_of(records, first, last);
     int64_t episode_overshoot = 0;
     for (size_t id = first; id < last; ++id)
@@ -201,6 +210,14 @@ std::vector<std::string> analyse_soak(const SoakLoad& load, const std::vector<Ep
            {"server", record.server < 0 ? std::string("none") : servers.at(record.server)}});
     }
     row["failed_calls_first_and_last"] = failed_calls;
+    // And from the episode's start: how long the fault made calls fail.
+    int64_t last_episode_failure_us = -1;
+    for (size_t id = first; id < last; ++id) {
+      if (records[id].code != 0 && records[id].kind != CallKind::kSlowPrime)
+        last_episode_failure_us = records[id].issued_us;
+    }
+    row["failures_until_ms_into_episode"] =
+        last_episode_failure_us < 0 ? 0.0 : ms(last_episode_failure_us - episode.began_us);
     const int64_t recovery_us =
         last_failure_us < 0 ? 0 : last_failure_us - episode.faults_ended_us + 1;
     row["recovery_ms"] = ms(recovery_us);

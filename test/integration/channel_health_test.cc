@@ -49,6 +49,7 @@ struct SyncResult {
   int32_t code = -1;
   std::string text;
   milliseconds took{0};
+  std::string remote_side;
 };
 
 SyncResult echo_once(Channel& channel, const std::string& message = "hi") {
@@ -65,6 +66,7 @@ SyncResult echo_once(Channel& channel, const std::string& message = "hi") {
     result.code = -2;
   result.text = controller.ErrorText();
   result.took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  result.remote_side = controller.remote_side();
   return result;
 }
 
@@ -134,6 +136,23 @@ TEST(ChannelHealthTest, StoppingServerGetsOneRequestAndTheCallEndsAtOnce) {
     EXPECT_LT(next.took, testing::scaled(milliseconds(200)));
   }
   EXPECT_LE(stopping.requests(), 3u);
+}
+
+// A call that left its connection (2003 here) and then ended before it was
+// on another one still names the server it last tried (brpc's remote_side):
+// it used to be empty, so a caller could not tell which server failed it.
+TEST(ChannelHealthTest, CallEndingBetweenAttemptsNamesTheServerItLastTried) {
+  ScriptedServer stopping(ScriptedServer::Answer::kServerStopping);
+  ChannelOptions options = one_group();
+  Channel channel;
+  ASSERT_TRUE(channel.Init("list://" + stopping.address(), options));
+  for (int i = 0; i < 5; ++i) {
+    const SyncResult result = echo_once(channel);
+    ASSERT_TRUE(result.code == 2003 || result.code == 112) << result.code << " " << result.text;
+    if (result.code == 2003) {
+      EXPECT_EQ(result.remote_side, stopping.address()) << result.text;
+    }
+  }
 }
 
 TEST(ChannelHealthTest, PercoreClientAgainstAStoppingServerEndsLongBeforeItsDeadline) {

@@ -21,6 +21,9 @@ class CallLedger {
 
   void record_end(size_t call_id) { ends_[call_id].fetch_add(1, std::memory_order_relaxed); }
 
+  // How many times call `call_id` ended.
+  int ends(size_t call_id) const { return ends_[call_id].load(std::memory_order_relaxed); }
+
   // How many of the first `calls` ended never, once, and more than once.
   struct Tally {
     size_t never = 0;

@@ -53,11 +53,14 @@ class EchoLoad {
     }
   }
   // Issues calls on a thread of its own until stop_background() (or until
-  // the outcome table is full).
-  void start_background() {
-    background_ = std::thread([this] {
-      while (!stop_.load() && issued_.load() < outcomes_.size())
+  // the outcome table is full), pausing `gap` after each (0: none).
+  void start_background(std::chrono::microseconds gap = std::chrono::microseconds(0)) {
+    background_ = std::thread([this, gap] {
+      while (!stop_.load() && issued_.load() < outcomes_.size()) {
         issue(1);
+        if (gap.count() > 0)
+          std::this_thread::sleep_for(gap);
+      }
     });
   }
   void stop_background() {

@@ -46,16 +46,22 @@ std::string joined(const std::vector<std::string>& argv) {
   return text;
 }
 
-// Runs `ip` with `arguments`; on failure *error names the command and what
-// it said.
-bool ip(const std::vector<std::string>& arguments, std::string* error) {
-  std::vector<std::string> argv = {ip_program()};
+// Runs `program` with `arguments` after `prefix`; on failure *error names
+// the command and what it said.
+bool run_or_explain(std::vector<std::string> prefix, const std::string& program,
+                    const std::vector<std::string>& arguments, std::string* error) {
+  std::vector<std::string> argv = std::move(prefix);
+  argv.push_back(program);
   argv.insert(argv.end(), arguments.begin(), arguments.end());
   std::string output;
   if (run_command(argv, &output))
     return true;
   set_error(error, "`" + joined(argv) + "` failed: " + output);
   return false;
+}
+
+bool ip(const std::vector<std::string>& arguments, std::string* error) {
+  return run_or_explain({}, ip_program(), arguments, error);
 }
 
 }  // namespace
@@ -246,18 +252,28 @@ bool TestNetwork::enter(const std::string& name, std::string* error) {
   return entered;
 }
 
+OnTestHost::OnTestHost(TestNetwork& network, const std::string& host) {
+  previous_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (previous_ < 0) {
+    error_ = std::string("cannot open this thread's network namespace: ") + std::strerror(errno);
+    return;
+  }
+  network.enter(host, &error_);
+}
+
+OnTestHost::~OnTestHost() {
+  if (previous_ >= 0) {
+    ::setns(previous_, CLONE_NEWNET);
+    ::close(previous_);
+  }
+}
+
 bool TestNetwork::iptables(const std::string& name, const std::vector<std::string>& arguments,
                            std::string* error) {
-  std::vector<std::string> argv = wrapper(name);
-  argv.push_back(iptables_program());
-  argv.push_back("-w");
-  argv.push_back("10");
-  argv.insert(argv.end(), arguments.begin(), arguments.end());
-  std::string output;
-  if (run_command(argv, &output))
-    return true;
-  set_error(error, "`" + joined(argv) + "` failed: " + output);
-  return false;
+  // -w: wait up to 10 s for the machine-wide xtables lock.
+  std::vector<std::string> waiting = {"-w", "10"};
+  waiting.insert(waiting.end(), arguments.begin(), arguments.end());
+  return run_or_explain(wrapper(name), iptables_program(), waiting, error);
 }
 
 bool TestNetwork::add_rule(const std::string& fault, const std::string& where,

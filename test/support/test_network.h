@@ -91,6 +91,23 @@ class TestNetwork {
   std::vector<Rule> rules_;           // In force.
 };
 
+// Puts the calling thread on a test host for the scope's life, then back in
+// the namespace it was in (threads started meanwhile stay on the host).
+// Threads: the one that made it.
+class OnTestHost {
+ public:
+  OnTestHost(TestNetwork& network, const std::string& host);
+  ~OnTestHost();
+  OnTestHost(const OnTestHost&) = delete;
+  OnTestHost& operator=(const OnTestHost&) = delete;
+  // Empty when the thread is on the host; else why not.
+  const std::string& error() const { return error_; }
+
+ private:
+  int previous_ = -1;  // The thread's namespace before.
+  std::string error_;
+};
+
 // Runs argv (argv[0] a path) to its end; true if it exited 0. *output gets
 // its stdout and stderr together.
 bool run_command(const std::vector<std::string>& argv, std::string* output);
