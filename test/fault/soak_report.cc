@@ -185,9 +185,12 @@ std::vector<std::string> analyse_soak(const SoakLoad& load, const std::vector<Ep
     // that failed (slow-handler calls fail by design and do not count).
     const auto [after, end] =
         issued_between(records, issued, episode.faults_ended_us, episode.ended_us);
+    // A call still running when the next episode began may have been caught
+    // by its fault: it is judged there, not here.
     int64_t last_failure_us = -1;
     for (size_t id = after; id < end; ++id) {
-      if (records[id].code != 0 && records[id].kind != CallKind::kSlowPrime)
+      if (records[id].code != 0 && records[id].kind != CallKind::kSlowPrime &&
+          records[id].ended_us < episode.ended_us)
         last_failure_us = records[id].issued_us;
     }
     // The first and last few failures, to see what failed and where.

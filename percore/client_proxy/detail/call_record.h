@@ -69,8 +69,10 @@ struct CallRecord {
     ErrorCode last_error = ErrorCode::kOk;
     std::string last_error_text;
     // The server of the connection the call last left (broken, found dead,
-    // answered 2003), for Controller::remote_side() when the call then ends
-    // off any connection (its deadline passes, no server can take it).
+    // answered 2003) to be sent again, for Controller::remote_side() when
+    // the call then ends off any connection (its deadline passes, no server
+    // can take it). Valid only when retries_used + resends_used > 0: it is
+    // never cleared, so that the common path does not touch it.
     std::string last_remote_side;
   };
 

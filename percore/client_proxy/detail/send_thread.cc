@@ -30,9 +30,9 @@ SendThread::SendThread(GroupState& group)
       loop_(group.send_loop),
       registry_(group.send_loop),
       deadlines_(group.send_loop, group.table),
-      pool_seed_(
-          0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(group.index + 1) ^
-          static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())),
+      pool_seed_(0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(group.index + 1) ^
+                 static_cast<uint64_t>(
+                     std::chrono::steady_clock::now().time_since_epoch().count())),
       health_probe_(std::make_shared<const std::string>(encode_health_probe())) {
   request_batch_.resize(kRequestBatch);
 }
@@ -213,7 +213,6 @@ void SendThread::dispatch(CallTable::Slot slot) {
   send.retries_used = 0;
   send.resends_used = 0;
   send.last_error = ErrorCode::kOk;
-  send.last_remote_side.clear();
   if (record.call.deadline != CallRecord::Clock::time_point::max())
     deadlines_.add(slot, record.call.started_at, record.call.deadline);
   place(slot, record, send);
@@ -295,8 +294,10 @@ void SendThread::complete(CallTable::Slot slot, ErrorCode code, std::string text
     if (ClientConnection* connection = registry_.find(send.connection_id).connection) {
       connection->outstanding.fetch_sub(1, std::memory_order_relaxed);
       remote_side = connection->remote_side;
-    } else {
-      remote_side = send.last_remote_side;  // Between two attempts.
+    } else if (send.retries_used + send.resends_used > 0) {
+      // Between two attempts: last_remote_side was set by this call (it is
+      // not cleared per call, to keep the common path free of it).
+      remote_side = send.last_remote_side;
     }
   }
   CallCompleter::finish(group_, slot, code, std::move(text), remote_side);
@@ -441,7 +442,8 @@ void SendThread::fail_attempt(CallTable::Slot slot, ErrorCode code, const std::s
   if (!group_.table.try_complete(slot))
     return;
   CallCompleter::finish(group_, slot, code,
-                        refusal.empty() ? why : why + "; not sent again: " + refusal, remote_side);
+                        refusal.empty() ? why : why + "; not sent again: " + refusal,
+                        remote_side);
 }
 
 void SendThread::on_resend(CallTable::Slot slot, uint64_t connection_id) {

@@ -46,14 +46,19 @@ bool Acceptor::open(const std::string& listen_address, std::string* error) {
   // Accepted sockets inherit both; the receive buffer must be set before
   // listen() for the window scale to follow it.
   const ServerOptions& options = core_.options;
+  const auto close_and_fail = [&](const std::string& reason) {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    return fail(reason);
+  };
   if (options.socket_send_buffer_bytes > 0 &&
       acceptor_.set_option(
           boost::asio::socket_base::send_buffer_size(options.socket_send_buffer_bytes), code))
-    return fail("SO_SNDBUF: " + code.message());
+    return close_and_fail("SO_SNDBUF: " + code.message());
   if (options.socket_receive_buffer_bytes > 0 &&
       acceptor_.set_option(
           boost::asio::socket_base::receive_buffer_size(options.socket_receive_buffer_bytes), code))
-    return fail("SO_RCVBUF: " + code.message());
+    return close_and_fail("SO_RCVBUF: " + code.message());
   if (acceptor_.bind(endpoint, code) ||
       acceptor_.listen(boost::asio::socket_base::max_listen_connections, code)) {
     boost::system::error_code ignored;
@@ -95,7 +100,8 @@ void Acceptor::accept_next() {
     } else {
       core_.refused_connection_log.log(LogLevel::kWarning, [&] {
         return "refusing connection from " + describe_peer(socket.native_handle()) +
-               ": max_connections (" + std::to_string(core_.options.max_connections) + ") reached";
+               ": max_connections (" + std::to_string(core_.options.max_connections) +
+               ") reached";
       });
       boost::system::error_code ignored;
       socket.close(ignored);
