@@ -25,9 +25,9 @@ std::unique_ptr<SoakCluster> SoakCluster::create(const Options& options, std::st
   std::unique_ptr<SoakCluster> cluster(new SoakCluster(options));
   std::vector<std::string> hosts = {"client"};
   for (int index = 1; index <= options.servers; ++index)
-    hosts.push_back("s" + std::to_string(index));
+    hosts.push_back(std::string("s") + std::to_string(index));
   for (int index = 1; index <= options.zookeeper_members; ++index)
-    hosts.push_back("zk" + std::to_string(index));
+    hosts.push_back(std::string("zk") + std::to_string(index));
   cluster->network_ = TestNetwork::create(hosts, error);
   if (cluster->network_ == nullptr)
     return nullptr;
@@ -42,12 +42,12 @@ std::unique_ptr<SoakCluster> SoakCluster::create(const Options& options, std::st
   std::string zookeeper_error;
   cluster->zookeeper_ = ZooKeeperEnsemble::start_on(placements, &zookeeper_error);
   if (cluster->zookeeper_ == nullptr) {
-    set_error(error, "ZooKeeper on the test hosts: " + zookeeper_error);
+    set_error(error, std::string("ZooKeeper on the test hosts: ") + zookeeper_error);
     return nullptr;
   }
   for (int index = 1; index <= options.servers; ++index) {
     Server server;
-    server.host = "s" + std::to_string(index);
+    server.host = std::string("s") + std::to_string(index);
     server.small_buffers = index == options.servers &&
                            (options.last_send_buffer > 0 || options.last_receive_buffer > 0);
     cluster->servers_.push_back(std::move(server));
@@ -69,7 +69,7 @@ SoakCluster::~SoakCluster() {
 std::vector<std::string> SoakCluster::zookeeper_hosts() const {
   std::vector<std::string> hosts;
   for (int index = 1; index <= options_.zookeeper_members; ++index)
-    hosts.push_back("zk" + std::to_string(index));
+    hosts.push_back(std::string("zk") + std::to_string(index));
   return hosts;
 }
 
@@ -117,7 +117,7 @@ bool SoakCluster::start_server(size_t index, std::string* error) {
   std::string start_error;
   server.process = ChildProcess::start(argv, &start_error, log);
   if (server.process == nullptr) {
-    set_error(error, "cannot start the server on " + server.host + ": " + start_error);
+    set_error(error, std::string("cannot start the server on ") + server.host + ": " + start_error);
     return false;
   }
   if (!server.process->wait_for_line("percore-server ready on", scaled(std::chrono::seconds(20)))) {
@@ -152,12 +152,12 @@ bool SoakCluster::stop_server(size_t index, std::chrono::milliseconds timeout, s
   server.process.reset();
   publish_pid(index);
   if (!status) {
-    set_error(error, "the server on " + server.host + " did not exit within " +
+    set_error(error, std::string("the server on ") + server.host + " did not exit within " +
                          std::to_string(timeout.count()) + " ms of SIGTERM");
     return false;
   }
   if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    set_error(error, "the server on " + server.host + " ended with wait status " +
+    set_error(error, std::string("the server on ") + server.host + " ended with wait status " +
                          std::to_string(*status) + " after SIGTERM");
     return false;
   }

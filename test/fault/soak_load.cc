@@ -148,7 +148,7 @@ void SoakLoad::issue(size_t id) {
   switch (record.kind) {
     case CallKind::kEcho:
     case CallKind::kLargeEcho: {
-      std::string text = "call " + std::to_string(id);
+      std::string text = std::string("call ") + std::to_string(id);
       if (record.kind == CallKind::kLargeEcho)
         text += large_text_;
       call->echo_request.set_message(std::move(text));

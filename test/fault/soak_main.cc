@@ -76,7 +76,7 @@ Arguments parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc)
-      usage("missing value for " + flag);
+      usage(std::string("missing value for ") + flag);
     const std::string value = argv[++i];
     char* end = nullptr;
     const double number = std::strtod(value.c_str(), &end);
@@ -96,7 +96,7 @@ Arguments parse(int argc, char** argv) {
     } else if (flag == "--logs") {
       arguments.log_directory = value;
     } else {
-      usage("bad option " + flag + " " + value);
+      usage(std::string("bad option ") + flag + " " + value);
     }
   }
   return arguments;

@@ -95,7 +95,7 @@ std::vector<std::string> analyse_soak(const SoakLoad& load, const std::vector<Ep
       ++overshoots;
   }
   if (!ledger.empty())
-    failures.push_back("ledger: " + ledger);
+    failures.push_back(std::string("ledger: ") + ledger);
   if (overshoots > 0) {
     failures.push_back(std::to_string(overshoots) + " calls ended more than " +
                        std::to_string(bounds.deadline_overshoot_us / 1000) +
@@ -136,7 +136,7 @@ std::vector<std::string> analyse_soak(const SoakLoad& load, const std::vector<Ep
       episode_overshoot =
           std::max(episode_overshoot, records[id].ended_us - records[id].deadline_us);
     row["worst_overshoot_past_deadline_ms"] = ms(std::max<int64_t>(0, episode_overshoot));
-    const std::string label = "episode " + std::to_string(index + 1);
+    const std::string label = std::string("episode ") + std::to_string(index + 1);
 
     json faults = json::array();
     for (const Fault& fault : episode.faults) {
@@ -310,8 +310,8 @@ std::string format_soak_summary(const json& summary) {
       faults += fault["fault"].get<std::string>() + " [" + fault["target"].get<std::string>() + "]";
       if (fault.contains("after_detection")) {
         const json& after = fault["after_detection"];
-        faults += " (after detection: " + std::to_string(after["failed"].get<uint64_t>()) +
-                  " failed, slowest " +
+        faults += std::string(" (after detection: ") +
+                  std::to_string(after["failed"].get<uint64_t>()) + " failed, slowest " +
                   std::to_string(static_cast<int>(after["slowest_ms"].get<double>())) + " ms)";
       }
     }
@@ -320,13 +320,14 @@ std::string format_soak_summary(const json& summary) {
                   row["began_s"].get<double>(), faults.c_str(), row["recovery_ms"].get<double>(),
                   row["worst_overshoot_past_deadline_ms"].get<double>());
     text += line;
-    text += "      calls " + std::to_string(row["calls"].get<uint64_t>()) + ", codes " +
-            row["codes"].dump() + ", peak RSS KiB " + row["peak_rss_kib"].dump() + "\n";
+    text += std::string("      calls ") + std::to_string(row["calls"].get<uint64_t>()) +
+            ", codes " + row["codes"].dump() + ", peak RSS KiB " + row["peak_rss_kib"].dump() +
+            "\n";
   }
   text += "RSS KiB: " + summary["rss"].dump() + "\n";
   text += "by server: " + summary["by_server"].dump() + "\n";
   for (const json& failure : summary["failures"])
-    text += "FAILED: " + failure.get<std::string>() + "\n";
+    text += std::string("FAILED: ") + failure.get<std::string>() + "\n";
   return text;
 }
 

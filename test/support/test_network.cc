@@ -118,8 +118,8 @@ bool run_command(const std::vector<std::string>& argv, std::string* output) {
 
 std::string TestNetwork::unavailable_reason() {
   if (::geteuid() != 0)
-    return "network namespaces need root (this test runs as uid " + std::to_string(::geteuid()) +
-           ")";
+    return std::string("network namespaces need root (this test runs as uid ") +
+           std::to_string(::geteuid()) + ")";
   if (ip_program().empty())
     return "no `ip` program (Debian package iproute2)";
   if (iptables_program().empty())
@@ -169,7 +169,7 @@ std::unique_ptr<TestNetwork> TestNetwork::create(const std::vector<std::string>&
     const std::string& name = hosts[index];
     if (name.empty() || name == "switch" || table.count(name) != 0 ||
         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos) {
-      set_error(error, "bad or repeated host name \"" + name + "\"");
+      set_error(error, std::string("bad or repeated host name \"") + name + "\"");
       return nullptr;
     }
     table[name] = Host{prefix + name, kSubnet + std::to_string(index + 1)};
@@ -195,7 +195,7 @@ bool TestNetwork::build(const std::vector<std::string>& order, std::string* erro
     if (!ip({"netns", "add", host.namespace_name}, error))
       return false;
     created_.push_back(host.namespace_name);
-    const std::string port = "h" + std::to_string(index + 1);
+    const std::string port = std::string("h") + std::to_string(index + 1);
     // Both ends are made where they belong: no interface ever appears in
     // the machine's own namespace.
     if (!ip({"link", "add", "eth0", "netns", host.namespace_name, "type", "veth", "peer", "name",
@@ -221,7 +221,7 @@ TestNetwork::~TestNetwork() {
 const TestNetwork::Host& TestNetwork::host(const std::string& name) const {
   const auto found = hosts_.find(name);
   if (found == hosts_.end())
-    throw std::invalid_argument("no test host \"" + name + "\"");
+    throw std::invalid_argument(std::string("no test host \"") + name + "\"");
   return found->second;
 }
 
@@ -241,14 +241,14 @@ bool TestNetwork::enter(const std::string& name, std::string* error) {
   const std::string path = "/run/netns/" + host(name).namespace_name;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    set_error(error, "cannot open " + path + ": " + std::strerror(errno));
+    set_error(error, std::string("cannot open ") + path + ": " + std::strerror(errno));
     return false;
   }
   const bool entered = ::setns(fd, CLONE_NEWNET) == 0;
   const int saved_errno = errno;
   ::close(fd);
   if (!entered)
-    set_error(error, "setns into " + path + ": " + std::strerror(saved_errno));
+    set_error(error, std::string("setns into ") + path + ": " + std::strerror(saved_errno));
   return entered;
 }
 
