@@ -35,6 +35,12 @@ const char* fault_kind_name(FaultKind kind) {
   return "?";
 }
 
+bool targets_server(FaultKind kind) {
+  return kind == FaultKind::kKillRestart || kind == FaultKind::kFreeze ||
+         kind == FaultKind::kGracefulRestart || kind == FaultKind::kPartition ||
+         kind == FaultKind::kServerSessionExpiry;
+}
+
 const char* fault_injection(FaultKind kind) {
   switch (kind) {
     case FaultKind::kKillRestart:
@@ -103,6 +109,11 @@ bool begin_fault(Fault& fault, SoakCluster& cluster, SoakLoad& load) {
   std::string error;
   bool done = true;
   const size_t server = fault.server < 0 ? 0 : static_cast<size_t>(fault.server);
+  if (targets_server(fault.kind) && !cluster.server_running(server)) {
+    fault.target = cluster.server_host(server);
+    fault.error = "injecting: its server is not running";
+    return false;
+  }
   switch (fault.kind) {
     case FaultKind::kKillRestart:
       fault.target = cluster.server_host(server);
@@ -186,7 +197,15 @@ void end_fault(Fault& fault, SoakCluster& cluster, SoakLoad& load) {
 
 }  // namespace
 
-void run_episode(Episode& episode, SoakCluster& cluster, SoakLoad& load) {
+void run_episode(Episode& episode, SoakCluster& cluster, SoakLoad& load,
+                 const std::atomic<bool>& interrupted) {
+  // Sleeps until `until_us` (load time), waking for an interruption.
+  const auto sleep_until = [&](int64_t until_us) {
+    while (!interrupted.load() && load.now_us() < until_us) {
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          std::min<int64_t>(50'000, std::max<int64_t>(0, until_us - load.now_us()))));
+    }
+  };
   struct Step {
     int at_ms;
     bool begin;
@@ -203,10 +222,11 @@ void run_episode(Episode& episode, SoakCluster& cluster, SoakLoad& load) {
   episode.began_us = load.now_us();
   std::vector<bool> in_force(episode.faults.size(), false);
   for (const Step& step : steps) {
-    const int64_t at_us = episode.began_us + int64_t{step.at_ms} * 1000;
-    const int64_t wait_us = at_us - load.now_us();
-    if (wait_us > 0)
-      std::this_thread::sleep_for(std::chrono::microseconds(wait_us));
+    // Interrupted: the faults in force end now, those not begun never do.
+    if (!interrupted.load())
+      sleep_until(episode.began_us + int64_t{step.at_ms} * 1000);
+    if (interrupted.load() && step.begin)
+      continue;
     Fault& fault = episode.faults[step.fault];
     if (step.begin) {
       in_force[step.fault] = begin_fault(fault, cluster, load);
@@ -217,7 +237,7 @@ void run_episode(Episode& episode, SoakCluster& cluster, SoakLoad& load) {
     }
   }
   episode.faults_ended_us = load.now_us();
-  std::this_thread::sleep_for(milliseconds(episode.quiet_ms));
+  sleep_until(episode.faults_ended_us + int64_t{episode.quiet_ms} * 1000);
   episode.ended_us = load.now_us();
 }
 

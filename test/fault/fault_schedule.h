@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,6 +28,9 @@ enum class FaultKind {
                          // deadline are mixed in for `hold`.
 };
 const char* fault_kind_name(FaultKind kind);
+// True for the faults whose `server` is a server index (not a ZooKeeper
+// member, not every server).
+bool targets_server(FaultKind kind);
 // How the fault is injected, in a few words, for the report.
 const char* fault_injection(FaultKind kind);
 
@@ -59,7 +63,9 @@ struct Episode {
 std::vector<Episode> fault_cycle(int cycle, int servers, int quiet_ms);
 
 // Runs the episode's faults at their times, on the calling thread (the
-// cluster's control thread), then waits out the quiet spell.
-void run_episode(Episode& episode, SoakCluster& cluster, SoakLoad& load);
+// cluster's control thread), then waits out the quiet spell. Once
+// `interrupted` is set, ends the faults in force at once and returns.
+void run_episode(Episode& episode, SoakCluster& cluster, SoakLoad& load,
+                 const std::atomic<bool>& interrupted);
 
 }  // namespace percore::testing

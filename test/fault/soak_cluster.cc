@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <fstream>
 #include <optional>
 
 #include "test/support/slack.h"
@@ -123,13 +125,45 @@ bool SoakCluster::start_server(size_t index, std::string* error) {
   if (!server.process->wait_for_line("percore-server ready on", scaled(std::chrono::seconds(20)))) {
     server.process.reset();
     publish_pid(index);
-    set_error(error,
-              "the server on " + server.host + " was not ready within 20 s (log: " + log + ")");
+    std::ifstream text(log);
+    std::string line;
+    std::string tail;
+    while (std::getline(text, line))
+      tail = tail.size() > 2000 ? line + "\n" : tail + line + "\n";
+    set_error(error, std::string("the server on ") + server.host +
+                         " did not say it was ready within 20 s; its log " + log + " ends with:\n" +
+                         tail);
     return false;
   }
   // Only now: until it has exec'd, the child's resident set is the soak's.
   publish_pid(index);
   return true;
+}
+
+std::vector<std::string> SoakCluster::restart_crashed_servers() {
+  std::vector<std::string> crashed;
+  for (size_t index = 0; index < servers_.size(); ++index) {
+    Server& server = servers_[index];
+    const std::optional<int> status = server.process == nullptr
+                                          ? std::optional<int>()
+                                          : server.process->wait_exit(std::chrono::milliseconds(0));
+    if (server.process != nullptr && !status)
+      continue;  // Running.
+    std::string how = "was not running";
+    if (status) {
+      how = WIFSIGNALED(*status)
+                ? std::string("exited: signal ") + std::to_string(WTERMSIG(*status)) + " (" +
+                      sigabbrev_np(WTERMSIG(*status)) + ")"
+                : std::string("exited: status ") + std::to_string(WEXITSTATUS(*status));
+    }
+    server.process.reset();
+    publish_pid(index);
+    std::string error;
+    if (!start_server(index, &error))
+      how += "; starting it again failed: " + error;
+    crashed.push_back(server.host + " " + how);
+  }
+  return crashed;
 }
 
 void SoakCluster::signal_server(size_t index, int signal_number) {

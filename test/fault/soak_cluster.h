@@ -70,6 +70,11 @@ class SoakCluster {
   void kill_server(size_t index);
   // SIGTERM; true once it exited 0 within `timeout` (a graceful stop).
   bool stop_server(size_t index, std::chrono::milliseconds timeout, std::string* error);
+  bool server_running(size_t index) const { return servers_.at(index).process != nullptr; }
+  // Servers that exited although no fault stopped them (a crash): one line
+  // each ("s3 exited: signal 11 (SIGSEGV)"), and each is started again so
+  // that the run goes on. Empty when every server runs.
+  std::vector<std::string> restart_crashed_servers();
 
  private:
   struct Server {

@@ -53,9 +53,16 @@ const char* call_kind_name(CallKind kind) {
 }
 
 struct SoakLoad::Call : google::protobuf::Closure {
-  Call(SoakLoad& owner, size_t call_id) : load(owner), id(call_id) {}
+  explicit Call(SoakLoad& owner) : load(owner) {}
 
   void Run() override {
+    // A second end of the same call is counted, and nothing else: the
+    // object is not freed at its first end but kept aside (quarantine), so
+    // that a second Run() is a count in the ledger, not a use after free.
+    if (ran.exchange(true)) {
+      load.ledger_.record_end(id);
+      return;
+    }
     CallRecord& record = load.records_[id];
     record.ended_us = load.now_us();
     int32_t code = controller.ErrorCode();
@@ -73,13 +80,29 @@ struct SoakLoad::Call : google::protobuf::Closure {
                         ? int16_t{-1}
                         : static_cast<int16_t>(found - load.options_.servers.begin());
     load.ledger_.record_end(id);
-    SoakLoad& owner = load;
-    delete this;
-    owner.ended_.fetch_add(1, std::memory_order_release);
+    // Large bodies go now; the object waits in quarantine before reuse.
+    std::string().swap(*echo_request.mutable_message());
+    std::string().swap(*echo_response.mutable_message());
+    load.quarantine(this);
+    load.ended_.fetch_add(1, std::memory_order_release);
+  }
+
+  // Ready for another call.
+  void reset(size_t call_id) {
+    id = call_id;
+    controller.Reset();
+    echo_request.Clear();
+    echo_response.Clear();
+    prime_request.Clear();
+    prime_response.Clear();
+    expected_prime = false;
+    ran.store(false);
   }
 
   SoakLoad& load;
-  size_t id;
+  size_t id = 0;
+  std::atomic<bool> ran{false};
+  SoakClock::time_point ended_at;
   Controller controller;
   example::EchoRequest echo_request;
   example::EchoResponse echo_response;
@@ -102,8 +125,13 @@ SoakLoad::SoakLoad(Channel& echo_channel, Channel& prime_channel, Options option
       large_text_(32 * 1024, 'x') {}
 
 SoakLoad::~SoakLoad() {
+  stop_.store(true);
   if (thread_.joinable())
     thread_.join();
+  // Calls that never ended are left alone: percore may still end them.
+  std::lock_guard lock(quarantine_mutex_);
+  for (Call* call : quarantine_)
+    delete call;
 }
 
 int64_t SoakLoad::now_us() const {
@@ -133,8 +161,27 @@ void SoakLoad::run() {
   }
 }
 
+void SoakLoad::quarantine(Call* call) {
+  call->ended_at = SoakClock::now();
+  std::lock_guard lock(quarantine_mutex_);
+  quarantine_.push_back(call);
+}
+
+SoakLoad::Call* SoakLoad::take_call() {
+  {
+    std::lock_guard lock(quarantine_mutex_);
+    if (!quarantine_.empty() && SoakClock::now() - quarantine_.front()->ended_at > kQuarantine) {
+      Call* call = quarantine_.front();
+      quarantine_.pop_front();
+      return call;
+    }
+  }
+  return new Call(*this);
+}
+
 void SoakLoad::issue(size_t id) {
-  auto* call = new Call(*this, id);
+  Call* call = take_call();
+  call->reset(id);
   CallRecord& record = records_[id];
   record.kind = kind_of(id, slow_handlers_.load(std::memory_order_relaxed));
   const int timeout_ms =

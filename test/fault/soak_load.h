@@ -3,8 +3,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,8 +79,13 @@ class SoakLoad {
 
  private:
   struct Call;
+  // Ended calls wait this long before their objects are reused: a second
+  // end of a call (a bug) then lands on a live object and is counted.
+  static constexpr std::chrono::seconds kQuarantine{10};
   void run();
   void issue(size_t id);
+  void quarantine(Call* call);
+  Call* take_call();
 
   Channel& echo_channel_;
   Channel& prime_channel_;
@@ -93,6 +100,8 @@ class SoakLoad {
   std::atomic<size_t> ended_{0};
   SoakClock::time_point began_;
   std::thread thread_;
+  std::mutex quarantine_mutex_;
+  std::deque<Call*> quarantine_;  // Oldest first.
 };
 
 }  // namespace percore::testing

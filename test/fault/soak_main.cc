@@ -71,6 +71,23 @@ struct Arguments {
   std::exit(2);
 }
 
+// An integer in [low, high], or the usage error.
+long long integer_in(const std::string& flag, const std::string& value, long long low,
+                     long long high) {
+  char* end = nullptr;
+  errno = 0;
+  const long long number = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno != 0 || number < low || number > high) {
+    usage(flag + " needs a whole number from " + std::to_string(low) + " to " +
+          std::to_string(high) + ", not \"" + value + "\"");
+  }
+  return number;
+}
+
+// The ledger holds a record per call, allocated up front (32 bytes and a
+// counter each).
+constexpr double kMostCalls = 50'000'000;
+
 Arguments parse(int argc, char** argv) {
   Arguments arguments;
   for (int i = 1; i < argc; ++i) {
@@ -78,26 +95,30 @@ Arguments parse(int argc, char** argv) {
     if (i + 1 >= argc)
       usage(std::string("missing value for ") + flag);
     const std::string value = argv[++i];
-    char* end = nullptr;
-    const double number = std::strtod(value.c_str(), &end);
-    const bool numeric = end != value.c_str() && *end == '\0' && number > 0;
-    if (flag == "--duration" && numeric) {
-      arguments.duration_s = static_cast<int>(number);
-    } else if (flag == "--rate" && numeric && number <= 100000) {
-      arguments.rate = number;
-    } else if (flag == "--quiet-ms" && numeric) {
-      arguments.quiet_ms = static_cast<int>(number);
+    if (flag == "--duration") {
+      arguments.duration_s = static_cast<int>(integer_in(flag, value, 1, 86400));
+    } else if (flag == "--rate") {
+      arguments.rate = static_cast<double>(integer_in(flag, value, 100, 100000));
+    } else if (flag == "--quiet-ms") {
+      // Long enough to see success come back (the bound is 5 s; recovery
+      // is judged within the quiet spell).
+      arguments.quiet_ms = static_cast<int>(integer_in(flag, value, 2000, 60000));
     } else if (flag == "--json") {
       arguments.json_path = value;
-    } else if (flag == "--s3-send-buffer" && (numeric || value == "0")) {
-      arguments.small_send_buffer = static_cast<int>(number);
-    } else if (flag == "--s3-receive-buffer" && (numeric || value == "0")) {
-      arguments.small_receive_buffer = static_cast<int>(number);
+    } else if (flag == "--s3-send-buffer") {
+      arguments.small_send_buffer = static_cast<int>(integer_in(flag, value, 0, 1 << 30));
+    } else if (flag == "--s3-receive-buffer") {
+      arguments.small_receive_buffer = static_cast<int>(integer_in(flag, value, 0, 1 << 30));
     } else if (flag == "--logs") {
       arguments.log_directory = value;
     } else {
-      usage(std::string("bad option ") + flag + " " + value);
+      usage(std::string("unknown option ") + flag);
     }
+  }
+  // The first cycle of faults runs whole even past --duration (about 60 s).
+  if (arguments.rate * (std::max(arguments.duration_s, 60) + 120) > kMostCalls) {
+    usage("--rate x --duration is too many calls for the ledger (at most " +
+          std::to_string(static_cast<long long>(kMostCalls)) + ")");
   }
   return arguments;
 }
@@ -112,11 +133,39 @@ int skip(const std::string& reason) {
   return kSkipped;
 }
 
+std::atomic<bool> interrupted{false};
+
+void on_stop_signal(int) {
+  interrupted.store(true);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Arguments arguments = parse(argc, argv);
   std::signal(SIGPIPE, SIG_IGN);
+  // Ctrl-C or a SIGTERM ends the run early but cleanly: faults end, the
+  // calls drain, everything is stopped and the namespaces deleted.
+  struct sigaction stop {};
+  stop.sa_handler = on_stop_signal;
+  sigemptyset(&stop.sa_mask);
+  ::sigaction(SIGINT, &stop, nullptr);
+  ::sigaction(SIGTERM, &stop, nullptr);
+  // By hand, percore-server is found beside this program's build tree
+  // (test/fault/soak -> examples/percore-server).
+  if (std::getenv("PERCORE_BINARY_DIR") == nullptr) {
+    std::error_code ignored;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ignored);
+    if (!self.empty())
+      ::setenv("PERCORE_BINARY_DIR", self.parent_path().parent_path().parent_path().c_str(), 1);
+  }
+  if (!std::ofstream(arguments.json_path, std::ios::app))
+    usage("cannot write the summary to " + arguments.json_path);
+  if (!std::filesystem::exists(built_program("examples/percore-server"))) {
+    std::fprintf(stderr, "soak: no percore-server at %s (set PERCORE_BINARY_DIR to the build)\n",
+                 built_program("examples/percore-server").c_str());
+    return 1;
+  }
   const std::string unavailable = TestNetwork::unavailable_reason();
   if (!unavailable.empty())
     return skip(unavailable);
@@ -147,11 +196,12 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   std::unique_ptr<SoakCluster> cluster = SoakCluster::create(cluster_options, &error);
   if (cluster == nullptr) {
-    if (error.find("namespace") != std::string::npos &&
-        error.find("Operation not permitted") != std::string::npos)
-      return skip(error);
-    std::fprintf(stderr, "soak: FAILED to set up: %s\n(server logs in %s)\n", error.c_str(),
-                 logs.c_str());
+    std::fprintf(stderr, "soak: FAILED to set up: %s\n", error.c_str());
+    std::error_code ignored;
+    if (own_logs && std::filesystem::is_empty(logs, ignored))
+      std::filesystem::remove(logs, ignored);
+    else
+      std::fprintf(stderr, "soak: server logs in %s\n", logs.c_str());
     return 1;
   }
 
@@ -199,19 +249,27 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   load.start();
   rss.start();
-  // A calm start, then episodes back to back; every episode of the last
-  // cycle runs to its end, so the load may run a little past --duration.
-  std::this_thread::sleep_for(milliseconds(2000));
+  // A calm start, then episodes back to back. The first cycle (every fault
+  // once, about 60 s) always runs whole; later ones while --duration lasts,
+  // each episode to its end, so the load may run a little past --duration.
+  std::vector<std::string> crashes;
+  const int64_t calm_until_us = 2'000'000;
+  while (!interrupted.load() && load.now_us() < calm_until_us)
+    std::this_thread::sleep_for(milliseconds(50));
   std::vector<Episode> episodes;
-  for (int cycle = 0; load.now_us() < int64_t{arguments.duration_s} * 1'000'000 - 5'000'000;
+  const int64_t last_start_us = int64_t{arguments.duration_s} * 1'000'000 - 5'000'000;
+  for (int cycle = 0; !interrupted.load() && (cycle == 0 || load.now_us() < last_start_us);
        ++cycle) {
     for (Episode& episode :
          fault_cycle(cycle, static_cast<int>(cluster->server_count()), arguments.quiet_ms)) {
-      if (cycle > 0 && load.now_us() >= int64_t{arguments.duration_s} * 1'000'000 - 5'000'000)
+      if (interrupted.load() || (cycle > 0 && load.now_us() >= last_start_us))
         break;
-      run_episode(episode, *cluster, load);
+      run_episode(episode, *cluster, load, interrupted);
       episodes.push_back(std::move(episode));
       const Episode& done = episodes.back();
+      // Every server runs again now; one that does not crashed.
+      for (const std::string& crash : cluster->restart_crashed_servers())
+        crashes.push_back("episode " + std::to_string(episodes.size()) + ": " + crash);
       std::printf("soak: t=%.1f s episode %zu done (%s%s)\n", done.ended_us / 1e6, episodes.size(),
                   fault_kind_name(done.faults[0].kind), done.faults.size() > 1 ? " + ..." : "");
       std::fflush(stdout);
@@ -243,10 +301,17 @@ int main(int argc, char** argv) {
     servers.push_back(cluster->server_host(index) +
                       (cluster->server_has_small_buffers(index) ? " (small socket buffers)" : ""));
   }
+  for (const std::string& crash : cluster->restart_crashed_servers())
+    crashes.push_back("at the end: " + crash);
   std::vector<std::string> failures =
       analyse_soak(load, episodes, rss.samples(), servers, bounds, &summary);
   if (!drained)
     failures.push_back("calls still running 10 s after the load ended");
+  for (const std::string& crash : crashes)
+    failures.push_back("a server exited although no fault stopped it: " + crash);
+  if (interrupted.load())
+    failures.push_back("interrupted (SIGINT or SIGTERM) before the end");
+  summary["failures"] = failures;
   summary["passed"] = failures.empty();
   for (const auto& [name, channel] :
        {std::pair{"echo", echo_channel.get()}, std::pair{"prime", prime_channel.get()}}) {
@@ -262,9 +327,18 @@ int main(int argc, char** argv) {
         {"readmissions", stats.readmissions},
         {"stale_replies", stats.stale_replies}};
   }
-  std::ofstream(arguments.json_path) << summary.dump(2) << "\n";
   std::printf("%s", format_soak_summary(summary).c_str());
-  std::printf("soak: summary in %s\n", arguments.json_path.c_str());
+  {
+    std::ofstream json(arguments.json_path, std::ios::trunc);
+    json << summary.dump(2) << "\n";
+    json.close();
+    if (!json) {
+      std::fprintf(stderr, "soak: cannot write the summary to %s\n", arguments.json_path.c_str());
+      failures.push_back("the summary could not be written to " + arguments.json_path);
+    } else {
+      std::printf("soak: summary in %s\n", arguments.json_path.c_str());
+    }
+  }
 
   // Stop the load's Channels before the servers and ZooKeeper go.
   echo_channel.reset();

@@ -25,6 +25,7 @@ class RssMonitor {
   struct Sample {
     int64_t at_us;
     std::string process;  // "client", "s1"...
+    pid_t pid;            // A restarted server is a new process.
     long kib;
   };
   // `pids` names each process to sample now and its pid (-1: not running).
@@ -56,9 +57,15 @@ struct SoakBounds {
   // calls issued later all succeed, none slower than the next bound.
   int64_t dead_detection_us = 0;
   int64_t slow_call_after_detection_us = 250'000;
-  // Growth of a process's RSS from its first sample to its last.
+  // Growth of one process's RSS from its first sample to its last (a
+  // restarted server is measured afresh).
   long client_rss_growth_kib = 64 * 1024;
   long server_rss_growth_kib = 32 * 1024;
+  // What a call may end with under these faults: OK, a deadline, a broken
+  // or dead connection, no server to take it, a server stopping. Anything
+  // else (a wrong answer, 1003, 2001, 1011...) fails the run wherever it
+  // happens; and before the first fault, every call succeeds.
+  std::vector<int32_t> allowed_codes = {0, 1008, 1009, 112, 2003};
 };
 
 // Checks the ledger and records against the bounds, episode by episode.

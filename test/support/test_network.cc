@@ -124,6 +124,12 @@ std::string TestNetwork::unavailable_reason() {
     return "no `ip` program (Debian package iproute2)";
   if (iptables_program().empty())
     return "no `iptables` program (Debian package iptables)";
+  // Root may still lack the capabilities (in a container): try one.
+  const std::string probe = std::string(kNamePrefix) + std::to_string(::getpid()) + "-probe";
+  std::string output;
+  if (!run_command({ip_program(), "netns", "add", probe}, &output))
+    return "cannot create a network namespace here: " + output;
+  run_command({ip_program(), "netns", "delete", probe}, &output);
   return {};
 }
 

@@ -133,10 +133,36 @@ std::string four_letter_word(const std::string& host, int port, const char* word
   return answer;
 }
 
-std::string make_temp_directory(std::string* error) {
+std::string temp_root() {
   const char* tmpdir = std::getenv("TMPDIR");
-  std::string pattern = (tmpdir != nullptr && *tmpdir != '\0' ? std::string(tmpdir) : "/tmp") +
-                        "/percore-zookeeper-XXXXXX";
+  return tmpdir != nullptr && *tmpdir != '\0' ? std::string(tmpdir) : "/tmp";
+}
+
+// Directories "percore-zookeeper-<pid>-*" of test processes that are gone
+// (killed before their destructors ran) are removed.
+void remove_stale_directories() {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(temp_root(), error)) {
+    const std::string name = entry.path().filename().string();
+    const std::string prefix = "percore-zookeeper-";
+    if (name.rfind(prefix, 0) != 0)
+      continue;
+    const std::string pid =
+        name.substr(prefix.size(), name.find('-', prefix.size()) - prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    if (::kill(static_cast<pid_t>(std::atol(pid.c_str())), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      std::filesystem::remove_all(entry.path(), ignored);
+    }
+  }
+}
+
+std::string make_temp_directory(std::string* error) {
+  static const bool swept = (remove_stale_directories(), true);
+  (void)swept;
+  std::string pattern =
+      temp_root() + "/percore-zookeeper-" + std::to_string(::getpid()) + "-XXXXXX";
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
   if (::mkdtemp(buffer.data()) == nullptr) {
