@@ -210,9 +210,10 @@ TEST(MultiHostTest, PartitionedServerStopsGettingCallsAndNoCallIsLost) {
     EXPECT_EQ(load.ledger().violations(load.issued()), "");
     const std::vector<testing::CallOutcome> outcomes = load.outcomes();
     // Dead-connection detection: keepalive time + timeout, and the sweep.
-    const auto detected =
-        partitioned + milliseconds(options.keepalive_time_ms + options.keepalive_timeout_ms +
-                                   options.keepalive_time_ms);
+    // (Scaled for the sanitizer builds, whose threads run slower.)
+    const auto detected = partitioned + testing::scaled(milliseconds(options.keepalive_time_ms +
+                                                                     options.keepalive_timeout_ms +
+                                                                     options.keepalive_time_ms));
     int failed_after_detection = 0;
     int answered_by_s1_while_cut = 0;
     for (const testing::CallOutcome& outcome : outcomes) {
