@@ -157,7 +157,13 @@ TEST(ChannelHealthTest, CallEndingBetweenAttemptsNamesTheServerItLastTried) {
 
 TEST(ChannelHealthTest, PercoreClientAgainstAStoppingServerEndsLongBeforeItsDeadline) {
   ScriptedServer stopping(ScriptedServer::Answer::kServerStopping);
-  const std::string stderr_path = ::testing::TempDir() + "percore-client-stopping.err";
+  // Per process (two test runs at once), and removed at the end.
+  const std::string stderr_path = ::testing::TempDir() + "percore-client-stopping-" +
+                                  std::to_string(::getpid()) + ".err";
+  struct Remove {
+    const std::string& path;
+    ~Remove() { std::remove(path.c_str()); }
+  } remove_after{stderr_path};
   std::string error;
   const Clock::time_point start = Clock::now();
   auto client = testing::ChildProcess::start(
