@@ -74,6 +74,10 @@ struct ZooKeeperClient::Operation {
   std::string data;
   Stat stat{};
   std::vector<std::string> children;
+  // A transaction's operations and answers: the C client fills `results`
+  // when it completes.
+  std::vector<zoo_op_t> ops;
+  std::vector<zoo_op_result_t> results;
 
   // Completions, for the C client.
   static void finish(const void* context, int rc, const std::function<void(Operation&)>& fill) {
@@ -228,6 +232,12 @@ void ZooKeeperClient::run_session_thread() {
       if (stopping_)
         break;
       if (session_surely_lost(Clock::now())) {
+        if (handle_ != nullptr && zoo_state(handle_) == ZOO_CONNECTED_STATE) {
+          // Back just now (its event is on the way): giving the session up
+          // would send a close, and the close deletes our ephemeral nodes.
+          disconnected_since_.reset();
+          continue;
+        }
         const auto timeout = negotiated_timeout_;
         lock.unlock();
         log(LogLevel::kWarning, "no ZooKeeper member of " + options_.hosts + " answered for " +
@@ -660,7 +670,8 @@ bool ZooKeeperClient::create_node(const std::string& path, const std::string& da
     }
     if (rc == ZNODEEXISTS) {
       // Ours (a create retried after a connection loss): keep it, refresh the
-      // data. Someone else's, or an earlier session's: replace it.
+      // data. Someone else's, or an earlier session's: replace it (Curator's
+      // ServiceDiscovery deletes and creates again; percore does both at once).
       auto exists = begin([&](Operation* context) {
         return zoo_aexists(handle_, path.c_str(), 0, &Operation::on_stat, context);
       });
@@ -676,12 +687,23 @@ bool ZooKeeperClient::create_node(const std::string& path, const std::string& da
         if (rc == ZOK)
           return true;
       } else if (rc == ZOK) {
-        auto remove = begin([&](Operation* context) {
-          return zoo_adelete(handle_, path.c_str(), -1, &Operation::on_void, context);
+        // One transaction: watchers never see the service without the
+        // instance, as they would between a delete and a create.
+        const int32_t version = exists->stat.version;
+        auto replace = begin([&](Operation* context) {
+          context->ops.resize(2);
+          context->results.resize(2);
+          zoo_delete_op_init(&context->ops[0], path.c_str(), version);
+          zoo_create_op_init(&context->ops[1], path.c_str(), data.data(), size, acl,
+                             ZOO_EPHEMERAL, nullptr, 0);
+          return zoo_amulti(handle_, 2, context->ops.data(), context->results.data(),
+                            &Operation::on_void, context);
         });
-        rc = await(*remove, deadline);
-        if (rc == ZOK || rc == ZNONODE)
-          continue;
+        rc = await(*replace, deadline);
+        if (rc == ZOK)
+          return true;
+        if (rc == ZNONODE || rc == ZBADVERSION || rc == ZNODEEXISTS)
+          continue;  // It changed meanwhile: look again.
       }
     }
     if (error != nullptr)

@@ -224,6 +224,91 @@ TEST_F(DiscoveryTest, ZooKeeperOutageKeepsTheLastListAndRecovers) {
   }
 }
 
+// Past the session timeout both the server and the client give their
+// sessions up and open new ones; the server's instance node then still
+// belongs to the old session, and is replaced. Watchers must never see the
+// service without it (a delete, then a create, left an empty list for a
+// moment: calls failed with 112).
+TEST_F(DiscoveryTest, AnOutageLongerThanTheSessionTimeoutNeverEmptiesTheList) {
+  auto server = start_registered_server();
+  ASSERT_TRUE(server.has_value());
+  ZooKeeperUri uri{zookeeper_->hosts(), std::string(kBase) + "/" + kEchoService};
+  ZooKeeperOptions source_options;
+  source_options.session_timeout_ms = 2000;
+  ZooKeeperNamingSource source(uri, source_options);
+  std::mutex mutex;
+  std::vector<size_t> list_sizes;
+  std::string error;
+  ASSERT_TRUE(source.start(
+      [&](const std::vector<ServerAddress>& servers) {
+        std::lock_guard lock(mutex);
+        list_sizes.push_back(servers.size());
+      },
+      &error))
+      << error;
+  Channel channel;
+  ChannelOptions options;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
+  options.zookeeper_session_timeout_ms = 2000;
+  ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
+  testing::EchoLoad load(channel, 4000000, 8);
+  load.start_background(std::chrono::microseconds(200));
+  ASSERT_TRUE(load.wait_issued(1000));
+
+  const std::string service_path = std::string(kBase) + "/" + kEchoService;
+  auto reader = std::make_unique<RawZooKeeper>(zookeeper_->hosts());
+  ASSERT_TRUE(reader->connected());
+  auto instance_owner = [&]() -> int64_t {
+    const std::vector<std::string> ids = reader->children(service_path);
+    Stat stat;
+    if (ids.size() != 1 || !reader->data(service_path + "/" + ids[0], &stat).has_value())
+      return 0;
+    return stat.ephemeralOwner;
+  };
+  const int64_t old_owner = instance_owner();
+  ASSERT_NE(old_owner, 0);
+
+  zookeeper_->stop();
+  // Both sides decide their sessions are lost after 2 s without an answer.
+  std::this_thread::sleep_for(milliseconds(3500));
+  ASSERT_TRUE(zookeeper_->restart(&error)) << error;
+  const auto restarted_at = Clock::now();
+  // The server's instance now belongs to a new session of the server.
+  reader = std::make_unique<RawZooKeeper>(zookeeper_->hosts());
+  ASSERT_TRUE(reader->connected());
+  int64_t new_owner = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        new_owner = instance_owner();
+        return new_owner != 0 && new_owner != old_owner &&
+               source.client()->sessions_replaced() >= 1;
+      },
+      milliseconds(10000)));
+  // The old session's own expiry (ZooKeeper restarts its clock) removes
+  // nothing: the node is the new session's.
+  std::this_thread::sleep_for(milliseconds(2500));
+  const size_t at_end = load.issued();
+  ASSERT_TRUE(load.wait_issued(at_end + 1000));
+  load.stop_background();
+  load.wait_all();
+  EXPECT_GT(Clock::now() - restarted_at, milliseconds(2500));
+  EXPECT_EQ(instance_owner(), new_owner);
+  source.stop();
+  {
+    std::lock_guard lock(mutex);
+    for (size_t i = 0; i < list_sizes.size(); ++i)
+      EXPECT_EQ(list_sizes[i], 1u) << "list " << i << " of " << list_sizes.size();
+  }
+  EXPECT_EQ(load.ledger().violations(load.issued()), "");
+  std::map<int, size_t> codes;
+  for (const testing::CallOutcome& outcome : load.outcomes()) {
+    if (outcome.code >= 0)
+      ++codes[outcome.code];
+  }
+  for (const auto& [code, count] : codes)
+    EXPECT_EQ(code, 0) << count << " calls ended with " << code;
+}
+
 // Reads "session_id_hex password_hex" written by percore-server.
 std::optional<clientid_t> read_session_file(const std::string& path) {
   std::ifstream file(path);
