@@ -30,7 +30,7 @@ install(FILES ${PROJECT_BINARY_DIR}/percore/proto/echo.pb.h
               ${PROJECT_SOURCE_DIR}/percore/proto/health.proto
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/percore/proto)
 
-set(percore_programs percore-server percore-client percore-cli)
+set(percore_programs percore-server percore-client percore-cli percore-gateway)
 if(TARGET percore-bench)
   list(APPEND percore_programs percore-bench)
 endif()
@@ -54,11 +54,11 @@ install(FILES ${PROJECT_BINARY_DIR}/percoreConfig.cmake
 # and Requires, so that `pkg-config --cflags --libs percore` links; with
 # shared ones they are private.
 if(BUILD_SHARED_LIBS)
-  set(PERCORE_PC_REQUIRES "Requires: protobuf\nRequires.private: spdlog snappy zlib")
+  set(PERCORE_PC_REQUIRES "Requires: protobuf\nRequires.private: spdlog snappy zlib prometheus-cpp-core")
   set(PERCORE_PC_LIBS_PRIVATE "-lzookeeper_mt")
   set(PERCORE_PC_LIBS_DEPS "")
 else()
-  set(PERCORE_PC_REQUIRES "Requires: protobuf spdlog snappy zlib")
+  set(PERCORE_PC_REQUIRES "Requires: protobuf prometheus-cpp-core spdlog snappy zlib")
   set(PERCORE_PC_LIBS_PRIVATE "")
   set(PERCORE_PC_LIBS_DEPS " -lzookeeper_mt -pthread")
 endif()

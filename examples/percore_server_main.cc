@@ -1,5 +1,6 @@
 // percore-server: hosts example.EchoService (inline) and prime.PrimeService
-// (worker pool) on one port, optionally registered in ZooKeeper. Prints one
+// (worker pool) on one port, and on request the pipeline example's stages
+// (--stage-b, --stage-a-next), optionally registered in ZooKeeper. Prints one
 // line when ready; SIGTERM or SIGINT stop it gracefully: deregister, wait for
 // clients to drop it, drain, close.
 
@@ -14,10 +15,12 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <percore/discovery/zookeeper_registrar.h>
 #include <percore/discovery/zookeeper_uri.h>
 #include "examples/echo_service.h"
+#include "examples/pipeline_service.h"
 #include "examples/prime_service.h"
 #include <percore/server_io/server.h>
 #include <percore/version.h>
@@ -34,6 +37,7 @@ constexpr std::string_view kUsage =
     "                      [--registry zk://HOSTS/BASE/PATH] [--advertise HOST]\n"
     "                      [--registry-credential-file FILE] [--deregister-delay-ms N]\n"
     "                      [--deregister-timeout-ms N] [--zk-session-timeout-ms N]\n"
+    "                      [--stage-b] [--stage-a-next TARGET]\n"
     "  --listen          address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --io-threads      I/O threads (default: one per core)\n"
     "  --workers         worker threads for IsPrime (default: one per core)\n"
@@ -63,7 +67,10 @@ constexpr std::string_view kUsage =
     "                    all of this server's nodes together (default 2000); past\n"
     "                    it the session is closed, which removes them too\n"
     "  --deregister-delay-ms  pause between deregistering and draining (default 1000)\n"
-    "  --zk-session-timeout-ms  ZooKeeper session timeout (default 10000)\n";
+    "  --zk-session-timeout-ms  ZooKeeper session timeout (default 10000)\n"
+    "  --stage-b         also host pipeline.StageB (examples/pipeline.proto)\n"
+    "  --stage-a-next    also host pipeline.StageA, calling pipeline.StageB at\n"
+    "                    TARGET (any Channel target: zk://..., host:port, ...)\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr, "percore-server: %s\n%.*s", message.c_str(), static_cast<int>(kUsage.size()),
@@ -129,6 +136,9 @@ int main(int argc, char** argv) {
   // For tests that force a ZooKeeper session expiry: the session id and
   // password are written to this file (hex) whenever a session starts.
   std::string session_file;
+  // The pipeline example's stages (examples/pipeline_service.h).
+  bool stage_b = false;
+  std::string stage_a_next;
   if (const char* from_environment = std::getenv("PERCORE_ZK_CREDENTIAL")) {
     credential = from_environment;
   }
@@ -137,6 +147,10 @@ int main(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
       return 0;
+    }
+    if (flag == "--stage-b") {  // The one flag without a value.
+      stage_b = true;
+      continue;
     }
     if (i + 1 >= argc)
       usage_error("missing value for " + flag);
@@ -183,6 +197,8 @@ int main(int argc, char** argv) {
       session_timeout_ms = parse_number(flag, value);
     } else if (flag == "--zk-session-file") {
       session_file = value;
+    } else if (flag == "--stage-a-next") {
+      stage_a_next = value;
     } else {
       usage_error("unknown option " + flag);
     }
@@ -216,6 +232,26 @@ int main(int argc, char** argv) {
   percore::ServiceOptions prime_options;
   prime_options.default_mode = percore::ExecutionMode::kWorkerPool;
   server.AddService(std::make_unique<percore::examples::PrimeServiceImpl>(), prime_options);
+  std::vector<std::string> hosted_services = {"example.EchoService", "prime.PrimeService"};
+  // Declared after `server`, so destroyed first: its Channel ends stage B's
+  // calls still pending while the server's threads still run.
+  std::unique_ptr<percore::examples::StageAServiceImpl> stage_a;
+  if (!stage_a_next.empty()) {
+    stage_a = std::make_unique<percore::examples::StageAServiceImpl>();
+    std::string init_error;
+    if (!stage_a->Init(stage_a_next, &init_error)) {
+      std::fprintf(stderr, "percore-server: --stage-a-next %s: %s\n", stage_a_next.c_str(),
+                   init_error.c_str());
+      return 1;
+    }
+    server.AddService(stage_a.get(), percore::examples::StageAServiceImpl::service_options());
+    hosted_services.push_back("pipeline.StageA");
+  }
+  if (stage_b) {
+    server.AddService(std::make_unique<percore::examples::StageBServiceImpl>(),
+                      percore::examples::StageBServiceImpl::service_options());
+    hosted_services.push_back("pipeline.StageB");
+  }
 
   std::string error;
   if (!server.Start(listen, &error)) {
@@ -240,8 +276,7 @@ int main(int argc, char** argv) {
     if (registered_host.size() > 2 && registered_host.front() == '[') {
       registered_host = registered_host.substr(1, registered_host.size() - 2);
     }
-    if (!registrar->register_services({"example.EchoService", "prime.PrimeService"},
-                                      registered_host, server.port(), &error)) {
+    if (!registrar->register_services(hosted_services, registered_host, server.port(), &error)) {
       std::fprintf(stderr, "percore-server: cannot register in %s: %s\n", registry.c_str(),
                    error.c_str());
       return 1;

@@ -7,6 +7,7 @@
 #include <random>
 
 #include <percore/base/detail/gate.h>
+#include <percore/base/detail/metrics_registry.h>
 #include <percore/client_proxy/detail/channel_event_log.h>
 #include <percore/client_proxy/detail/channel_route.h>
 #include <percore/client_proxy/detail/thread_group.h>
@@ -46,6 +47,68 @@ ChannelOptions sanitized(ChannelOptions options) {
   return options;
 }
 
+// The Channel's counters for a server's /metrics, labelled by target.
+void add_channel_metrics(const std::string& target, const ChannelStats& stats,
+                         uint64_t in_flight, std::vector<prometheus::MetricFamily>& families) {
+  using detail::family;
+  using detail::labelled;
+  using prometheus::MetricType;
+  const ChannelGroupStats& total = stats.total;
+  auto calls = family("percore_client_calls_total",
+                      "Calls ended by the process's Channels, by target and error code (0: OK).",
+                      MetricType::Counter);
+  for (const auto& [code, count] : total.ends_by_code) {
+    auto metric = labelled({{"target", target}, {"code", std::to_string(code)}});
+    metric.counter.value = static_cast<double>(count);
+    calls.metric.push_back(std::move(metric));
+  }
+  families.push_back(std::move(calls));
+  auto one = [&](std::string name, std::string help, MetricType type, double value) {
+    auto result = family(std::move(name), std::move(help), type);
+    auto metric = labelled({{"target", target}});
+    if (type == MetricType::Gauge) {
+      metric.gauge.value = value;
+    } else {
+      metric.counter.value = value;
+    }
+    result.metric.push_back(std::move(metric));
+    families.push_back(std::move(result));
+  };
+  one("percore_client_calls_in_flight", "Calls started and not yet ended.", MetricType::Gauge,
+      static_cast<double>(in_flight));
+  one("percore_client_retries_total", "Calls sent again after a broken connection or a 2003.",
+      MetricType::Counter, static_cast<double>(total.retries));
+  one("percore_client_retries_refused_total",
+      "Sends again refused by the retry budget or the call's limits.", MetricType::Counter,
+      static_cast<double>(total.retries_refused_by_budget + total.retries_refused_by_limit));
+  one("percore_client_ejections_total", "Servers taken out of rotation by outlier detection.",
+      MetricType::Counter, static_cast<double>(total.ejections));
+  one("percore_client_readmissions_total", "Ejected servers taken back.", MetricType::Counter,
+      static_cast<double>(total.readmissions));
+  one("percore_client_connects_total", "Connection attempts.", MetricType::Counter,
+      static_cast<double>(total.connects));
+  one("percore_client_connect_failures_total", "Connection attempts refused or timed out.",
+      MetricType::Counter, static_cast<double>(total.connect_failures));
+  one("percore_client_connections_broken_total", "Connections that broke with calls on them.",
+      MetricType::Counter, static_cast<double>(total.connections_broken + total.connections_dead));
+  one("percore_client_servers", "Servers in the current list (summed over thread groups).",
+      MetricType::Gauge, static_cast<double>(total.servers));
+  one("percore_client_servers_ejected", "Servers out of rotation now.", MetricType::Gauge,
+      static_cast<double>(total.servers_ejected));
+  auto connections =
+      family("percore_client_connections", "Connections now, by state.", MetricType::Gauge);
+  for (const auto& [state, count] :
+       {std::pair<const char*, int>{"ready", total.connections_ready},
+        {"connecting", total.connections_connecting},
+        {"ejected", total.connections_ejected},
+        {"closing", total.connections_closing}}) {
+    auto metric = labelled({{"target", target}, {"state", state}});
+    metric.gauge.value = count;
+    connections.metric.push_back(std::move(metric));
+  }
+  families.push_back(std::move(connections));
+}
+
 }  // namespace
 
 Channel::Channel() = default;
@@ -56,6 +119,8 @@ Channel::~Channel() {
   // a deadlock, so refuse it loudly.
   PERCORE_ASSERT(runtime_ == nullptr ||
                  detail::ThreadGroup::current_group_of(runtime_.get()) < 0);
+  if (metrics_handle_ != 0)
+    detail::MetricsRegistry::process().remove(metrics_handle_);  // Waits for a scrape.
   if (naming_ != nullptr)
     naming_->stop();
   shut_down_routes();
@@ -91,6 +156,10 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
     return false;
   }
   naming_ = std::move(naming);
+  metrics_handle_ = detail::MetricsRegistry::process().add(
+      [this, target](std::vector<prometheus::MetricFamily>& families) {
+        add_channel_metrics(target, stats(), calls_in_flight(), families);
+      });
   return true;
 }
 

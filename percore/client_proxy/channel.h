@@ -104,6 +104,8 @@ class Channel : public google::protobuf::RpcChannel {
   // One per group of the runtime.
   std::vector<std::unique_ptr<detail::ChannelRoute>> routes_;
   std::unique_ptr<NamingSource> naming_;
+  // Its entry in the process's metrics (a server's /metrics): 0 before Init.
+  uint64_t metrics_handle_ = 0;
 };
 
 // A `done` closure that makes a future of a call:

@@ -6,6 +6,9 @@ void Controller::Reset() {
   timeout_ms_ = kChannelTimeout;
   max_retry_ = -1;
   log_id_ = 0;
+  trace_id_ = 0;
+  span_id_ = 0;
+  parent_span_id_ = 0;
   request_compress_type_ = CompressType::kNone;
   request_attachment_.clear();
   response_compress_type_ = CompressType::kNone;
@@ -15,6 +18,23 @@ void Controller::Reset() {
   latency_us_ = 0;
   remote_side_.clear();
   retried_count_ = 0;
+}
+
+void Controller::inherit(const CallContext& context) {
+  // Rounded down, and 0 under 1 ms: the downstream deadline never falls
+  // after the incoming one, and an expired call costs no send. Without a
+  // deadline the call keeps its own (the Channel's): every call ends.
+  if (context.has_deadline())
+    set_timeout_ms(context.remaining_timeout_ms());
+  log_id_ = context.log_id;
+  trace_id_ = context.trace_id;
+  if (context.trace_id != 0) {
+    parent_span_id_ = context.span_id;
+    span_id_ = new_span_id();
+  } else {
+    parent_span_id_ = 0;
+    span_id_ = 0;
+  }
 }
 
 void Controller::SetFailed(const std::string& reason) {

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include <percore/base/call_context.h>
 #include <percore/proto/error_code.h>
 #include <percore/proto/frame.h>
 
@@ -21,6 +22,10 @@ struct CallCompleter;
 // The client side's RpcController: per-call settings in, outcome out.
 // Set the settings before the call; read the outcome after it ends (after a
 // synchronous CallMethod returns, or in/after `done`). Reset() before reuse.
+//
+// A call made on behalf of another (a server handler calling the next
+// stage) takes that call's deadline, log id and trace with
+// inherit(server_controller.downstream_context()): see inherit().
 //
 // Owns: its attachments and outcome. Threads: the caller's before the call;
 // percore's while it runs; the caller's again once it has ended.
@@ -43,6 +48,26 @@ class Controller : public google::protobuf::RpcController {
   int max_retry() const { return max_retry_; }
   void set_log_id(int64_t log_id) { log_id_ = log_id; }
   int64_t log_id() const { return log_id_; }
+  // The call's trace (brpc's RpcRequestMeta trace_id, span_id,
+  // parent_span_id), sent only when set (non-zero); the server reads them in
+  // ServerController. percore does not start traces: with none set, none is
+  // sent.
+  void set_trace_id(int64_t trace_id) { trace_id_ = trace_id; }
+  int64_t trace_id() const { return trace_id_; }
+  void set_span_id(int64_t span_id) { span_id_ = span_id; }
+  int64_t span_id() const { return span_id_; }
+  void set_parent_span_id(int64_t parent_span_id) { parent_span_id_ = parent_span_id; }
+  int64_t parent_span_id() const { return parent_span_id_; }
+  // Makes this call a step of `context`'s call (gRPC's context
+  // propagation): timeout_ms = the time left before its deadline, in whole
+  // milliseconds rounded down (under 1 ms left: 0, so the call fails at once
+  // with 1008 and is never sent; no deadline: timeout_ms is left as it is,
+  // the Channel's unless set, so that the call still ends); its log_id; and,
+  // when it is traced, the same trace_id, parent_span_id = its span_id and a
+  // fresh span_id (new_span_id()). An untraced context clears the trace.
+  // It reads the clock: call it just before CallMethod. A later
+  // set_timeout_ms() overrides it.
+  void inherit(const CallContext& context);
   // Compresses the request message (never the attachment) as `type` (brpc's
   // Controller::set_request_compress_type): kNone (default), kSnappy, kGzip
   // or kZlib, written in RpcMeta.compress_type. Compression runs on the
@@ -94,6 +119,9 @@ class Controller : public google::protobuf::RpcController {
   int timeout_ms_ = kChannelTimeout;
   int max_retry_ = -1;
   int64_t log_id_ = 0;
+  int64_t trace_id_ = 0;
+  int64_t span_id_ = 0;
+  int64_t parent_span_id_ = 0;
   CompressType request_compress_type_ = CompressType::kNone;
   std::string request_attachment_;
   CompressType response_compress_type_ = CompressType::kNone;

@@ -104,6 +104,17 @@ std::string error_code_name(int32_t code);
 // A one-line human description, as a default error_text.
 std::string_view error_code_description(int32_t code);
 
+// The code a server answers its own caller with when a call it made on that
+// caller's behalf (a pipeline stage, a gateway) ended with `downstream`: the
+// same code, except 2003, which would tell the caller that *this* server is
+// stopping (its Channel would send the call elsewhere and drain this
+// server): it becomes 112, no server could be reached.
+inline int32_t code_for_caller(int32_t downstream) {
+  return downstream == static_cast<int32_t>(ErrorCode::kServerStopping)
+             ? static_cast<int32_t>(ErrorCode::kHostDown)
+             : downstream;
+}
+
 inline int32_t to_int(ErrorCode code) {
   return static_cast<int32_t>(code);
 }

@@ -49,6 +49,8 @@ ServerOptions sanitized(ServerOptions options) {
   options.close_linger_ms = std::max(1, options.close_linger_ms);
   options.socket_send_buffer_bytes = std::max(0, options.socket_send_buffer_bytes);
   options.socket_receive_buffer_bytes = std::max(0, options.socket_receive_buffer_bytes);
+  options.max_http_header_bytes =
+      std::clamp<size_t>(options.max_http_header_bytes, 1024, size_t{1} << 20);
   return options;
 }
 
@@ -300,39 +302,7 @@ int Server::RunUntilAskedToQuit() {
 }
 
 ServerStats Server::stats() const {
-  ServerStats stats;
-  core_->services.for_each_method([&stats](const detail::MethodEntry& entry) {
-    MethodStats& method = stats.methods[entry.full_name];
-    method.calls = entry.counters.calls();
-    method.answers_by_code = entry.counters.answers_by_code();
-    method.total_latency_us = entry.counters.total_latency_us();
-    method.max_latency_us = entry.counters.max_latency_us();
-  });
-  stats.answers_by_code = core_->answers.answers_by_code();
-  stats.connections_accepted = core_->connections_accepted.load(std::memory_order_relaxed);
-  stats.connections_closed = core_->connections_closed.load(std::memory_order_relaxed);
-  stats.connections_open =
-      static_cast<uint64_t>(std::max<int64_t>(0, core_->open_connections.count()));
-  stats.connections_refused = core_->connections_refused.load(std::memory_order_relaxed);
-  stats.accept_errors = core_->accept_errors.load(std::memory_order_relaxed);
-  stats.closes_without_flush = core_->closes_without_flush.load(std::memory_order_relaxed);
-  stats.incomplete_frames = core_->incomplete_frames.load(std::memory_order_relaxed);
-  stats.write_backpressure_pauses =
-      core_->write_backpressure_pauses.load(std::memory_order_relaxed);
-  stats.allocation_failures = core_->allocation_failures.load(std::memory_order_relaxed);
-  stats.handler_exceptions = core_->handler_exceptions.load(std::memory_order_relaxed);
-  for (int i = 0; i < kCloseReasonCount; ++i) {
-    const uint64_t count = core_->closes_by_reason[i].load(std::memory_order_relaxed);
-    if (count > 0)
-      stats.closes_by_reason[static_cast<CloseReason>(i)] = count;
-  }
-  stats.replies_dropped = core_->replies_dropped.load(std::memory_order_relaxed);
-  for (size_t i = 0; i < core_->rejected_frames.size(); ++i) {
-    const uint64_t count = core_->rejected_frames[i].load(std::memory_order_relaxed);
-    if (count > 0)
-      stats.rejected_frames[static_cast<DecodeStatus>(i)] = count;
-  }
-  return stats;
+  return detail::snapshot_stats(*core_);
 }
 
 }  // namespace percore

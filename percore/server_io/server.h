@@ -97,6 +97,12 @@ struct ServerOptions {
   // Default 0: the kernel's defaults and auto-tuning (as brpc and gRPC).
   int socket_send_buffer_bytes = 0;
   int socket_receive_buffer_bytes = 0;
+  // HTTP/1.1 on the same port (a connection whose first bytes are a request
+  // line): the largest request line + header fields accepted, in bytes; a
+  // larger one is answered 431 and its connection closed. Bodies follow
+  // max_body_bytes (413 past it); every other limit above applies too.
+  // Default 16 KiB; clamped to [1 KiB, 1 MiB].
+  size_t max_http_header_bytes = 16 * 1024;
 };
 
 // The server container: hosts protobuf Services on one TCP port.

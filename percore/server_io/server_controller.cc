@@ -12,10 +12,23 @@ void ServerController::Reset() {
   response_attachment_.clear();
   remote_side_.clear();
   log_id_ = 0;
+  trace_id_ = 0;
+  span_id_ = 0;
+  parent_span_id_ = 0;
   request_compress_type_ = CompressType::kNone;
   response_compress_type_ = CompressType::kNone;
   deadline_ = Clock::time_point::max();
   on_end_ = nullptr;
+}
+
+CallContext ServerController::downstream_context() const {
+  CallContext context;
+  context.deadline = deadline_;
+  context.log_id = log_id_;
+  context.trace_id = trace_id_;
+  context.span_id = span_id_;
+  context.parent_span_id = parent_span_id_;
+  return context;
 }
 
 void ServerController::NotifyOnCancel(google::protobuf::Closure* callback) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include <percore/base/call_context.h>
 #include <percore/proto/error_code.h>
 #include <percore/proto/frame.h>
 
@@ -20,6 +21,16 @@ class ServerCall;
 // log id and deadline, and the handler's verdict: SetFailed(text) answers
 // 2001 (internal error) with that text; SetFailed(code, format, ...) answers
 // `code`, percore's or the application's own.
+//
+// A handler that calls other services on the call's behalf (a pipeline
+// stage) passes the call on with downstream_context(): the client
+// Controller's inherit() makes the next call end by this call's deadline
+// and carry its log id and trace (the same trace_id, this span as parent):
+//
+//   auto* next = new NextCall(done);  // owns a percore::Controller, ...
+//   next->controller.inherit(server_controller->downstream_context());
+//   stub.Method(&next->controller, &next->request, &next->response, next);
+//   // next->Run() fills the response, then runs `done`.
 //
 // Owns: the attachments and the error. Threads: the handler's; one thread at
 // a time, up to done->Run().
@@ -75,9 +86,18 @@ class ServerController : public google::protobuf::RpcController {
   // "ip:port" of the client.
   const std::string& remote_side() const { return remote_side_; }
   int64_t log_id() const { return log_id_; }
+  // The request's trace (RpcRequestMeta trace_id, span_id, parent_span_id);
+  // 0 when the client sent none.
+  int64_t trace_id() const { return trace_id_; }
+  int64_t span_id() const { return span_id_; }
+  int64_t parent_span_id() const { return parent_span_id_; }
   // When the client stops waiting; Clock::time_point::max() if it sent no
   // timeout.
   Clock::time_point deadline() const { return deadline_; }
+  // What a call made on this call's behalf inherits (its deadline, log id
+  // and trace), for percore::Controller::inherit(). A copy: it stays valid
+  // after done->Run().
+  CallContext downstream_context() const;
 
  private:
   friend class detail::ServerCall;
@@ -88,6 +108,9 @@ class ServerController : public google::protobuf::RpcController {
   std::string response_attachment_;
   std::string remote_side_;
   int64_t log_id_ = 0;
+  int64_t trace_id_ = 0;
+  int64_t span_id_ = 0;
+  int64_t parent_span_id_ = 0;
   CompressType request_compress_type_ = CompressType::kNone;
   CompressType response_compress_type_ = CompressType::kNone;
   Clock::time_point deadline_ = Clock::time_point::max();

@@ -18,6 +18,12 @@
 // build, as a replay program that runs the seed corpus and every input that
 // ever crashed (test/fuzz/regressions) under ctest.
 
+// Boost 1.74's Asio needs <utility> first under GCC 12 in C++20.
+#include <utility>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <poll.h>
@@ -31,6 +37,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -213,6 +220,72 @@ void check_answers(const std::string& received, std::multiset<int64_t> owed) {
          std::to_string(*owed.begin()));
 }
 
+// Whether the server takes the stream for HTTP: it starts with a request
+// line's method and a space (ServerConnection::sniff_protocol).
+bool is_http(std::string_view stream) {
+  for (const std::string_view method : {"GET ", "POST ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ",
+                                         "PATCH ", "TRACE ", "CONNECT "}) {
+    if (stream.substr(0, method.size()) == method)
+      return true;
+  }
+  return false;
+}
+
+// An HTTP stream's promises: the output is whole HTTP/1.1 answers and
+// nothing else, at most one per request the input holds plus one for the
+// malformed request that ends it.
+void check_http_answers(std::string_view input, const std::string& received) {
+  namespace http = boost::beast::http;
+  size_t requests = 0;
+  {
+    boost::beast::flat_buffer buffer;
+    auto space = buffer.prepare(input.size());
+    std::memcpy(space.data(), input.data(), input.size());
+    buffer.commit(input.size());
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(~std::uint64_t{0});
+      parser.header_limit(1 << 20);
+      boost::system::error_code error;
+      while (buffer.size() > 0 && !parser.is_done()) {
+        const size_t used = parser.put(buffer.data(), error);
+        buffer.consume(used);
+        if (error || used == 0)
+          break;
+      }
+      if (!parser.is_done())
+        break;
+      ++requests;
+    }
+  }
+  boost::beast::flat_buffer buffer;
+  auto space = buffer.prepare(received.size());
+  std::memcpy(space.data(), received.data(), received.size());
+  buffer.commit(received.size());
+  size_t answers = 0;
+  while (buffer.size() > 0) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(~std::uint64_t{0});
+    boost::system::error_code error;
+    while (buffer.size() > 0 && !parser.is_done()) {
+      const size_t used = parser.put(buffer.data(), error);
+      buffer.consume(used);
+      if (error && error != http::error::need_more)
+        fail("the server wrote a malformed HTTP answer: " + error.message());
+      if (used == 0)
+        break;
+    }
+    if (!parser.is_done())
+      fail("the server's HTTP output ends in the middle of an answer");
+    const unsigned status = parser.get().result_int();
+    if (status != 200 && (status < 400 || status > 599))
+      fail("the server answered HTTP status " + std::to_string(status));
+    ++answers;
+  }
+  if (answers > requests + 1)
+    fail(std::to_string(answers) + " HTTP answers to " + std::to_string(requests) + " requests");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -248,6 +321,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fail("the connection did not end within 10 s of the half-close");
     peer.read_available(50);
   }
-  check_answers(peer.received(), owed);
+  if (is_http(stream)) {
+    check_http_answers(stream, peer.received());
+  } else {
+    check_answers(peer.received(), owed);
+  }
   return 0;
 }

@@ -330,7 +330,7 @@ TEST(ServerAbuseTest, FloodOfMalformedConnectionsKeepsTheLogShortAndCountsEveryO
     std::this_thread::sleep_until(started + std::chrono::microseconds(1000 * i));
     BlockingClient bad;
     ASSERT_TRUE(bad.connect("127.0.0.1", server->port));
-    ASSERT_TRUE(bad.send_bytes("GET / HTTP/1.1\r\nHost: flood\r\n\r\n"));
+    ASSERT_TRUE(bad.send_bytes("SSH-2.0-OpenSSH_9.2\r\n"));  // Neither baidu_std nor HTTP.
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   // One more, past the rate window: its line reports the ones held back.
@@ -338,7 +338,7 @@ TEST(ServerAbuseTest, FloodOfMalformedConnectionsKeepsTheLogShortAndCountsEveryO
   {
     BlockingClient last;
     ASSERT_TRUE(last.connect("127.0.0.1", server->port));
-    ASSERT_TRUE(last.send_bytes("GET / HTTP/1.1\r\n\r\n"));
+    ASSERT_TRUE(last.send_bytes("SSH-2.0-OpenSSH_9.2\r\n"));
     EXPECT_TRUE(last.wait_closed(scaled(milliseconds(5000))));
   }
   ASSERT_TRUE(echo_answered(server->port, 1, scaled(milliseconds(5000))));

@@ -23,6 +23,12 @@ std::string protobuf_meta(const std::string& service, const std::string& method,
   meta.mutable_request()->set_method_name(method);
   if (fields.log_id != 0)
     meta.mutable_request()->set_log_id(fields.log_id);
+  if (fields.trace_id != 0)
+    meta.mutable_request()->set_trace_id(fields.trace_id);
+  if (fields.span_id != 0)
+    meta.mutable_request()->set_span_id(fields.span_id);
+  if (fields.parent_span_id != 0)
+    meta.mutable_request()->set_parent_span_id(fields.parent_span_id);
   if (fields.timeout_ms != 0)
     meta.mutable_request()->set_timeout_ms(fields.timeout_ms);
   meta.set_correlation_id(fields.correlation_id);
@@ -60,6 +66,33 @@ TEST(RequestMetaEncoderTest, MatchesProtobufForEveryCombination) {
     }
   }
   EXPECT_EQ(checked, 2 * 6 * 4 * 5 * 4);
+}
+
+TEST(RequestMetaEncoderTest, TraceFieldsMatchProtobufAndAreAbsentWhenZero) {
+  const std::vector<int64_t> ids = {0, 1, 300, 1ll << 62, -1};
+  RequestMetaEncoder encoder("pipeline.StageB", "Transform");
+  int checked = 0;
+  for (int64_t trace_id : ids) {
+    for (int64_t span_id : ids) {
+      for (int64_t parent_span_id : ids) {
+        for (int32_t timeout : {0, 250}) {
+          RequestMetaEncoder::CallFields fields{(3ll << 32) | 1, 42, timeout, 0};
+          fields.trace_id = trace_id;
+          fields.span_id = span_id;
+          fields.parent_span_id = parent_span_id;
+          std::string bytes(encoder.size(fields), '\0');
+          ASSERT_EQ(encoder.write(fields, bytes.data()), bytes.data() + bytes.size());
+          ASSERT_EQ(bytes, protobuf_meta("pipeline.StageB", "Transform", fields))
+              << trace_id << " " << span_id << " " << parent_span_id << " " << timeout;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 5 * 5 * 5 * 2);
+  // No trace: not a byte more than before trace fields existed.
+  const RequestMetaEncoder::CallFields untraced{1, 0, 0, 0};
+  EXPECT_EQ(encoder.size(untraced), protobuf_meta("pipeline.StageB", "Transform", untraced).size());
 }
 
 TEST(RequestMetaEncoderTest, RequestHeadEqualsTheGenericEncoderAndDecodes) {

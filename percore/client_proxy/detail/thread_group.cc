@@ -109,7 +109,8 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
                              ? route.options.timeout_ms
                              : controller->timeout_ms();
   if (timeout_ms == 0) {
-    fail(ErrorCode::kTimedOut, "timed out: timeout_ms is 0");
+    fail(ErrorCode::kTimedOut,
+         "timed out: timeout_ms is 0 (or the deadline the call inherited had passed)");
     return;
   }
   if (done == nullptr && EventLoop::in_any_loop_thread()) {
@@ -168,9 +169,14 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   const bool attachment_fits = attachment.size() <= static_cast<size_t>(INT32_MAX);
   const CompressType compress_type = controller->request_compress_type();
   const RequestMetaEncoder::CallFields fields{
-      CallTable::correlation_id(*slot), controller->log_id(), timeout_ms > 0 ? timeout_ms : 0,
+      CallTable::correlation_id(*slot),
+      controller->log_id(),
+      timeout_ms > 0 ? timeout_ms : 0,
       attachment_fits ? static_cast<int32_t>(attachment.size()) : 0,
-      static_cast<int32_t>(compress_type)};
+      static_cast<int32_t>(compress_type),
+      controller->trace_id(),
+      controller->span_id(),
+      controller->parent_span_id()};
   call.head.clear();
   EncodeStatus encoded = EncodeStatus::kBodyTooLarge;
   size_t message_bytes = 0;

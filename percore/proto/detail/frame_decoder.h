@@ -94,6 +94,7 @@ class FrameDecoder {
 
   // Bytes received but not yet returned as frames.
   size_t buffered_bytes() const { return end_ - begin_; }
+  std::string_view buffered() const { return std::string_view(data_ + begin_, end_ - begin_); }
   const FrameDecoderOptions& options() const { return options_; }
 
  private:

@@ -13,6 +13,9 @@ constexpr uint8_t kAttachmentSizeKey = (5 << 3) | 0;  // RpcMeta.attachment_size
 constexpr uint8_t kServiceNameKey = (1 << 3) | 2;     // RpcRequestMeta.service_name
 constexpr uint8_t kMethodNameKey = (2 << 3) | 2;      // RpcRequestMeta.method_name
 constexpr uint8_t kLogIdKey = (3 << 3) | 0;           // RpcRequestMeta.log_id
+constexpr uint8_t kTraceIdKey = (4 << 3) | 0;         // RpcRequestMeta.trace_id
+constexpr uint8_t kSpanIdKey = (5 << 3) | 0;          // RpcRequestMeta.span_id
+constexpr uint8_t kParentSpanIdKey = (6 << 3) | 0;    // RpcRequestMeta.parent_span_id
 constexpr uint8_t kTimeoutMsKey = (8 << 3) | 0;       // RpcRequestMeta.timeout_ms
 
 // Protobuf writes int32 and int64 as the varint of the 64-bit two's
@@ -39,6 +42,17 @@ uint64_t as_varint(int64_t value) {
   return static_cast<uint64_t>(value);
 }
 
+size_t optional_field_size(int64_t value) {
+  return value != 0 ? 1 + varint_size(as_varint(value)) : 0;
+}
+
+char* write_optional_field(uint8_t key, int64_t value, char* out) {
+  if (value == 0)
+    return out;
+  *out++ = static_cast<char>(key);
+  return write_varint(as_varint(value), out);
+}
+
 void append_length_delimited(std::string& out, uint8_t key, std::string_view bytes) {
   char buffer[10];
   out.push_back(static_cast<char>(key));
@@ -58,6 +72,10 @@ size_t RequestMetaEncoder::request_size(const CallFields& fields) const {
   size_t bytes = names_.size();
   if (fields.log_id != 0)
     bytes += 1 + varint_size(as_varint(fields.log_id));
+  if (has_trace(fields)) {
+    bytes += optional_field_size(fields.trace_id) + optional_field_size(fields.span_id) +
+             optional_field_size(fields.parent_span_id);
+  }
   if (fields.timeout_ms != 0)
     bytes += 1 + varint_size(as_varint(fields.timeout_ms));
   return bytes;
@@ -81,6 +99,11 @@ char* RequestMetaEncoder::write(const CallFields& fields, char* out) const {
   if (fields.log_id != 0) {
     *out++ = static_cast<char>(kLogIdKey);
     out = write_varint(as_varint(fields.log_id), out);
+  }
+  if (has_trace(fields)) {
+    out = write_optional_field(kTraceIdKey, fields.trace_id, out);
+    out = write_optional_field(kSpanIdKey, fields.span_id, out);
+    out = write_optional_field(kParentSpanIdKey, fields.parent_span_id, out);
   }
   if (fields.timeout_ms != 0) {
     *out++ = static_cast<char>(kTimeoutMsKey);

@@ -20,6 +20,11 @@ class RequestMetaEncoder {
     int32_t timeout_ms = 0;       // 0: absent.
     int32_t attachment_size = 0;  // 0: absent.
     int32_t compress_type = 0;    // CompressType of the message; 0: absent.
+    // The call's trace; each 0: absent. Most calls carry none, and then
+    // cost one test (of trace_id | span_id | parent_span_id).
+    int64_t trace_id = 0;
+    int64_t span_id = 0;
+    int64_t parent_span_id = 0;
   };
 
   RequestMetaEncoder(std::string_view service_name, std::string_view method_name);
@@ -31,6 +36,9 @@ class RequestMetaEncoder {
 
  private:
   size_t request_size(const CallFields& fields) const;
+  static bool has_trace(const CallFields& fields) {
+    return (fields.trace_id | fields.span_id | fields.parent_span_id) != 0;
+  }
 
   std::string names_;  // Fields 1 and 2 of RpcRequestMeta, encoded.
 };

@@ -5,8 +5,10 @@
 
 #include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/frame_encoder.h>
+#include <percore/server_io/detail/http_connection.h>
 #include <percore/server_io/detail/server_connection.h>
 #include <percore/server_io/detail/server_core.h>
+#include <percore/server_io/detail/worker_pool.h>
 
 namespace percore::detail {
 namespace {
@@ -145,7 +147,9 @@ void IoThread::sweep() {
   // Closing only posts the removal from the table, so iterating is safe.
   for (auto& [id, connection] : connections_)
     connection->check_timeouts(now);
-  if (!connections_.empty())
+  for (auto& [id, connection] : http_connections_)
+    connection->check_timeouts(now);
+  if (!connections_.empty() || !http_connections_.empty())
     arm_sweep();
 }
 
@@ -164,6 +168,34 @@ void IoThread::track(ServerCall* call) {
     in_flight_head_->previous_in_flight = call;
   in_flight_head_ = call;
   core_.unanswered_calls.enter();
+}
+
+void IoThread::run_call(ServerCall* call) {
+  assert_in_loop_thread();
+  track(call);
+  if (call->method().mode == ExecutionMode::kInline) {
+    call->execute();
+  } else if (!core_.workers->try_submit(call)) {
+    call->controller().SetFailed(ErrorCode::kServerLimitReached,
+                                 "worker queue is full (" +
+                                     std::to_string(core_.options.worker_queue_capacity) +
+                                     " requests waiting)");
+    call->Run();
+  }
+}
+
+void IoThread::adopt_http(uint64_t connection_id, boost::asio::ip::tcp::socket socket,
+                          const std::string& peer, std::string_view received) {
+  assert_in_loop_thread();
+  auto connection = std::make_shared<HttpConnection>(*this, core_, std::move(socket),
+                                                     connection_id, peer, received);
+  http_connections_.emplace(connection_id, connection);
+  connection->start();
+}
+
+void IoThread::remove_http_connection(uint64_t connection_id) {
+  assert_in_loop_thread();
+  boost::asio::post(context_, [this, connection_id] { http_connections_.erase(connection_id); });
 }
 
 void IoThread::untrack(ServerCall* call) {
@@ -185,7 +217,10 @@ void IoThread::complete_call(ServerCall* call) {
     ServerController& controller = call->controller();
     const int32_t code = controller.ErrorCode();
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
-    if (connection == nullptr) {
+    std::shared_ptr<HttpConnection> http;
+    if (connection == nullptr && (http = find_http_connection(call->connection_id())) != nullptr) {
+      http->answer_call(*call);
+    } else if (connection == nullptr) {
       count_dropped(&call->method(), code, call->received_at());
       call->note_answer_bytes(call->response()->ByteSizeLong() +
                               controller.response_attachment().size());
@@ -258,11 +293,16 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
     error_text =
         "response exceeds max_body_bytes (" + std::to_string(core_.options.max_body_bytes) + ")";
   }
+  count_answer(method, code, received_at);
+  return output.size() - output_before;
+}
+
+void IoThread::count_answer(MethodEntry* method, int32_t code,
+                            ServerCall::Clock::time_point received_at) {
   const uint64_t latency_us = microseconds_since(received_at);
   if (method != nullptr)
     method->counters.record(code, latency_us);
   core_.answers.record(code, latency_us);
-  return output.size() - output_before;
 }
 
 void IoThread::count_dropped(MethodEntry* method, int32_t code,
@@ -289,7 +329,11 @@ void IoThread::abandon_in_flight_calls() {
     const int32_t code = to_int(ErrorCode::kServerStopping);
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
     if (connection == nullptr) {
-      count_dropped(&call->method(), code, call->received_at());
+      if (std::shared_ptr<HttpConnection> http = find_http_connection(call->connection_id())) {
+        http->answer_abandoned_call(&call->method(), call->received_at());
+      } else {
+        count_dropped(&call->method(), code, call->received_at());
+      }
       continue;
     }
     answer(*connection, call->correlation_id(), &call->method(), code,
@@ -304,17 +348,28 @@ void IoThread::begin_close_connections(CloseReason reason) {
   // Closing only posts the removal from the table, so iterating is safe.
   for (auto& [id, connection] : connections_)
     connection->begin_close(reason);
+  for (auto& [id, connection] : http_connections_)
+    connection->begin_close(reason);
 }
 
 void IoThread::abort_connections() {
   assert_in_loop_thread();
   for (auto& [id, connection] : connections_)
     connection->abort(CloseReason::kServerStopped);
+  for (auto& [id, connection] : http_connections_)
+    connection->abort(CloseReason::kServerStopped);
 }
 
 std::shared_ptr<ServerConnection> IoThread::find_connection(uint64_t connection_id) const {
   const auto found = connections_.find(connection_id);
   if (found == connections_.end() || found->second->closed())
+    return nullptr;
+  return found->second;
+}
+
+std::shared_ptr<HttpConnection> IoThread::find_http_connection(uint64_t connection_id) const {
+  const auto found = http_connections_.find(connection_id);
+  if (found == http_connections_.end() || found->second->closed())
     return nullptr;
   return found->second;
 }

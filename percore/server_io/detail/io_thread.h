@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -17,6 +18,7 @@
 
 namespace percore::detail {
 
+class HttpConnection;
 class ServerConnection;
 struct ServerCore;
 struct MethodEntry;
@@ -61,6 +63,17 @@ class IoThread {
   void recycle(ServerCall* call);
   // Registers a dispatched call in the in-flight list.
   void track(ServerCall* call);
+  // Tracks a parsed call and runs it: inline, or on the worker pool (2004 at
+  // once when its queue is full). The call is owned by the in-flight list.
+  void run_call(ServerCall* call);
+  // Counts an answer (the method's counters and the server's) and its
+  // latency from `received_at`.
+  void count_answer(MethodEntry* method, int32_t code, ServerCall::Clock::time_point received_at);
+  // A connection that turned out to speak HTTP: serves it under the same id,
+  // starting with the bytes already read.
+  void adopt_http(uint64_t connection_id, boost::asio::ip::tcp::socket socket,
+                  const std::string& peer, std::string_view received);
+  void remove_http_connection(uint64_t connection_id);
   // Encodes an answer into the connection's output and counts it (the
   // connection writes it at the end of the current event). A non-OK code
   // sends `text` (cut to 1 KiB) and no message. An OK answer with a
@@ -92,6 +105,7 @@ class IoThread {
   void arm_sweep();
   void sweep();
   std::shared_ptr<ServerConnection> find_connection(uint64_t connection_id) const;
+  std::shared_ptr<HttpConnection> find_http_connection(uint64_t connection_id) const;
 
   ServerCore& core_;
   const int index_;
@@ -108,6 +122,7 @@ class IoThread {
   bool joining_ = false;  // Set by join(): the sweep is not re-armed.
 
   std::unordered_map<uint64_t, std::shared_ptr<ServerConnection>> connections_;
+  std::unordered_map<uint64_t, std::shared_ptr<HttpConnection>> http_connections_;
   uint64_t next_connection_serial_ = 0;
   ServerCall* in_flight_head_ = nullptr;
   wire::RpcMeta reply_meta_;  // Reused for every answer.

@@ -7,6 +7,7 @@
 #include <percore/proto/closure_guard.h>
 #include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/compression.h>
+#include <percore/proto/rpc_meta.pb.h>
 #include <percore/server_io/detail/io_thread.h>
 #include <percore/server_io/detail/server_core.h>
 #include <percore/server_io/detail/service_table.h>
@@ -44,14 +45,17 @@ void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
   response_->Clear();  // The request is overwritten by its parse.
 }
 
-void ServerCall::set_request_context(const std::string& remote_side, int64_t log_id,
-                                     int32_t timeout_ms, std::string_view attachment,
+void ServerCall::set_request_context(const std::string& remote_side,
+                                     const wire::RpcRequestMeta& meta, std::string_view attachment,
                                      size_t message_bytes) {
   note_answer_bytes(message_bytes + attachment.size());
   controller_.remote_side_.assign(remote_side);
-  controller_.log_id_ = log_id;
-  if (timeout_ms > 0)
-    controller_.deadline_ = received_at_ + std::chrono::milliseconds(timeout_ms);
+  controller_.log_id_ = meta.log_id();
+  controller_.trace_id_ = meta.trace_id();
+  controller_.span_id_ = meta.span_id();
+  controller_.parent_span_id_ = meta.parent_span_id();
+  if (meta.timeout_ms() > 0)
+    controller_.deadline_ = received_at_ + std::chrono::milliseconds(meta.timeout_ms());
   controller_.request_attachment_.assign(attachment.data(), attachment.size());
 }
 

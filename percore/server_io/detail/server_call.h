@@ -12,6 +12,10 @@
 
 #include <percore/server_io/server_controller.h>
 
+namespace percore::wire {
+class RpcRequestMeta;
+}
+
 namespace percore::detail {
 
 class IoThread;
@@ -36,9 +40,9 @@ class ServerCall final : public google::protobuf::Closure {
   // Starts a new call in this (new or recycled) object.
   void begin(uint64_t connection_id, int64_t correlation_id, Clock::time_point received_at);
 
-  // Prepares the controller from the request's meta; `message_bytes` is
-  // the request message's size on the wire.
-  void set_request_context(const std::string& remote_side, int64_t log_id, int32_t timeout_ms,
+  // Prepares the controller from the request's meta (log id, trace,
+  // deadline); `message_bytes` is the request message's size on the wire.
+  void set_request_context(const std::string& remote_side, const wire::RpcRequestMeta& meta,
                            std::string_view attachment, size_t message_bytes);
 
   // Parses the request message, decompressing it first when `type` says

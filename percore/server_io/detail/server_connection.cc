@@ -201,6 +201,19 @@ void ServerConnection::process_frames() {
   const int inflight_limit = core_.options.max_inflight_per_connection;
   const size_t unwritten_limit = core_.options.max_unwritten_bytes_per_connection;
   frames_waiting_ = false;
+  if (!protocol_known_) {
+    const Protocol protocol = sniff_protocol();
+    if (protocol == Protocol::kHttp) {
+      in_pass_ = false;
+      hand_over_to_http();
+      return;
+    }
+    if (protocol == Protocol::kUnknown && decoder_.buffered_bytes() < kFrameHeaderBytes) {
+      in_pass_ = false;  // Too few bytes to tell; the partial-frame timeout bounds the wait.
+      return;
+    }
+    protocol_known_ = true;  // baidu_std, or rejected by the decoder as bad magic.
+  }
   while (!frames_ended_) {
     if (!write_backpressure_ && unwritten_bytes() > unwritten_limit) {
       write_backpressure_ = true;
@@ -220,6 +233,40 @@ void ServerConnection::process_frames() {
     dispatch(frame_);
   }
   in_pass_ = false;
+}
+
+ServerConnection::Protocol ServerConnection::sniff_protocol() const {
+  const std::string_view bytes = decoder_.buffered();
+  if (bytes.substr(0, sizeof(kFrameMagic)) ==
+      std::string_view(kFrameMagic, sizeof(kFrameMagic)).substr(0, bytes.size()))
+    return bytes.size() >= sizeof(kFrameMagic) ? Protocol::kBaiduStd : Protocol::kUnknown;
+  // An HTTP/1.x request line starts with a method and a space (RFC 9112).
+  static constexpr std::string_view kMethods[] = {"GET ",     "POST ",    "HEAD ",
+                                                  "PUT ",     "DELETE ",  "OPTIONS ",
+                                                  "PATCH ",   "TRACE ",   "CONNECT "};
+  bool prefix_of_one = false;
+  for (const std::string_view method : kMethods) {
+    if (bytes.size() >= method.size() && bytes.substr(0, method.size()) == method)
+      return Protocol::kHttp;
+    if (bytes.size() < method.size() && method.substr(0, bytes.size()) == bytes)
+      prefix_of_one = true;
+  }
+  // Neither: bad magic, which the decoder rejects.
+  return prefix_of_one ? Protocol::kUnknown : Protocol::kBaiduStd;
+}
+
+void ServerConnection::hand_over_to_http() {
+  // Nothing was dispatched nor written, and no operation is outstanding (this
+  // runs inside the read's handler): the socket and the bytes move as they are.
+  protocol_known_ = true;
+  frames_ended_ = true;
+  handed_over_ = true;
+  boost::asio::ip::tcp::socket socket = std::move(socket_);
+  const std::string received(decoder_.buffered());
+  // Closed first: the HTTP connection, under the same id, may answer a call
+  // before adopt_http() returns (an inline handler).
+  transition(State::kClosed);
+  io_thread_.adopt_http(id_, std::move(socket), peer_, received);
 }
 
 void ServerConnection::reject(DecodeStatus status, std::string_view text) {
@@ -306,20 +353,9 @@ void ServerConnection::dispatch(const Frame& frame) {
       return;
     }
   }
-  raw_call->set_request_context(peer_, request_meta.log_id(), request_meta.timeout_ms(),
-                                frame.attachment, frame.message.size());
-  // Owned by the in-flight list from here.
-  io_thread_.track(raw_call);
+  raw_call->set_request_context(peer_, request_meta, frame.attachment, frame.message.size());
   ++in_flight_calls_;
-  if (method->mode == ExecutionMode::kInline) {
-    raw_call->execute();
-  } else if (!core_.workers->try_submit(raw_call)) {
-    raw_call->controller().SetFailed(ErrorCode::kServerLimitReached,
-                                     "worker queue is full (" +
-                                         std::to_string(core_.options.worker_queue_capacity) +
-                                         " requests waiting)");
-    raw_call->Run();
-  }
+  io_thread_.run_call(raw_call);
 }
 
 void ServerConnection::call_answered() {
@@ -528,6 +564,10 @@ void ServerConnection::transition(State next) {
       socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
       break;
     case State::kClosed:
+      if (handed_over_) {
+        io_thread_.remove_connection(id_);  // It is counted open as HTTP now.
+        break;
+      }
       if (unwritten_bytes() > 0 || in_flight_calls_ > 0) {
         core_.closes_without_flush.fetch_add(1, std::memory_order_relaxed);
         core_.unflushed_close_log.log(LogLevel::kWarning, [&] {

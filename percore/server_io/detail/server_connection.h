@@ -18,7 +18,9 @@ class IoThread;
 struct ServerCore;
 
 // One accepted connection: reads and decodes requests, dispatches them, and
-// writes answers, as many as are ready per gathered write (one write in
+// writes answers. A connection whose first bytes are an HTTP request line is
+// handed, with those bytes, to an HttpConnection (brpc serves both on one
+// port the same way); as many as are ready per gathered write (one write in
 // flight at a time, the next batch collecting meanwhile).
 //
 // Its life is a state machine that only moves forward, and every move goes
@@ -106,6 +108,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool wants_input() const;
   // Decodes and dispatches buffered frames while the limits allow.
   void process_frames();
+  // Before the first frame: whether the input is HTTP (then the connection
+  // is handed to an HttpConnection), baidu_std, or not known yet.
+  enum class Protocol { kUnknown, kBaiduStd, kHttp };
+  Protocol sniff_protocol() const;
+  void hand_over_to_http();
   void dispatch(const Frame& frame);
   void reject(DecodeStatus status, std::string_view text);
   void flush();
@@ -154,6 +161,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool in_pass_ = false;            // Inside process_frames(): flush at its end.
   bool writing_ = false;            // An async write is outstanding.
   bool write_backpressure_ = false;  // Over the unwritten-bytes limit.
+  bool protocol_known_ = false;      // The first bytes were read and classified.
+  bool handed_over_ = false;         // It lives on as an HttpConnection.
 };
 
 }  // namespace percore::detail

@@ -38,4 +38,40 @@ std::chrono::milliseconds ServerCore::sweep_interval() const {
   return std::chrono::milliseconds(std::clamp(shortest / 4, 10, 1000));
 }
 
+ServerStats snapshot_stats(const ServerCore& core) {
+  ServerStats stats;
+  core.services.for_each_method([&stats](const MethodEntry& entry) {
+    MethodStats& method = stats.methods[entry.full_name];
+    method.calls = entry.counters.calls();
+    method.answers_by_code = entry.counters.answers_by_code();
+    method.total_latency_us = entry.counters.total_latency_us();
+    method.max_latency_us = entry.counters.max_latency_us();
+  });
+  stats.answers_by_code = core.answers.answers_by_code();
+  stats.connections_accepted = core.connections_accepted.load(std::memory_order_relaxed);
+  stats.connections_closed = core.connections_closed.load(std::memory_order_relaxed);
+  stats.connections_open =
+      static_cast<uint64_t>(std::max<int64_t>(0, core.open_connections.count()));
+  stats.connections_refused = core.connections_refused.load(std::memory_order_relaxed);
+  stats.accept_errors = core.accept_errors.load(std::memory_order_relaxed);
+  stats.closes_without_flush = core.closes_without_flush.load(std::memory_order_relaxed);
+  stats.incomplete_frames = core.incomplete_frames.load(std::memory_order_relaxed);
+  stats.write_backpressure_pauses =
+      core.write_backpressure_pauses.load(std::memory_order_relaxed);
+  stats.allocation_failures = core.allocation_failures.load(std::memory_order_relaxed);
+  stats.handler_exceptions = core.handler_exceptions.load(std::memory_order_relaxed);
+  for (int i = 0; i < kCloseReasonCount; ++i) {
+    const uint64_t count = core.closes_by_reason[i].load(std::memory_order_relaxed);
+    if (count > 0)
+      stats.closes_by_reason[static_cast<CloseReason>(i)] = count;
+  }
+  stats.replies_dropped = core.replies_dropped.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < core.rejected_frames.size(); ++i) {
+    const uint64_t count = core.rejected_frames[i].load(std::memory_order_relaxed);
+    if (count > 0)
+      stats.rejected_frames[static_cast<DecodeStatus>(i)] = count;
+  }
+  return stats;
+}
+
 }  // namespace percore::detail

@@ -76,4 +76,8 @@ struct ServerCore {
   LogRateLimiter handler_exception_log{1};
 };
 
+// A snapshot of the server's counters (Server::stats(), /status, /metrics).
+// Any thread.
+ServerStats snapshot_stats(const ServerCore& core);
+
 }  // namespace percore::detail

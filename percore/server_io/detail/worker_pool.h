@@ -26,6 +26,10 @@ class WorkerPool {
   // Queues `call` unless `queue_capacity` calls already wait; false when full.
   bool try_submit(ServerCall* call);
 
+  // Calls waiting for a worker now (a gauge for /metrics). Any thread.
+  size_t queued() const { return queued_.load(std::memory_order_relaxed); }
+  size_t threads() const { return threads_.size(); }
+
   // Joins the workers; calls still queued are executed on this thread.
   // Idempotent.
   void shutdown();

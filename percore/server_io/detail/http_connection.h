@@ -1,0 +1,115 @@
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <percore/server_io/detail/asio.h>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <percore/server_io/detail/server_call.h>
+#include <percore/server_io/server_stats.h>
+
+namespace percore::detail {
+
+class IoThread;
+struct ServerCore;
+struct MethodEntry;
+
+// A connection that spoke HTTP/1.1 in its first bytes (ServerConnection
+// hands it over): requests to `/<package.Service>/<Method>` with JSON (POST)
+// or a query (GET) run the same handlers, on the same worker pool and under
+// the same limits as baidu_std calls; `/health`, `/status` and `/metrics`
+// are answered on the I/O thread (BuiltinPages). Requests are served one at
+// a time, so pipelined requests are answered in order; keep-alive as the
+// request asks.
+//
+// Its life moves forward only, through transition():
+//
+//   kReading ──► kCalling ──► kWriting ──► kReading (keep-alive)
+//      │  a request      the handler     the answer   │
+//      │  read           answered        written      └─► kLingering ──► kClosed
+//      │                                                FIN sent; input   ▲
+//      └── a read/write error, a reset, or the linger clock ─────────────┘
+//
+// Limits: a request's header at most ServerOptions::max_http_header_bytes
+// (431 past it), its body at most max_body_bytes (413), a POST without a
+// length 411; any malformed request 400 and a close (what follows it cannot
+// be framed). A request begun and not finished within
+// partial_frame_timeout_ms gets 408 and a close; an idle connection closes
+// after idle_timeout_ms. Memory per connection: one request and one answer.
+//
+// Owns: the socket, the read buffer and the answer being written. Kept alive
+// by its I/O thread's table and by its pending operations.
+// Threads: its I/O thread only (checked in every method).
+class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
+ public:
+  using Clock = ServerCall::Clock;
+  enum class State { kReading, kCalling, kWriting, kLingering, kClosed };
+
+  // `received` are the bytes ServerConnection read before it saw HTTP.
+  HttpConnection(IoThread& io_thread, ServerCore& core, boost::asio::ip::tcp::socket socket,
+                 uint64_t id, std::string peer, std::string_view received);
+
+  void start();
+  uint64_t id() const { return id_; }
+  bool closed() const { return state_ == State::kClosed; }
+
+  // The call this connection dispatched has finished: answers it.
+  void answer_call(ServerCall& call);
+  // Stop() answered the call on the handler's behalf.
+  void answer_abandoned_call(MethodEntry* method, ServerCall::Clock::time_point received_at);
+  // Stop: no further request is read; the one in flight is answered first.
+  void begin_close(CloseReason reason);
+  // Closes at once with a reset.
+  void abort(CloseReason reason);
+  // The I/O thread's sweep: idle, slow-request and linger timeouts.
+  void check_timeouts(Clock::time_point now);
+
+ private:
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+  // Parses what is buffered; reads more if the request is not complete.
+  void read_request();
+  void on_read(const boost::system::error_code& error, size_t bytes);
+  // A malformed or refused request: its status, then a close.
+  void refuse(const boost::system::error_code& error);
+  void handle_request(const Request& request);
+  // Answers at once (built-in pages and refusals). `close` ends the
+  // connection after it.
+  void respond(unsigned status, std::string body, std::string_view content_type, bool close);
+  void respond_error(int32_t code, std::string_view text, MethodEntry* method);
+  void on_written(const boost::system::error_code& error, size_t bytes);
+  void linger();
+  void transition(State next);
+
+  IoThread& io_thread_;
+  ServerCore& core_;
+  boost::asio::ip::tcp::socket socket_;
+  const uint64_t id_;
+  const std::string peer_;
+
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  Response response_;
+  State state_ = State::kReading;
+  CloseReason close_reason_ = CloseReason::kPeerClosed;
+  bool keep_alive_ = true;   // Of the request being served.
+  bool head_only_ = false;   // A HEAD request: the answer has no body.
+  unsigned version_ = 11;    // Of the request being served: 10 or 11.
+  bool closing_ = false;     // Stop or a bad request: no request after this one.
+  bool reading_ = false;     // An async read is outstanding.
+  Clock::time_point last_activity_at_;
+  // When the first byte of the request being read arrived (none yet: unset).
+  std::optional<Clock::time_point> request_started_at_;
+  Clock::time_point linger_deadline_;
+  std::array<char, 4096> discard_{};
+};
+
+}  // namespace percore::detail
