@@ -1,5 +1,6 @@
 // percore-server: hosts example.EchoService (inline) and prime.PrimeService
-// (worker pool) on one port, and on request the pipeline example's stages
+// (worker pool) on one port, over baidu_std and HTTP/JSON (with /health,
+// /status and /metrics), and on request the pipeline example's stages
 // (--stage-b, --stage-a-next), optionally registered in ZooKeeper. Prints one
 // line when ready; SIGTERM or SIGINT stop it gracefully: deregister, wait for
 // clients to drop it, drain, close.
@@ -33,6 +34,7 @@ constexpr std::string_view kUsage =
     "                      [--max-inflight-per-connection N] [--max-unwritten-bytes N]\n"
     "                      [--max-connections N] [--idle-timeout-ms N]\n"
     "                      [--partial-frame-timeout-ms N] [--close-linger-ms N]\n"
+    "                      [--max-http-header-bytes N]\n"
     "                      [--socket-send-buffer BYTES] [--socket-receive-buffer BYTES]\n"
     "                      [--registry zk://HOSTS/BASE/PATH] [--advertise HOST]\n"
     "                      [--registry-credential-file FILE] [--deregister-delay-ms N]\n"
@@ -53,6 +55,8 @@ constexpr std::string_view kUsage =
     "  --idle-timeout-ms  close connections idle this long (default 0: never)\n"
     "  --partial-frame-timeout-ms  close a connection that sent part of a frame and\n"
     "                    then nothing this long (default 10000; 0: never)\n"
+    "  --max-http-header-bytes  largest HTTP request line and header fields; more\n"
+    "                    is answered 431 (default 16384, at least 1024)\n"
     "  --close-linger-ms  time a closing connection has to take its answers\n"
     "                    (default 1000)\n"
     "  --socket-send-buffer, --socket-receive-buffer  SO_SNDBUF / SO_RCVBUF of\n"
@@ -175,6 +179,8 @@ int main(int argc, char** argv) {
       options.idle_timeout_ms = parse_int(flag, value);
     } else if (flag == "--partial-frame-timeout-ms") {
       options.partial_frame_timeout_ms = parse_int(flag, value);
+    } else if (flag == "--max-http-header-bytes") {
+      options.max_http_header_bytes = static_cast<size_t>(parse_number(flag, value, 1 << 20));
     } else if (flag == "--close-linger-ms") {
       options.close_linger_ms = parse_int(flag, value);
     } else if (flag == "--socket-send-buffer") {

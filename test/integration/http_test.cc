@@ -294,6 +294,21 @@ TEST_F(HttpTest, BadHttpGetsA4xxAndACloseNeverAHang) {
   EXPECT_GE(stats.closes_by_reason.at(CloseReason::kPartialFrameTimeout), 1u);
 }
 
+TEST_F(HttpTest, AnAnswerOverMaxBodyBytesAsJsonIs500NotAnUnboundedWrite) {
+  ServerOptions options;
+  options.max_body_bytes = 4096;
+  start(options);
+  // 3,500 bytes: a valid baidu_std reply, but 4,668 as base64 JSON.
+  const auto large = http_get(port_, "/percore.test.TestService/Bulk?bytes=3500");
+  ASSERT_TRUE(large.has_value());
+  EXPECT_EQ(large->status, 500u);
+  EXPECT_EQ(body_json(*large).value("code", -1), 2001);
+  EXPECT_NE(large->body.find("max_body_bytes"), std::string::npos) << large->body;
+  const auto small = http_get(port_, "/percore.test.TestService/Bulk?bytes=1000");
+  ASSERT_TRUE(small.has_value());
+  EXPECT_EQ(small->status, 200u);
+}
+
 TEST_F(HttpTest, StopAnswersTheHttpCallInFlight503) {
   start();
   std::optional<HttpAnswer> answer;

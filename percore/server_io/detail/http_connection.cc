@@ -287,6 +287,14 @@ void HttpConnection::answer_call(ServerCall& call) {
       error = "response misses required fields: " + call.response()->InitializationErrorString();
     } else if (message_to_json(*call.response(), &json, &error)) {
       call.note_answer_bytes(json.size());
+      if (json.size() > core_.options.max_body_bytes) {
+        // As a baidu_std reply over the limit: answered 2001 instead.
+        respond_error(to_int(ErrorCode::kInternal),
+                      "response exceeds max_body_bytes (" +
+                          std::to_string(core_.options.max_body_bytes) + ") as JSON",
+                      &call.method());
+        return;
+      }
       io_thread_.count_answer(&call.method(), 0, call.received_at());
       respond(200, std::move(json), kJson, false);
       return;
