@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include <percore/base/log.h>
 #include <percore/proto/detail/assert.h>
@@ -456,7 +457,7 @@ void HttpConnection::check_timeouts(Clock::time_point now) {
 void HttpConnection::transition(State next) {
   io_thread_.assert_in_loop_thread();
   PERCORE_ASSERT(state_ != State::kClosed);
-  state_ = next;
+  const State previous = std::exchange(state_, next);
   boost::system::error_code ignored;
   switch (next) {
     case State::kReading:
@@ -468,6 +469,15 @@ void HttpConnection::transition(State next) {
       socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
       break;
     case State::kClosed:
+      if (previous == State::kCalling || previous == State::kWriting) {
+        // A reset or an error with an answer owed or half written.
+        core_.closes_without_flush.fetch_add(1, std::memory_order_relaxed);
+        core_.unflushed_close_log.log(LogLevel::kWarning, [&] {
+          return "HTTP connection from " + peer_ + " closed (" + close_reason_name(close_reason_) +
+                 ") with its answer " +
+                 (previous == State::kCalling ? "not yet made" : "not fully written");
+        });
+      }
       socket_.close(ignored);
       core_.count_close(close_reason_);
       core_.open_connections.leave();
