@@ -144,12 +144,18 @@ TEST_F(HttpTest, ErrorsMapToTheDocumentedStatusCodes) {
       {"GET", "/prime.PrimeService/IsPrime?numbr=1", "", 400, 1003, "no field 'numbr'"},
       {"GET", "/prime.PrimeService/IsPrime?number=1&number=2", "", 400, 1003, "twice"},
       {"GET", "/prime.PrimeService/IsPrime?number=%zz", "", 400, 1003, "percent-escape"},
+      {"POST", "/example.EchoService/Echo",
+       "{\"message\":\"x\",\"v\":" + std::string(100000, '[') + std::string(100000, ']') + "}",
+       400, 1003, "deeper than 100 levels"},
+      {"GET", "http://example.com/example.EchoService/Echo?message=absolute", "", 200, -1, ""},
       {"PUT", "/prime.PrimeService/IsPrime", "", 405, 1003, "POST"},
       {"DELETE", "/health", "", 405, 1003, "GET only"},
   };
   for (const Case& c : cases) {
     HttpClient client("127.0.0.1", port_);
+    const auto started = std::chrono::steady_clock::now();
     const auto answer = client.request(c.method, c.target, c.body);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, milliseconds(2000)) << c.target.substr(0, 60);
     ASSERT_TRUE(answer.has_value()) << c.target << ": " << client.error();
     EXPECT_EQ(answer->status, c.status) << c.method << " " << c.target;
     const nlohmann::json body = body_json(*answer);
@@ -272,6 +278,10 @@ TEST_F(HttpTest, BadHttpGetsA4xxAndACloseNeverAHang) {
       {"bad header", "GET /health HTTP/1.1\r\nNo colon here\r\n\r\n", 400, "malformed"},
       {"bad chunk", "POST /example.EchoService/Echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
        400, "malformed"},
+      {"an unknown transfer coding",
+       "POST /example.EchoService/Echo HTTP/1.1\r\nTransfer-Encoding: xchunked\r\nContent-Length: "
+       "15\r\n\r\n{\"message\":\"a\"}",
+       501, "only chunked"},
       {"a request never finished", "GET /health HTTP/1.1\r\nHost: x\r\n", 408,
        "not complete within 300 ms"},
   };

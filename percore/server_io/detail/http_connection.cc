@@ -185,7 +185,12 @@ void HttpConnection::handle_request(const Request& request) {
   // An HTTP/1.0 client (ab) needs a 1.0 answer to see "Connection: keep-alive".
   version_ = request.version() == 10 ? 10 : 11;
   head_only_ = request.method() == http::verb::head;
-  const std::string_view target(request.target().data(), request.target().size());
+  std::string_view target(request.target().data(), request.target().size());
+  // The absolute form (RFC 9112 3.2.2), which a server must accept.
+  if (target.substr(0, 7) == "http://") {
+    const size_t path = target.find('/', 7);
+    target = path == std::string_view::npos ? std::string_view("/") : target.substr(path);
+  }
   const size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
   const std::string_view query =
@@ -235,6 +240,15 @@ void HttpConnection::handle_request(const Request& request) {
   if (method == nullptr) {
     respond_error(to_int(ErrorCode::kNoMethod),
                   "no such method: " + service_name + "." + method_name, nullptr);
+    return;
+  }
+  if (const auto coding = request[http::field::transfer_encoding];
+      !coding.empty() && !boost::beast::iequals(coding, "chunked")) {
+    // Only chunked is understood; anything else cannot be framed safely.
+    respond(501,
+            error_json(to_int(ErrorCode::kBadRequest),
+                       "Transfer-Encoding '" + std::string(coding) + "' is not supported (only chunked)"),
+            kJson, true);
     return;
   }
   if (request.method() == http::verb::post && !request.has_content_length() &&
@@ -328,8 +342,8 @@ void HttpConnection::respond(unsigned status, std::string body, std::string_view
   io_thread_.assert_in_loop_thread();
   if (state_ == State::kReading)
     transition(State::kCalling);  // A refusal: no call ran.
-  if (close || closing_)
-    keep_alive_ = false;
+  if (close || closing_ || core_.stopping.load(std::memory_order_acquire))
+    keep_alive_ = false;  // The answer says Connection: close.
   response_ = Response();
   response_.version(version_);
   response_.result(status);

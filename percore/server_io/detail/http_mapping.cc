@@ -3,6 +3,7 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -113,8 +114,37 @@ std::string error_json(int32_t code, std::string_view text) {
   return out;
 }
 
+// Depth of the deepest array or object, strings skipped. protobuf's JSON
+// parser takes time quadratic in it (google.protobuf.Value nests freely), on
+// the I/O thread: a depth past the limit is refused before parsing.
+size_t json_depth(std::string_view json) {
+  size_t depth = 0;
+  size_t deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 bool message_from_json(std::string_view json, google::protobuf::Message& message,
                        std::string* error) {
+  if (json_depth(json) > kMaxJsonDepth) {
+    *error = "nests JSON deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    return false;
+  }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   const auto status = google::protobuf::util::JsonStringToMessage(

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/message.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -23,9 +24,13 @@ unsigned http_status_for(int32_t code);
 // The JSON body of an error answer: {"code":N,"error":"text"}.
 std::string error_json(int32_t code, std::string_view text);
 
+// Arrays and objects nest at most this deep in a JSON body (protobuf's own
+// binary parser stops at 100 levels of messages).
+inline constexpr size_t kMaxJsonDepth = 100;
+
 // Fills `message` from a JSON object (protobuf's JSON mapping; field names
-// as in the .proto or in lowerCamelCase; an unknown field is an error). False
-// with the reason in *error.
+// as in the .proto or in lowerCamelCase; an unknown field, or nesting past
+// kMaxJsonDepth, is an error). False with the reason in *error.
 bool message_from_json(std::string_view json, google::protobuf::Message& message,
                        std::string* error);
 
