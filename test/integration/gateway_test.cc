@@ -149,16 +149,16 @@ TEST_F(GatewayTest, BackendsKilledAddedAndStoppedUnderLoadEveryRequestAnsweredOn
   auto first = start_registered_server();
   auto second = start_registered_server();
   ASSERT_TRUE(first.has_value() && second.has_value());
-  auto gateway = start_gateway({"example.EchoService=" + echo_target()});
+  auto gateway = start_gateway({std::string("example.EchoService=") + echo_target()});
   ASSERT_TRUE(gateway.has_value());
   HttpLoad load(
       gateway->port, 4,
       [](size_t id) {
         return std::pair<std::string, std::string>(
-            "/example.EchoService/Echo", nlohmann::json{{"message", "r" + std::to_string(id)}}.dump());
+            "/example.EchoService/Echo", nlohmann::json{{"message", std::string("r") + std::to_string(id)}}.dump());
       },
       [](size_t id, const nlohmann::json& body) {
-        return body.is_object() && body.value("message", "") == "r" + std::to_string(id);
+        return body.is_object() && body.value("message", "") == std::string("r") + std::to_string(id);
       });
   ASSERT_TRUE(load.wait_issued(1000));
 
@@ -201,7 +201,7 @@ TEST_F(GatewayTest, BackendsKilledAddedAndStoppedUnderLoadEveryRequestAnsweredOn
   // The gateway's own /metrics count what its Channel did.
   const auto metrics = testing::http_get(gateway->port, "/metrics");
   ASSERT_TRUE(metrics.has_value());
-  EXPECT_NE(metrics->body.find("percore_client_calls_total{target=\"" + echo_target() + "\",code=\"0\"}"),
+  EXPECT_NE(metrics->body.find(std::string("percore_client_calls_total{target=\"") + echo_target() + "\",code=\"0\"}"),
             std::string::npos);
   gateway->process->send_signal(SIGTERM);
   EXPECT_TRUE(gateway->process->wait_exit(testing::scaled(milliseconds(10000))).has_value());
@@ -214,17 +214,17 @@ TEST_F(GatewayTest, PipelineThroughTheGatewayLosesNoRequestWhenAStageBServerDies
   ASSERT_TRUE(b1.has_value() && b2.has_value());
   auto a = start_registered_server({"--stage-a-next", stage_b});
   ASSERT_TRUE(a.has_value());
-  auto gateway = start_gateway({"pipeline.StageA=" + registry() + "/pipeline.StageA"});
+  auto gateway = start_gateway({std::string("pipeline.StageA=") + registry() + "/pipeline.StageA"});
   ASSERT_TRUE(gateway.has_value());
   HttpLoad load(
       gateway->port, 4,
       [](size_t id) {
         return std::pair<std::string, std::string>(
             "/pipeline.StageA/Process",
-            nlohmann::json{{"text", "r" + std::to_string(id)}, {"stageBDelayMs", 2}}.dump());
+            nlohmann::json{{"text", std::string("r") + std::to_string(id)}, {"stageBDelayMs", 2}}.dump());
       },
       [](size_t id, const nlohmann::json& body) {
-        return body.is_object() && body.value("text", "") == "A(R" + std::to_string(id) + ")";
+        return body.is_object() && body.value("text", "") == std::string("A(R") + std::to_string(id) + ")";
       });
   ASSERT_TRUE(load.wait_issued(500));
   b1->process->send_signal(SIGKILL);

@@ -70,7 +70,7 @@ TEST_F(HttpTest, OnePortServesBaiduStdAndHttpWithTheSameHandlers) {
   start();
   Channel channel;
   std::string error;
-  ASSERT_TRUE(channel.Init("127.0.0.1:" + std::to_string(port_), ChannelOptions{}, &error))
+  ASSERT_TRUE(channel.Init(std::string("127.0.0.1:") + std::to_string(port_), ChannelOptions{}, &error))
       << error;
   example::EchoService_Stub stub(&channel);
   example::EchoRequest request;
@@ -215,11 +215,11 @@ TEST_F(HttpTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
   std::string pipelined;
   for (int i = 0; i < 200; ++i) {
     if (i % 3 == 0) {
-      const std::string body = nlohmann::json{{"message", "m" + std::to_string(i)}}.dump();
+      const std::string body = nlohmann::json{{"message", std::string("m") + std::to_string(i)}}.dump();
       pipelined += "POST /example.EchoService/Echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                    std::to_string(body.size()) + "\r\n\r\n" + body;
     } else if (i % 3 == 1) {
-      pipelined += "GET /percore.test.TestService/Sleep?tag=" + std::to_string(i) +
+      pipelined += std::string("GET /percore.test.TestService/Sleep?tag=") + std::to_string(i) +
                    " HTTP/1.1\r\nHost: x\r\n\r\n";
     } else {
       pipelined += "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -232,7 +232,7 @@ TEST_F(HttpTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
     ASSERT_EQ(answer->status, 200u) << i;
     EXPECT_TRUE(answer->keep_alive);
     if (i % 3 == 0) {
-      EXPECT_EQ(body_json(*answer)["message"], "m" + std::to_string(i));
+      EXPECT_EQ(body_json(*answer)["message"], std::string("m") + std::to_string(i));
     } else if (i % 3 == 1) {
       EXPECT_EQ(body_json(*answer)["tag"], std::to_string(i));
     } else {
@@ -364,14 +364,14 @@ bool parse_prometheus_text(const std::string& text, std::vector<Sample>* samples
       continue;
     if (std::regex_match(line, match, kType)) {
       if (types->count(match[1]) > 0) {
-        *error = "line " + std::to_string(number) + ": family declared twice: " + line;
+        *error = std::string("line ") + std::to_string(number) + ": family declared twice: " + line;
         return false;
       }
       (*types)[match[1]] = match[2];
       continue;
     }
     if (!std::regex_match(line, match, kSample)) {
-      *error = "line " + std::to_string(number) + " is not a sample: " + line;
+      *error = std::string("line ") + std::to_string(number) + " is not a sample: " + line;
       return false;
     }
     Sample sample;
@@ -384,7 +384,7 @@ bool parse_prometheus_text(const std::string& text, std::vector<Sample>* samples
         family = family.substr(0, family.size() - s.size());
     }
     if (types->count(family) == 0) {
-      *error = "line " + std::to_string(number) + ": sample of no declared family: " + line;
+      *error = std::string("line ") + std::to_string(number) + ": sample of no declared family: " + line;
       return false;
     }
     std::string labels = match[3];
@@ -418,7 +418,7 @@ TEST_F(HttpTest, HealthStatusAndMetricsAgreeWithTheCallsMade) {
   // Calls over both protocols: 30 OK echoes, 5 failing ones (1004), 10 primes.
   Channel channel;
   std::string error;
-  ASSERT_TRUE(channel.Init("127.0.0.1:" + std::to_string(port_), ChannelOptions{}, &error));
+  ASSERT_TRUE(channel.Init(std::string("127.0.0.1:") + std::to_string(port_), ChannelOptions{}, &error));
   example::EchoService_Stub stub(&channel);
   for (int i = 0; i < 20; ++i) {
     example::EchoRequest request;
@@ -495,7 +495,7 @@ TEST_F(HttpTest, HealthStatusAndMetricsAgreeWithTheCallsMade) {
   EXPECT_EQ(sample_value(samples, "percore_server_calls_in_flight", {}), 0);
   EXPECT_EQ(sample_value(samples, "percore_server_worker_queue_depth", {}), 0);
   // The process's Channels are there too, labelled by target.
-  const std::string target = "127.0.0.1:" + std::to_string(port_);
+  const std::string target = std::string("127.0.0.1:") + std::to_string(port_);
   EXPECT_EQ(sample_value(samples, "percore_client_calls_total", {{"target", target}, {"code", "0"}}),
             20);
   EXPECT_EQ(sample_value(samples, "percore_client_retries_total", {{"target", target}}), 0);
@@ -519,7 +519,7 @@ TEST_F(HttpTest, CurlReachesEveryEndpoint) {
     pclose(pipe);
     return output;
   };
-  const std::string base = "http://127.0.0.1:" + std::to_string(port_);
+  const std::string base = std::string("http://127.0.0.1:") + std::to_string(port_);
   EXPECT_EQ(curl("'" + base + "/prime.PrimeService/IsPrime?number=32416190071'"),
             "{\"isPrime\":true}\n 200");
   EXPECT_EQ(curl("-H 'Content-Type: application/json' -d '{\"message\":\"curl\"}' '" + base +
