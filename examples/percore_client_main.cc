@@ -1,6 +1,6 @@
 // percore-client: one call through the client proxy.
 //   percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT
-//   percore-client --target URI [--timeout-ms N] [--groups G] is_prime N
+//   percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]
 // Prints the echoed text, or true/false. A failed call prints its error code
 // and text on stderr and exits 1; bad usage exits 2.
 
@@ -21,7 +21,9 @@ namespace {
   std::fprintf(stderr,
                "percore-client: %s\n"
                "usage: percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT\n"
-               "       percore-client --target URI [--timeout-ms N] [--groups G] is_prime N\n"
+               "       percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]\n"
+               "  FAULT: crash, loop, exhaust-memory or abort, carried out by a server\n"
+               "         started with --prime-allow-faults (to show process isolation)\n"
                "  URI: list://host:port[,host:port...]\n",
                message.c_str());
   std::exit(2);
@@ -70,8 +72,8 @@ int main(int argc, char** argv) {
   }
   if (target.empty())
     usage("--target is required");
-  if (command.size() != 2)
-    usage("expected: echo TEXT or is_prime N");
+  if (command.size() != 2 && !(command.size() == 3 && command[0] == "is_prime"))
+    usage("expected: echo TEXT or is_prime N [FAULT]");
 
   percore::Channel channel;
   std::string error;
@@ -100,6 +102,21 @@ int main(int argc, char** argv) {
     prime::PrimeService_Stub stub(&channel);
     prime::IsPrimeRequest request;
     request.set_number(number);
+    if (command.size() == 3) {
+      prime::Fault fault = prime::FAULT_NONE;
+      if (command[2] == "crash") {
+        fault = prime::FAULT_CRASH;
+      } else if (command[2] == "loop") {
+        fault = prime::FAULT_LOOP;
+      } else if (command[2] == "exhaust-memory") {
+        fault = prime::FAULT_EXHAUST_MEMORY;
+      } else if (command[2] == "abort") {
+        fault = prime::FAULT_ABORT;
+      } else {
+        usage("unknown fault " + command[2] + " (crash, loop, exhaust-memory, abort)");
+      }
+      request.set_fault(fault);
+    }
     prime::IsPrimeResponse response;
     stub.IsPrime(&controller, &request, &response, nullptr);
     if (controller.Failed())

@@ -40,6 +40,9 @@ constexpr std::string_view kUsage =
     "                      [--registry-credential-file FILE] [--deregister-delay-ms N]\n"
     "                      [--deregister-timeout-ms N] [--zk-session-timeout-ms N]\n"
     "                      [--stage-b] [--stage-a-next TARGET]\n"
+    "                      [--prime-isolation thread|process] [--process-workers N]\n"
+    "                      [--process-queue N] [--process-memory-limit BYTES]\n"
+    "                      [--prime-max-run-ms N] [--prime-allow-faults]\n"
     "  --listen          address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --io-threads      I/O threads (default: one per core)\n"
     "  --workers         worker threads for IsPrime (default: one per core)\n"
@@ -72,6 +75,17 @@ constexpr std::string_view kUsage =
     "                    it the session is closed, which removes them too\n"
     "  --deregister-delay-ms  pause between deregistering and draining (default 1000)\n"
     "  --zk-session-timeout-ms  ZooKeeper session timeout (default 10000)\n"
+    "  --prime-isolation where IsPrime runs: thread (worker threads, the default)\n"
+    "                    or process (worker processes: a crash or overrun loses\n"
+    "                    one worker, never the server)\n"
+    "  --process-workers worker processes (default: one per core)\n"
+    "  --process-queue   calls waiting for a worker process before 2004 (default 1024)\n"
+    "  --process-memory-limit  address-space limit of each worker process, bytes\n"
+    "                    (default 0: none)\n"
+    "  --prime-max-run-ms  with --prime-isolation process: kill a worker whose\n"
+    "                    IsPrime runs longer, answering 1008 (default 0: no limit)\n"
+    "  --prime-allow-faults  carry out IsPrimeRequest.fault (crash, loop, exhaust\n"
+    "                    memory, abort), to show isolation; otherwise 1003\n"
     "  --stage-b         also host pipeline.StageB (examples/pipeline.proto)\n"
     "  --stage-a-next    also host pipeline.StageA, calling pipeline.StageB at\n"
     "                    TARGET (any Channel target: zk://..., host:port, ...)\n";
@@ -142,6 +156,9 @@ int main(int argc, char** argv) {
   std::string session_file;
   // The pipeline example's stages (examples/pipeline_service.h).
   bool stage_b = false;
+  bool prime_allow_faults = false;
+  bool prime_in_process = false;
+  int prime_max_run_ms = 0;
   std::string stage_a_next;
   if (const char* from_environment = std::getenv("PERCORE_ZK_CREDENTIAL")) {
     credential = from_environment;
@@ -152,8 +169,12 @@ int main(int argc, char** argv) {
       std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
       return 0;
     }
-    if (flag == "--stage-b") {  // The one flag without a value.
+    if (flag == "--stage-b") {  // The flags without a value.
       stage_b = true;
+      continue;
+    }
+    if (flag == "--prime-allow-faults") {
+      prime_allow_faults = true;
       continue;
     }
     if (i + 1 >= argc)
@@ -205,6 +226,18 @@ int main(int argc, char** argv) {
       session_file = value;
     } else if (flag == "--stage-a-next") {
       stage_a_next = value;
+    } else if (flag == "--prime-isolation") {
+      if (std::string_view(value) != "thread" && std::string_view(value) != "process")
+        usage_error("--prime-isolation must be thread or process");
+      prime_in_process = std::string_view(value) == "process";
+    } else if (flag == "--process-workers") {
+      options.process_workers = parse_int(flag, value);
+    } else if (flag == "--process-queue") {
+      options.process_queue_capacity = static_cast<size_t>(parse_number(flag, value));
+    } else if (flag == "--process-memory-limit") {
+      options.process_memory_limit_bytes = static_cast<size_t>(parse_number(flag, value));
+    } else if (flag == "--prime-max-run-ms") {
+      prime_max_run_ms = parse_int(flag, value);
     } else {
       usage_error("unknown option " + flag);
     }
@@ -236,8 +269,11 @@ int main(int argc, char** argv) {
   percore::Server server(options);
   server.AddService(std::make_unique<percore::examples::EchoServiceImpl>());
   percore::ServiceOptions prime_options;
-  prime_options.default_mode = percore::ExecutionMode::kWorkerPool;
-  server.AddService(std::make_unique<percore::examples::PrimeServiceImpl>(), prime_options);
+  prime_options.default_mode =
+      prime_in_process ? percore::ExecutionMode::kProcessPool : percore::ExecutionMode::kWorkerPool;
+  prime_options.default_max_run_ms = prime_max_run_ms;
+  server.AddService(std::make_unique<percore::examples::PrimeServiceImpl>(prime_allow_faults),
+                    prime_options);
   std::vector<std::string> hosted_services = {"example.EchoService", "prime.PrimeService"};
   // Declared after `server`, so destroyed first: its Channel ends stage B's
   // calls still pending while the server's threads still run.

@@ -20,6 +20,7 @@
 #include <percore/proto/detail/assert.h>
 #include <percore/server_io/detail/acceptor.h>
 #include <percore/server_io/detail/io_thread.h>
+#include <percore/server_io/detail/process_pool.h>
 #include <percore/server_io/detail/server_core.h>
 #include <percore/server_io/detail/worker_pool.h>
 
@@ -39,6 +40,8 @@ ServerOptions sanitized(ServerOptions options) {
   options.io_threads = default_thread_count(options.io_threads);
   options.workers = default_thread_count(options.workers);
   options.worker_queue_capacity = std::max<size_t>(1, options.worker_queue_capacity);
+  options.process_workers = default_thread_count(options.process_workers);
+  options.process_queue_capacity = std::max<size_t>(1, options.process_queue_capacity);
   options.max_body_bytes = std::max(kMinimumMaxBodyBytes, options.max_body_bytes);
   options.max_inflight_per_connection = std::max(1, options.max_inflight_per_connection);
   options.max_unwritten_bytes_per_connection =
@@ -125,6 +128,8 @@ Server::~Server() {
   // Workers first: their last done->Run() calls post to the I/O threads.
   if (core_->workers != nullptr)
     core_->workers->shutdown();
+  if (core_->processes != nullptr)
+    core_->processes->shutdown();
   for (auto& io_thread : io_threads_)
     io_thread->join();
 }
@@ -155,6 +160,18 @@ bool Server::Start(const std::string& listen_address, std::string* error) {
     return false;
   }
   const ServerOptions& options = core_->options;
+  // The zygote first, while the server has no thread of its own.
+  bool uses_processes = false;
+  core_->services.for_each_method([&uses_processes](const detail::MethodEntry& method) {
+    uses_processes = uses_processes || method.mode == ExecutionMode::kProcessPool;
+  });
+  if (uses_processes) {
+    core_->processes = std::make_unique<detail::ProcessPool>(*core_);
+    if (!core_->processes->start_zygote(error)) {
+      core_->processes.reset();
+      return false;
+    }
+  }
   for (int i = 0; i < options.io_threads; ++i) {
     io_threads_.push_back(std::make_unique<detail::IoThread>(*core_, i));
   }
@@ -165,6 +182,7 @@ bool Server::Start(const std::string& listen_address, std::string* error) {
   if (!acceptor_->open(listen_address, error)) {
     acceptor_.reset();
     io_threads_.clear();
+    core_->processes.reset();
     return false;
   }
   port_ = acceptor_->port();
@@ -172,6 +190,8 @@ bool Server::Start(const std::string& listen_address, std::string* error) {
       std::make_unique<detail::WorkerPool>(options.workers, options.worker_queue_capacity);
   for (auto& io_thread : io_threads_)
     io_thread->start();
+  if (core_->processes != nullptr)
+    core_->processes->start();
   acceptor_->start();
   started_ = true;
   core_->running.store(true, std::memory_order_release);
@@ -236,6 +256,10 @@ void Server::Stop(std::chrono::milliseconds grace) {
     io_thread.abandon_in_flight_calls();
     io_thread.begin_close_connections(CloseReason::kServerStopped);
   });
+  // Its calls were just answered 2003; this kills and reaps the workers and
+  // the zygote, so no process of the server outlives Stop().
+  if (core_->processes != nullptr)
+    core_->processes->shutdown();
 
   // Each connection answers what it read, flushes and closes within
   // close_linger_ms (its I/O thread's sweep enforces that); this wait is only

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@ namespace percore {
 namespace detail {
 class Acceptor;
 class IoThread;
+class ProcessPool;
 struct ServerCore;
 }  // namespace detail
 
@@ -34,6 +36,16 @@ enum class ExecutionMode {
   // On the server's bounded worker pool: for compute-heavy or blocking
   // handlers, which must not stall network I/O.
   kWorkerPool,
+  // In one of the server's worker processes (ServerOptions::process_workers),
+  // forked from a zygote that Start() creates before the server has any
+  // thread: a handler that crashes (its call is answered 2001 "worker process
+  // died: SIGSEGV"), runs past max_run_ms or its call's deadline (SIGKILL,
+  // 1008), or exhausts process_memory_limit_bytes (2001) loses one worker,
+  // which is replaced; the server and every other call go on. The handler
+  // sees the process as it was at Start(): same services, no server threads,
+  // no connections (Channels made before Start() do not work there). Costs a
+  // round trip over a Unix socket per call (docs/BENCHMARKS.md).
+  kProcessPool,
 };
 
 struct ServiceOptions {
@@ -41,6 +53,13 @@ struct ServiceOptions {
   ExecutionMode default_mode = ExecutionMode::kInline;
   // Per-method modes, keyed by method name (e.g. "IsPrime").
   std::map<std::string, ExecutionMode> method_modes;
+  // kProcessPool methods only: the longest a handler may run, in ms, from the
+  // moment its worker takes the call; past it the worker is killed (SIGKILL)
+  // and the call answered 1008. The caller's deadline (timeout_ms) kills the
+  // worker the same way. Default 0: no limit but the deadline. Per-method
+  // values, keyed by method name, override the default.
+  int default_max_run_ms = 0;
+  std::map<std::string, int> method_max_run_ms;
 };
 
 // Limits that bound what a server holds whatever its peers do; the worst
@@ -103,6 +122,22 @@ struct ServerOptions {
   // max_body_bytes (413 past it); every other limit above applies too.
   // Default 16 KiB; clamped to [1 KiB, 1 MiB].
   size_t max_http_header_bytes = 16 * 1024;
+  // Worker processes for kProcessPool methods (started only when a method
+  // uses that mode). Default 0: one per core.
+  int process_workers = 0;
+  // Calls waiting for a worker process, at most; past it a call is answered
+  // 2004 at once. Default 1024; at least 1.
+  size_t process_queue_capacity = 1024;
+  // Each worker process's address-space limit (RLIMIT_AS), in bytes; an
+  // allocation past it fails (std::bad_alloc, answered 2001, and the worker
+  // is replaced) or crashes the worker (2001). Default 0: none. Sanitizer
+  // builds reserve terabytes of address space: leave it 0 there.
+  size_t process_memory_limit_bytes = 0;
+  // Runs in each new worker process before it takes calls (e.g. to open a
+  // per-process resource or drop privileges). A worker that dies in it
+  // "crashed at start": replacements then back off from 10 ms to 1 s, and
+  // while no worker is alive, process-pool calls are answered 2001.
+  std::function<void()> process_worker_start = nullptr;
 };
 
 // The server container: hosts protobuf Services on one TCP port.

@@ -14,6 +14,7 @@ namespace percore {
 
 namespace detail {
 class ServerCall;
+struct WorkerCall;
 }
 
 // The RpcController a server passes to its handlers (cast the handler's
@@ -101,6 +102,7 @@ class ServerController : public google::protobuf::RpcController {
 
  private:
   friend class detail::ServerCall;
+  friend struct detail::WorkerCall;  // Fills these in a worker process.
 
   percore::ErrorCode error_code_ = percore::ErrorCode::kOk;
   std::string error_text_;

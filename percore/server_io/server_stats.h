@@ -17,6 +17,11 @@ struct MethodStats {
   std::map<int32_t, uint64_t> answers_by_code;
   uint64_t total_latency_us = 0;  // Summed from request received to reply queued.
   uint64_t max_latency_us = 0;
+  // kProcessPool methods: workers that died while running this method (its
+  // call answered 2001), and workers killed for running past max_run_ms or
+  // the call's deadline (answered 1008).
+  uint64_t worker_crashes = 0;
+  uint64_t worker_kills = 0;
 
   uint64_t errors() const;
   double average_latency_us() const;
@@ -70,6 +75,14 @@ struct ServerStats {
   // Handlers that let an exception escape (each logged, rate-limited, with
   // its what()); the call is answered 2001 unless `done` had already run.
   uint64_t handler_exceptions = 0;
+  // Worker processes of kProcessPool methods: alive now (starting, idle or
+  // busy); that died on their own (signal or exit, idle ones included) or
+  // sent a malformed answer; that the server killed for max_run_ms or a
+  // deadline; and replacements started.
+  uint64_t worker_processes_alive = 0;
+  uint64_t worker_process_crashes = 0;
+  uint64_t worker_process_kills = 0;
+  uint64_t worker_process_respawns = 0;
   // Connections closed because of a malformed frame, by reason.
   std::map<DecodeStatus, uint64_t> rejected_frames;
   uint64_t rejected_frames_total() const;

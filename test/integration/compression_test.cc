@@ -318,10 +318,13 @@ TEST_P(CompressionModeTest, MessagesInflatingPastMaxBodyBytesAreRefusedOnBothSid
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CompressionModeTest,
-                         ::testing::Values(ExecutionMode::kInline, ExecutionMode::kWorkerPool),
+                         ::testing::Values(ExecutionMode::kInline, ExecutionMode::kWorkerPool,
+                                           ExecutionMode::kProcessPool),
                          [](const ::testing::TestParamInfo<ExecutionMode>& info) {
                            return std::string(info.param == ExecutionMode::kInline ? "Inline"
-                                                                                   : "WorkerPool");
+                                              : info.param == ExecutionMode::kWorkerPool
+                                                  ? "WorkerPool"
+                                                  : "ProcessPool");
                          });
 
 }  // namespace

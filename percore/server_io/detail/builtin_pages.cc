@@ -5,6 +5,7 @@
 #include <percore/base/detail/metrics_registry.h>
 #include <percore/proto/frame.h>
 #include <percore/server_io/detail/server_core.h>
+#include <percore/server_io/detail/process_pool.h>
 #include <percore/server_io/detail/worker_pool.h>
 #include <percore/version.h>
 
@@ -62,7 +63,9 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
   core.services.for_each_method([&](const MethodEntry& entry) {
     const auto found = stats.methods.find(entry.full_name);
     nlohmann::json method;
-    method["execution"] = entry.mode == ExecutionMode::kInline ? "inline" : "worker_pool";
+    method["execution"] = entry.mode == ExecutionMode::kInline       ? "inline"
+                          : entry.mode == ExecutionMode::kWorkerPool ? "worker_pool"
+                                                                     : "process_pool";
     method["request"] = entry.request_prototype->GetDescriptor()->full_name();
     method["response"] = entry.response_prototype->GetDescriptor()->full_name();
     if (found != stats.methods.end()) {
@@ -101,6 +104,13 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"rejected_frames", rejected},
       {"replies_dropped", stats.replies_dropped},
       {"handler_exceptions", stats.handler_exceptions},
+      {"worker_processes",
+       {{"target", core.processes ? core.processes->target_workers() : 0},
+        {"alive", stats.worker_processes_alive},
+        {"queue_depth", core.processes ? core.processes->queued() : 0},
+        {"crashes", stats.worker_process_crashes},
+        {"kills", stats.worker_process_kills},
+        {"respawns", stats.worker_process_respawns}}},
   };
 }
 
@@ -216,6 +226,35 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
           static_cast<double>(stats.replies_dropped));
   counter("percore_server_handler_exceptions_total", "Exceptions that escaped a handler.",
           static_cast<double>(stats.handler_exceptions));
+  if (core.processes != nullptr) {
+    gauge("percore_server_worker_processes_alive",
+          "Worker processes of process-pool methods alive now.",
+          static_cast<double>(stats.worker_processes_alive));
+    gauge("percore_server_worker_process_queue_depth", "Calls waiting for a worker process.",
+          static_cast<double>(core.processes->queued()));
+    counter("percore_server_worker_process_respawns_total", "Worker processes started to replace one.",
+            static_cast<double>(stats.worker_process_respawns));
+    auto crashes = family("percore_server_worker_process_crashes_total",
+                          "Worker processes that died while running a method, by method.",
+                          MetricType::Counter);
+    auto kills = family("percore_server_worker_process_kills_total",
+                        "Worker processes killed past max_run_ms or the deadline, by method.",
+                        MetricType::Counter);
+    for (const auto& [name, method] : stats.methods) {
+      if (method.worker_crashes > 0) {
+        auto metric = labelled({{"method", name}});
+        metric.counter.value = static_cast<double>(method.worker_crashes);
+        crashes.metric.push_back(std::move(metric));
+      }
+      if (method.worker_kills > 0) {
+        auto metric = labelled({{"method", name}});
+        metric.counter.value = static_cast<double>(method.worker_kills);
+        kills.metric.push_back(std::move(metric));
+      }
+    }
+    families.push_back(std::move(crashes));
+    families.push_back(std::move(kills));
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/server_io/detail/http_connection.h>
+#include <percore/server_io/detail/process_pool.h>
 #include <percore/server_io/detail/server_connection.h>
 #include <percore/server_io/detail/server_core.h>
 #include <percore/server_io/detail/worker_pool.h>
@@ -173,8 +174,17 @@ void IoThread::track(ServerCall* call) {
 void IoThread::run_call(ServerCall* call) {
   assert_in_loop_thread();
   track(call);
-  if (call->method().mode == ExecutionMode::kInline) {
+  const ExecutionMode mode = call->method().mode;
+  if (mode == ExecutionMode::kInline) {
     call->execute();
+  } else if (mode == ExecutionMode::kProcessPool) {
+    if (!core_.processes->try_submit(call)) {
+      call->controller().SetFailed(ErrorCode::kServerLimitReached,
+                                   std::string("worker process queue is full (") +
+                                       std::to_string(core_.options.process_queue_capacity) +
+                                       " requests waiting)");
+      call->Run();
+    }
   } else if (!core_.workers->try_submit(call)) {
     call->controller().SetFailed(ErrorCode::kServerLimitReached,
                                  "worker queue is full (" +

@@ -53,6 +53,11 @@ class ServerCall final : public google::protobuf::Closure {
   // decompress and parse: a worker-pool method's decompression then runs on
   // its worker, not on the I/O thread. I/O thread, before track().
   void defer_request(std::string_view compressed, CompressType type);
+  // A compressed request kept by defer_request() (kNone: none): a process
+  // pool forwards it as it is, for its worker to decompress. The thread that
+  // runs the call.
+  CompressType deferred_request_type() const { return deferred_request_type_; }
+  std::string_view deferred_request() const { return deferred_request_; }
   // The compressed response message Run() prepared (empty: none); I/O
   // thread, after done->Run().
   std::string_view compressed_response() const { return compressed_response_; }

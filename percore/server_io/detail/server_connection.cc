@@ -336,9 +336,10 @@ void ServerConnection::dispatch(const Frame& frame) {
   const auto compress_type = static_cast<CompressType>(meta.compress_type());
 
   ServerCall* raw_call = io_thread_.acquire_call(*method, id_, correlation_id, last_read_at_);
-  if (compress_type != CompressType::kNone && method->mode == ExecutionMode::kWorkerPool) {
-    // Decompressing can take milliseconds: a worker does it (execute()),
-    // not this I/O thread; it answers 1003 there if the message is bad.
+  if (compress_type != CompressType::kNone && method->mode != ExecutionMode::kInline) {
+    // Decompressing can take milliseconds: a worker does it (execute(), or
+    // the worker process), not this I/O thread; it answers 1003 there if the
+    // message is bad.
     raw_call->defer_request(frame.message, compress_type);
   } else {
     std::string parse_error;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include <percore/server_io/detail/process_pool.h>
 #include <percore/server_io/detail/worker_pool.h>
 
 namespace percore::detail {
@@ -46,6 +47,8 @@ ServerStats snapshot_stats(const ServerCore& core) {
     method.answers_by_code = entry.counters.answers_by_code();
     method.total_latency_us = entry.counters.total_latency_us();
     method.max_latency_us = entry.counters.max_latency_us();
+    method.worker_crashes = entry.worker_crashes.load(std::memory_order_relaxed);
+    method.worker_kills = entry.worker_kills.load(std::memory_order_relaxed);
   });
   stats.answers_by_code = core.answers.answers_by_code();
   stats.connections_accepted = core.connections_accepted.load(std::memory_order_relaxed);
@@ -60,6 +63,12 @@ ServerStats snapshot_stats(const ServerCore& core) {
       core.write_backpressure_pauses.load(std::memory_order_relaxed);
   stats.allocation_failures = core.allocation_failures.load(std::memory_order_relaxed);
   stats.handler_exceptions = core.handler_exceptions.load(std::memory_order_relaxed);
+  if (core.processes != nullptr) {
+    stats.worker_processes_alive = core.processes->workers_alive();
+    stats.worker_process_crashes = core.processes->crashes();
+    stats.worker_process_kills = core.processes->kills();
+    stats.worker_process_respawns = core.processes->respawns();
+  }
   for (int i = 0; i < kCloseReasonCount; ++i) {
     const uint64_t count = core.closes_by_reason[i].load(std::memory_order_relaxed);
     if (count > 0)

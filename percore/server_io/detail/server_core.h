@@ -15,13 +15,14 @@
 
 namespace percore::detail {
 
+class ProcessPool;
 class WorkerPool;
 
 // What every part of one server shares: options, the service table, the
 // worker pool and the server-wide counters, flags and log limiters.
 // Immutable after start except for the atomics and the limiters.
 //
-// Owns: the service table and the worker pool. Threads: any, after start.
+// Owns: the service table, the worker pool and the process pool. Threads: any, after start.
 struct ServerCore {
   explicit ServerCore(ServerOptions server_options);
   ~ServerCore();
@@ -38,6 +39,8 @@ struct ServerCore {
   ServerOptions options;
   ServiceTable services;
   std::unique_ptr<WorkerPool> workers;
+  // Null unless a method is kProcessPool.
+  std::unique_ptr<ProcessPool> processes;
 
   // Set once Start() has started the I/O threads.
   std::atomic<bool> running{false};
@@ -74,6 +77,7 @@ struct ServerCore {
   LogRateLimiter bad_request_log{1};
   LogRateLimiter allocation_failure_log{1};
   LogRateLimiter handler_exception_log{1};
+  LogRateLimiter worker_process_log{3};
 };
 
 // A snapshot of the server's counters (Server::stats(), /status, /metrics).

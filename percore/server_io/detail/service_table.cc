@@ -1,5 +1,7 @@
 #include <percore/server_io/detail/service_table.h>
 
+#include <algorithm>
+
 namespace percore::detail {
 
 bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions& options,
@@ -10,7 +12,12 @@ bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions&
       *error = "service " + descriptor->full_name() + " is already added";
     return false;
   }
-  for (const auto& [method_name, mode] : options.method_modes) {
+  std::vector<std::string> named;
+  for (const auto& [method_name, mode] : options.method_modes)
+    named.push_back(method_name);
+  for (const auto& [method_name, limit] : options.method_max_run_ms)
+    named.push_back(method_name);
+  for (const std::string& method_name : named) {
     if (descriptor->FindMethodByName(method_name) == nullptr) {
       if (error != nullptr) {
         *error = "service " + descriptor->full_name() + " has no method " + method_name;
@@ -28,6 +35,9 @@ bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions&
     entry->response_prototype = &service->GetResponsePrototype(method);
     const auto mode = options.method_modes.find(method->name());
     entry->mode = mode == options.method_modes.end() ? options.default_mode : mode->second;
+    const auto max_run = options.method_max_run_ms.find(method->name());
+    entry->max_run_ms = std::max(
+        0, max_run == options.method_max_run_ms.end() ? options.default_max_run_ms : max_run->second);
     entry->full_name = method->full_name();
     methods.emplace(method->name(), std::move(entry));
   }

@@ -4,6 +4,7 @@
 #include <google/protobuf/message.h>
 #include <google/protobuf/service.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -22,8 +23,13 @@ struct MethodEntry {
   const google::protobuf::Message* request_prototype = nullptr;
   const google::protobuf::Message* response_prototype = nullptr;
   ExecutionMode mode = ExecutionMode::kInline;
+  int max_run_ms = 0;  // kProcessPool: ServiceOptions::method_max_run_ms.
   std::string full_name;  // "package.Service.Method"
   AnswerCounters counters;
+  // kProcessPool: workers that died while running this method, and workers
+  // killed for running past max_run_ms or the call's deadline.
+  std::atomic<uint64_t> worker_crashes{0};
+  std::atomic<uint64_t> worker_kills{0};
   PeerMessageParser request_parser;  // Any I/O thread.
 };
 

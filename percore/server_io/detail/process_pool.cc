@@ -1,0 +1,604 @@
+#include <percore/server_io/detail/process_pool.h>
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <percore/base/log.h>
+#include <percore/proto/detail/assert.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/error_code.h>
+#include <percore/server_io/detail/server_call.h>
+#include <percore/server_io/detail/server_core.h>
+#include <percore/server_io/detail/service_table.h>
+#include <percore/server_io/detail/worker_process.h>
+
+namespace percore::detail {
+namespace {
+
+// Room for the meta on top of max_body_bytes on the worker socket.
+constexpr size_t kMetaAllowance = 64 * 1024;
+constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
+
+int64_t milliseconds_between(ServerCall::Clock::time_point from,
+                             ServerCall::Clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
+}  // namespace
+
+ProcessPool::ProcessPool(ServerCore& core)
+    : core_(core), target_workers_(std::max(1, core.options.process_workers)) {}
+
+ProcessPool::~ProcessPool() {
+  shutdown();
+}
+
+void ProcessPool::assert_in_pool_thread() const {
+  PERCORE_ASSERT(std::this_thread::get_id() == thread_id_.load());
+}
+
+bool ProcessPool::start_zygote(std::string* error) {
+  ServerCore* core = &core_;
+  return zygote_.start(
+      [core](int socket_fd) {
+        WorkerProcess::run(socket_fd, core->services, core->options.max_body_bytes,
+                           core->options.process_worker_start);
+      },
+      core_.options.process_memory_limit_bytes, error);
+}
+
+void ProcessPool::start() {
+  zygote_events_ =
+      std::make_unique<boost::asio::posix::stream_descriptor>(context_, ::dup(zygote_.control_fd()));
+  work_guard_.emplace(context_.get_executor());
+  {
+    std::lock_guard lock(submit_mutex_);
+    open_ = true;
+  }
+  thread_ = std::thread([this] {
+    thread_id_.store(std::this_thread::get_id());
+    context_.run();
+  });
+  boost::asio::post(context_, [this] {
+    for (int i = 0; i < target_workers_; ++i) {
+      if (zygote_.request_worker())
+        ++spawns_pending_;
+    }
+    watch_zygote();
+  });
+}
+
+bool ProcessPool::try_submit(ServerCall* call) {
+  {
+    std::lock_guard lock(submit_mutex_);
+    if (open_) {
+      if (queued_.load(std::memory_order_relaxed) >= core_.options.process_queue_capacity)
+        return false;
+      queued_.fetch_add(1, std::memory_order_relaxed);
+      boost::asio::post(context_, [this, call] {
+        queue_.push_back(call);
+        dispatch();
+      });
+      return true;
+    }
+  }
+  call->controller().SetFailed(ErrorCode::kServerStopping,
+                               "server stopped before a worker process took the call");
+  call->Run();
+  return true;
+}
+
+void ProcessPool::shutdown() {
+  {
+    std::lock_guard lock(submit_mutex_);
+    open_ = false;
+  }
+  if (thread_.joinable()) {
+    boost::asio::post(context_, [this] { stop_in_thread(); });
+    work_guard_.reset();
+    thread_.join();
+  }
+  zygote_events_.reset();
+  zygote_.stop(std::chrono::seconds(2));
+}
+
+void ProcessPool::stop_in_thread() {
+  assert_in_pool_thread();
+  stopping_ = true;
+  backoff_timer_.cancel();
+  for (ServerCall* call : queue_)
+    complete(call, to_int(ErrorCode::kServerStopping),
+             "server stopped before a worker process took the call");
+  queued_.fetch_sub(queue_.size(), std::memory_order_relaxed);
+  queue_.clear();
+  for (const std::shared_ptr<Worker>& worker : workers_) {
+    if (worker->call != nullptr) {
+      complete(std::exchange(worker->call, nullptr), to_int(ErrorCode::kServerStopping),
+               "server stopped before the handler finished (its worker process was killed)");
+    }
+    if (worker->state != State::kKilled)
+      signal_worker(worker->pid, worker->pidfd, SIGKILL);
+    transition(*worker, State::kDead);
+    worker->timer.cancel();
+    boost::system::error_code ignored;
+    worker->socket.close(ignored);
+    if (worker->pidfd >= 0)
+      ::close(std::exchange(worker->pidfd, -1));
+  }
+  workers_.clear();
+  if (zygote_events_ != nullptr) {
+    boost::system::error_code ignored;
+    zygote_events_->close(ignored);
+  }
+}
+
+void ProcessPool::transition(Worker& worker, State next) {
+  const bool was_alive = worker.state != State::kDead;
+  const bool now_alive = next != State::kDead;
+  worker.state = next;
+  if (was_alive && !now_alive)
+    alive_.fetch_sub(1, std::memory_order_relaxed);
+  if (!was_alive && now_alive)
+    alive_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void ProcessPool::watch_zygote() {
+  assert_in_pool_thread();
+  zygote_events_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                             [this](const boost::system::error_code& error) {
+                               if (!error && !stopping_)
+                                 on_zygote_readable();
+                             });
+}
+
+void ProcessPool::on_zygote_readable() {
+  assert_in_pool_thread();
+  for (;;) {
+    const Zygote::Message message = zygote_.receive();
+    switch (message.kind) {
+      case Zygote::Message::Kind::kNone:
+        watch_zygote();
+        return;
+      case Zygote::Message::Kind::kSpawned:
+        add_worker(message);
+        break;
+      case Zygote::Message::Kind::kSpawnFailed:
+        --spawns_pending_;
+        core_.worker_process_log.log(LogLevel::kError, [&] {
+          return std::string("cannot start a worker process: ") + std::strerror(message.status);
+        });
+        spawn_replacement(true);
+        break;
+      case Zygote::Message::Kind::kExited:
+        on_worker_exited(message.pid, message.status);
+        break;
+      case Zygote::Message::Kind::kGone: {
+        // Only a kill from outside ends the zygote early; its workers die
+        // with it (PR_SET_PDEATHSIG) and none can be started again.
+        zygote_gone_ = true;
+        core_.worker_process_log.log(LogLevel::kError, [] {
+          return std::string(
+              "the worker processes' zygote is gone: process-pool methods answer 2001");
+        });
+        for (const std::shared_ptr<Worker>& worker : workers_) {
+          if (worker->call != nullptr) {
+            complete(std::exchange(worker->call, nullptr), to_int(ErrorCode::kInternal),
+                     "worker process died: its zygote was killed");
+          }
+          signal_worker(worker->pid, worker->pidfd, SIGKILL);
+          transition(*worker, State::kDead);
+          worker->timer.cancel();
+          boost::system::error_code ignored;
+          worker->socket.close(ignored);
+          if (worker->pidfd >= 0)
+            ::close(std::exchange(worker->pidfd, -1));
+        }
+        workers_.clear();
+        dispatch();
+        return;
+      }
+    }
+  }
+}
+
+void ProcessPool::add_worker(const Zygote::Message& spawned) {
+  assert_in_pool_thread();
+  --spawns_pending_;
+  FrameDecoderOptions options;
+  options.max_body_bytes = core_.options.max_body_bytes + kMetaAllowance;
+  auto worker = std::make_shared<Worker>(context_, options);
+  worker->pid = spawned.pid;
+  worker->pidfd = spawned.pidfd;
+  boost::system::error_code error;
+  worker->socket.assign(spawned.socket_fd, error);
+  worker->state = State::kDead;
+  transition(*worker, State::kStarting);
+  workers_.push_back(worker);
+  if (error) {
+    ::close(spawned.socket_fd);
+    signal_worker(worker->pid, worker->pidfd, SIGKILL);
+    transition(*worker, State::kKilled);
+    return;
+  }
+  // The ready byte first, then frames.
+  auto ready = std::make_shared<char>(0);
+  boost::asio::async_read(
+      worker->socket, boost::asio::buffer(ready.get(), 1),
+      [this, worker, ready](const boost::system::error_code& read_error, size_t) {
+        if (read_error) {
+          on_end_of_stream(worker);  // Dead before it was ready.
+          return;
+        }
+        if (worker->state != State::kStarting)
+          return;
+        if (*ready != 'R') {
+          kill_worker(*worker);
+          return;
+        }
+        starts_failed_in_a_row_ = 0;
+        transition(*worker, State::kIdle);
+        read_worker(worker);
+        dispatch();
+      });
+}
+
+void ProcessPool::read_worker(const std::shared_ptr<Worker>& worker) {
+  assert_in_pool_thread();
+  if (worker->reading || worker->state == State::kDead)
+    return;
+  worker->reading = true;
+  const std::span<char> space = worker->decoder.prepare(4096);
+  std::shared_ptr<Worker> self = worker;
+  worker->socket.async_read_some(
+      boost::asio::buffer(space.data(), space.size()),
+      [this, self](const boost::system::error_code& error, size_t bytes) {
+        self->reading = false;
+        if (error == boost::asio::error::operation_aborted || self->state == State::kDead)
+          return;
+        if (error || bytes == 0) {
+          on_end_of_stream(self);  // The worker died.
+          return;
+        }
+        self->decoder.commit(bytes);
+        on_worker_bytes(*self);
+        read_worker(self);
+      });
+}
+
+void ProcessPool::on_worker_bytes(Worker& worker) {
+  assert_in_pool_thread();
+  Frame frame;
+  for (;;) {
+    const DecodeStatus status = worker.decoder.next(frame);
+    if (status == DecodeStatus::kNeedMore)
+      return;
+    if (status != DecodeStatus::kFrame) {
+      core_.worker_process_log.log(LogLevel::kError, [&] {
+        return std::string("worker process ") + std::to_string(worker.pid) +
+               " sent a malformed answer (" + std::string(decode_status_text(status)) +
+               "); killing it";
+      });
+      if (worker.call != nullptr) {
+        crashes_.fetch_add(1, std::memory_order_relaxed);
+        worker.call->method().worker_crashes.fetch_add(1, std::memory_order_relaxed);
+        complete(std::exchange(worker.call, nullptr), to_int(ErrorCode::kInternal),
+                 std::string("worker process sent a malformed answer (") +
+                     std::string(decode_status_text(status)) + ")");
+      }
+      kill_worker(worker);
+      return;
+    }
+    answer_from_worker(worker, frame);
+  }
+}
+
+void ProcessPool::answer_from_worker(Worker& worker, const Frame& frame) {
+  assert_in_pool_thread();
+  if (worker.state != State::kBusy || worker.call == nullptr || !frame.meta.has_response() ||
+      frame.meta.correlation_id() != worker.correlation_id) {
+    core_.worker_process_log.log(LogLevel::kError, [&] {
+      return std::string("worker process ") + std::to_string(worker.pid) +
+             " sent an answer to no call; killing it";
+    });
+    kill_worker(worker);
+    return;
+  }
+  ServerCall* call = std::exchange(worker.call, nullptr);
+  worker.timer.cancel();
+  transition(worker, State::kIdle);
+  ServerController& controller = call->controller();
+  const int32_t code = frame.meta.response().error_code();
+  if (code != 0) {
+    controller.SetFailed(static_cast<ErrorCode>(code), frame.meta.response().error_text());
+  } else {
+    const auto type = static_cast<CompressType>(frame.meta.compress_type());
+    std::string error;
+    if (!response_parser_.parse(frame.message, type, core_.options.max_body_bytes,
+                                *call->response(), &error)) {
+      controller.SetFailed(ErrorCode::kInternal,
+                           std::string("worker process sent a response that ") + error);
+    } else {
+      // Compressed again for the client by Run() (HTTP answers in JSON).
+      controller.set_response_compress_type(type);
+      controller.response_attachment().assign(frame.attachment.data(), frame.attachment.size());
+      call->note_answer_bytes(frame.body_bytes);
+    }
+  }
+  call->Run();
+  dispatch();
+}
+
+void ProcessPool::dispatch() {
+  assert_in_pool_thread();
+  if (stopping_)
+    return;
+  if (!queue_.empty() && alive_.load(std::memory_order_relaxed) == 0 &&
+      (backing_off_ || zygote_gone_)) {
+    fail_queue_while_backing_off();
+    return;
+  }
+  for (const std::shared_ptr<Worker>& worker : workers_) {
+    while (worker->state == State::kIdle && !queue_.empty()) {
+      ServerCall* call = queue_.front();
+      queue_.pop_front();
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+      begin_call(worker, call);
+    }
+    if (queue_.empty())
+      return;
+  }
+}
+
+void ProcessPool::fail_queue_while_backing_off() {
+  assert_in_pool_thread();
+  std::string text;
+  if (zygote_gone_) {
+    text = "no worker process can be started: the zygote is gone";
+  } else {
+    const auto wait = std::max<int64_t>(0, milliseconds_between(Clock::now(), backoff_until_));
+    text = std::string("no worker process is running: ") +
+           std::to_string(starts_failed_in_a_row_) +
+           " in a row died before they were ready; the next starts in " + std::to_string(wait) +
+           " ms";
+  }
+  while (!queue_.empty()) {
+    ServerCall* call = queue_.front();
+    queue_.pop_front();
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    complete(call, to_int(ErrorCode::kInternal), text);
+  }
+}
+
+void ProcessPool::begin_call(const std::shared_ptr<Worker>& self, ServerCall* call) {
+  assert_in_pool_thread();
+  Worker& worker = *self;
+  if (call->abandoned.load(std::memory_order_acquire)) {
+    call->Run();  // Answered 2003 by Stop(); hand it back to be recycled.
+    return;
+  }
+  ServerController& controller = call->controller();
+  const Clock::time_point now = Clock::now();
+  if (now > controller.deadline()) {
+    complete(call, to_int(ErrorCode::kTimedOut),
+             std::string("deadline passed while the request waited for a worker process (") +
+                 std::to_string(milliseconds_between(call->received_at(), now)) +
+                 " ms); the handler did not run");
+    return;
+  }
+  MethodEntry& method = call->method();
+  wire::RpcMeta meta;
+  meta.set_correlation_id(++worker.correlation_id);
+  wire::RpcRequestMeta* request = meta.mutable_request();
+  request->set_service_name(method.method->service()->full_name());
+  request->set_method_name(method.method->name());
+  request->set_log_id(controller.log_id());
+  if (controller.trace_id() != 0) {
+    request->set_trace_id(controller.trace_id());
+    request->set_span_id(controller.span_id());
+    request->set_parent_span_id(controller.parent_span_id());
+  }
+  if (controller.deadline() != Clock::time_point::max()) {
+    const int64_t left = std::max<int64_t>(1, milliseconds_between(now, controller.deadline()));
+    request->set_timeout_ms(static_cast<int32_t>(std::min<int64_t>(left, INT32_MAX)));
+  }
+  (*meta.mutable_user_fields())["remote_side"] = controller.remote_side();
+  std::string serialized;
+  std::string_view message;
+  if (call->deferred_request_type() != CompressType::kNone) {
+    meta.set_compress_type(static_cast<int32_t>(call->deferred_request_type()));
+    message = call->deferred_request();
+  } else {
+    call->request()->SerializeToString(&serialized);
+    message = serialized;
+  }
+  GatherBuffer encoded;
+  if (encode_frame(meta, message, std::move(controller.request_attachment()),
+                   core_.options.max_body_bytes + kMetaAllowance, encoded) != EncodeStatus::kOk) {
+    complete(call, to_int(ErrorCode::kInternal),
+             "request too large for the worker process channel");
+    return;
+  }
+  worker.output.clear();
+  worker.output.reserve(encoded.size());
+  for (size_t i = 0; i < encoded.chunk_count(); ++i)
+    worker.output.append(encoded.chunk(i));
+  worker.call = call;
+  transition(worker, State::kBusy);
+
+  Clock::time_point limit = controller.deadline();
+  if (method.max_run_ms > 0)
+    limit = std::min(limit, now + std::chrono::milliseconds(method.max_run_ms));
+  if (limit != Clock::time_point::max()) {
+    worker.timer.expires_at(limit);
+    const int64_t correlation_id = worker.correlation_id;
+    worker.timer.async_wait([this, self = self, correlation_id](const boost::system::error_code& error) {
+      if (!error && self->state == State::kBusy && self->correlation_id == correlation_id)
+        on_overrun(*self);
+    });
+  }
+  boost::asio::async_write(self->socket, boost::asio::buffer(self->output),
+                           [self](const boost::system::error_code&, size_t) {
+                             // A failed write means the worker died: its exit
+                             // report answers the call.
+                           });
+}
+
+void ProcessPool::on_overrun(Worker& worker) {
+  assert_in_pool_thread();
+  ServerCall* call = std::exchange(worker.call, nullptr);
+  MethodEntry& method = call->method();
+  const Clock::time_point now = Clock::now();
+  const int64_t ran_ms = milliseconds_between(call->received_at(), now);
+  std::string text;
+  if (method.max_run_ms > 0 && now < call->controller().deadline()) {
+    text = std::string("the handler ran past max_run_ms (") + std::to_string(method.max_run_ms) +
+           " ms); its worker process was killed";
+  } else {
+    text = std::string("the call's deadline passed while its handler ran (") +
+           std::to_string(ran_ms) + " ms since received); its worker process was killed";
+  }
+  kills_.fetch_add(1, std::memory_order_relaxed);
+  method.worker_kills.fetch_add(1, std::memory_order_relaxed);
+  core_.worker_process_log.log(LogLevel::kWarning, [&] {
+    return std::string("killing worker process ") + std::to_string(worker.pid) + " running " +
+           method.full_name + ": " + text;
+  });
+  kill_worker(worker);
+  complete(call, to_int(ErrorCode::kTimedOut), std::move(text));
+  dispatch();
+}
+
+void ProcessPool::kill_worker(Worker& worker) {
+  assert_in_pool_thread();
+  worker.timer.cancel();
+  signal_worker(worker.pid, worker.pidfd, SIGKILL);
+  if (worker.state != State::kDead)
+    transition(worker, State::kKilled);
+}
+
+void ProcessPool::complete(ServerCall* call, int32_t code, std::string text) {
+  call->controller().SetFailed(static_cast<ErrorCode>(code), std::move(text));
+  call->Run();
+}
+
+ProcessPool::WorkerList::iterator ProcessPool::find_worker(pid_t pid) {
+  return std::find_if(workers_.begin(), workers_.end(),
+                      [pid](const std::shared_ptr<Worker>& worker) { return worker->pid == pid; });
+}
+
+void ProcessPool::on_worker_exited(pid_t pid, int status) {
+  assert_in_pool_thread();
+  const auto found = find_worker(pid);
+  if (found == workers_.end())
+    return;
+  std::shared_ptr<Worker> worker = *found;
+  worker->exited = true;
+  worker->exit_status = status;
+  if (worker->end_of_stream) {
+    finish_exit(worker);
+    return;
+  }
+  // What it wrote before it died is still to be read (an answer written just
+  // before a clean exit, out of memory, is not lost): the read reaches the
+  // end of stream and finishes. A descendant of the worker that kept its
+  // socket open cannot hold that up for long.
+  worker->timer.cancel();
+  worker->timer.expires_after(std::chrono::milliseconds(200));
+  worker->timer.async_wait([this, worker](const boost::system::error_code& error) {
+    if (!error)
+      finish_exit(worker);
+  });
+}
+
+void ProcessPool::on_end_of_stream(const std::shared_ptr<Worker>& worker) {
+  assert_in_pool_thread();
+  worker->end_of_stream = true;
+  if (worker->exited)
+    finish_exit(worker);
+}
+
+void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
+  assert_in_pool_thread();
+  const auto found = std::find(workers_.begin(), workers_.end(), worker);
+  if (found == workers_.end())
+    return;  // Finished already.
+  const pid_t pid = worker->pid;
+  const int status = worker->exit_status;
+  const bool crashed_at_start = worker->state == State::kStarting;
+  const std::string how =
+      WIFEXITED(status) && WEXITSTATUS(status) == WorkerProcess::kOutOfMemoryExit
+          ? std::string("out of memory (std::bad_alloc; process_memory_limit_bytes ") +
+                std::to_string(core_.options.process_memory_limit_bytes) + ")"
+          : describe_wait_status(status);
+  if (worker->state != State::kKilled) {
+    crashes_.fetch_add(1, std::memory_order_relaxed);
+    std::string running;
+    if (worker->call != nullptr) {
+      MethodEntry& method = worker->call->method();
+      method.worker_crashes.fetch_add(1, std::memory_order_relaxed);
+      running = method.full_name;
+      complete(std::exchange(worker->call, nullptr), to_int(ErrorCode::kInternal),
+               std::string("worker process died: ") + how + " (while running " + running + ")");
+    }
+    core_.worker_process_log.log(LogLevel::kError, [&] {
+      std::string text = std::string("worker process ") + std::to_string(pid) + " died: " + how;
+      if (!running.empty())
+        text += std::string(" while running ") + running;
+      if (crashed_at_start)
+        text += " before it was ready";
+      return text;
+    });
+  }
+  transition(*worker, State::kDead);
+  worker->timer.cancel();
+  boost::system::error_code ignored;
+  worker->socket.close(ignored);
+  if (worker->pidfd >= 0)
+    ::close(std::exchange(worker->pidfd, -1));
+  workers_.erase(found);
+  spawn_replacement(crashed_at_start);
+  dispatch();
+}
+
+void ProcessPool::spawn_replacement(bool crashed_at_start) {
+  assert_in_pool_thread();
+  if (stopping_ || zygote_gone_)
+    return;
+  respawns_.fetch_add(1, std::memory_order_relaxed);
+  if (crashed_at_start)
+    ++starts_failed_in_a_row_;
+  if (!crashed_at_start && !backing_off_) {
+    if (zygote_.request_worker())
+      ++spawns_pending_;
+    return;
+  }
+  ++respawns_waiting_;
+  if (backing_off_)
+    return;
+  const int doublings = std::min(starts_failed_in_a_row_ - 1, 10);
+  const auto delay = std::min<std::chrono::milliseconds>(
+      kMaxBackoff, kFirstBackoff * (1 << std::max(0, doublings)));
+  backing_off_ = true;
+  backoff_until_ = Clock::now() + delay;
+  backoff_timer_.expires_at(backoff_until_);
+  backoff_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (error || stopping_)
+      return;
+    backing_off_ = false;
+    for (; respawns_waiting_ > 0; --respawns_waiting_) {
+      if (zygote_.request_worker())
+        ++spawns_pending_;
+    }
+    dispatch();
+  });
+}
+
+}  // namespace percore::detail

@@ -1,0 +1,157 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/peer_message.h>
+#include <percore/server_io/detail/asio.h>
+#include <percore/server_io/detail/zygote.h>
+
+namespace percore::detail {
+
+class ServerCall;
+struct ServerCore;
+
+// Runs kProcessPool methods in worker processes forked from a zygote
+// (Zygote), so that a handler that crashes, loops or exhausts its memory
+// takes down one worker, not the server. One thread of its own (an
+// io_context) owns every worker: it hands a call to an idle worker as a
+// baidu_std frame over the worker's socket (WorkerProcess serves it), reads
+// the answer back into the call and completes it, and replaces workers:
+//
+//   worker states (transition() keeps the counts):
+//     kStarting --ready byte--> kIdle --call--> kBusy --answer--> kIdle
+//     kBusy --max_run_ms or deadline: SIGKILL, call answered 1008--> kKilled
+//     any --exit reported by the zygote--> kDead (a busy call is answered
+//       2001 "worker process died: SIGSEGV"); a replacement is spawned, at
+//       once, or with back-off (10 ms doubling to 1 s) while workers die
+//       before they are ready ("crash at start"); while no worker is alive
+//       and the back-off runs, calls are answered 2001 at once.
+//
+// Calls wait in a bounded queue (ServerOptions::process_queue_capacity;
+// past it 2004). A call's deadline and max_run_ms are checked when it is
+// taken from the queue (1008 without running) and, while it runs, by a timer
+// that kills its worker.
+//
+// Owns: the zygote, the workers' sockets and pidfds, the queued calls until
+// they are answered, its thread. Threads: start_zygote(), start() and
+// shutdown() on the control thread; try_submit() from any thread; the
+// gauges from any thread; everything else on the pool's thread (checked).
+class ProcessPool {
+ public:
+  explicit ProcessPool(ServerCore& core);
+  ~ProcessPool();
+  ProcessPool(const ProcessPool&) = delete;
+  ProcessPool& operator=(const ProcessPool&) = delete;
+
+  // Forks the zygote: Server::Start(), before any thread of the server exists.
+  bool start_zygote(std::string* error);
+  // Starts the pool's thread and asks for the workers.
+  void start();
+  // Queues `call` (tracked by its I/O thread); false when
+  // process_queue_capacity calls already wait, or the pool has shut down.
+  bool try_submit(ServerCall* call);
+  // Answers queued and running calls 2003, kills every worker, stops and
+  // reaps the zygote (which reaps the workers), joins the thread. Idempotent.
+  void shutdown();
+
+  // Gauges and counters, any thread.
+  size_t queued() const { return queued_.load(std::memory_order_relaxed); }
+  size_t workers_alive() const { return alive_.load(std::memory_order_relaxed); }
+  uint64_t respawns() const { return respawns_.load(std::memory_order_relaxed); }
+  uint64_t crashes() const { return crashes_.load(std::memory_order_relaxed); }
+  uint64_t kills() const { return kills_.load(std::memory_order_relaxed); }
+  int target_workers() const { return target_workers_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  enum class State { kStarting, kIdle, kBusy, kKilled, kDead };
+  struct Worker {
+    Worker(boost::asio::io_context& context, const FrameDecoderOptions& options)
+        : socket(context), timer(context), decoder(options) {}
+    pid_t pid = 0;
+    int pidfd = -1;
+    State state = State::kStarting;
+    boost::asio::posix::stream_descriptor socket;
+    boost::asio::steady_timer timer;
+    FrameDecoder decoder;
+    std::string output;          // The request frame being written.
+    ServerCall* call = nullptr;  // kBusy, kKilled: the call it runs.
+    int64_t correlation_id = 0;  // Of the call it runs.
+    bool reading = false;
+    // Death takes two events, in either order: the zygote's exit report
+    // and the end of the worker's socket (after its last answer).
+    bool exited = false;
+    bool end_of_stream = false;
+    int exit_status = 0;
+  };
+  using WorkerList = std::list<std::shared_ptr<Worker>>;
+
+  void assert_in_pool_thread() const;
+  void transition(Worker& worker, State next);
+  void on_zygote_readable();
+  void watch_zygote();
+  void add_worker(const Zygote::Message& spawned);
+  void on_worker_exited(pid_t pid, int status);
+  void on_end_of_stream(const std::shared_ptr<Worker>& worker);
+  void finish_exit(const std::shared_ptr<Worker>& worker);
+  void read_worker(const std::shared_ptr<Worker>& worker);
+  void on_worker_bytes(Worker& worker);
+  void answer_from_worker(Worker& worker, const Frame& frame);
+  void dispatch();
+  void begin_call(const std::shared_ptr<Worker>& worker, ServerCall* call);
+  void on_overrun(Worker& worker);
+  void kill_worker(Worker& worker);
+  void complete(ServerCall* call, int32_t code, std::string text);
+  void spawn_replacement(bool crashed_at_start);
+  void fail_queue_while_backing_off();
+  void stop_in_thread();
+  WorkerList::iterator find_worker(pid_t pid);
+
+  ServerCore& core_;
+  const int target_workers_;
+  Zygote zygote_;
+  boost::asio::io_context context_{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      work_guard_;
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+  std::unique_ptr<boost::asio::posix::stream_descriptor> zygote_events_;
+
+  // try_submit() and shutdown(): no call is posted once closed.
+  std::mutex submit_mutex_;
+  bool open_ = false;
+  std::atomic<size_t> queued_{0};
+
+  // --- pool thread ---
+  WorkerList workers_;
+  std::deque<ServerCall*> queue_;
+  int spawns_pending_ = 0;  // Asked of the zygote, not yet answered.
+  int starts_failed_in_a_row_ = 0;
+  int respawns_waiting_ = 0;  // Replacements held back by the back-off.
+  bool backing_off_ = false;
+  Clock::time_point backoff_until_{};
+  boost::asio::steady_timer backoff_timer_{context_};
+  bool zygote_gone_ = false;
+  bool stopping_ = false;
+  PeerMessageParser response_parser_;
+
+  std::atomic<size_t> alive_{0};
+  std::atomic<uint64_t> respawns_{0};
+  std::atomic<uint64_t> crashes_{0};
+  std::atomic<uint64_t> kills_{0};
+};
+
+}  // namespace percore::detail

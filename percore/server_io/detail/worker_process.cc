@@ -1,0 +1,217 @@
+#include <percore/server_io/detail/worker_process.h>
+
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+
+#include <percore/proto/detail/compression.h>
+#include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/error_code.h>
+#include <percore/server_io/detail/service_table.h>
+#include <percore/server_io/server_controller.h>
+
+namespace percore::detail {
+namespace {
+
+bool write_all(int fd, GatherBuffer& output) {
+  while (!output.empty()) {
+    iovec vectors[64];
+    const int count = output.fill_iovecs(vectors, 64);
+    const ssize_t written = ::writev(fd, vectors, count);
+    if (written < 0) {
+      if (errno == EINTR)
+        continue;
+      return false;
+    }
+    output.consume(static_cast<size_t>(written));
+  }
+  return true;
+}
+
+// `done` of a call in a worker: the handler may run it on a thread of its own.
+class DoneSignal final : public google::protobuf::Closure {
+ public:
+  void Run() override {
+    std::lock_guard lock(mutex_);
+    ran_ = true;
+    ran_changed_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    ran_changed_.wait(lock, [this] { return ran_; });
+  }
+  bool ran() {
+    std::lock_guard lock(mutex_);
+    return ran_;
+  }
+  void reset() { ran_ = false; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ran_changed_;
+  bool ran_ = false;
+};
+
+}  // namespace
+
+// A friend of ServerController: fills the fields the server's I/O thread
+// fills for a call on a thread.
+struct WorkerCall {
+  static void prepare(ServerController& controller, const Frame& frame) {
+    controller.Reset();
+    const wire::RpcRequestMeta& meta = frame.meta.request();
+    const auto remote = frame.meta.user_fields().find("remote_side");
+    if (remote != frame.meta.user_fields().end())
+      controller.remote_side_ = remote->second;
+    controller.log_id_ = meta.log_id();
+    controller.trace_id_ = meta.trace_id();
+    controller.span_id_ = meta.span_id();
+    controller.parent_span_id_ = meta.parent_span_id();
+    if (meta.timeout_ms() > 0) {
+      controller.deadline_ =
+          ServerController::Clock::now() + std::chrono::milliseconds(meta.timeout_ms());
+    }
+    controller.request_compress_type_ = static_cast<CompressType>(frame.meta.compress_type());
+    controller.request_attachment_.assign(frame.attachment.data(), frame.attachment.size());
+  }
+};
+
+void WorkerProcess::run(int socket_fd, const ServiceTable& services, size_t max_body_bytes,
+                        const std::function<void()>& on_start) {
+  if (on_start)
+    on_start();
+  const char ready = 'R';
+  if (::write(socket_fd, &ready, 1) != 1)
+    return;
+
+  // Allowance for the meta on top of the message (names, error text).
+  FrameDecoderOptions decoder_options;
+  decoder_options.max_body_bytes = max_body_bytes + 64 * 1024;
+  FrameDecoder decoder(decoder_options);
+  Frame frame;
+  GatherBuffer output;
+  ServerController controller;
+  DoneSignal done;
+  PeerMessageParser parser;
+  struct Messages {
+    std::unique_ptr<google::protobuf::Message> request;
+    std::unique_ptr<google::protobuf::Message> response;
+  };
+  std::unordered_map<const MethodEntry*, Messages> messages;
+
+  for (;;) {
+    const DecodeStatus status = decoder.next(frame);
+    if (status == DecodeStatus::kNeedMore) {
+      const std::span<char> space = decoder.prepare(64 * 1024);
+      const ssize_t received = ::read(socket_fd, space.data(), space.size());
+      if (received < 0 && errno == EINTR)
+        continue;
+      if (received <= 0)
+        return;  // The server closed its end.
+      decoder.commit(static_cast<size_t>(received));
+      continue;
+    }
+    if (status != DecodeStatus::kFrame || !frame.is_request())
+      return;  // Not from our server: end, and be replaced.
+
+    wire::RpcMeta answer_meta;
+    answer_meta.set_correlation_id(frame.meta.correlation_id());
+    answer_meta.mutable_response();  // Present even when empty (success).
+    const MethodEntry* method = nullptr;
+    if (const auto* methods = services.find_service(frame.meta.request().service_name()))
+      method = ServiceTable::find_method(*methods, frame.meta.request().method_name());
+    int32_t code = 0;
+    std::string text;
+    std::string response_bytes;
+    std::string attachment;
+    if (method == nullptr) {
+      code = to_int(ErrorCode::kNoMethod);
+      text = std::string("no such method in the worker process: ") +
+             frame.meta.request().service_name() + "." + frame.meta.request().method_name();
+    } else {
+      Messages& slot = messages[method];
+      if (!slot.request) {
+        slot.request.reset(method->request_prototype->New());
+        slot.response.reset(method->response_prototype->New());
+      }
+      slot.response->Clear();
+      WorkerCall::prepare(controller, frame);
+      std::string parse_error;
+      const auto type = static_cast<CompressType>(frame.meta.compress_type());
+      try {
+        if (!parser.parse(frame.message, type, max_body_bytes, *slot.request, &parse_error)) {
+          controller.SetFailed(ErrorCode::kBadRequest, std::string("request ") + parse_error);
+        } else {
+          done.reset();
+          method->service->CallMethod(method->method, &controller, slot.request.get(),
+                                      slot.response.get(), &done);
+          done.wait();
+        }
+      } catch (const std::bad_alloc&) {
+        // Its heap may be unusable: end without answering; the pool answers
+        // the call 2001 when it sees this exit status, and replaces it. (An
+        // answer first would race with the next call sent to it.)
+        ::_exit(kOutOfMemoryExit);
+      } catch (const std::exception& error) {
+        if (!done.ran())
+          controller.SetFailed(ErrorCode::kInternal,
+                               std::string("the handler threw: ") + error.what());
+      } catch (...) {
+        if (!done.ran())
+          controller.SetFailed(ErrorCode::kInternal,
+                               "the handler threw an exception not derived from std::exception");
+      }
+      code = controller.ErrorCode();
+      text = controller.ErrorText();
+      if (code == 0 && !slot.response->IsInitialized()) {
+        code = to_int(ErrorCode::kInternal);
+        text = std::string("response misses required fields: ") +
+               slot.response->InitializationErrorString();
+      }
+      if (code == 0) {
+        const CompressType wanted = controller.response_compress_type();
+        if (!serialize_compressed(*slot.response, wanted, response_bytes)) {
+          code = to_int(ErrorCode::kBadResponse);
+          text = std::string("failed to compress the response as ") +
+                 std::string(compress_type_name(static_cast<int32_t>(wanted)));
+        } else if (wanted != CompressType::kNone) {
+          answer_meta.set_compress_type(static_cast<int32_t>(wanted));
+        }
+        attachment = std::move(controller.response_attachment());
+      }
+    }
+    if (code != 0) {
+      answer_meta.clear_compress_type();
+      response_bytes.clear();
+      attachment.clear();
+      answer_meta.mutable_response()->set_error_code(code);
+      answer_meta.mutable_response()->set_error_text(text);
+    }
+    if (encode_frame(answer_meta, response_bytes, std::move(attachment),
+                     decoder_options.max_body_bytes, output) != EncodeStatus::kOk) {
+      wire::RpcMeta too_large;
+      too_large.set_correlation_id(frame.meta.correlation_id());
+      too_large.mutable_response()->set_error_code(to_int(ErrorCode::kInternal));
+      too_large.mutable_response()->set_error_text(
+          std::string("response exceeds max_body_bytes (") + std::to_string(max_body_bytes) +
+          ")");
+      encode_frame(too_large, std::string_view(), std::string(), decoder_options.max_body_bytes,
+                   output);
+    }
+    if (!write_all(socket_fd, output))
+      return;
+  }
+}
+
+}  // namespace percore::detail

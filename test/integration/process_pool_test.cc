@@ -1,0 +1,418 @@
+// kProcessPool: handlers in worker processes forked from the server's zygote.
+// A real server and client over loopback; prime.PrimeService with faults
+// allowed (crash, loop, exhaust memory) on the process pool and
+// example.EchoService inline beside it. Each test counts outcomes per call.
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <semaphore>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "examples/echo_service.h"
+#include "examples/prime_service.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
+#include <percore/server_io/server.h>
+#include "test/support/call_ledger.h"
+#include "test/support/eventually.h"
+#include "test/support/slack.h"
+
+namespace percore {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// The pids of the live children of `parent` (from /proc/PID/stat's ppid).
+std::set<pid_t> children_of(pid_t parent) {
+  std::set<pid_t> children;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr)
+    return children;
+  while (dirent* entry = ::readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+    if (pid <= 0)
+      continue;
+    std::ifstream stat(std::string("/proc/") + entry->d_name + "/stat");
+    std::string line;
+    if (!std::getline(stat, line))
+      continue;
+    // pid (comm) state ppid ...: comm may hold spaces, so read after ')'.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos)
+      continue;
+    std::istringstream rest(line.substr(close + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent)
+      children.insert(pid);
+  }
+  ::closedir(proc);
+  return children;
+}
+
+// This process's address space (VmSize), in bytes.
+size_t address_space_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmSize:", 0) == 0)
+      return static_cast<size_t>(std::atoll(line.c_str() + 7)) * 1024;
+  }
+  return 0;
+}
+
+template <typename Condition>
+bool wait_until(milliseconds timeout, Condition condition) {
+  return testing::eventually(condition, timeout);
+}
+
+class ProcessPoolTest : public ::testing::Test {
+ protected:
+  void start(ServerOptions options = {}, int max_run_ms = 0) {
+    options.io_threads = 2;
+    if (options.process_workers == 0)
+      options.process_workers = 2;
+    server_ = std::make_unique<Server>(options);
+    ServiceOptions prime_options;
+    prime_options.default_mode = ExecutionMode::kProcessPool;
+    prime_options.default_max_run_ms = max_run_ms;
+    ASSERT_TRUE(server_->AddService(&prime_, prime_options));
+    ASSERT_TRUE(server_->AddService(&echo_));
+    std::string error;
+    ASSERT_TRUE(server_->Start("127.0.0.1:0", &error)) << error;
+    ChannelOptions channel_options;
+    channel_options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(10000)).count());
+    channel_options.max_retry = 0;
+    channel_options.private_groups = ClientRuntimeOptions{.groups = 1};
+    channel_ = std::make_unique<Channel>();
+    ASSERT_TRUE(channel_->Init("127.0.0.1:" + std::to_string(server_->port()), channel_options,
+                               &error))
+        << error;
+    // Every worker ready: the tests count respawns from here.
+    ASSERT_TRUE(wait_until(testing::scaled(milliseconds(5000)), [&] {
+      return server_->stats().worker_processes_alive ==
+             static_cast<uint64_t>(options.process_workers);
+    }));
+  }
+
+  void TearDown() override {
+    channel_.reset();
+    server_.reset();
+  }
+
+  struct Outcome {
+    int32_t code = 0;
+    std::string text;
+    bool is_prime = false;
+    milliseconds took{0};
+  };
+  Outcome is_prime(uint64_t number, prime::Fault fault = prime::FAULT_NONE, int timeout_ms = 0) {
+    prime::PrimeService_Stub stub(channel_.get());
+    Controller controller;
+    if (timeout_ms > 0)
+      controller.set_timeout_ms(timeout_ms);
+    prime::IsPrimeRequest request;
+    request.set_number(number);
+    request.set_fault(fault);
+    prime::IsPrimeResponse response;
+    const Clock::time_point start = Clock::now();
+    stub.IsPrime(&controller, &request, &response, nullptr);
+    Outcome outcome;
+    outcome.took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+    outcome.code = controller.ErrorCode();
+    outcome.text = controller.ErrorText();
+    outcome.is_prime = response.is_prime();
+    return outcome;
+  }
+
+  examples::PrimeServiceImpl prime_{/*allow_faults=*/true};
+  examples::EchoServiceImpl echo_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Channel> channel_;
+};
+
+TEST_F(ProcessPoolTest, ACrashIsAnswered2001NamingTheSignalAndTheWorkerIsReplaced) {
+  start();
+  EXPECT_TRUE(is_prime(97).is_prime);
+  const Outcome crashed = is_prime(97, prime::FAULT_CRASH);
+  EXPECT_EQ(crashed.code, 2001);
+  EXPECT_NE(crashed.text.find("worker process died: SIGSEGV"), std::string::npos) << crashed.text;
+  const Outcome aborted = is_prime(97, prime::FAULT_ABORT);
+  EXPECT_EQ(aborted.code, 2001);
+  EXPECT_NE(aborted.text.find("SIGABRT"), std::string::npos) << aborted.text;
+  // The next call on the same method is answered normally.
+  const Outcome next = is_prime(101);
+  EXPECT_EQ(next.code, 0) << next.text;
+  EXPECT_TRUE(next.is_prime);
+  ASSERT_TRUE(wait_until(testing::scaled(milliseconds(5000)), [&] {
+    return server_->stats().worker_processes_alive == 2;
+  }));
+  const ServerStats stats = server_->stats();
+  EXPECT_EQ(stats.worker_process_crashes, 2u);
+  EXPECT_EQ(stats.worker_process_respawns, 2u);
+  EXPECT_EQ(stats.worker_process_kills, 0u);
+  EXPECT_EQ(stats.methods.at("prime.PrimeService.IsPrime").worker_crashes, 2u);
+  EXPECT_EQ(stats.methods.at("prime.PrimeService.IsPrime").answers_by_code.at(2001), 2u);
+}
+
+TEST_F(ProcessPoolTest, AnInfiniteLoopIsKilledAfterMaxRunMs) {
+  constexpr int kMaxRunMs = 300;
+  start({}, kMaxRunMs);
+  const Outcome looped = is_prime(97, prime::FAULT_LOOP);
+  EXPECT_EQ(looped.code, 1008);
+  EXPECT_NE(looped.text.find("max_run_ms (300 ms)"), std::string::npos) << looped.text;
+  EXPECT_GE(looped.took.count(), kMaxRunMs);
+  EXPECT_LE(looped.took.count(), kMaxRunMs + testing::scaled(milliseconds(100)).count());
+  EXPECT_EQ(is_prime(97).code, 0);
+  ASSERT_TRUE(wait_until(testing::scaled(milliseconds(5000)), [&] {
+    return server_->stats().worker_processes_alive == 2;
+  }));
+  const ServerStats stats = server_->stats();
+  EXPECT_EQ(stats.worker_process_kills, 1u);
+  EXPECT_EQ(stats.worker_process_crashes, 0u);
+  EXPECT_EQ(stats.methods.at("prime.PrimeService.IsPrime").worker_kills, 1u);
+}
+
+// Without max_run_ms, the caller's deadline kills the worker: the only
+// worker is free again for the next call.
+TEST_F(ProcessPoolTest, TheCallersDeadlineKillsAWorkerThatRunsPastIt) {
+  ServerOptions options;
+  options.process_workers = 1;
+  start(options);
+  const Outcome looped = is_prime(97, prime::FAULT_LOOP, 300);
+  EXPECT_EQ(looped.code, 1008);
+  ASSERT_TRUE(wait_until(testing::scaled(milliseconds(3000)), [&] {
+    return server_->stats().worker_process_kills == 1;
+  }));
+  const Outcome next = is_prime(97);
+  EXPECT_EQ(next.code, 0) << next.text;
+}
+
+// 1,000 calls, every 100th a crash, 32 in flight, with echo calls beside
+// them: every call ends exactly once, crashes with 2001, the rest with the
+// right answer, and the inline method never fails.
+TEST_F(ProcessPoolTest, ThousandCallsWithACrashEveryHundredthEachEndOnce) {
+  ServerOptions options;
+  options.process_workers = 3;
+  start(options);
+  constexpr int kCalls = 1000;
+  constexpr int kInFlight = 32;
+  testing::CallLedger ledger(kCalls);
+  std::counting_semaphore<kInFlight> permits(kInFlight);
+  std::atomic<int> wrong{0};
+  std::atomic<int> crashes_answered{0};
+  struct Call : google::protobuf::Closure {
+    int id = 0;
+    bool crash = false;
+    Controller controller;
+    prime::IsPrimeRequest request;
+    prime::IsPrimeResponse response;
+    testing::CallLedger* ledger = nullptr;
+    std::counting_semaphore<kInFlight>* permits = nullptr;
+    std::atomic<int>* wrong = nullptr;
+    std::atomic<int>* crashes_answered = nullptr;
+    void Run() override {
+      if (crash) {
+        if (controller.ErrorCode() == 2001 &&
+            controller.ErrorText().find("SIGSEGV") != std::string::npos) {
+          crashes_answered->fetch_add(1);
+        } else {
+          wrong->fetch_add(1);
+        }
+      } else if (controller.Failed() ||
+                 response.is_prime() != examples::is_prime(request.number())) {
+        if (wrong->fetch_add(1) < 5)
+          ADD_FAILURE() << "call " << id << ": " << controller.ErrorCode() << " "
+                        << controller.ErrorText();
+      }
+      ledger->record_end(static_cast<size_t>(id));
+      permits->release();
+      delete this;
+    }
+  };
+  std::atomic<bool> echoing{true};
+  std::atomic<int> echo_failures{0};
+  std::atomic<int> echoes{0};
+  std::thread echo_load([&] {
+    example::EchoService_Stub stub(channel_.get());
+    while (echoing.load()) {
+      Controller controller;
+      example::EchoRequest request;
+      request.set_message("beside");
+      example::EchoResponse response;
+      stub.Echo(&controller, &request, &response, nullptr);
+      if (controller.Failed() || response.message() != "beside")
+        echo_failures.fetch_add(1);
+      echoes.fetch_add(1);
+    }
+  });
+  prime::PrimeService_Stub stub(channel_.get());
+  for (int id = 0; id < kCalls; ++id) {
+    ASSERT_TRUE(permits.try_acquire_for(testing::scaled(milliseconds(10000)))) << "call " << id;
+    auto* call = new Call;
+    call->id = id;
+    call->crash = id % 100 == 50;
+    call->request.set_number(1000003 + 2 * static_cast<uint64_t>(id));
+    if (call->crash)
+      call->request.set_fault(prime::FAULT_CRASH);
+    call->ledger = &ledger;
+    call->permits = &permits;
+    call->wrong = &wrong;
+    call->crashes_answered = &crashes_answered;
+    stub.IsPrime(&call->controller, &call->request, &call->response, call);
+  }
+  for (int i = 0; i < kInFlight; ++i)
+    ASSERT_TRUE(permits.try_acquire_for(testing::scaled(milliseconds(10000))));
+  echoing.store(false);
+  echo_load.join();
+  EXPECT_EQ(ledger.violations(), "");
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(crashes_answered.load(), 10);
+  EXPECT_EQ(echo_failures.load(), 0);
+  EXPECT_GT(echoes.load(), 0);
+  const ServerStats stats = server_->stats();
+  const MethodStats& method = stats.methods.at("prime.PrimeService.IsPrime");
+  EXPECT_EQ(method.calls, static_cast<uint64_t>(kCalls));
+  EXPECT_EQ(method.answers_by_code.at(2001), 10u);
+  EXPECT_EQ(method.answers_by_code.at(0), static_cast<uint64_t>(kCalls - 10));
+  EXPECT_EQ(method.worker_crashes, 10u);
+  EXPECT_EQ(stats.worker_process_respawns, 10u);
+}
+
+TEST_F(ProcessPoolTest, AnAllocationPastTheMemoryLimitLosesOneWorker) {
+  if (kSanitized)
+    GTEST_SKIP() << "sanitizers reserve terabytes of address space: RLIMIT_AS cannot apply";
+  ServerOptions options;
+  options.process_workers = 1;
+  // RLIMIT_AS counts what the worker inherits (this test process's mappings,
+  // other tests' thread stacks included) as well.
+  options.process_memory_limit_bytes = address_space_bytes() + (size_t{256} << 20);
+  start(options);
+  const Outcome exhausted = is_prime(97, prime::FAULT_EXHAUST_MEMORY);
+  EXPECT_EQ(exhausted.code, 2001);
+  EXPECT_NE(exhausted.text.find("out of memory"), std::string::npos) << exhausted.text;
+  const Outcome next = is_prime(97);
+  EXPECT_EQ(next.code, 0) << next.text;
+  EXPECT_TRUE(next.is_prime);
+}
+
+// Workers that die before they are ready are replaced with back-off; while
+// none is alive the method answers 2001 at once, and the inline method is
+// unaffected.
+TEST_F(ProcessPoolTest, WorkersCrashingAtStartAreRespawnedWithBackOff) {
+  ServerOptions options;
+  options.process_workers = 2;
+  options.process_worker_start = [] { std::abort(); };
+  options.io_threads = 2;
+  server_ = std::make_unique<Server>(options);
+  ServiceOptions prime_options;
+  prime_options.default_mode = ExecutionMode::kProcessPool;
+  ASSERT_TRUE(server_->AddService(&prime_, prime_options));
+  ASSERT_TRUE(server_->AddService(&echo_));
+  std::string error;
+  ASSERT_TRUE(server_->Start("127.0.0.1:0", &error)) << error;
+  ChannelOptions channel_options;
+  channel_options.max_retry = 0;
+  channel_ = std::make_unique<Channel>();
+  ASSERT_TRUE(
+      channel_->Init("127.0.0.1:" + std::to_string(server_->port()), channel_options, &error));
+  std::this_thread::sleep_for(milliseconds(100));
+  const Outcome refused = is_prime(97);
+  EXPECT_EQ(refused.code, 2001);
+  EXPECT_NE(refused.text.find("no worker process is running"), std::string::npos)
+      << refused.text;
+  example::EchoService_Stub echo(channel_.get());
+  Controller controller;
+  example::EchoRequest request;
+  request.set_message("still here");
+  example::EchoResponse response;
+  echo.Echo(&controller, &request, &response, nullptr);
+  EXPECT_FALSE(controller.Failed()) << controller.ErrorText();
+  // Back-off doubles from 10 ms to 1 s: over 2 s, two slots start at most
+  // about 2 x 9 workers (10+20+...+640 ms, then 1 s apart), not thousands.
+  std::this_thread::sleep_for(milliseconds(2000));
+  const ServerStats stats = server_->stats();
+  EXPECT_GE(stats.worker_process_respawns, 4u);
+  EXPECT_LE(stats.worker_process_respawns, 24u);
+  EXPECT_EQ(stats.methods.at("prime.PrimeService.IsPrime").worker_crashes, 0u);
+}
+
+TEST_F(ProcessPoolTest, PastTheQueueCallsAreAnswered2004) {
+  ServerOptions options;
+  options.process_workers = 1;
+  options.process_queue_capacity = 2;
+  start(options, /*max_run_ms=*/static_cast<int>(testing::scaled(milliseconds(1000)).count()));
+  std::vector<std::thread> callers;
+  std::vector<Outcome> outcomes(3);
+  // One runs (and loops until killed), two wait; the fourth is refused.
+  callers.emplace_back([&] { outcomes[0] = is_prime(97, prime::FAULT_LOOP); });
+  std::this_thread::sleep_for(milliseconds(100));
+  callers.emplace_back([&] { outcomes[1] = is_prime(97); });
+  callers.emplace_back([&] { outcomes[2] = is_prime(101); });
+  std::this_thread::sleep_for(milliseconds(300));
+  const Outcome refused = is_prime(103);
+  EXPECT_EQ(refused.code, 2004);
+  EXPECT_NE(refused.text.find("worker process queue is full (2 requests waiting)"),
+            std::string::npos)
+      << refused.text;
+  for (std::thread& caller : callers)
+    caller.join();
+  EXPECT_EQ(outcomes[0].code, 1008);
+  EXPECT_EQ(outcomes[1].code, 0) << outcomes[1].text;
+  EXPECT_EQ(outcomes[2].code, 0) << outcomes[2].text;
+}
+
+// Stop() answers a call still running in a worker 2003, and leaves no child
+// process behind: the zygote is reaped, and its workers with it.
+TEST_F(ProcessPoolTest, StopAnswersRunningCallsAndLeavesNoProcessBehind) {
+  start();
+  const std::set<pid_t> zygotes = children_of(::getpid());
+  ASSERT_EQ(zygotes.size(), 1u);
+  const std::set<pid_t> workers = children_of(*zygotes.begin());
+  EXPECT_EQ(workers.size(), 2u);
+  Outcome looped;
+  std::thread caller([&] { looped = is_prime(97, prime::FAULT_LOOP); });
+  ASSERT_TRUE(wait_until(testing::scaled(milliseconds(2000)), [&] {
+    return server_->stats().methods.at("prime.PrimeService.IsPrime").calls == 0 &&
+           !children_of(*zygotes.begin()).empty();
+  }));
+  std::this_thread::sleep_for(milliseconds(200));
+  server_->Stop(milliseconds(200));
+  caller.join();
+  EXPECT_EQ(looped.code, 2003) << looped.text;
+  EXPECT_TRUE(children_of(::getpid()).empty());
+  for (const pid_t pid : workers)
+    EXPECT_NE(::kill(pid, 0), 0) << "worker " << pid << " outlived Stop()";
+  EXPECT_NE(::kill(*zygotes.begin(), 0), 0);
+}
+
+}  // namespace
+}  // namespace percore
