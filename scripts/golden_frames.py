@@ -28,12 +28,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def compile_protos(out_dir):
-    """Generates the Python modules for rpc_meta.proto, echo.proto and the
-    test service."""
+    """Generates the Python modules for rpc_meta.proto, streaming_rpc_meta.proto,
+    echo.proto and the test service."""
     subprocess.run(
         ["protoc", "-I", REPO_ROOT, "--python_out=" + out_dir,
-         "percore/proto/rpc_meta.proto", "percore/proto/echo.proto",
-         "test/proto/test_service.proto"],
+         "percore/proto/rpc_meta.proto", "percore/proto/streaming_rpc_meta.proto",
+         "percore/proto/echo.proto", "test/proto/test_service.proto"],
         check=True)
     sys.path.insert(0, out_dir)
     # protoc writes percore/proto/rpc_meta_pb2.py; make the folders importable packages.
@@ -42,20 +42,70 @@ def compile_protos(out_dir):
     open(os.path.join(out_dir, "test", "__init__.py"), "w").close()
     open(os.path.join(out_dir, "test", "proto", "__init__.py"), "w").close()
     return (importlib.import_module("percore.proto.rpc_meta_pb2"),
+            importlib.import_module("percore.proto.streaming_rpc_meta_pb2"),
             importlib.import_module("percore.proto.echo_pb2"),
             importlib.import_module("test.proto.test_service_pb2"))
 
 
-def frame(meta, message_bytes, attachment):
+def frame(meta, message_bytes, attachment, magic=b"PRPC"):
     """Header + meta + message + attachment; the meta's attachment_size must
-    already be set."""
+    already be set. With magic STRM, a stream frame: the message is its data."""
     meta_bytes = meta.SerializeToString()
     body_size = len(meta_bytes) + len(message_bytes) + len(attachment)
-    header = struct.pack(">4sII", b"PRPC", body_size, len(meta_bytes))
+    header = struct.pack(">4sII", magic, body_size, len(meta_bytes))
     return header + meta_bytes + message_bytes + attachment, len(meta_bytes)
 
 
-def build_frames(rpc_meta_pb2, echo_pb2):
+def build_stream_frames(rpc_meta_pb2, streaming_pb2, echo_pb2):
+    """A request opening a stream, then the four stream frames, each as brpc's
+    src/brpc/policy/streaming_rpc_protocol.cpp and stream.cpp fill them."""
+    frames = []
+
+    # example.EchoService.Echo("hello") opening the client's stream 1, which
+    # limits its writes (need_feedback) and has a handler (writable).
+    meta = rpc_meta_pb2.RpcMeta()
+    meta.request.service_name = "example.EchoService"
+    meta.request.method_name = "Echo"
+    meta.correlation_id = 4
+    meta.stream_settings.stream_id = 1
+    meta.stream_settings.need_feedback = True
+    meta.stream_settings.writable = True
+    message = echo_pb2.EchoRequest(message="hello").SerializeToString()
+    frames.append(("stream_request", meta, message, b"", b"PRPC"))
+
+    # DATA "hello" to the receiver's stream 2 from the sender's stream 1;
+    # brpc sets has_continuation even when false.
+    meta = streaming_pb2.StreamFrameMeta()
+    meta.stream_id = 2
+    meta.source_stream_id = 1
+    meta.frame_type = streaming_pb2.FRAME_TYPE_DATA
+    meta.has_continuation = False
+    frames.append(("stream_data", meta, b"hello", b"", b"STRM"))
+
+    # FEEDBACK from stream 2 to stream 1: 5 bytes consumed so far.
+    meta = streaming_pb2.StreamFrameMeta()
+    meta.stream_id = 1
+    meta.source_stream_id = 2
+    meta.frame_type = streaming_pb2.FRAME_TYPE_FEEDBACK
+    meta.feedback.consumed_size = 5
+    frames.append(("stream_feedback", meta, b"", b"", b"STRM"))
+
+    # CLOSE from stream 1 to stream 2.
+    meta = streaming_pb2.StreamFrameMeta()
+    meta.stream_id = 2
+    meta.source_stream_id = 1
+    meta.frame_type = streaming_pb2.FRAME_TYPE_CLOSE
+    frames.append(("stream_close", meta, b"", b"", b"STRM"))
+
+    # RST to stream 1 (no source: an RST is never answered).
+    meta = streaming_pb2.StreamFrameMeta()
+    meta.stream_id = 1
+    meta.frame_type = streaming_pb2.FRAME_TYPE_RST
+    frames.append(("stream_rst", meta, b"", b"", b"STRM"))
+    return frames
+
+
+def build_frames(rpc_meta_pb2, streaming_pb2, echo_pb2):
     frames = []
 
     # A request: example.EchoService.Echo("hello") with attachment "ATTACH".
@@ -118,9 +168,11 @@ def build_frames(rpc_meta_pb2, echo_pb2):
         message = compress(echo_pb2.EchoResponse(message=text).SerializeToString())
         frames.append(("response_" + type_name, meta, message, b""))
 
+    frames = [entry + (b"PRPC",) for entry in frames]
+    frames += build_stream_frames(rpc_meta_pb2, streaming_pb2, echo_pb2)
     result = []
-    for name, meta, message, attachment in frames:
-        data, meta_size = frame(meta, message, attachment)
+    for name, meta, message, attachment, magic in frames:
+        data, meta_size = frame(meta, message, attachment, magic)
         result.append((name, meta, message, attachment, data, meta_size))
     return result
 
@@ -138,8 +190,12 @@ def hex_dump(data):
 
 def print_dumps(frames):
     for name, meta, message, attachment, data, meta_size in frames:
-        print("== %s: %d bytes (header 12, meta %d, message %d, attachment %d)"
-              % (name, len(data), meta_size, len(message), len(attachment)))
+        if data.startswith(b"STRM"):
+            print("== %s: %d bytes (header 12, meta %d, data %d)"
+                  % (name, len(data), meta_size, len(message)))
+        else:
+            print("== %s: %d bytes (header 12, meta %d, message %d, attachment %d)"
+                  % (name, len(data), meta_size, len(message), len(attachment)))
         print("meta: " + str(meta).replace("\n", " ").strip())
         print(hex_dump(data))
         print()
@@ -226,8 +282,8 @@ def main():
         sys.exit("golden_frames.py: this python3 has no protobuf package "
                  "(Debian: apt-get install python3-protobuf)")
     with tempfile.TemporaryDirectory() as out_dir:
-        rpc_meta_pb2, echo_pb2, test_pb2 = compile_protos(out_dir)
-        frames = build_frames(rpc_meta_pb2, echo_pb2)
+        rpc_meta_pb2, streaming_pb2, echo_pb2, test_pb2 = compile_protos(out_dir)
+        frames = build_frames(rpc_meta_pb2, streaming_pb2, echo_pb2)
         if len(sys.argv) == 3 and sys.argv[1] == "--seeds":
             write_seeds(sys.argv[2], rpc_meta_pb2, echo_pb2, test_pb2, frames)
             return

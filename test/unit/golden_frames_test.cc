@@ -12,7 +12,9 @@
 #include <percore/proto/detail/frame_decoder.h>
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/detail/stream_frame.h>
 #include <percore/proto/rpc_meta.pb.h>
+#include <percore/proto/streaming_rpc_meta.pb.h>
 #include "test/support/bytes.h"
 
 namespace percore {
@@ -94,6 +96,39 @@ constexpr unsigned char kGoldenResponseZlib[] = {
     0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x18, 0x00, 0x00, 0x00, 0x06, 0x12, 0x00, 0x18, 0x03,
     0x20, 0x03, 0x78, 0x9c, 0xe3, 0x32, 0xc8, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0x20, 0x9e, 0x04, 0x00,
     0xc0, 0x5d, 0x11, 0xdb,
+};
+
+// Streams (docs/PROTOCOL.md, "Streams"). A request opening a stream:
+// example.EchoService.Echo, correlation_id 4, EchoRequest{message: "hello"},
+// stream_settings {stream_id 1, need_feedback true, writable true}.
+constexpr unsigned char kGoldenStreamRequest[] = {
+    0x50, 0x52, 0x50, 0x43, 0x00, 0x00, 0x00, 0x2e, 0x00, 0x00, 0x00, 0x27, 0x0a, 0x1b, 0x0a, 0x13,
+    0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x45, 0x63, 0x68, 0x6f, 0x53, 0x65, 0x72, 0x76,
+    0x69, 0x63, 0x65, 0x12, 0x04, 0x45, 0x63, 0x68, 0x6f, 0x20, 0x04, 0x42, 0x06, 0x08, 0x01, 0x10,
+    0x01, 0x18, 0x01, 0x0a, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+};
+
+// DATA "hello" to stream 2 from stream 1 (has_continuation false, written).
+constexpr unsigned char kGoldenStreamData[] = {
+    0x53, 0x54, 0x52, 0x4d, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x08, 0x08, 0x02, 0x10, 0x01,
+    0x18, 0x03, 0x20, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+};
+
+// FEEDBACK to stream 1 from stream 2, consumed_size 5.
+constexpr unsigned char kGoldenStreamFeedback[] = {
+    0x53, 0x54, 0x52, 0x4d, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x0a, 0x08, 0x01, 0x10, 0x02,
+    0x18, 0x04, 0x2a, 0x02, 0x08, 0x05,
+};
+
+// CLOSE to stream 2 from stream 1.
+constexpr unsigned char kGoldenStreamClose[] = {
+    0x53, 0x54, 0x52, 0x4d, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x06, 0x08, 0x02, 0x10, 0x01,
+    0x18, 0x02,
+};
+
+// RST to stream 1 (no source_stream_id).
+constexpr unsigned char kGoldenStreamRst[] = {
+    0x53, 0x54, 0x52, 0x4d, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x04, 0x08, 0x01, 0x18, 0x01,
 };
 
 std::string_view as_bytes(const unsigned char* data, size_t size) {
@@ -371,6 +406,120 @@ TEST(GoldenFramesTest, DecoderAndParserReadTheCompressedGoldenFrames) {
         << error;
     EXPECT_EQ(response.message(), eight_hellos());
   }
+}
+
+wire::RpcMeta golden_stream_request_meta() {
+  wire::RpcMeta meta;
+  meta.mutable_request()->set_service_name("example.EchoService");
+  meta.mutable_request()->set_method_name("Echo");
+  meta.set_correlation_id(4);
+  wire::StreamSettings* settings = meta.mutable_stream_settings();
+  settings->set_stream_id(1);
+  settings->set_need_feedback(true);
+  settings->set_writable(true);
+  return meta;
+}
+
+TEST(GoldenFramesTest, EncoderProducesTheGoldenStreamRequest) {
+  wire::RpcMeta meta = golden_stream_request_meta();
+  example::EchoRequest request;
+  request.set_message("hello");
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, &request, std::string(), kDefaultMaxBodyBytes, out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), as_bytes(kGoldenStreamRequest, sizeof(kGoldenStreamRequest)));
+}
+
+TEST(GoldenFramesTest, DecoderReadsTheGoldenStreamRequest) {
+  FrameDecoder decoder;
+  const Frame frame =
+      decode_one(as_bytes(kGoldenStreamRequest, sizeof(kGoldenStreamRequest)), decoder);
+  ASSERT_TRUE(frame.is_request());
+  EXPECT_EQ(frame.meta.correlation_id(), 4);
+  ASSERT_TRUE(frame.meta.has_stream_settings());
+  const wire::StreamSettings& settings = frame.meta.stream_settings();
+  EXPECT_EQ(settings.stream_id(), 1);
+  EXPECT_TRUE(settings.need_feedback());
+  EXPECT_TRUE(settings.writable());
+  EXPECT_EQ(settings.extra_stream_ids_size(), 0);
+  example::EchoRequest request;
+  ASSERT_TRUE(request.ParseFromArray(frame.message.data(), static_cast<int>(frame.message.size())));
+  EXPECT_EQ(request.message(), "hello");
+}
+
+struct StreamGolden {
+  const char* name;
+  wire::StreamFrameMeta meta;
+  std::string data;
+  std::string_view bytes;
+};
+
+std::vector<StreamGolden> stream_goldens() {
+  return {
+      {"data", data_frame_meta(2, 1), "hello",
+       as_bytes(kGoldenStreamData, sizeof(kGoldenStreamData))},
+      {"feedback", feedback_frame_meta(1, 2, 5), "",
+       as_bytes(kGoldenStreamFeedback, sizeof(kGoldenStreamFeedback))},
+      {"close", close_frame_meta(2, 1), "",
+       as_bytes(kGoldenStreamClose, sizeof(kGoldenStreamClose))},
+      {"rst", rst_frame_meta(1), "", as_bytes(kGoldenStreamRst, sizeof(kGoldenStreamRst))},
+  };
+}
+
+TEST(GoldenFramesTest, EncoderProducesTheGoldenStreamFrames) {
+  for (StreamGolden& golden : stream_goldens()) {
+    SCOPED_TRACE(golden.name);
+    GatherBuffer out;
+    ASSERT_EQ(encode_stream_frame(golden.meta, std::move(golden.data), kDefaultMaxBodyBytes, out),
+              EncodeStatus::kOk);
+    EXPECT_EQ(flatten(out), golden.bytes);
+  }
+}
+
+TEST(GoldenFramesTest, DecoderReadsTheGoldenStreamFrames) {
+  FrameDecoderOptions options;
+  options.accept_stream_frames = true;
+  for (const StreamGolden& golden : stream_goldens()) {
+    SCOPED_TRACE(golden.name);
+    FrameDecoder decoder(options);
+    decoder.feed(golden.bytes);
+    Frame frame;
+    StreamFrame stream_frame;
+    ASSERT_EQ(decoder.next(frame, stream_frame), DecodeStatus::kStreamFrame);
+    EXPECT_EQ(decoder.buffered_bytes(), 0u);
+    EXPECT_EQ(stream_frame.meta.stream_id(), golden.meta.stream_id());
+    EXPECT_EQ(stream_frame.meta.has_source_stream_id(), golden.meta.has_source_stream_id());
+    EXPECT_EQ(stream_frame.meta.source_stream_id(), golden.meta.source_stream_id());
+    EXPECT_EQ(stream_frame.meta.frame_type(), golden.meta.frame_type());
+    EXPECT_EQ(stream_frame.meta.has_has_continuation(), golden.meta.has_has_continuation());
+    EXPECT_EQ(stream_frame.meta.feedback().consumed_size(),
+              golden.meta.feedback().consumed_size());
+    EXPECT_EQ(stream_frame.data, golden.data);
+  }
+}
+
+// The request, its stream's frames and a reply, on one connection.
+TEST(GoldenFramesTest, DecoderReadsGoldenRpcAndStreamFramesBackToBack) {
+  std::string bytes(as_bytes(kGoldenStreamRequest, sizeof(kGoldenStreamRequest)));
+  for (const StreamGolden& golden : stream_goldens())
+    bytes += golden.bytes;
+  bytes += as_bytes(kGoldenResponse, sizeof(kGoldenResponse));
+  FrameDecoderOptions options;
+  options.accept_stream_frames = true;
+  FrameDecoder decoder(options);
+  decoder.feed(bytes);
+  Frame frame;
+  StreamFrame stream_frame;
+  ASSERT_EQ(decoder.next(frame, stream_frame), DecodeStatus::kFrame);
+  EXPECT_TRUE(frame.meta.has_stream_settings());
+  for (wire::FrameType type : {wire::FRAME_TYPE_DATA, wire::FRAME_TYPE_FEEDBACK,
+                               wire::FRAME_TYPE_CLOSE, wire::FRAME_TYPE_RST}) {
+    ASSERT_EQ(decoder.next(frame, stream_frame), DecodeStatus::kStreamFrame);
+    EXPECT_EQ(stream_frame.type(), type);
+  }
+  ASSERT_EQ(decoder.next(frame, stream_frame), DecodeStatus::kFrame);
+  EXPECT_EQ(frame.meta.correlation_id(), 1);
+  EXPECT_EQ(decoder.next(frame, stream_frame), DecodeStatus::kNeedMore);
 }
 
 }  // namespace

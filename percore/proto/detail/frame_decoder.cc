@@ -43,6 +43,10 @@ std::string_view decode_status_text(DecodeStatus status) {
       return "attachment_size is negative or exceeds the body";
     case DecodeStatus::kMissingServiceOrMethod:
       return "request without service_name or method_name";
+    case DecodeStatus::kStreamFrame:
+      return "stream frame";
+    case DecodeStatus::kBadStreamMeta:
+      return "stream frame meta does not parse as StreamFrameMeta or has no stream_id";
   }
   return "unknown decode status";
 }
@@ -72,8 +76,9 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
   size_t frame_rest = 0;
   uint32_t body_bytes = 0;
   uint32_t meta_bytes = 0;
+  bool stream = false;
   if (buffered_bytes() >= kFrameHeaderBytes &&
-      check_header(body_bytes, meta_bytes) == DecodeStatus::kNeedMore) {
+      check_header(body_bytes, meta_bytes, stream) == DecodeStatus::kNeedMore) {
     const size_t frame_bytes = kFrameHeaderBytes + body_bytes;
     if (frame_bytes > buffered_bytes()) {
       frame_rest = frame_bytes - buffered_bytes();
@@ -158,13 +163,19 @@ void FrameDecoder::feed(std::string_view bytes) {
   commit(bytes.size());
 }
 
-DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_bytes) const {
+DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_bytes,
+                                        bool& stream) const {
   const char* header = data_ + begin_;
   const size_t available = buffered_bytes();
+  const size_t magic_bytes = std::min(available, sizeof(kFrameMagic));
   // Check the magic on a partial header too, so that a peer speaking another
-  // protocol is turned away at once.
-  if (std::memcmp(header, kFrameMagic, std::min(available, sizeof(kFrameMagic))) != 0) {
-    return DecodeStatus::kBadMagic;
+  // protocol is turned away at once. STRM is looked at only when PRPC does not
+  // match, so that an RPC frame costs nothing more.
+  stream = false;
+  if (std::memcmp(header, kFrameMagic, magic_bytes) != 0) {
+    if (!options_.accept_stream_frames || std::memcmp(header, kStreamFrameMagic, magic_bytes) != 0)
+      return DecodeStatus::kBadMagic;
+    stream = true;
   }
   if (available < kFrameHeaderBytes)
     return DecodeStatus::kNeedMore;
@@ -177,7 +188,7 @@ DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_byt
   return DecodeStatus::kNeedMore;
 }
 
-DecodeStatus FrameDecoder::next(Frame& frame) {
+DecodeStatus FrameDecoder::next_frame(Frame& frame, StreamFrame* stream_frame) {
   if (rejection_ != DecodeStatus::kNeedMore)
     return rejection_;
   if (begin_ == end_)
@@ -185,9 +196,17 @@ DecodeStatus FrameDecoder::next(Frame& frame) {
 
   uint32_t body_bytes = 0;
   uint32_t meta_bytes = 0;
-  DecodeStatus status = check_header(body_bytes, meta_bytes);
+  bool stream = false;
+  DecodeStatus status = check_header(body_bytes, meta_bytes, stream);
   if (status != DecodeStatus::kNeedMore)
     return rejection_ = status;
+  if (stream) [[unlikely]] {
+    if (stream_frame == nullptr)
+      return rejection_ = DecodeStatus::kBadMagic;  // A caller that reads RPC frames only.
+    if (buffered_bytes() < kFrameHeaderBytes + size_t{body_bytes})
+      return DecodeStatus::kNeedMore;
+    return next_stream_frame(*stream_frame, body_bytes, meta_bytes);
+  }
   if (buffered_bytes() < kFrameHeaderBytes + size_t{body_bytes})
     return DecodeStatus::kNeedMore;
 
@@ -215,6 +234,23 @@ DecodeStatus FrameDecoder::next(Frame& frame) {
   frame.body_bytes = body_bytes;
   begin_ += kFrameHeaderBytes + body_bytes;
   return DecodeStatus::kFrame;
+}
+
+DecodeStatus FrameDecoder::next_stream_frame(StreamFrame& stream_frame, uint32_t body_bytes,
+                                             uint32_t meta_bytes) {
+  const char* body = data_ + begin_ + kFrameHeaderBytes;
+  wire::StreamFrameMeta& meta = stream_frame.meta;
+  // brpc drops such a frame and reads on; here, as for a bad RpcMeta, the
+  // bytes past it are not trusted.
+  if (!meta.ParseFromArray(body, static_cast<int>(meta_bytes)) || !meta.has_stream_id()) {
+    return rejection_ = DecodeStatus::kBadStreamMeta;
+  }
+  // An unknown frame_type is no rejection: brpc ignores such a frame
+  // (Stream::OnReceived), and so may the stream layer.
+  stream_frame.data = std::string_view(body + meta_bytes, body_bytes - meta_bytes);
+  stream_frame.body_bytes = body_bytes;
+  begin_ += kFrameHeaderBytes + body_bytes;
+  return DecodeStatus::kStreamFrame;
 }
 
 }  // namespace percore

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include <percore/proto/detail/stream_frame.h>
 #include <percore/proto/frame.h>
 #include <percore/proto/rpc_meta.pb.h>
 
@@ -61,11 +62,16 @@ struct FrameDecoderOptions {
   // reads and decodes its small requests there, with no block and no copy.
   // Must outlive the decoder. Empty: none.
   std::span<char> inline_space = {};
+  // Also decode brpc's stream frames ("STRM"), for a connection that carries
+  // streams; read with next(Frame&, StreamFrame&). Off: "STRM" is bad magic,
+  // as it is to a peer that never opened a stream.
+  bool accept_stream_frames = false;
 };
 
 // Incremental baidu_std decoder: bytes go in as they arrive, split anywhere;
-// complete frames come out. A reader reads straight into prepare()'s space,
-// so a body is copied at most once (from the kernel) before it is parsed.
+// complete frames come out: PRPC frames, and STRM frames when accepted. A
+// reader reads straight into prepare()'s space, so a body is copied at most
+// once (from the kernel) before it is parsed.
 // After a rejection the decoder keeps answering that rejection.
 //
 // Owns: its receive buffer. Threads: one owner thread at a time.
@@ -89,8 +95,15 @@ class FrameDecoder {
   // idle connection holds no buffer. Invalidates views.
   void release();
 
-  // Decodes the next frame into `frame`, or says why not.
-  DecodeStatus next(Frame& frame);
+  // Decodes the next frame into `frame`, or says why not. A STRM frame is
+  // bad magic here, even with accept_stream_frames: read such a decoder with
+  // the overload below.
+  DecodeStatus next(Frame& frame) { return next_frame(frame, nullptr); }
+  // The same, a STRM frame decoded into `stream_frame` (kStreamFrame) when
+  // the options accept them. Each call fills one of the two.
+  DecodeStatus next(Frame& frame, StreamFrame& stream_frame) {
+    return next_frame(frame, &stream_frame);
+  }
 
   // Bytes received but not yet returned as frames.
   size_t buffered_bytes() const { return end_ - begin_; }
@@ -98,7 +111,11 @@ class FrameDecoder {
   const FrameDecoderOptions& options() const { return options_; }
 
  private:
-  DecodeStatus check_header(uint32_t& body_bytes, uint32_t& meta_bytes) const;
+  // kNeedMore when the header (or its start) is fine; `stream`: it is STRM.
+  DecodeStatus check_header(uint32_t& body_bytes, uint32_t& meta_bytes, bool& stream) const;
+  DecodeStatus next_frame(Frame& frame, StreamFrame* stream_frame);
+  DecodeStatus next_stream_frame(StreamFrame& stream_frame, uint32_t body_bytes,
+                                 uint32_t meta_bytes);
 
   FrameDecoderOptions options_;
   enum class Storage : uint8_t { kNone, kInline, kPool, kHeap };
