@@ -302,6 +302,8 @@ void ProcessPool::on_worker_bytes(Worker& worker) {
 
 void ProcessPool::answer_from_worker(Worker& worker, const Frame& frame) {
   assert_in_pool_thread();
+  if (worker.state == State::kKilled)
+    return;  // Answered just as it was killed: its call is answered already.
   if (worker.state != State::kBusy || worker.call == nullptr || !frame.meta.has_response() ||
       frame.meta.correlation_id() != worker.correlation_id) {
     core_.worker_process_log.log(LogLevel::kError, [&] {
