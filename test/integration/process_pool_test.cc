@@ -398,20 +398,88 @@ TEST_F(ProcessPoolTest, StopAnswersRunningCallsAndLeavesNoProcessBehind) {
   ASSERT_EQ(zygotes.size(), 1u);
   const std::set<pid_t> workers = children_of(*zygotes.begin());
   EXPECT_EQ(workers.size(), 2u);
-  Outcome looped;
-  std::thread caller([&] { looped = is_prime(97, prime::FAULT_LOOP); });
-  ASSERT_TRUE(wait_until(testing::scaled(milliseconds(2000)), [&] {
-    return server_->stats().methods.at("prime.PrimeService.IsPrime").calls == 0 &&
-           !children_of(*zygotes.begin()).empty();
-  }));
+  // Two loop in the workers, a third waits in the queue.
+  std::vector<Outcome> outcomes(3);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 2; ++i)
+    callers.emplace_back([&, i] { outcomes[i] = is_prime(97, prime::FAULT_LOOP); });
+  std::this_thread::sleep_for(milliseconds(200));
+  callers.emplace_back([&] { outcomes[2] = is_prime(97); });
   std::this_thread::sleep_for(milliseconds(200));
   server_->Stop(milliseconds(200));
-  caller.join();
-  EXPECT_EQ(looped.code, 2003) << looped.text;
+  for (std::thread& caller : callers)
+    caller.join();
+  // Running and queued calls alike (the client reports 2003 in its own
+  // words: the server is stopping).
+  for (const Outcome& outcome : outcomes)
+    EXPECT_EQ(outcome.code, 2003) << outcome.text;
   EXPECT_TRUE(children_of(::getpid()).empty());
   for (const pid_t pid : workers)
     EXPECT_NE(::kill(pid, 0), 0) << "worker " << pid << " outlived Stop()";
   EXPECT_NE(::kill(*zygotes.begin(), 0), 0);
+}
+
+// A queued call is answered 1008 when its deadline passes, not when a
+// worker frees up.
+TEST_F(ProcessPoolTest, AQueuedCallIsAnsweredAtItsDeadline) {
+  ServerOptions options;
+  options.process_workers = 1;
+  start(options, /*max_run_ms=*/static_cast<int>(testing::scaled(milliseconds(3000)).count()));
+  Outcome looped;
+  std::thread loop([&] { looped = is_prime(97, prime::FAULT_LOOP); });
+  std::this_thread::sleep_for(milliseconds(200));
+  const Outcome queued = is_prime(97, prime::FAULT_NONE, 300);
+  EXPECT_EQ(queued.code, 1008);
+  // The server's own answer, well before the loop's kill frees the worker.
+  ASSERT_TRUE(wait_until(testing::scaled(milliseconds(1000)), [&] {
+    const ServerStats stats = server_->stats();
+    const auto& codes = stats.methods.at("prime.PrimeService.IsPrime").answers_by_code;
+    return codes.count(1008) == 1 && codes.at(1008) == 1;
+  }));
+  EXPECT_EQ(server_->stats().worker_process_kills, 0u);
+  loop.join();
+  EXPECT_EQ(looped.code, 1008);
+}
+
+// A method that crashes every worker before it answers anything cannot make
+// the server fork as fast as calls come: replacements back off.
+TEST_F(ProcessPoolTest, AMethodThatAlwaysCrashesCannotMakeARespawnStorm) {
+  start();
+  constexpr int kCalls = 200;
+  int crashed = 0;
+  int refused = 0;
+  const Clock::time_point began = Clock::now();
+  for (int i = 0; i < kCalls; ++i) {
+    const Outcome outcome = is_prime(97, prime::FAULT_CRASH);
+    ASSERT_EQ(outcome.code, 2001) << outcome.text;
+    if (outcome.text.find("worker process died") != std::string::npos)
+      ++crashed;
+    if (outcome.text.find("no worker process is running") != std::string::npos)
+      ++refused;
+  }
+  const double seconds =
+      std::chrono::duration<double>(Clock::now() - began).count() + 0.5;
+  EXPECT_EQ(crashed + refused, kCalls);
+  EXPECT_GT(refused, 0);
+  // Two slots, each at most one start per back-off step (10 ms doubling to
+  // 1 s): a few dozen forks, not one per call.
+  EXPECT_LE(server_->stats().worker_process_respawns,
+            static_cast<uint64_t>(20 + 2 * seconds));
+}
+
+// The worker's death is seen from its socket too: with the zygote stopped
+// (no exit report), a crash is still answered 2001, not 1008 or never.
+TEST_F(ProcessPoolTest, ACrashIsAnsweredEvenWhileTheZygoteIsStopped) {
+  start({}, /*max_run_ms=*/static_cast<int>(testing::scaled(milliseconds(2000)).count()));
+  const std::set<pid_t> zygotes = children_of(::getpid());
+  ASSERT_EQ(zygotes.size(), 1u);
+  ASSERT_EQ(::kill(*zygotes.begin(), SIGSTOP), 0);
+  const Outcome crashed = is_prime(97, prime::FAULT_CRASH);
+  ::kill(*zygotes.begin(), SIGCONT);
+  EXPECT_EQ(crashed.code, 2001) << crashed.text;
+  EXPECT_NE(crashed.text.find("worker process died"), std::string::npos) << crashed.text;
+  EXPECT_LT(crashed.took.count(), testing::scaled(milliseconds(1000)).count());
+  EXPECT_EQ(is_prime(97).code, 0);
 }
 
 }  // namespace

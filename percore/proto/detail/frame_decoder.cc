@@ -1,5 +1,7 @@
 #include <percore/proto/detail/frame_decoder.h>
 
+#include <percore/proto/detail/big_endian.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -14,12 +16,6 @@ constexpr size_t kFrameGrowthStep = 64 * 1024;
 // An idle decoder whose buffer grew past this (for a large frame) gives the
 // memory back.
 constexpr size_t kShrinkAbove = 1 << 20;
-
-uint32_t get_uint32_big_endian(const char* in) {
-  const auto* bytes = reinterpret_cast<const uint8_t*>(in);
-  return (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) | (uint32_t{bytes[2]} << 8) |
-         uint32_t{bytes[3]};
-}
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include <percore/proto/detail/frame_encoder.h>
 
+#include <percore/proto/detail/big_endian.h>
+
 #include <google/protobuf/message_lite.h>
 
 #include <algorithm>
@@ -8,13 +10,6 @@
 
 namespace percore {
 namespace {
-
-void put_uint32_big_endian(char* out, uint32_t value) {
-  out[0] = static_cast<char>(value >> 24);
-  out[1] = static_cast<char>(value >> 16);
-  out[2] = static_cast<char>(value >> 8);
-  out[3] = static_cast<char>(value);
-}
 
 struct FrameLayout {
   size_t meta_bytes = 0;

@@ -1,17 +1,12 @@
 #include <percore/proto/detail/stream_frame.h>
 
+#include <percore/proto/detail/big_endian.h>
+
 #include <cstring>
 #include <limits>
 
 namespace percore {
 namespace {
-
-void put_uint32_big_endian(char* out, uint32_t value) {
-  out[0] = static_cast<char>(value >> 24);
-  out[1] = static_cast<char>(value >> 16);
-  out[2] = static_cast<char>(value >> 8);
-  out[3] = static_cast<char>(value);
-}
 
 // Writes the header and the meta of a frame with `data_bytes` of data, or
 // appends nothing and says kBodyTooLarge.

@@ -347,8 +347,10 @@ void IoThread::abandon_in_flight_calls() {
       continue;
     }
     answer(*connection, call->correlation_id(), &call->method(), code,
-           "server stopped before the handler finished", nullptr, std::string(),
-           call->received_at());
+           call->handler_started.load(std::memory_order_relaxed)
+               ? "server stopped before the handler finished"
+               : "server stopped before the handler ran (it never started)",
+           nullptr, std::string(), call->received_at());
     connection->call_answered();
   }
 }

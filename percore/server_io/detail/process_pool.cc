@@ -68,10 +68,8 @@ void ProcessPool::start() {
     context_.run();
   });
   boost::asio::post(context_, [this] {
-    for (int i = 0; i < target_workers_; ++i) {
-      if (zygote_.request_worker())
-        ++spawns_pending_;
-    }
+    spawns_wanted_ = target_workers_;
+    pump_spawns();
     watch_zygote();
   });
 }
@@ -86,6 +84,11 @@ bool ProcessPool::try_submit(ServerCall* call) {
       boost::asio::post(context_, [this, call] {
         queue_.push_back(call);
         dispatch();
+        // Still waiting: answered 1008 when its deadline passes, not only
+        // when a worker frees up.
+        if (!queue_.empty() && queue_.back() == call &&
+            call->controller().deadline() != Clock::time_point::max())
+          arm_queue_timer(call->controller().deadline());
       });
       return true;
     }
@@ -114,16 +117,25 @@ void ProcessPool::stop_in_thread() {
   assert_in_pool_thread();
   stopping_ = true;
   backoff_timer_.cancel();
+  queue_timer_.cancel();
   for (ServerCall* call : queue_)
     complete(call, to_int(ErrorCode::kServerStopping),
              "server stopped before a worker process took the call");
   queued_.fetch_sub(queue_.size(), std::memory_order_relaxed);
   queue_.clear();
+  discard_workers(to_int(ErrorCode::kServerStopping),
+                  "server stopped before the handler finished (its worker process was killed)");
+  if (zygote_events_ != nullptr) {
+    boost::system::error_code ignored;
+    zygote_events_->close(ignored);
+  }
+}
+
+void ProcessPool::discard_workers(int32_t code, const std::string& text) {
+  assert_in_pool_thread();
   for (const std::shared_ptr<Worker>& worker : workers_) {
-    if (worker->call != nullptr) {
-      complete(std::exchange(worker->call, nullptr), to_int(ErrorCode::kServerStopping),
-               "server stopped before the handler finished (its worker process was killed)");
-    }
+    if (worker->call != nullptr)
+      complete(std::exchange(worker->call, nullptr), code, text);
     if (worker->state != State::kKilled)
       signal_worker(worker->pid, worker->pidfd, SIGKILL);
     transition(*worker, State::kDead);
@@ -134,10 +146,6 @@ void ProcessPool::stop_in_thread() {
       ::close(std::exchange(worker->pidfd, -1));
   }
   workers_.clear();
-  if (zygote_events_ != nullptr) {
-    boost::system::error_code ignored;
-    zygote_events_->close(ignored);
-  }
 }
 
 void ProcessPool::transition(Worker& worker, State next) {
@@ -172,6 +180,7 @@ void ProcessPool::on_zygote_readable() {
         break;
       case Zygote::Message::Kind::kSpawnFailed:
         --spawns_pending_;
+        pump_spawns();
         core_.worker_process_log.log(LogLevel::kError, [&] {
           return std::string("cannot start a worker process: ") + std::strerror(message.status);
         });
@@ -184,24 +193,13 @@ void ProcessPool::on_zygote_readable() {
         // Only a kill from outside ends the zygote early; its workers die
         // with it (PR_SET_PDEATHSIG) and none can be started again.
         zygote_gone_ = true;
+        zygote_.reap_if_exited();
         core_.worker_process_log.log(LogLevel::kError, [] {
           return std::string(
               "the worker processes' zygote is gone: process-pool methods answer 2001");
         });
-        for (const std::shared_ptr<Worker>& worker : workers_) {
-          if (worker->call != nullptr) {
-            complete(std::exchange(worker->call, nullptr), to_int(ErrorCode::kInternal),
-                     "worker process died: its zygote was killed");
-          }
-          signal_worker(worker->pid, worker->pidfd, SIGKILL);
-          transition(*worker, State::kDead);
-          worker->timer.cancel();
-          boost::system::error_code ignored;
-          worker->socket.close(ignored);
-          if (worker->pidfd >= 0)
-            ::close(std::exchange(worker->pidfd, -1));
-        }
-        workers_.clear();
+        discard_workers(to_int(ErrorCode::kInternal),
+                        "worker process died: its zygote was killed");
         dispatch();
         return;
       }
@@ -212,6 +210,7 @@ void ProcessPool::on_zygote_readable() {
 void ProcessPool::add_worker(const Zygote::Message& spawned) {
   assert_in_pool_thread();
   --spawns_pending_;
+  pump_spawns();
   FrameDecoderOptions options;
   options.max_body_bytes = core_.options.max_body_bytes + kMetaAllowance;
   auto worker = std::make_shared<Worker>(context_, options);
@@ -243,7 +242,6 @@ void ProcessPool::add_worker(const Zygote::Message& spawned) {
           kill_worker(*worker);
           return;
         }
-        starts_failed_in_a_row_ = 0;
         transition(*worker, State::kIdle);
         read_worker(worker);
         dispatch();
@@ -269,6 +267,8 @@ void ProcessPool::read_worker(const std::shared_ptr<Worker>& worker) {
         }
         self->decoder.commit(bytes);
         on_worker_bytes(*self);
+        if (self->decoder.buffered_bytes() == 0)
+          self->decoder.release();  // A large answer's buffer is not kept.
         read_worker(self);
       });
 }
@@ -316,6 +316,8 @@ void ProcessPool::answer_from_worker(Worker& worker, const Frame& frame) {
   ServerCall* call = std::exchange(worker.call, nullptr);
   worker.timer.cancel();
   transition(worker, State::kIdle);
+  ++worker.answered;
+  starts_failed_in_a_row_ = 0;
   ServerController& controller = call->controller();
   const int32_t code = frame.meta.response().error_code();
   if (code != 0) {
@@ -435,22 +437,79 @@ void ProcessPool::begin_call(const std::shared_ptr<Worker>& self, ServerCall* ca
   worker.call = call;
   transition(worker, State::kBusy);
 
-  Clock::time_point limit = controller.deadline();
-  if (method.max_run_ms > 0)
-    limit = std::min(limit, now + std::chrono::milliseconds(method.max_run_ms));
-  if (limit != Clock::time_point::max()) {
-    worker.timer.expires_at(limit);
-    const int64_t correlation_id = worker.correlation_id;
-    worker.timer.async_wait([this, self = self, correlation_id](const boost::system::error_code& error) {
-      if (!error && self->state == State::kBusy && self->correlation_id == correlation_id)
-        on_overrun(*self);
-    });
+  call->handler_started.store(true, std::memory_order_relaxed);
+  // The deadline runs from now; max_run_ms once the worker has the request
+  // (a large request takes a while to copy).
+  const int64_t correlation_id = worker.correlation_id;
+  arm_run_timer(self, controller.deadline(), correlation_id);
+  boost::asio::async_write(
+      self->socket, boost::asio::buffer(self->output),
+      [this, self, correlation_id](const boost::system::error_code& error, size_t) {
+        // A failed write means the worker died: its end answers the call.
+        if (self->output.capacity() > (size_t{1} << 20))
+          std::string().swap(self->output);
+        if (error || self->state != State::kBusy || self->correlation_id != correlation_id ||
+            self->call == nullptr)
+          return;
+        const int max_run_ms = self->call->method().max_run_ms;
+        if (max_run_ms > 0) {
+          arm_run_timer(self,
+                        std::min(self->call->controller().deadline(),
+                                 Clock::now() + std::chrono::milliseconds(max_run_ms)),
+                        correlation_id);
+        }
+      });
+}
+
+void ProcessPool::arm_run_timer(const std::shared_ptr<Worker>& worker, Clock::time_point limit,
+                                int64_t correlation_id) {
+  assert_in_pool_thread();
+  if (limit == Clock::time_point::max())
+    return;
+  worker->timer.expires_at(limit);
+  worker->timer.async_wait([this, worker, correlation_id](const boost::system::error_code& error) {
+    if (!error && worker->state == State::kBusy && worker->correlation_id == correlation_id &&
+        !worker->end_of_stream)
+      on_overrun(*worker);
+  });
+}
+
+void ProcessPool::arm_queue_timer(Clock::time_point deadline) {
+  assert_in_pool_thread();
+  if (queue_timer_armed_ && deadline >= queue_timer_at_)
+    return;
+  queue_timer_armed_ = true;
+  queue_timer_at_ = deadline;
+  queue_timer_.expires_at(deadline);
+  queue_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (error || stopping_)
+      return;  // Re-armed earlier, or stopping.
+    queue_timer_armed_ = false;
+    expire_queued_calls();
+  });
+}
+
+void ProcessPool::expire_queued_calls() {
+  assert_in_pool_thread();
+  const Clock::time_point now = Clock::now();
+  Clock::time_point next = Clock::time_point::max();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    ServerCall* call = *it;
+    const Clock::time_point deadline = call->controller().deadline();
+    if (deadline > now) {
+      next = std::min(next, deadline);
+      ++it;
+      continue;
+    }
+    it = queue_.erase(it);
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    complete(call, to_int(ErrorCode::kTimedOut),
+             std::string("deadline passed while the request waited for a worker process (") +
+                 std::to_string(milliseconds_between(call->received_at(), now)) +
+                 " ms); the handler did not run");
   }
-  boost::asio::async_write(self->socket, boost::asio::buffer(self->output),
-                           [self](const boost::system::error_code&, size_t) {
-                             // A failed write means the worker died: its exit
-                             // report answers the call.
-                           });
+  if (next != Clock::time_point::max())
+    arm_queue_timer(next);
 }
 
 void ProcessPool::on_overrun(Worker& worker) {
@@ -523,8 +582,19 @@ void ProcessPool::on_worker_exited(pid_t pid, int status) {
 void ProcessPool::on_end_of_stream(const std::shared_ptr<Worker>& worker) {
   assert_in_pool_thread();
   worker->end_of_stream = true;
-  if (worker->exited)
+  if (worker->exited) {
     finish_exit(worker);
+    return;
+  }
+  // Its socket closed: it died (or broke its end). The zygote's report names
+  // the signal; a zygote that is stopped or slow must not hold the call.
+  signal_worker(worker->pid, worker->pidfd, SIGKILL);
+  worker->timer.cancel();
+  worker->timer.expires_after(std::chrono::milliseconds(200));
+  worker->timer.async_wait([this, worker](const boost::system::error_code& error) {
+    if (!error)
+      finish_exit(worker);
+  });
 }
 
 void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
@@ -534,9 +604,13 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
     return;  // Finished already.
   const pid_t pid = worker->pid;
   const int status = worker->exit_status;
-  const bool crashed_at_start = worker->state == State::kStarting;
+  // Died before it ever answered (and not killed by us): a start that
+  // failed, however far it got (e.g. a memory limit too small to read a
+  // request). Replacements of those back off.
+  const bool crashed_at_start = worker->state != State::kKilled && worker->answered == 0;
   const std::string how =
-      WIFEXITED(status) && WEXITSTATUS(status) == WorkerProcess::kOutOfMemoryExit
+      !worker->exited ? std::string("its connection closed and no exit status came")
+      : WIFEXITED(status) && WEXITSTATUS(status) == WorkerProcess::kOutOfMemoryExit
           ? std::string("out of memory (std::bad_alloc; process_memory_limit_bytes ") +
                 std::to_string(core_.options.process_memory_limit_bytes) + ")"
           : describe_wait_status(status);
@@ -555,7 +629,7 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
       if (!running.empty())
         text += std::string(" while running ") + running;
       if (crashed_at_start)
-        text += " before it was ready";
+        text += " before it answered any call";
       return text;
     });
   }
@@ -578,14 +652,21 @@ void ProcessPool::spawn_replacement(bool crashed_at_start) {
   if (crashed_at_start)
     ++starts_failed_in_a_row_;
   if (!crashed_at_start && !backing_off_) {
-    if (zygote_.request_worker())
-      ++spawns_pending_;
+    ++spawns_wanted_;
+    pump_spawns();
+    return;
+  }
+  if (starts_failed_in_a_row_ < 2 && !backing_off_) {
+    // One failed start may be bad luck (a first call that ran out of
+    // memory): replaced at once. A second in a row starts the back-off.
+    ++spawns_wanted_;
+    pump_spawns();
     return;
   }
   ++respawns_waiting_;
   if (backing_off_)
     return;
-  const int doublings = std::min(starts_failed_in_a_row_ - 1, 10);
+  const int doublings = std::min(starts_failed_in_a_row_ - 2, 10);
   const auto delay = std::min<std::chrono::milliseconds>(
       kMaxBackoff, kFirstBackoff * (1 << std::max(0, doublings)));
   backing_off_ = true;
@@ -595,12 +676,29 @@ void ProcessPool::spawn_replacement(bool crashed_at_start) {
     if (error || stopping_)
       return;
     backing_off_ = false;
-    for (; respawns_waiting_ > 0; --respawns_waiting_) {
-      if (zygote_.request_worker())
-        ++spawns_pending_;
-    }
+    spawns_wanted_ += std::exchange(respawns_waiting_, 0);
+    pump_spawns();
     dispatch();
   });
+}
+
+}  // namespace percore::detail
+
+namespace percore::detail {
+
+void ProcessPool::pump_spawns() {
+  assert_in_pool_thread();
+  // A few requests outstanding at most: the zygote's answers then always fit
+  // its socket's buffer, so it never blocks on a reader that is itself
+  // blocked writing requests.
+  constexpr int kMaxOutstandingSpawns = 4;
+  while (spawns_wanted_ > 0 && spawns_pending_ < kMaxOutstandingSpawns && !stopping_ &&
+         !zygote_gone_) {
+    if (zygote_.request_worker() != Zygote::SendResult::kSent)
+      return;  // Full: the next answer pumps again. Gone: reported by a read.
+    --spawns_wanted_;
+    ++spawns_pending_;
+  }
 }
 
 }  // namespace percore::detail

@@ -34,16 +34,18 @@ struct ServerCore;
 //   worker states (transition() keeps the counts):
 //     kStarting --ready byte--> kIdle --call--> kBusy --answer--> kIdle
 //     kBusy --max_run_ms or deadline: SIGKILL, call answered 1008--> kKilled
-//     any --exit reported by the zygote--> kDead (a busy call is answered
-//       2001 "worker process died: SIGSEGV"); a replacement is spawned, at
-//       once, or with back-off (10 ms doubling to 1 s) while workers die
-//       before they are ready ("crash at start"); while no worker is alive
-//       and the back-off runs, calls are answered 2001 at once.
+//     any --exit reported by the zygote and its socket closed (or one of
+//       them and 200 ms)--> kDead (a busy call is answered 2001 "worker
+//       process died: SIGSEGV"); a replacement is spawned, at once, or with
+//       back-off (10 ms doubling to 1 s) while workers die before they
+//       answered any call ("crash at start"); while no worker is alive and
+//       the back-off runs, calls are answered 2001 at once.
 //
 // Calls wait in a bounded queue (ServerOptions::process_queue_capacity;
-// past it 2004). A call's deadline and max_run_ms are checked when it is
-// taken from the queue (1008 without running) and, while it runs, by a timer
-// that kills its worker.
+// past it 2004). A queued call whose deadline passes is answered 1008
+// without running (a timer at the earliest queued deadline); while it runs,
+// a timer at its deadline, or max_run_ms after its worker has the request,
+// kills the worker.
 //
 // Owns: the zygote, the workers' sockets and pidfds, the queued calls until
 // they are answered, its thread. Threads: start_zygote(), start() and
@@ -90,6 +92,7 @@ class ProcessPool {
     std::string output;          // The request frame being written.
     ServerCall* call = nullptr;  // kBusy, kKilled: the call it runs.
     int64_t correlation_id = 0;  // Of the call it runs.
+    uint64_t answered = 0;       // Calls it answered.
     bool reading = false;
     // Death takes two events, in either order: the zygote's exit report
     // and the end of the worker's socket (after its last answer).
@@ -112,12 +115,21 @@ class ProcessPool {
   void answer_from_worker(Worker& worker, const Frame& frame);
   void dispatch();
   void begin_call(const std::shared_ptr<Worker>& worker, ServerCall* call);
+  // Kills the worker past `limit` unless it answered call `correlation_id`.
+  void arm_run_timer(const std::shared_ptr<Worker>& worker, Clock::time_point limit,
+                     int64_t correlation_id);
+  void arm_queue_timer(Clock::time_point deadline);
+  void expire_queued_calls();
+  void pump_spawns();
   void on_overrun(Worker& worker);
   void kill_worker(Worker& worker);
   void complete(ServerCall* call, int32_t code, std::string text);
   void spawn_replacement(bool crashed_at_start);
   void fail_queue_while_backing_off();
   void stop_in_thread();
+  // Answers every worker's call `code` and `text`, kills the workers and
+  // forgets them (stopping, or the zygote gone).
+  void discard_workers(int32_t code, const std::string& text);
   WorkerList::iterator find_worker(pid_t pid);
 
   ServerCore& core_;
@@ -139,11 +151,16 @@ class ProcessPool {
   WorkerList workers_;
   std::deque<ServerCall*> queue_;
   int spawns_pending_ = 0;  // Asked of the zygote, not yet answered.
+  int spawns_wanted_ = 0;   // To ask for (pump_spawns()).
   int starts_failed_in_a_row_ = 0;
   int respawns_waiting_ = 0;  // Replacements held back by the back-off.
   bool backing_off_ = false;
   Clock::time_point backoff_until_{};
   boost::asio::steady_timer backoff_timer_{context_};
+  // At the earliest deadline of the queued calls.
+  boost::asio::steady_timer queue_timer_{context_};
+  bool queue_timer_armed_ = false;
+  Clock::time_point queue_timer_at_{};
   bool zygote_gone_ = false;
   bool stopping_ = false;
   PeerMessageParser response_parser_;

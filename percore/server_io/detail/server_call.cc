@@ -34,6 +34,7 @@ void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
   correlation_id_ = correlation_id;
   received_at_ = received_at;
   abandoned.store(false, std::memory_order_relaxed);
+  handler_started.store(false, std::memory_order_relaxed);
   done_ran_.store(false, std::memory_order_relaxed);
   large_ = false;
   previous_in_flight = nullptr;
@@ -122,6 +123,7 @@ void ServerCall::execute() {
   // After CallMethod `this` may be recycled: only locals from here on.
   ServerCore& core = io_thread_.core();
   const std::string& method_name = method_.full_name;
+  handler_started.store(true, std::memory_order_relaxed);
   ServerCall* const outer_call = std::exchange(t_handler_call, this);
   const bool outer_done_ran = std::exchange(t_handler_done_ran, false);
   const char* what = nullptr;

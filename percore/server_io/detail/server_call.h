@@ -94,6 +94,9 @@ class ServerCall final : public google::protobuf::Closure {
   // Set by Stop() once the call has been answered 2003 on its behalf; its
   // handler's late reply is then dropped.
   std::atomic<bool> abandoned{false};
+  // Set when its handler starts (on a worker thread, or in a worker
+  // process); read by Stop() to tell a call that never ran (safe to retry).
+  std::atomic<bool> handler_started{false};
 
   // Links of the I/O thread's in-flight list; that thread only.
   ServerCall* previous_in_flight = nullptr;

@@ -89,11 +89,19 @@ struct WorkerCall {
 
 void WorkerProcess::run(int socket_fd, const ServiceTable& services, size_t max_body_bytes,
                         const std::function<void()>& on_start) {
+  // Out of memory anywhere (a limit too small to read a request, say) ends
+  // the worker as in a handler.
+  try {
+    serve(socket_fd, services, max_body_bytes, on_start);
+  } catch (const std::bad_alloc&) {
+    ::_exit(kOutOfMemoryExit);
+  }
+}
+
+void WorkerProcess::serve(int socket_fd, const ServiceTable& services, size_t max_body_bytes,
+                          const std::function<void()>& on_start) {
   if (on_start)
     on_start();
-  const char ready = 'R';
-  if (::write(socket_fd, &ready, 1) != 1)
-    return;
 
   // Allowance for the meta on top of the message (names, error text).
   FrameDecoderOptions decoder_options;
@@ -109,10 +117,18 @@ void WorkerProcess::run(int socket_fd, const ServiceTable& services, size_t max_
     std::unique_ptr<google::protobuf::Message> response;
   };
   std::unordered_map<const MethodEntry*, Messages> messages;
+  // The first read buffer before the ready byte: a worker that cannot even
+  // hold it fails its start, not its first call.
+  decoder.prepare(64 * 1024);
+  const char ready = 'R';
+  if (::write(socket_fd, &ready, 1) != 1)
+    return;
 
   for (;;) {
     const DecodeStatus status = decoder.next(frame);
     if (status == DecodeStatus::kNeedMore) {
+      if (decoder.buffered_bytes() == 0)
+        decoder.release();  // A large request's buffer is not kept.
       const std::span<char> space = decoder.prepare(64 * 1024);
       const ssize_t received = ::read(socket_fd, space.data(), space.size());
       if (received < 0 && errno == EINTR)

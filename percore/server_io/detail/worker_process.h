@@ -34,6 +34,10 @@ class WorkerProcess {
 
   // Exit status of a worker whose handler ran out of memory.
   static constexpr int kOutOfMemoryExit = 86;
+
+ private:
+  static void serve(int socket_fd, const ServiceTable& services, size_t max_body_bytes,
+                    const std::function<void()>& on_start);
 };
 
 }  // namespace percore::detail

@@ -17,6 +17,8 @@
 #include <set>
 #include <thread>
 
+#include <sys/types.h>
+
 namespace percore::detail {
 namespace {
 
@@ -208,22 +210,23 @@ bool Zygote::start(WorkerMain worker_main, size_t memory_limit_bytes, std::strin
   return true;
 }
 
-bool Zygote::request_worker() {
+Zygote::SendResult Zygote::request_worker() {
   if (control_fd_ < 0)
-    return false;
+    return SendResult::kGone;
   const ControlMessage request{kSpawnRequest, 0, 0};
   for (;;) {
-    if (::send(control_fd_, &request, sizeof(request), MSG_NOSIGNAL) == sizeof(request))
-      return true;
+    if (::send(control_fd_, &request, sizeof(request), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+        sizeof(request))
+      return SendResult::kSent;
     if (errno == EINTR)
       continue;
-    if (errno == EAGAIN) {
-      // Full of requests the zygote has not read: it is busy forking.
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      continue;
-    }
-    return false;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? SendResult::kFull : SendResult::kGone;
   }
+}
+
+void Zygote::reap_if_exited() {
+  if (pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == pid_)
+    pid_ = -1;
 }
 
 Zygote::Message Zygote::receive() {

@@ -48,9 +48,14 @@ class Zygote {
   int control_fd() const { return control_fd_; }
   pid_t pid() const { return pid_; }
 
-  // Asks for one more worker; its `spawned` (or `spawn failed`) message
-  // follows. False if the zygote is gone.
-  bool request_worker();
+  // Asks for one more worker, without blocking; its `spawned` (or `spawn
+  // failed`) message follows. kFull when the socket's buffer is full (the
+  // caller keeps at most a few requests outstanding, so that the zygote's
+  // answers never fill its side while nobody reads them).
+  enum class SendResult { kSent, kFull, kGone };
+  SendResult request_worker();
+  // Reaps the zygote if it has exited (it was killed): no zombie remains.
+  void reap_if_exited();
 
   struct Message {
     enum class Kind { kNone, kSpawned, kSpawnFailed, kExited, kGone };
