@@ -40,7 +40,8 @@ ServerOptions sanitized(ServerOptions options) {
   options.io_threads = default_thread_count(options.io_threads);
   options.workers = default_thread_count(options.workers);
   options.worker_queue_capacity = std::max<size_t>(1, options.worker_queue_capacity);
-  options.process_workers = default_thread_count(options.process_workers);
+  // Each worker is a process and two descriptors of the server's.
+  options.process_workers = std::min(256, default_thread_count(options.process_workers));
   options.process_queue_capacity = std::max<size_t>(1, options.process_queue_capacity);
   options.max_body_bytes = std::max(kMinimumMaxBodyBytes, options.max_body_bytes);
   options.max_inflight_per_connection = std::max(1, options.max_inflight_per_connection);

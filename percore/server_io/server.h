@@ -123,10 +123,12 @@ struct ServerOptions {
   // Default 16 KiB; clamped to [1 KiB, 1 MiB].
   size_t max_http_header_bytes = 16 * 1024;
   // Worker processes for kProcessPool methods (started only when a method
-  // uses that mode). Default 0: one per core.
+  // uses that mode). Default 0: one per core; at most 256 (each is a process
+  // and holds two of the server's descriptors).
   int process_workers = 0;
-  // Calls waiting for a worker process, at most; past it a call is answered
-  // 2004 at once. Default 1024; at least 1.
+  // Calls waiting for a worker process beyond the workers free at the
+  // moment, at most; past it a call is answered 2004 at once. Default 1024;
+  // at least 1.
   size_t process_queue_capacity = 1024;
   // Each worker process's address-space limit (RLIMIT_AS), in bytes; an
   // allocation past it fails (std::bad_alloc, answered 2001, and the worker

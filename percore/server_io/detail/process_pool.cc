@@ -78,7 +78,13 @@ bool ProcessPool::try_submit(ServerCall* call) {
   {
     std::lock_guard lock(submit_mutex_);
     if (open_) {
-      if (queued_.load(std::memory_order_relaxed) >= core_.options.process_queue_capacity)
+      // As for worker threads: the workers free now take calls at once, and
+      // process_queue_capacity more may wait.
+      const size_t alive = alive_.load(std::memory_order_relaxed);
+      const size_t busy = busy_.load(std::memory_order_relaxed);
+      const size_t free_workers = alive > busy ? alive - busy : 0;
+      if (queued_.load(std::memory_order_relaxed) >=
+          core_.options.process_queue_capacity + free_workers)
         return false;
       queued_.fetch_add(1, std::memory_order_relaxed);
       boost::asio::post(context_, [this, call] {
@@ -134,8 +140,13 @@ void ProcessPool::stop_in_thread() {
 void ProcessPool::discard_workers(int32_t code, const std::string& text) {
   assert_in_pool_thread();
   for (const std::shared_ptr<Worker>& worker : workers_) {
-    if (worker->call != nullptr)
+    if (worker->call != nullptr) {
+      if (!stopping_) {  // The zygote was killed: these workers died with it.
+        crashes_.fetch_add(1, std::memory_order_relaxed);
+        worker->call->method().worker_crashes.fetch_add(1, std::memory_order_relaxed);
+      }
       complete(std::exchange(worker->call, nullptr), code, text);
+    }
     if (worker->state != State::kKilled)
       signal_worker(worker->pid, worker->pidfd, SIGKILL);
     transition(*worker, State::kDead);
@@ -151,6 +162,10 @@ void ProcessPool::discard_workers(int32_t code, const std::string& text) {
 void ProcessPool::transition(Worker& worker, State next) {
   const bool was_alive = worker.state != State::kDead;
   const bool now_alive = next != State::kDead;
+  if (worker.state == State::kBusy && next != State::kBusy)
+    busy_.fetch_sub(1, std::memory_order_relaxed);
+  if (worker.state != State::kBusy && next == State::kBusy)
+    busy_.fetch_add(1, std::memory_order_relaxed);
   worker.state = next;
   if (was_alive && !now_alive)
     alive_.fetch_sub(1, std::memory_order_relaxed);
@@ -242,6 +257,7 @@ void ProcessPool::add_worker(const Zygote::Message& spawned) {
           kill_worker(*worker);
           return;
         }
+        worker->ready_at = Clock::now();
         transition(*worker, State::kIdle);
         read_worker(worker);
         dispatch();
@@ -604,10 +620,13 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
     return;  // Finished already.
   const pid_t pid = worker->pid;
   const int status = worker->exit_status;
-  // Died before it ever answered (and not killed by us): a start that
-  // failed, however far it got (e.g. a memory limit too small to read a
-  // request). Replacements of those back off.
-  const bool crashed_at_start = worker->state != State::kKilled && worker->answered == 0;
+  // A start that failed: dead before it was ready, or idle soon after
+  // without ever having had a call (not the fault of a call: a crash while
+  // running one is the call's, and its replacement starts at once).
+  const bool crashed_at_start =
+      worker->state == State::kStarting ||
+      (worker->state == State::kIdle && worker->answered == 0 &&
+       Clock::now() - worker->ready_at < std::chrono::seconds(1));
   const std::string how =
       !worker->exited ? std::string("its connection closed and no exit status came")
       : WIFEXITED(status) && WEXITSTATUS(status) == WorkerProcess::kOutOfMemoryExit
@@ -629,7 +648,7 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
       if (!running.empty())
         text += std::string(" while running ") + running;
       if (crashed_at_start)
-        text += " before it answered any call";
+        text += " as it started";
       return text;
     });
   }

@@ -38,11 +38,12 @@ struct ServerCore;
 //       them and 200 ms)--> kDead (a busy call is answered 2001 "worker
 //       process died: SIGSEGV"); a replacement is spawned, at once, or with
 //       back-off (10 ms doubling to 1 s) while workers die before they
-//       answered any call ("crash at start"); while no worker is alive and
+//       are ready, or idle within 1 s of it without a call ("crash at
+//       start"; a crash while running a call is the call's); while no worker is alive and
 //       the back-off runs, calls are answered 2001 at once.
 //
-// Calls wait in a bounded queue (ServerOptions::process_queue_capacity;
-// past it 2004). A queued call whose deadline passes is answered 1008
+// Calls wait in a bounded queue (ServerOptions::process_queue_capacity
+// beyond the workers free at the moment; past it 2004). A queued call whose deadline passes is answered 1008
 // without running (a timer at the earliest queued deadline); while it runs,
 // a timer at its deadline, or max_run_ms after its worker has the request,
 // kills the worker.
@@ -93,6 +94,7 @@ class ProcessPool {
     ServerCall* call = nullptr;  // kBusy, kKilled: the call it runs.
     int64_t correlation_id = 0;  // Of the call it runs.
     uint64_t answered = 0;       // Calls it answered.
+    Clock::time_point ready_at{};
     bool reading = false;
     // Death takes two events, in either order: the zygote's exit report
     // and the end of the worker's socket (after its last answer).
@@ -166,6 +168,7 @@ class ProcessPool {
   PeerMessageParser response_parser_;
 
   std::atomic<size_t> alive_{0};
+  std::atomic<size_t> busy_{0};
   std::atomic<uint64_t> respawns_{0};
   std::atomic<uint64_t> crashes_{0};
   std::atomic<uint64_t> kills_{0};
