@@ -15,6 +15,10 @@ inline constexpr char kFrameMagic[4] = {'P', 'R', 'P', 'C'};
 inline constexpr char kStreamFrameMagic[4] = {'S', 'T', 'R', 'M'};
 // Default limit on body_size; both sides make it configurable.
 inline constexpr size_t kDefaultMaxBodyBytes = 64u << 20;
+// How far a STRM frame's body may exceed max_body_bytes: a stream call's
+// answer (up to max_body_bytes) travels inside a DATA frame, whose own header
+// and meta come on top.
+inline constexpr size_t kStreamWrapBytes = 64;
 
 // compress_type values of the meta (brpc's numbers), applied to the message
 // only, never the attachment (docs/PROTOCOL.md). Any other value is answered

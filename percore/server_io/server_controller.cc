@@ -1,5 +1,7 @@
 #include <percore/server_io/server_controller.h>
 
+#include <percore/proto/detail/stream_core.h>
+
 #include <cstdarg>
 #include <cstdio>
 
@@ -19,6 +21,22 @@ void ServerController::Reset() {
   response_compress_type_ = CompressType::kNone;
   deadline_ = Clock::time_point::max();
   on_end_ = nullptr;
+  remote_stream_id_ = kInvalidStreamId;
+  remote_needs_feedback_ = false;
+  streams_supported_ = false;
+  max_stream_frame_bytes_ = 0;
+  accepted_stream_.reset();
+}
+
+bool ServerController::AcceptStream(const StreamOptions& options, std::shared_ptr<Stream>* stream) {
+  if (!has_remote_stream() || !streams_supported_ || accepted_stream_ != nullptr ||
+      stream == nullptr) {
+    return false;
+  }
+  accepted_stream_ = std::make_shared<detail::StreamCore>(detail::next_stream_id(), options,
+                                                          max_stream_frame_bytes_);
+  *stream = accepted_stream_;
+  return true;
 }
 
 CallContext ServerController::downstream_context() const {

@@ -4,16 +4,19 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <percore/base/call_context.h>
 #include <percore/proto/error_code.h>
 #include <percore/proto/frame.h>
+#include <percore/proto/stream.h>
 
 namespace percore {
 
 namespace detail {
 class ServerCall;
+class StreamCore;
 struct WorkerCall;
 }
 
@@ -95,6 +98,19 @@ class ServerController : public google::protobuf::RpcController {
   // When the client stops waiting; Clock::time_point::max() if it sent no
   // timeout.
   Clock::time_point deadline() const { return deadline_; }
+  // Whether the client attached a stream to this call (brpc's
+  // Controller::has_remote_stream): its request carried StreamSettings.
+  bool has_remote_stream() const { return remote_stream_id_ != kInvalidStreamId; }
+  // Accepts the client's stream (brpc's StreamAccept): *stream is this
+  // side's end, writable at once (messages wait until the response is sent;
+  // the stream connects when it is). The response then carries this side's
+  // StreamSettings. If the call fails (SetFailed), the stream ends
+  // kNotAccepted instead. Returns false, and leaves *stream alone, when the
+  // client attached no stream, it was already accepted, or the method runs
+  // in a worker process (kProcessPool: not supported yet). The handler's
+  // thread, before done->Run().
+  bool AcceptStream(const StreamOptions& options, std::shared_ptr<Stream>* stream);
+
   // What a call made on this call's behalf inherits (its deadline, log id
   // and trace), for percore::Controller::inherit(). A copy: it stays valid
   // after done->Run().
@@ -117,6 +133,13 @@ class ServerController : public google::protobuf::RpcController {
   CompressType response_compress_type_ = CompressType::kNone;
   Clock::time_point deadline_ = Clock::time_point::max();
   google::protobuf::Closure* on_end_ = nullptr;
+  // The client's stream (StreamSettings of the request), and ours once
+  // accepted.
+  int64_t remote_stream_id_ = kInvalidStreamId;
+  bool remote_needs_feedback_ = false;
+  bool streams_supported_ = false;
+  size_t max_stream_frame_bytes_ = 0;
+  std::shared_ptr<detail::StreamCore> accepted_stream_;
 };
 
 }  // namespace percore

@@ -72,6 +72,11 @@ struct ServerStats {
   // Allocations that failed in an I/O thread (the connection being read is
   // closed; the server goes on).
   uint64_t allocation_failures = 0;
+  // Streams (brpc's Streaming RPC) that handlers accepted and that are
+  // connected, and stream frames for a stream this server does not know
+  // (answered RST unless they were RST).
+  uint64_t streams_accepted = 0;
+  uint64_t stream_frames_for_unknown_streams = 0;
   // Handlers that let an exception escape (each logged, rate-limited, with
   // its what()); the call is answered 2001 unless `done` had already run.
   uint64_t handler_exceptions = 0;

@@ -177,7 +177,9 @@ DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_byt
     return DecodeStatus::kNeedMore;
   body_bytes = get_uint32_big_endian(header + 4);
   meta_bytes = get_uint32_big_endian(header + 8);
-  if (body_bytes > options_.max_body_bytes)
+  // A STRM frame may carry a whole answer of max_body_bytes (a stream call's
+  // answer travels inside DATA) plus its own header and meta.
+  if (body_bytes > options_.max_body_bytes + (stream ? kStreamWrapBytes : 0))
     return DecodeStatus::kBodyTooLarge;
   if (meta_bytes > body_bytes)
     return DecodeStatus::kMetaSizeExceedsBody;

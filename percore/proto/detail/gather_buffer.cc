@@ -65,6 +65,29 @@ void GatherBuffer::append_shared(std::shared_ptr<const std::string> bytes) {
   unconsumed_bytes_ += size;
 }
 
+void GatherBuffer::append(GatherBuffer&& other) {
+  if (other.empty())
+    return;
+  if (empty()) {
+    swap(other);
+    other.clear();
+    return;
+  }
+  for (size_t i = other.first_chunk_; i < other.chunks_.size(); ++i) {
+    const Chunk& chunk = other.chunks_[i];
+    if (chunk.source == Source::kOwned && chunk.offset == 0 &&
+        chunk.size == other.owned_[chunk.index].size()) {
+      append_owned(std::move(other.owned_[chunk.index]));
+    } else if (chunk.source == Source::kShared && chunk.offset == 0 &&
+               chunk.size == other.shared_[chunk.index]->size()) {
+      append_shared(std::move(other.shared_[chunk.index]));
+    } else {
+      append_copy(other.chunk(i - other.first_chunk_));
+    }
+  }
+  other.clear();
+}
+
 std::string_view GatherBuffer::chunk(size_t index) const {
   const Chunk& chunk = chunks_[first_chunk_ + index];
   const std::string& source = chunk.source == Source::kArena   ? arena_[chunk.index]

@@ -53,6 +53,10 @@ class GatherBuffer {
   // bytes that may have to be written again elsewhere (a retried call).
   void append_shared(std::shared_ptr<const std::string> bytes);
 
+  // Moves `other`'s unconsumed bytes to the end of this buffer (strings it
+  // owns move; arena bytes are copied) and leaves it empty.
+  void append(GatherBuffer&& other);
+
   // Bytes not yet consumed.
   size_t size() const { return unconsumed_bytes_; }
   bool empty() const { return unconsumed_bytes_ == 0; }

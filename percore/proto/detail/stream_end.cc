@@ -14,6 +14,8 @@ std::string_view stream_end_reason_name(StreamEndReason reason) {
       return "connection_broken";
     case StreamEndReason::kIdleTimeout:
       return "idle_timeout";
+    case StreamEndReason::kNotAccepted:
+      return "not_accepted";
   }
   return "unknown";
 }

@@ -104,6 +104,8 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"rejected_frames", rejected},
       {"replies_dropped", stats.replies_dropped},
       {"handler_exceptions", stats.handler_exceptions},
+      {"streams_accepted", stats.streams_accepted},
+      {"stream_frames_for_unknown_streams", stats.stream_frames_for_unknown_streams},
       {"worker_processes",
        {{"target", core.processes ? core.processes->target_workers() : 0},
         {"alive", stats.worker_processes_alive},
@@ -226,6 +228,11 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
           static_cast<double>(stats.replies_dropped));
   counter("percore_server_handler_exceptions_total", "Exceptions that escaped a handler.",
           static_cast<double>(stats.handler_exceptions));
+  counter("percore_server_streams_accepted_total", "Streams accepted by handlers and connected.",
+          static_cast<double>(stats.streams_accepted));
+  counter("percore_server_stream_frames_unknown_total",
+          "Stream frames for a stream the server does not know (answered RST).",
+          static_cast<double>(stats.stream_frames_for_unknown_streams));
   if (core.processes != nullptr) {
     gauge("percore_server_worker_processes_alive",
           "Worker processes of process-pool methods alive now.",

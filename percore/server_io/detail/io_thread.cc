@@ -5,6 +5,7 @@
 
 #include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/frame_encoder.h>
+#include <percore/proto/detail/stream_core.h>
 #include <percore/server_io/detail/http_connection.h>
 #include <percore/server_io/detail/process_pool.h>
 #include <percore/server_io/detail/server_connection.h>
@@ -231,6 +232,8 @@ void IoThread::complete_call(ServerCall* call) {
     if (connection == nullptr && (http = find_http_connection(call->connection_id())) != nullptr) {
       http->answer_call(*call);
     } else if (connection == nullptr) {
+      if (std::shared_ptr<StreamCore> stream = call->take_accepted_stream())
+        stream->end(StreamEndReason::kConnectionBroken);
       count_dropped(&call->method(), code, call->received_at());
       call->note_answer_bytes(call->response()->ByteSizeLong() +
                               controller.response_attachment().size());
@@ -239,14 +242,20 @@ void IoThread::complete_call(ServerCall* call) {
       const CompressType compress_type = call->compressed_response().empty()
                                              ? CompressType::kNone
                                              : controller.response_compress_type();
+      StreamReply stream{call->remote_stream_id(), call->remote_stream_needs_feedback(),
+                         call->take_accepted_stream()};
       call->note_answer_bytes(answer(*connection, call->correlation_id(), &call->method(), code,
                                      controller.ErrorText(), call->response(),
                                      std::move(controller.response_attachment()),
                                      call->received_at(), compress_type,
-                                     call->compressed_response()));
+                                     call->compressed_response(),
+                                     stream.remote_id >= 0 ? &stream : nullptr));
       connection->call_answered();  // Writes the answer.
     }
   }
+  // A stream accepted by a call that was abandoned (Stop) never connects.
+  if (std::shared_ptr<StreamCore> stream = call->take_accepted_stream())
+    stream->end(StreamEndReason::kNotAccepted);
   if (google::protobuf::Closure* on_end = call->take_end_callback())
     on_end->Run();
   recycle(call);
@@ -256,15 +265,16 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
                         int32_t code, const std::string& text,
                         const google::protobuf::Message* response, std::string&& attachment,
                         ServerCall::Clock::time_point received_at, CompressType compress_type,
-                        std::string_view compressed_response) {
+                        std::string_view compressed_response, StreamReply* stream) {
   assert_in_loop_thread();
   std::string error_text;
   if (code == 0 && response != nullptr && !response->IsInitialized()) {
     code = to_int(ErrorCode::kInternal);
     error_text = "response misses required fields: " + response->InitializationErrorString();
   }
-  GatherBuffer& output = connection.output();
-  const size_t output_before = output.size();
+  const size_t output_before = connection.output().size();
+  // A stream call's answer is encoded aside, then wrapped.
+  GatherBuffer& output = stream != nullptr ? stream_reply_ : connection.output();
 #if !defined(NDEBUG)
   // Debug builds of generated code log each string that is not UTF-8 when
   // it is serialized; an echoed peer string must not make a line per answer.
@@ -280,6 +290,11 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
       // Bounded, so that an error answer always fits (names in it come from
       // the peer) and the reused meta keeps no large string.
       response_meta->set_error_text(bounded_error_text(error_text.empty() ? text : error_text));
+    } else if (stream != nullptr && stream->accepted != nullptr) {
+      wire::StreamSettings* settings = reply_meta_.mutable_stream_settings();
+      settings->set_stream_id(stream->accepted->id());
+      settings->set_need_feedback(stream->accepted->needs_feedback());
+      settings->set_writable(true);
     }
     EncodeStatus status;
     if (ok && compress_type != CompressType::kNone) {
@@ -303,8 +318,40 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
     error_text =
         "response exceeds max_body_bytes (" + std::to_string(core_.options.max_body_bytes) + ")";
   }
+  if (stream != nullptr)
+    wrap_stream_reply(connection, code == 0, *stream);
   count_answer(method, code, received_at);
-  return output.size() - output_before;
+  return connection.output().size() - output_before;
+}
+
+void IoThread::wrap_stream_reply(ServerConnection& connection, bool ok, StreamReply& stream) {
+  std::string frame;
+  frame.reserve(stream_reply_.size());
+  for (size_t i = 0; i < stream_reply_.chunk_count(); ++i)
+    frame.append(stream_reply_.chunk(i));
+  stream_reply_.clear();
+  const bool connects = ok && stream.accepted != nullptr;
+  // The header and meta of the DATA frame come on top of an answer that fit
+  // max_body_bytes; the client's decoder allows the same margin.
+  encode_stream_frame(data_frame_meta(stream.remote_id,
+                                      connects ? stream.accepted->id() : kInvalidStreamId),
+                      std::move(frame), core_.options.max_body_bytes + kStreamWrapBytes,
+                      connection.output());
+  if (connects) {
+    connection.add_stream(std::move(stream.accepted), stream.remote_id,
+                          stream.remote_needs_feedback);
+  } else if (stream.accepted != nullptr) {
+    stream.accepted->end(StreamEndReason::kNotAccepted);
+  }
+}
+
+void IoThread::flush_stream(uint64_t connection_id, const std::shared_ptr<StreamCore>& stream) {
+  assert_in_loop_thread();
+  if (std::shared_ptr<ServerConnection> connection = find_connection(connection_id)) {
+    connection->take_stream_output(stream);
+  } else {
+    stream->end(StreamEndReason::kConnectionBroken);
+  }
 }
 
 void IoThread::count_answer(MethodEntry* method, int32_t code,
@@ -346,11 +393,13 @@ void IoThread::abandon_in_flight_calls() {
       }
       continue;
     }
+    StreamReply stream{call->remote_stream_id(), call->remote_stream_needs_feedback(), nullptr};
     answer(*connection, call->correlation_id(), &call->method(), code,
            call->handler_started.load(std::memory_order_relaxed)
                ? "server stopped before the handler finished"
                : "server stopped before the handler ran (it never started)",
-           nullptr, std::string(), call->received_at());
+           nullptr, std::string(), call->received_at(), CompressType::kNone, {},
+           stream.remote_id >= 0 ? &stream : nullptr);
     connection->call_answered();
   }
 }

@@ -20,6 +20,7 @@ namespace percore::detail {
 
 class HttpConnection;
 class ServerConnection;
+class StreamCore;
 struct ServerCore;
 struct MethodEntry;
 
@@ -80,11 +81,26 @@ class IoThread {
   // `compress_type` other than kNone sends `compressed_response` (the
   // response, serialized and compressed by ServerCall::Run()) as its message
   // and writes compress_type in the meta. Returns the bytes encoded.
+  //
+  // A call whose request carried StreamSettings (`stream`, remote_id set) is
+  // answered as brpc answers it (baidu_rpc_protocol.cpp, SendRpcResponse):
+  // the whole answer frame travels as the data of a DATA frame to the
+  // client's stream, from our accepted stream's id (or -1), and an OK
+  // answer with an accepted stream carries our StreamSettings; the stream is
+  // then added to the connection. An accepted stream of a failed call ends
+  // kNotAccepted.
+  struct StreamReply {
+    int64_t remote_id = -1;
+    bool remote_needs_feedback = false;
+    std::shared_ptr<StreamCore> accepted;
+  };
   size_t answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
                 int32_t code, const std::string& text, const google::protobuf::Message* response,
                 std::string&& attachment, ServerCall::Clock::time_point received_at,
                 CompressType compress_type = CompressType::kNone,
-                std::string_view compressed_response = {});
+                std::string_view compressed_response = {}, StreamReply* stream = nullptr);
+  // A stream of `connection_id` has frames queued (StreamCarrier::wake).
+  void flush_stream(uint64_t connection_id, const std::shared_ptr<StreamCore>& stream);
   // Counts an answer that could not be sent (its connection is gone).
   void count_dropped(MethodEntry* method, int32_t code, ServerCall::Clock::time_point received_at);
   // Forgets a closed connection at the end of this loop pass.
@@ -101,6 +117,9 @@ class IoThread {
 
  private:
   void complete_call(ServerCall* call);
+  // Wraps the answer encoded in stream_reply_ in a DATA frame to the
+  // client's stream, and adds (or ends) the accepted stream.
+  void wrap_stream_reply(ServerConnection& connection, bool ok, StreamReply& stream);
   void untrack(ServerCall* call);
   void arm_sweep();
   void sweep();
@@ -126,6 +145,7 @@ class IoThread {
   uint64_t next_connection_serial_ = 0;
   ServerCall* in_flight_head_ = nullptr;
   wire::RpcMeta reply_meta_;  // Reused for every answer.
+  GatherBuffer stream_reply_;  // An answer to be wrapped in a DATA frame.
   // Finished calls by method, ready for reuse.
   std::unordered_map<const MethodEntry*, std::vector<ServerCall*>> call_pool_;
 };

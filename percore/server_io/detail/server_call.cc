@@ -60,6 +60,14 @@ void ServerCall::set_request_context(const std::string& remote_side,
   controller_.request_attachment_.assign(attachment.data(), attachment.size());
 }
 
+void ServerCall::set_remote_stream(int64_t remote_id, bool remote_needs_feedback,
+                                   bool supported) {
+  controller_.remote_stream_id_ = remote_id;
+  controller_.remote_needs_feedback_ = remote_needs_feedback;
+  controller_.streams_supported_ = supported;
+  controller_.max_stream_frame_bytes_ = io_thread_.core().options.max_body_bytes;
+}
+
 bool ServerCall::parse_request(std::string_view bytes, CompressType type, std::string* error) {
   controller_.request_compress_type_ = type;
   if (type == CompressType::kNone)

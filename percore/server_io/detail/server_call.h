@@ -19,6 +19,7 @@ class RpcRequestMeta;
 namespace percore::detail {
 
 class IoThread;
+class StreamCore;
 struct MethodEntry;
 
 // One request being served: its messages, controller and routing back to the
@@ -44,6 +45,18 @@ class ServerCall final : public google::protobuf::Closure {
   // deadline); `message_bytes` is the request message's size on the wire.
   void set_request_context(const std::string& remote_side, const wire::RpcRequestMeta& meta,
                            std::string_view attachment, size_t message_bytes);
+
+  // The request carried StreamSettings: the client attached stream
+  // `remote_id`. `supported`: the handler may accept it (not in a worker
+  // process). I/O thread, before the call runs.
+  void set_remote_stream(int64_t remote_id, bool remote_needs_feedback, bool supported);
+  int64_t remote_stream_id() const { return controller_.remote_stream_id_; }
+  bool remote_stream_needs_feedback() const { return controller_.remote_needs_feedback_; }
+  // The stream the handler accepted (null: none); I/O thread, after
+  // done->Run().
+  std::shared_ptr<StreamCore> take_accepted_stream() {
+    return std::move(controller_.accepted_stream_);
+  }
 
   // Parses the request message, decompressing it first when `type` says
   // so (to at most the server's max_body_bytes). False with the reason in

@@ -26,6 +26,29 @@ constexpr int kMaxReadsPerEvent = 4;
 // Buffers per write: Asio passes at most 64 to one sendmsg.
 constexpr size_t kMaxWriteBuffers = 64;
 
+FrameDecoderOptions decoder_options(const ServerOptions& options, ReadBlockPool* blocks,
+                                    std::span<char> inline_space) {
+  FrameDecoderOptions decoder{options.max_body_bytes, blocks, inline_space};
+  decoder.accept_stream_frames = true;  // Unknown streams are answered RST.
+  return decoder;
+}
+
+// Wakes the connection's I/O thread for a stream's queued frames.
+class ConnectionStreamCarrier final : public StreamCarrier {
+ public:
+  ConnectionStreamCarrier(IoThread& io_thread, uint64_t connection_id)
+      : io_thread_(io_thread), connection_id_(connection_id) {}
+  void wake(const std::shared_ptr<StreamCore>& stream) override {
+    boost::asio::post(io_thread_.context(), [&io = io_thread_, id = connection_id_, stream] {
+      io.flush_stream(id, stream);
+    });
+  }
+
+ private:
+  IoThread& io_thread_;
+  const uint64_t connection_id_;
+};
+
 bool would_block(const boost::system::error_code& error) {
   return error == boost::asio::error::would_block || error == boost::asio::error::try_again;
 }
@@ -39,8 +62,8 @@ ServerConnection::ServerConnection(IoThread& io_thread, ServerCore& core,
       socket_(std::move(socket)),
       id_(id),
       peer_(describe_peer(socket_.native_handle())),
-      decoder_(FrameDecoderOptions{core.options.max_body_bytes, &io_thread.read_blocks(),
-                                   std::span<char>(wake_buffer_)}) {}
+      decoder_(decoder_options(core.options, &io_thread.read_blocks(),
+                               std::span<char>(wake_buffer_))) {}
 
 void ServerConnection::start() {
   io_thread_.assert_in_loop_thread();
@@ -223,15 +246,20 @@ void ServerConnection::process_frames() {
       frames_waiting_ = decoder_.buffered_bytes() > 0;
       break;
     }
-    const DecodeStatus status = decoder_.next(frame_);
+    const DecodeStatus status = decoder_.next(frame_, stream_frame_);
     if (status == DecodeStatus::kNeedMore)
       break;
     if (is_rejection(status)) {
       reject(status, decode_status_text(status));
       break;
     }
-    dispatch(frame_);
+    if (status == DecodeStatus::kStreamFrame) {
+      on_stream_frame(stream_frame_);
+    } else {
+      dispatch(frame_);
+    }
   }
+  deliver_stream_input();
   in_pass_ = false;
 }
 
@@ -292,9 +320,15 @@ void ServerConnection::dispatch(const Frame& frame) {
     return;
   }
   const wire::RpcRequestMeta& request_meta = meta.request();
+  // A request that attaches a stream is answered inside a DATA frame to it,
+  // errors included (brpc's SendRpcResponse).
+  IoThread::StreamReply stream_reply{
+      meta.has_stream_settings() ? meta.stream_settings().stream_id() : kInvalidStreamId,
+      meta.stream_settings().need_feedback(), nullptr};
+  IoThread::StreamReply* stream = stream_reply.remote_id >= 0 ? &stream_reply : nullptr;
   auto answer_error = [&](MethodEntry* method, ErrorCode code, const std::string& text) {
     io_thread_.answer(*this, correlation_id, method, to_int(code), text, nullptr, std::string(),
-                      last_read_at_);
+                      last_read_at_, CompressType::kNone, {}, stream);
   };
 
   if (core_.stopping.load(std::memory_order_acquire)) {
@@ -314,7 +348,7 @@ void ServerConnection::dispatch(const Frame& frame) {
         return response;
       }();
       io_thread_.answer(*this, correlation_id, nullptr, 0, std::string(), &serving,
-                        std::string(), last_read_at_);
+                        std::string(), last_read_at_, CompressType::kNone, {}, stream);
       return;
     }
     answer_error(nullptr, ErrorCode::kNoService, "no such service: " + request_meta.service_name());
@@ -355,8 +389,87 @@ void ServerConnection::dispatch(const Frame& frame) {
     }
   }
   raw_call->set_request_context(peer_, request_meta, frame.attachment, frame.message.size());
+  if (stream != nullptr) {
+    raw_call->set_remote_stream(stream_reply.remote_id, stream_reply.remote_needs_feedback,
+                                method->mode != ExecutionMode::kProcessPool);
+  }
   ++in_flight_calls_;
   io_thread_.run_call(raw_call);
+}
+
+void ServerConnection::on_stream_frame(const StreamFrame& frame) {
+  const auto found = streams_.find(frame.stream_id());
+  if (found == streams_.end()) {
+    core_.stream_frames_for_unknown_streams.fetch_add(1, std::memory_order_relaxed);
+    // brpc answers a frame for a stream it does not know with RST to the
+    // sender's stream; an RST is never answered (it carries no source).
+    if (frame.type() != wire::FRAME_TYPE_RST && frame.meta.has_source_stream_id()) {
+      encode_stream_frame(rst_frame_meta(frame.meta.source_stream_id()), std::string(),
+                          core_.options.max_body_bytes, pending_output_);
+    }
+    return;
+  }
+  std::shared_ptr<StreamCore> stream = found->second;
+  if (frame.type() == wire::FRAME_TYPE_DATA &&
+      (streams_with_input_.empty() || streams_with_input_.back() != stream)) {
+    streams_with_input_.push_back(stream);
+  }
+  stream->on_frame(frame);
+  if (stream->ended())
+    streams_.erase(stream->id());
+}
+
+void ServerConnection::deliver_stream_input() {
+  // A stream may appear twice (input interleaved with another's): deliver()
+  // is then a no-op the second time.
+  for (const std::shared_ptr<StreamCore>& stream : streams_with_input_)
+    stream->deliver();
+  streams_with_input_.clear();
+}
+
+void ServerConnection::add_stream(std::shared_ptr<StreamCore> stream, StreamId remote_id,
+                                  bool remote_needs_feedback) {
+  io_thread_.assert_in_loop_thread();
+  if (state_ != State::kOpen) {
+    // The connection reads no more: the stream could never hear back.
+    stream->end(StreamEndReason::kConnectionBroken);
+    return;
+  }
+  if (stream_carrier_ == nullptr)
+    stream_carrier_ = std::make_shared<ConnectionStreamCarrier>(io_thread_, id_);
+  if (!stream->connect(remote_id, remote_needs_feedback, stream_carrier_))
+    return;  // The handler's side already ended it.
+  streams_.emplace(stream->id(), stream);
+  core_.streams_accepted.fetch_add(1, std::memory_order_relaxed);
+  take_stream_output(stream);
+}
+
+void ServerConnection::take_stream_output(const std::shared_ptr<StreamCore>& stream) {
+  io_thread_.assert_in_loop_thread();
+  if (state_ == State::kClosed || streams_.count(stream->id()) == 0)
+    return;
+  if (const std::optional<StreamEndReason> end = stream->take_outbox(pending_output_)) {
+    streams_.erase(stream->id());
+    stream->end(*end);
+  }
+  if (!in_pass_)
+    pump();
+}
+
+void ServerConnection::end_streams(bool send_close, StreamEndReason reason) {
+  if (streams_.empty())
+    return;
+  std::unordered_map<StreamId, std::shared_ptr<StreamCore>> streams;
+  streams.swap(streams_);
+  for (auto& [id, stream] : streams) {
+    if (send_close) {
+      stream->Close();
+      const std::optional<StreamEndReason> end = stream->take_outbox(pending_output_);
+      stream->end(end.value_or(reason));
+    } else {
+      stream->end(reason);
+    }
+  }
 }
 
 void ServerConnection::call_answered() {
@@ -499,6 +612,13 @@ void ServerConnection::check_timeouts(Clock::time_point now) {
   io_thread_.assert_in_loop_thread();
   const ServerOptions& options = core_.options;
   const auto linger = std::chrono::milliseconds(options.close_linger_ms);
+  if (!streams_.empty()) {
+    std::vector<std::shared_ptr<StreamCore>> streams;
+    for (const auto& entry : streams_)
+      streams.push_back(entry.second);
+    for (const std::shared_ptr<StreamCore>& stream : streams)
+      stream->check_idle(now);  // Queues CLOSE: take_stream_output ends it.
+  }
   switch (state_) {
     case State::kOpen:
       // Buffered bytes with nothing blocking dispatch are a partial frame.
@@ -508,6 +628,7 @@ void ServerConnection::check_timeouts(Clock::time_point now) {
         core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
         begin_close(CloseReason::kPartialFrameTimeout);
       } else if (options.idle_timeout_ms > 0 && in_flight_calls_ == 0 && unwritten_bytes() == 0 &&
+                 streams_.empty() &&
                  (decoder_.buffered_bytes() == 0 || wants_input()) &&
                  now - std::max(last_read_at_, last_write_at_) >=
                      std::chrono::milliseconds(options.idle_timeout_ms) &&
@@ -555,6 +676,10 @@ void ServerConnection::transition(State next) {
       break;
     case State::kDraining:
       write_stalled_since_ = Clock::now();
+      // Nothing more is read, so no stream could hear back: each is closed,
+      // its frames written first; after the peer's FIN it is broken.
+      end_streams(!input_ended_, input_ended_ ? StreamEndReason::kConnectionBroken
+                                               : StreamEndReason::kClosedByUs);
       break;
     case State::kFlushing:
       if (input_ended_ && !frames_ended_ && decoder_.buffered_bytes() > 0)
@@ -577,6 +702,7 @@ void ServerConnection::transition(State next) {
                  std::to_string(in_flight_calls_) + " calls unanswered";
         });
       }
+      end_streams(false, StreamEndReason::kConnectionBroken);
       socket_.close(ignored);
       core_.count_close(close_reason_);
       core_.open_connections.leave();

@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <percore/proto/detail/frame_decoder.h>
 #include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/detail/stream_core.h>
 #include <percore/server_io/detail/asio.h>
 #include <percore/server_io/detail/server_call.h>
 #include <percore/server_io/server_stats.h>
@@ -57,7 +59,17 @@ struct ServerCore;
 // I/O thread's pool, given back once no partial frame is buffered, so an
 // idle connection holds no read buffer and a busy one allocates none.
 //
-// Owns: the socket, the decoder and the output buffers. Kept alive by its I/O
+// Streams (brpc's Streaming RPC): a stream the handler accepted is added
+// when the call's answer is encoded (the answer travels in a DATA frame to
+// the client's stream, as brpc sends it); STRM frames are decoded beside
+// requests, handed to their stream, and its received messages delivered at
+// the end of each read pass; frames for a stream this side does not know are
+// answered RST. When the connection stops reading (the peer's FIN, a
+// rejection, Stop) every stream ends: their queued frames are written, then
+// CLOSE (kClosedByUs) — or, after the peer's FIN or a reset,
+// kConnectionBroken. A connection with streams open is not idle.
+//
+// Owns: the socket, the decoder, the output buffers and the open streams. Kept alive by its I/O
 // thread's table and by its own pending Asio operations (shared_ptr); others
 // refer to it by id.
 // Threads: its I/O thread only (checked in every method).
@@ -90,8 +102,18 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void begin_close(CloseReason reason);
   // Closes at once with a reset; answers not yet written are dropped.
   void abort(CloseReason reason);
-  // The I/O thread's periodic sweep: idle, partial-frame and linger timeouts.
+  // The I/O thread's periodic sweep: idle, partial-frame and linger timeouts,
+  // and the streams' idle timeouts.
   void check_timeouts(Clock::time_point now);
+
+  // A stream the handler of one of this connection's calls accepted, now
+  // that its answer is encoded: connected to the client's `remote_id`.
+  void add_stream(std::shared_ptr<StreamCore> stream, StreamId remote_id,
+                  bool remote_needs_feedback);
+  // Moves `stream`'s queued frames into the output (and ends it when they
+  // end with its CLOSE).
+  void take_stream_output(const std::shared_ptr<StreamCore>& stream);
+  size_t open_streams() const { return streams_.size(); }
 
  private:
   // Bytes the kernel holds for this connection that it has not read yet.
@@ -114,6 +136,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   Protocol sniff_protocol() const;
   void hand_over_to_http();
   void dispatch(const Frame& frame);
+  void on_stream_frame(const StreamFrame& frame);
+  // Hands each stream the messages of this read pass.
+  void deliver_stream_input();
+  // Ends every stream: with `send_close`, their queued frames and a CLOSE
+  // go out first.
+  void end_streams(bool send_close, StreamEndReason reason);
   void reject(DecodeStatus status, std::string_view text);
   void flush();
   void on_written(const boost::system::error_code& error, size_t bytes);
@@ -137,6 +165,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::array<char, 512> wake_buffer_;
   FrameDecoder decoder_;
   Frame frame_;  // Reused for every frame.
+  StreamFrame stream_frame_;
+  std::unordered_map<StreamId, std::shared_ptr<StreamCore>> streams_;
+  // Streams given DATA in this read pass (deliver_stream_input()).
+  std::vector<std::shared_ptr<StreamCore>> streams_with_input_;
+  std::shared_ptr<StreamCarrier> stream_carrier_;  // Made with the first stream.
   Clock::time_point last_read_at_;
   Clock::time_point last_write_at_;  // Kept only with an idle timeout, or closing.
   // Closing: when the output last made progress (or began to wait).

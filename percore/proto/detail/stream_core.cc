@@ -1,0 +1,287 @@
+#include <percore/proto/detail/stream_core.h>
+
+#include <span>
+
+namespace percore::detail {
+namespace {
+
+// Room for a DATA frame's meta, so that a message that Write accepts always
+// encodes.
+constexpr size_t kDataMetaBytes = 40;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             StreamCore::Clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+StreamId next_stream_id() {
+  static std::atomic<StreamId> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+StreamCore::StreamCore(StreamId id, StreamOptions options, size_t max_body_bytes)
+    : id_(id),
+      options_(std::move(options)),
+      max_body_bytes_(max_body_bytes),
+      window_(options_.max_buf_size),
+      last_received_ns_(now_ns()),
+      handler_(options_.handler) {}
+
+StreamCore::~StreamCore() = default;
+
+StreamWriteStatus StreamCore::Write(std::string&& message) {
+  if (message.size() + kDataMetaBytes > max_body_bytes_)
+    return StreamWriteStatus::kTooLarge;
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_ || end_.ended())
+      return StreamWriteStatus::kEnded;
+    if (!window_.can_write()) {
+      blocked_ = true;
+      return StreamWriteStatus::kFull;
+    }
+    window_.on_written(message.size());
+    // Before connect() the peer's id is not known: frames are encoded then.
+    if (carrier_ == nullptr) {
+      early_writes_.push_back(std::move(message));
+      return StreamWriteStatus::kOk;
+    }
+    wake = queue_frame_locked(data_frame_meta(remote_id_, id_), std::move(message));
+  }
+  if (wake)
+    wake_carrier();
+  return StreamWriteStatus::kOk;
+}
+
+bool StreamCore::WaitWritable(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  const bool ready = writable_.wait_for(lock, timeout, [&] {
+    return closing_ || end_.ended() || window_.can_write();
+  });
+  return ready && !closing_ && !end_.ended();
+}
+
+void StreamCore::Close() {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_ || end_.ended())
+      return;
+    closing_ = true;
+    end_after_outbox_ = StreamEndReason::kClosedByUs;
+    if (carrier_ != nullptr) {
+      wake = queue_frame_locked(close_frame_meta(remote_id_, id_), std::string());
+    }
+    // Not connected yet: connect() queues the CLOSE after the early writes.
+  }
+  writable_.notify_all();
+  if (wake)
+    wake_carrier();
+}
+
+uint64_t StreamCore::bytes_written() const {
+  std::lock_guard lock(mutex_);
+  return window_.written();
+}
+
+uint64_t StreamCore::bytes_acknowledged() const {
+  std::lock_guard lock(mutex_);
+  return window_.acknowledged();
+}
+
+uint64_t StreamCore::bytes_received() const {
+  return received_bytes_.load(std::memory_order_relaxed);
+}
+
+bool StreamCore::connect(StreamId remote_id, bool peer_needs_feedback,
+                         std::shared_ptr<StreamCarrier> carrier) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (end_.ended())
+      return false;
+    remote_id_ = remote_id;
+    carrier_ = std::move(carrier);
+    read_progress_.set_peer_needs_feedback(peer_needs_feedback);
+    for (std::string& message : early_writes_)
+      wake = queue_frame_locked(data_frame_meta(remote_id_, id_), std::move(message)) || wake;
+    early_writes_.clear();
+    early_writes_.shrink_to_fit();
+    if (closing_)
+      wake = queue_frame_locked(close_frame_meta(remote_id_, id_), std::string()) || wake;
+  }
+  if (wake)
+    wake_carrier();
+  return true;
+}
+
+bool StreamCore::connected() const {
+  std::lock_guard lock(mutex_);
+  return carrier_ != nullptr;
+}
+
+StreamId StreamCore::remote_id() const {
+  std::lock_guard lock(mutex_);
+  return remote_id_;
+}
+
+bool StreamCore::queue_frame_locked(const wire::StreamFrameMeta& meta, std::string&& data) {
+  // Write() checked the size against max_body_bytes_ with room for the meta.
+  encode_stream_frame(meta, std::move(data), max_body_bytes_, outbox_);
+  if (wake_pending_)
+    return false;
+  wake_pending_ = true;
+  return true;
+}
+
+void StreamCore::wake_carrier() {
+  std::shared_ptr<StreamCarrier> carrier;
+  {
+    std::lock_guard lock(mutex_);
+    carrier = carrier_;
+  }
+  if (carrier != nullptr)
+    carrier->wake(shared_from_this());
+}
+
+std::optional<StreamEndReason> StreamCore::take_outbox(GatherBuffer& out) {
+  std::lock_guard lock(mutex_);
+  wake_pending_ = false;
+  out.append(std::move(outbox_));
+  if (closing_ && carrier_ != nullptr)
+    return end_after_outbox_;
+  return std::nullopt;
+}
+
+void StreamCore::on_frame(const StreamFrame& frame) {
+  last_received_ns_.store(now_ns(), std::memory_order_relaxed);
+  switch (frame.type()) {
+    case wire::FRAME_TYPE_DATA: {
+      if (end_.ended())
+        return;
+      received_bytes_.fetch_add(frame.data.size(), std::memory_order_relaxed);
+      if (frame.meta.has_continuation()) {
+        if (partial_.size() + frame.data.size() > max_body_bytes_) {
+          // A peer that never ends its message cannot grow this without
+          // bound: the stream is closed.
+          partial_.clear();
+          partial_.shrink_to_fit();
+          Close();
+          return;
+        }
+        partial_.append(frame.data);
+        return;
+      }
+      if (partial_.empty()) {
+        inbox_.emplace_back(frame.data);
+      } else {
+        partial_.append(frame.data);
+        inbox_.push_back(std::move(partial_));
+        partial_.clear();
+      }
+      if (inbox_.size() >= static_cast<size_t>(std::max(1, options_.messages_in_batch)))
+        deliver();
+      return;
+    }
+    case wire::FRAME_TYPE_FEEDBACK: {
+      bool reopened = false;
+      {
+        std::lock_guard lock(mutex_);
+        reopened = window_.on_feedback(frame.meta.feedback().consumed_size()) && blocked_;
+        if (reopened)
+          blocked_ = false;
+      }
+      if (reopened) {
+        writable_.notify_all();
+        std::lock_guard callbacks(callback_mutex_);
+        if (handler_ != nullptr && !end_.ended())
+          handler_->on_writable(*this);
+      }
+      return;
+    }
+    case wire::FRAME_TYPE_CLOSE:
+      deliver();  // What came before the CLOSE is the handler's first.
+      end(StreamEndReason::kClosedByPeer);
+      return;
+    case wire::FRAME_TYPE_RST:
+      deliver();
+      end(StreamEndReason::kResetByPeer);
+      return;
+    default:
+      return;  // An unknown type from a newer peer: ignored.
+  }
+}
+
+void StreamCore::deliver() {
+  if (inbox_.empty())
+    return;
+  std::vector<std::string> batch;
+  batch.swap(inbox_);
+  uint64_t consumed = 0;
+  {
+    std::lock_guard callbacks(callback_mutex_);
+    const size_t step = static_cast<size_t>(std::max(1, options_.messages_in_batch));
+    for (size_t begin = 0; begin < batch.size(); begin += step) {
+      const size_t count = std::min(step, batch.size() - begin);
+      for (size_t i = begin; i < begin + count; ++i)
+        consumed += batch[i].size();
+      if (handler_ != nullptr && !end_.ended())
+        handler_->on_received_messages(*this, std::span<std::string>(batch.data() + begin, count));
+    }
+  }
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    read_progress_.on_consumed(consumed);
+    if (read_progress_.feedback_due() && carrier_ != nullptr && !end_.ended()) {
+      wake = queue_frame_locked(feedback_frame_meta(remote_id_, id_, read_progress_.take_feedback()),
+                                std::string());
+    }
+  }
+  if (wake)
+    wake_carrier();
+}
+
+bool StreamCore::end(StreamEndReason reason) {
+  if (!end_.end(reason))
+    return false;
+  {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+  }
+  writable_.notify_all();
+  std::shared_ptr<StreamHandler> handler;
+  std::lock_guard callbacks(callback_mutex_);
+  handler.swap(handler_);
+  if (handler != nullptr)
+    handler->on_closed(*this, reason);
+  return true;
+}
+
+void StreamCore::check_idle(Clock::time_point now) {
+  if (options_.idle_timeout_ms <= 0 || end_.ended())
+    return;
+  const int64_t idle_ns = now.time_since_epoch().count() -
+                          last_received_ns_.load(std::memory_order_relaxed);
+  if (idle_ns < int64_t{options_.idle_timeout_ms} * 1000000)
+    return;
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_)
+      return;
+    closing_ = true;
+    end_after_outbox_ = StreamEndReason::kIdleTimeout;
+    if (carrier_ != nullptr)
+      wake = queue_frame_locked(close_frame_meta(remote_id_, id_), std::string());
+  }
+  writable_.notify_all();
+  if (wake)
+    wake_carrier();
+}
+
+}  // namespace percore::detail

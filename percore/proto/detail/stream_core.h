@@ -1,0 +1,134 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/detail/stream_end.h>
+#include <percore/proto/detail/stream_frame.h>
+#include <percore/proto/detail/stream_window.h>
+#include <percore/proto/stream.h>
+
+namespace percore::detail {
+
+class StreamCore;
+
+// A new id for this process's end of a stream: unique in the process (as
+// brpc's), from 1 up. Any thread.
+StreamId next_stream_id();
+
+// The connection side of a stream: where its frames go. Implemented by the
+// server's connection and by the client's thread group.
+class StreamCarrier {
+ public:
+  virtual ~StreamCarrier() = default;
+  // Any thread (never under the stream's lock): `stream` has frames in its
+  // outbox; the carrier calls take_outbox() soon on the thread that writes
+  // the connection. Called once each time the outbox stops being empty.
+  virtual void wake(const std::shared_ptr<StreamCore>& stream) = 0;
+};
+
+// One end of a stream, the same on client and server: the write window
+// (StreamWriteWindow), the outbox of encoded frames waiting for the
+// carrier, the batching of received messages and their FEEDBACK
+// (StreamReadProgress), and the end (StreamEnd), which tells the handler
+// exactly once.
+//
+// Owns: the options (the handler until on_closed has returned), the outbox,
+// the inbox of messages not yet delivered, a partial message.
+// Threads: the Stream methods from any thread; connect() and take_outbox()
+// on the carrier's writing thread; on_frame() and deliver() on its reading
+// thread (the same thread on a server; the receive thread on a client);
+// end() from any thread. The handler's callbacks are serialized by
+// callback_mutex_.
+class StreamCore final : public Stream, public std::enable_shared_from_this<StreamCore> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `max_body_bytes`: the largest frame body the connection carries; a
+  // message (and a joined multi-frame message) may not exceed it.
+  StreamCore(StreamId id, StreamOptions options, size_t max_body_bytes);
+  ~StreamCore() override;
+
+  // --- Stream: any thread ---
+  StreamId id() const override { return id_; }
+  StreamWriteStatus Write(std::string&& message) override;
+  bool WaitWritable(std::chrono::milliseconds timeout) override;
+  void Close() override;
+  std::optional<StreamEndReason> end_reason() const override { return end_.reason(); }
+  uint64_t bytes_written() const override;
+  uint64_t bytes_acknowledged() const override;
+  uint64_t bytes_received() const override;
+
+  // --- the carrier ---
+  // Whether this side's settings say need_feedback (it has a window).
+  bool needs_feedback() const { return options_.max_buf_size != 0; }
+  // Connects to the peer's stream `remote_id` through `carrier`: frames
+  // written before go now. `peer_needs_feedback`: the peer's StreamSettings.
+  // False when the stream has already ended.
+  bool connect(StreamId remote_id, bool peer_needs_feedback,
+               std::shared_ptr<StreamCarrier> carrier);
+  bool connected() const;
+  StreamId remote_id() const;
+  // Moves the queued frames into `out`, in order. When they end with this
+  // side's CLOSE, returns the reason to end the stream with once they are
+  // written (the carrier then calls end() with it).
+  std::optional<StreamEndReason> take_outbox(GatherBuffer& out);
+  // A frame addressed to this stream (reading thread). DATA is batched:
+  // deliver() hands it over, at the end of the read pass or at once when a
+  // batch is full. FEEDBACK may wake writers; CLOSE and RST end the stream.
+  void on_frame(const StreamFrame& frame);
+  // Hands batched messages to the handler and queues the FEEDBACK owed
+  // (reading thread).
+  void deliver();
+  bool has_undelivered() const { return !inbox_.empty(); }
+  // Ends the stream with `reason` unless it has ended: writers wake, the
+  // handler's on_closed runs (here, on this thread). True if this call
+  // ended it. Any thread.
+  bool end(StreamEndReason reason);
+  bool ended() const { return end_.ended(); }
+  // The idle timeout: when nothing arrived for idle_timeout_ms by `now`,
+  // queues CLOSE (the stream then ends kIdleTimeout). Carrier's thread.
+  void check_idle(Clock::time_point now);
+
+ private:
+  // Encodes a frame into the outbox; true when the carrier must be woken.
+  // Under mutex_.
+  bool queue_frame_locked(const wire::StreamFrameMeta& meta, std::string&& data);
+  void wake_carrier();
+
+  const StreamId id_;
+  const StreamOptions options_;
+  const size_t max_body_bytes_;
+  StreamEnd end_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable writable_;
+  StreamWriteWindow window_;           // Under mutex_.
+  StreamReadProgress read_progress_;   // Under mutex_.
+  GatherBuffer outbox_;                // Under mutex_.
+  std::shared_ptr<StreamCarrier> carrier_;  // Under mutex_; set by connect().
+  StreamId remote_id_ = kInvalidStreamId;   // Under mutex_.
+  bool wake_pending_ = false;   // The carrier was woken and has not taken the outbox.
+  bool closing_ = false;        // A CLOSE is queued: no more writes.
+  std::optional<StreamEndReason> end_after_outbox_;  // Under mutex_.
+  bool blocked_ = false;        // A Write said kFull: tell on_writable.
+  std::vector<std::string> early_writes_;  // Under mutex_; written before connect().
+  std::atomic<uint64_t> received_bytes_{0};
+  std::atomic<int64_t> last_received_ns_;
+
+  // The reading thread's.
+  std::vector<std::string> inbox_;
+  std::string partial_;  // A message whose frames have not all arrived.
+
+  std::mutex callback_mutex_;  // Serializes the handler's callbacks.
+  std::shared_ptr<StreamHandler> handler_;  // Under callback_mutex_; dropped after on_closed.
+};
+
+}  // namespace percore::detail
