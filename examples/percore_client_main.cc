@@ -1,11 +1,18 @@
 // percore-client: one call through the client proxy.
 //   percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT
 //   percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]
-// Prints the echoed text, or true/false. A failed call prints its error code
+//   percore-client --target URI [--timeout-ms N] [--groups G] stream-echo TEXT...
+// Prints the echoed text, or true/false, or each message echoed on the
+// stream attached to example.EchoService.Echo (as brpc's streaming echo
+// client does), one per line. A failed call prints its error code
 // and text on stderr and exits 1; bad usage exits 2.
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +29,7 @@ namespace {
                "percore-client: %s\n"
                "usage: percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT\n"
                "       percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]\n"
+               "       percore-client --target URI [--timeout-ms N] [--groups G] stream-echo TEXT...\n"
                "  FAULT: crash, loop, exhaust-memory or abort, carried out by a server\n"
                "         started with --prime-allow-faults (to show process isolation)\n"
                "  URI: list://host:port[,host:port...]\n",
@@ -34,6 +42,90 @@ int report(const percore::Controller& controller) {
                std::string(percore::error_code_name(controller.ErrorCode())).c_str(),
                controller.ErrorText().c_str());
   return 1;
+}
+
+// Collects what comes back on the stream, for stream-echo.
+class CollectingHandler final : public percore::StreamHandler {
+ public:
+  void on_received_messages(percore::Stream&, std::span<std::string> messages) override {
+    std::lock_guard lock(mutex_);
+    for (std::string& message : messages)
+      received_.push_back(std::move(message));
+    changed_.notify_all();
+  }
+  void on_closed(percore::Stream&, percore::StreamEndReason reason) override {
+    std::lock_guard lock(mutex_);
+    end_ = reason;
+    changed_.notify_all();
+  }
+  // Waits until `count` messages came back or the stream ended, at most
+  // `timeout`; returns what came.
+  std::vector<std::string> wait_for(size_t count, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return received_.size() >= count || end_; });
+    return received_;
+  }
+  std::optional<percore::StreamEndReason> wait_end(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return end_.has_value(); });
+    return end_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::string> received_;
+  std::optional<percore::StreamEndReason> end_;
+};
+
+int stream_echo(percore::Channel& channel, const std::vector<std::string>& texts,
+                int timeout_ms) {
+  auto handler = std::make_shared<CollectingHandler>();
+  percore::Controller controller;
+  percore::StreamOptions stream_options;
+  stream_options.handler = handler;
+  std::shared_ptr<percore::Stream> stream = controller.open_stream(stream_options);
+  example::EchoService_Stub stub(&channel);
+  example::EchoRequest request;
+  request.set_message("percore-client stream-echo");
+  example::EchoResponse response;
+  stub.Echo(&controller, &request, &response, nullptr);
+  if (controller.Failed())
+    return report(controller);
+  if (stream->end_reason()) {
+    std::fprintf(stderr, "percore-client: the server did not accept the stream (%s)\n",
+                 std::string(percore::stream_end_reason_name(*stream->end_reason())).c_str());
+    return 1;
+  }
+  const auto timeout = std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 5000);
+  for (const std::string& text : texts) {
+    std::string message = text;
+    percore::StreamWriteStatus status;
+    while ((status = stream->Write(std::move(message))) == percore::StreamWriteStatus::kFull) {
+      if (!stream->WaitWritable(timeout))
+        break;
+    }
+    if (status != percore::StreamWriteStatus::kOk) {
+      std::fprintf(stderr, "percore-client: stream write failed (%s)\n",
+                   status == percore::StreamWriteStatus::kEnded ? "the stream ended"
+                                                                : "message too large");
+      return 1;
+    }
+  }
+  const std::vector<std::string> echoed = handler->wait_for(texts.size(), timeout);
+  for (const std::string& message : echoed)
+    std::printf("%s\n", message.c_str());
+  stream->Close();
+  handler->wait_end(timeout);
+  if (echoed.size() < texts.size()) {
+    const std::optional<percore::StreamEndReason> end = stream->end_reason();
+    std::fprintf(stderr, "percore-client: %zu of %zu messages came back (%s)\n", echoed.size(),
+                 texts.size(),
+                 end ? std::string(percore::stream_end_reason_name(*end)).c_str()
+                     : "timed out");
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -72,8 +164,10 @@ int main(int argc, char** argv) {
   }
   if (target.empty())
     usage("--target is required");
-  if (command.size() != 2 && !(command.size() == 3 && command[0] == "is_prime"))
-    usage("expected: echo TEXT or is_prime N [FAULT]");
+  const bool stream_command = !command.empty() && command[0] == "stream-echo";
+  if (stream_command ? command.size() < 2
+                     : command.size() != 2 && !(command.size() == 3 && command[0] == "is_prime"))
+    usage("expected: echo TEXT, is_prime N [FAULT] or stream-echo TEXT...");
 
   percore::Channel channel;
   std::string error;
@@ -81,6 +175,10 @@ int main(int argc, char** argv) {
   if (!channel.Init(target, options, &error)) {
     std::fprintf(stderr, "percore-client: %s\n", error.c_str());
     return 1;
+  }
+  if (stream_command) {
+    return stream_echo(channel, std::vector<std::string>(command.begin() + 1, command.end()),
+                       options.timeout_ms);
   }
   percore::Controller controller;
   if (command[0] == "echo") {

@@ -1,5 +1,7 @@
 #include <percore/client_proxy/controller.h>
 
+#include <percore/proto/detail/stream_core.h>
+
 namespace percore {
 
 void Controller::Reset() {
@@ -18,6 +20,13 @@ void Controller::Reset() {
   latency_us_ = 0;
   remote_side_.clear();
   retried_count_ = 0;
+  stream_.reset();
+}
+
+std::shared_ptr<Stream> Controller::open_stream(const StreamOptions& options) {
+  stream_ = std::make_shared<detail::StreamCore>(detail::next_stream_id(), options,
+                                                 kDefaultMaxBodyBytes);
+  return stream_;
 }
 
 void Controller::inherit(const CallContext& context) {

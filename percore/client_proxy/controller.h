@@ -4,11 +4,13 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 
 #include <percore/base/call_context.h>
 #include <percore/proto/error_code.h>
 #include <percore/proto/frame.h>
+#include <percore/proto/stream.h>
 
 namespace percore {
 
@@ -17,6 +19,7 @@ class ThreadGroup;
 class SendThread;
 class ReceiveThread;
 struct CallCompleter;
+class StreamCore;
 }  // namespace detail
 
 // The client side's RpcController: per-call settings in, outcome out.
@@ -81,6 +84,19 @@ class Controller : public google::protobuf::RpcController {
   // has started.
   std::string& request_attachment() { return request_attachment_; }
 
+  // Attaches a stream to the next call made with this controller (brpc's
+  // StreamCreate): the request carries this side's StreamSettings; the
+  // stream connects when the response arrives, if the server's handler
+  // accepted it (ServerController::AcceptStream), and ends kNotAccepted
+  // otherwise, or when the call fails. Messages written before that wait;
+  // the handler (options.handler) is told of messages and of the end on the
+  // group's receive or send thread. A call with a stream is not retried nor
+  // sent again to another server (max_retry and max_resends count as 0): the
+  // stream belongs to one connection. Returns the stream; one per call
+  // (a second open_stream replaces the first, which then ends kNotAccepted
+  // when the call is made). Reset() forgets it (the stream itself goes on).
+  std::shared_ptr<Stream> open_stream(const StreamOptions& options);
+
   // --- outcome ---
   bool Failed() const override { return error_code_ != ErrorCode::kOk; }
   std::string ErrorText() const override { return error_text_; }
@@ -124,6 +140,7 @@ class Controller : public google::protobuf::RpcController {
   int64_t parent_span_id_ = 0;
   CompressType request_compress_type_ = CompressType::kNone;
   std::string request_attachment_;
+  std::shared_ptr<detail::StreamCore> stream_;  // open_stream(); taken by the call.
   CompressType response_compress_type_ = CompressType::kNone;
 
   percore::ErrorCode error_code_ = ErrorCode::kOk;

@@ -64,10 +64,18 @@ class ClientConnection {
   };
 
   struct ReceiveSide {
-    explicit ReceiveSide(size_t max_body_bytes) : decoder(FrameDecoderOptions{max_body_bytes}) {}
+    explicit ReceiveSide(size_t max_body_bytes) : decoder(decoder_options(max_body_bytes)) {}
     int fd = -1;  // The receive thread's copy, given with the adoption.
     FrameDecoder decoder;
     Frame frame;
+    StreamFrame stream_frame;
+
+   private:
+    static FrameDecoderOptions decoder_options(size_t max_body_bytes) {
+      FrameDecoderOptions options{max_body_bytes};
+      options.accept_stream_frames = true;  // Streams of this group's calls.
+      return options;
+    }
   };
 
   ClientConnection(const EventLoop& send_loop, const EventLoop& receive_loop,

@@ -49,6 +49,20 @@ GroupState::GroupState(const ClientRuntimeOptions& runtime_options, int group_in
       table(static_cast<uint32_t>(runtime_options.max_inflight_per_group)),
       records(new CallRecord[runtime_options.max_inflight_per_group]) {}
 
+void CallCompleter::end_call_stream(GroupState& group, Controller* controller, ErrorCode code) {
+  std::shared_ptr<StreamCore> stream = std::move(controller->stream_);
+  if (stream == nullptr)
+    return;
+  if (code == ErrorCode::kOk && stream->connected())
+    return;  // Connected by the response: it lives on.
+  if (stream->connected()) {
+    stream->Close();  // A response that failed after all (unparsable): CLOSE.
+    return;
+  }
+  group.streams.remove(stream->id());
+  stream->end(StreamEndReason::kNotAccepted);
+}
+
 void CallCompleter::finish(GroupState& group, CallTable::Slot slot, ErrorCode code,
                            std::string text, const std::string& remote_side) {
   CallRecord& record = group.records[slot.index];
@@ -60,6 +74,7 @@ void CallCompleter::finish(GroupState& group, CallTable::Slot slot, ErrorCode co
   controller->remote_side_ = remote_side;
   controller->retried_count_ = record.resends.load(std::memory_order_relaxed);
   call.route->counters.ends.add(to_int(code));
+  end_call_stream(group, controller, code);
 
   google::protobuf::Closure* done = call.done;
   if (done == nullptr) {
@@ -85,6 +100,7 @@ void CallCompleter::fail_unpublished(GroupState& group, ChannelRoute& route,
   controller->remote_side_.clear();
   controller->retried_count_ = 0;
   route.counters.ends.add(to_int(code));
+  end_call_stream(group, controller, code);
   if (done != nullptr)
     deliver(group, route.options.completion, route, done, nullptr);
 }

@@ -13,6 +13,7 @@
 #include <percore/client_proxy/detail/call_table.h>
 #include <percore/client_proxy/detail/event_loop.h>
 #include <percore/proto/error_code.h>
+#include <percore/client_proxy/detail/stream_registry.h>
 
 namespace percore::detail {
 
@@ -62,6 +63,9 @@ struct GroupState {
   // Callback thread: runs a queued callback, frees its slot, leaves its gate.
   void run_callback(const QueuedCallback& callback);
 
+  // The streams attached to this group's calls (Controller::open_stream).
+  StreamRegistry streams;
+
   // Set when the group is being destroyed: new calls fail with 125.
   std::atomic<bool> closing{false};
 
@@ -71,6 +75,9 @@ struct GroupState {
 // whoever waits for it. Only the thread that won CallTable::try_complete()
 // for the slot (or a caller failing a call it never published) calls these.
 struct CallCompleter {
+  // The stream attached to a call that ends: kept if the response connected
+  // it, else ended (kNotAccepted) and unregistered.
+  static void end_call_stream(GroupState& group, Controller* controller, ErrorCode code);
   // Completes a won slot with `code` (0: OK; the response is already filled).
   static void finish(GroupState& group, CallTable::Slot slot, ErrorCode code, std::string text,
                      const std::string& remote_side);

@@ -86,25 +86,111 @@ void ReceiveThread::read(ClientConnection& connection) {
     connection.reads.store(connection.reads.load(std::memory_order_relaxed) + 1,
                            std::memory_order_relaxed);
     for (;;) {
-      const DecodeStatus status = side.decoder.next(side.frame);
+      const DecodeStatus status = side.decoder.next(side.frame, side.stream_frame);
       if (status == DecodeStatus::kNeedMore)
         break;
       if (is_rejection(status)) {
+        deliver_stream_input();
         RouteCounters::bump(connection.counters.malformed_responses);
         let_go(connection, ConnectionPool::LetGo::kError,
                "malformed frame from the server: " + std::string(decode_status_text(status)));
         return;
       }
-      if (!handle_frame(connection, side.frame))
+      const bool kept = status == DecodeStatus::kStreamFrame
+                            ? handle_stream_frame(connection, side.stream_frame)
+                            : handle_frame(connection, side.frame);
+      if (!kept) {
+        deliver_stream_input();
         return;
+      }
     }
+    deliver_stream_input();
     // A short read means the socket is drained; epoll will say when more comes.
     if (static_cast<size_t>(bytes) < space.size())
       return;
   }
 }
 
-bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& frame) {
+bool ReceiveThread::handle_stream_frame(ClientConnection& connection, const StreamFrame& frame) {
+  loop_.assert_in_loop_thread();
+  const StreamRegistry::Entry entry = group_.streams.find(frame.stream_id());
+  const bool known = entry.stream != nullptr &&
+                     (entry.connection_id == 0 || entry.connection_id == connection.id);
+  if (known && entry.connection_id == connection.id) {
+    // A connected stream's frame.
+    const std::shared_ptr<StreamCore>& stream = entry.stream;
+    if (frame.type() == wire::FRAME_TYPE_DATA &&
+        (streams_with_input_.empty() || streams_with_input_.back() != stream)) {
+      streams_with_input_.push_back(stream);
+    }
+    stream->on_frame(frame);
+    if (stream->ended())
+      group_.streams.remove(stream->id());
+    return true;
+  }
+  if (known && frame.type() == wire::FRAME_TYPE_DATA) {
+    // Not connected yet: this DATA carries the response of the call that
+    // attached the stream (brpc's SendRpcResponse with a remote stream).
+    FrameDecoder inner(FrameDecoderOptions{connection.receive_side().decoder.max_body_bytes()});
+    const std::span<char> space = inner.prepare(frame.data.size());
+    std::copy(frame.data.begin(), frame.data.end(), space.begin());
+    inner.commit(frame.data.size());
+    Frame response;
+    const DecodeStatus status = inner.next(response);
+    if (status != DecodeStatus::kFrame || inner.buffered_bytes() != 0) {
+      RouteCounters::bump(connection.counters.malformed_responses);
+      let_go(connection, ConnectionPool::LetGo::kError,
+             "malformed response inside a stream's first DATA frame from the server");
+      return false;
+    }
+    const CallTable::Slot slot = CallTable::slot_of(response.meta.correlation_id());
+    const bool ours =
+        group_.table.is_pending(slot) &&
+        group_.records[slot.index].queued_on.load(std::memory_order_acquire) == connection.id;
+    const bool accepted = response.meta.has_stream_settings() &&
+                          response.meta.response().error_code() == 0;
+    if (ours && accepted && group_.streams.bind(entry.stream->id(), connection.id)) {
+      const wire::StreamSettings& settings = response.meta.stream_settings();
+      // Connected before the call completes: the caller may write at once.
+      entry.stream->connect(settings.stream_id(), settings.need_feedback(),
+                            send_.stream_carrier(connection.id));
+    } else if (!ours && response.meta.has_stream_settings()) {
+      // The call ended already: the server's stream is refused (brpc RSTs).
+      GatherBuffer rst;
+      encode_stream_frame(rst_frame_meta(response.meta.stream_settings().stream_id()),
+                          std::string(), kDefaultMaxBodyBytes, rst);
+      send_rst(connection.id, rst);
+    }
+    return handle_frame(connection, response, /*stream_call=*/true);
+  }
+  RouteCounters::bump(connection.counters.stale_replies);
+  // A frame for a stream this group does not know here: RST to its sender,
+  // as brpc does; an RST is never answered.
+  if (frame.type() != wire::FRAME_TYPE_RST && frame.meta.has_source_stream_id() &&
+      frame.meta.source_stream_id() >= 0) {
+    GatherBuffer rst;
+    encode_stream_frame(rst_frame_meta(frame.meta.source_stream_id()), std::string(),
+                        kDefaultMaxBodyBytes, rst);
+    send_rst(connection.id, rst);
+  }
+  return true;
+}
+
+void ReceiveThread::send_rst(uint64_t connection_id, const GatherBuffer& frame) {
+  std::string bytes;
+  for (size_t i = 0; i < frame.chunk_count(); ++i)
+    bytes.append(frame.chunk(i));
+  send_.post_stream_frame(connection_id, std::move(bytes));
+}
+
+void ReceiveThread::deliver_stream_input() {
+  for (const std::shared_ptr<StreamCore>& stream : streams_with_input_)
+    stream->deliver();
+  streams_with_input_.clear();
+}
+
+bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& frame,
+                                 bool stream_call) {
   loop_.assert_in_loop_thread();
   if (frame.is_request()) {
     RouteCounters::bump(connection.counters.malformed_responses);
@@ -125,7 +211,7 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
     return true;
   }
   const int32_t code = frame.meta.response().error_code();
-  if (code == to_int(ErrorCode::kServerStopping)) {
+  if (code == to_int(ErrorCode::kServerStopping) && !stream_call) {
     // The server did not run it: the send thread sends it elsewhere.
     send_.post_resend(slot, connection.id);
     return true;

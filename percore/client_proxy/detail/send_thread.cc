@@ -84,6 +84,87 @@ void SendThread::post_probe_answered(uint64_t connection_id) {
   });
 }
 
+namespace {
+
+// Wakes the send thread for the frames of a stream bound to one connection.
+class ConnectionStreamCarrier final : public StreamCarrier {
+ public:
+  ConnectionStreamCarrier(SendThread& send, uint64_t connection_id)
+      : send_(send), connection_id_(connection_id) {}
+  void wake(const std::shared_ptr<StreamCore>& stream) override {
+    send_.post_stream_output(connection_id_, stream);
+  }
+
+ private:
+  SendThread& send_;
+  const uint64_t connection_id_;
+};
+
+}  // namespace
+
+std::shared_ptr<StreamCarrier> SendThread::stream_carrier(uint64_t connection_id) {
+  return std::make_shared<ConnectionStreamCarrier>(*this, connection_id);
+}
+
+void SendThread::post_stream_output(uint64_t connection_id, std::shared_ptr<StreamCore> stream) {
+  loop_.post([this, connection_id, stream = std::move(stream)] {
+    take_stream_output(connection_id, stream);
+  });
+}
+
+void SendThread::post_stream_frame(uint64_t connection_id, std::string frame) {
+  loop_.post([this, connection_id, frame = std::move(frame)]() mutable {
+    write_stream_frame(connection_id, std::move(frame));
+  });
+}
+
+void SendThread::take_stream_output(uint64_t connection_id,
+                                    const std::shared_ptr<StreamCore>& stream) {
+  loop_.assert_in_loop_thread();
+  const ConnectionRegistry::Entry entry = registry_.find(connection_id);
+  const ClientConnection::State state =
+      entry.connection != nullptr ? entry.connection->send_side().state
+                                  : ClientConnection::State::kClosed;
+  if (state != ClientConnection::State::kReady && state != ClientConnection::State::kEjected &&
+      state != ClientConnection::State::kDraining) {
+    group_.streams.remove(stream->id());
+    stream->end(StreamEndReason::kConnectionBroken);
+    return;
+  }
+  GatherBuffer frames;
+  const std::optional<StreamEndReason> end = stream->take_outbox(frames);
+  append_to(*entry.connection, std::move(frames));
+  if (end) {
+    group_.streams.remove(stream->id());
+    stream->end(*end);
+  }
+}
+
+void SendThread::write_stream_frame(uint64_t connection_id, std::string&& frame) {
+  loop_.assert_in_loop_thread();
+  const ConnectionRegistry::Entry entry = registry_.find(connection_id);
+  if (entry.connection == nullptr)
+    return;
+  const ClientConnection::State state = entry.connection->send_side().state;
+  if (state != ClientConnection::State::kReady && state != ClientConnection::State::kEjected &&
+      state != ClientConnection::State::kDraining) {
+    return;
+  }
+  GatherBuffer bytes;
+  bytes.append_owned(std::move(frame));
+  append_to(*entry.connection, std::move(bytes));
+}
+
+void SendThread::append_to(ClientConnection& connection, GatherBuffer&& bytes) {
+  ClientConnection::SendSide& side = connection.send_side();
+  side.bytes_queued += bytes.size();
+  side.pending.append(std::move(bytes));
+  if (!side.dirty) {
+    side.dirty = true;
+    dirty_.push_back(&connection);
+  }
+}
+
 void SendThread::post_shutdown() {
   loop_.post([this] { shut_down(); });
 }
@@ -402,6 +483,8 @@ void SendThread::on_released(uint64_t connection_id, ConnectionPool::LetGo how,
   entry.pool->on_let_go(connection, how, had_calls, why);
   settle_calls_on(gone, "connection to " + gone.remote_side + " broke" +
                             (why.empty() ? std::string() : ": " + why));
+  for (const std::shared_ptr<StreamCore>& stream : group_.streams.remove_on_connection(gone.id))
+    stream->end(StreamEndReason::kConnectionBroken);
   for (ChannelRoute* route : routes_) {
     if (route->send_side(loop_).pool.get() == entry.pool) {
       retire_if_done(*route);
@@ -533,6 +616,8 @@ void SendThread::shut_down() {
   loop_.assert_in_loop_thread();
   // The receive thread has stopped: nothing else completes calls now.
   cancel_calls(nullptr);
+  for (const std::shared_ptr<StreamCore>& stream : group_.streams.remove_all())
+    stream->end(StreamEndReason::kConnectionBroken);
   for (ChannelRoute* route : routes_)
     route->send_side(loop_).pool.reset();  // Closes what is still open.
   routes_.clear();

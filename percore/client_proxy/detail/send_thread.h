@@ -62,6 +62,15 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void post_resend(CallTable::Slot slot, uint64_t connection_id);
   // Receive thread: the health check on `connection_id` was answered.
   void post_probe_answered(uint64_t connection_id);
+  // A stream bound to `connection_id` has frames queued: they are moved to
+  // the connection's buffer (or the stream ends, the connection being gone).
+  void post_stream_output(uint64_t connection_id, std::shared_ptr<StreamCore> stream);
+  // Receive thread: a stream frame of its own to write on `connection_id`
+  // (an RST for a stream this side does not know).
+  void post_stream_frame(uint64_t connection_id, std::string frame);
+  // The carrier of the streams bound to `connection_id` (StreamCarrier::wake
+  // posts post_stream_output).
+  std::shared_ptr<StreamCarrier> stream_carrier(uint64_t connection_id);
   // The group is being destroyed (the receive thread has stopped): every
   // pending call ends with 125 and the loop stops.
   void post_shutdown();
@@ -86,6 +95,12 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void resend(CallTable::Slot slot, uint64_t avoid_server);
   void retry_waiting(ChannelRoute& route);
   void complete(CallTable::Slot slot, ErrorCode code, std::string text);
+
+  // --- streams ---
+  void take_stream_output(uint64_t connection_id, const std::shared_ptr<StreamCore>& stream);
+  void write_stream_frame(uint64_t connection_id, std::string&& frame);
+  // Appends `bytes` to the connection's queue and marks it for the flush.
+  void append_to(ClientConnection& connection, GatherBuffer&& bytes);
 
   // --- writing ---
   void queue_on(ClientConnection& connection, CallRecord& record,

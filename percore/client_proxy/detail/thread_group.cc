@@ -1,5 +1,7 @@
 #include <percore/client_proxy/detail/thread_group.h>
 
+#include <percore/proto/detail/stream_core.h>
+
 #include <pthread.h>
 
 #include <climits>
@@ -148,6 +150,13 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   call.max_retry =
       controller->max_retry() >= 0 ? controller->max_retry() : route.options.max_retry;
   call.max_resends = route.options.max_resends;
+  // A stream belongs to the connection its response comes on: its call is
+  // never sent again.
+  const std::shared_ptr<StreamCore>& stream = controller->stream_;
+  if (stream != nullptr) {
+    call.max_retry = 0;
+    call.max_resends = 0;
+  }
   record.resends.store(0, std::memory_order_relaxed);
   record.finished.store(0, std::memory_order_relaxed);
   record.queued_on.store(0, std::memory_order_relaxed);
@@ -176,7 +185,9 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
       static_cast<int32_t>(compress_type),
       controller->trace_id(),
       controller->span_id(),
-      controller->parent_span_id()};
+      controller->parent_span_id(),
+      stream != nullptr ? stream->id() : 0,
+      stream != nullptr && stream->needs_feedback()};
   call.head.clear();
   EncodeStatus encoded = EncodeStatus::kBodyTooLarge;
   size_t message_bytes = 0;
@@ -228,6 +239,8 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
     attachment.clear();
   }
 
+  if (stream != nullptr)
+    state_.streams.add(stream);  // Before the response can come.
   state_.table.publish(*slot);
   state_.requests.enqueue(*slot);
   state_.send_loop.wake();

@@ -77,6 +77,8 @@ struct FrameDecoderOptions {
 // Owns: its receive buffer. Threads: one owner thread at a time.
 class FrameDecoder {
  public:
+  // The largest body this decoder accepts (FrameDecoderOptions).
+  size_t max_body_bytes() const { return options_.max_body_bytes; }
   explicit FrameDecoder(FrameDecoderOptions options = {});
   FrameDecoder(const FrameDecoder&) = delete;
   FrameDecoder& operator=(const FrameDecoder&) = delete;

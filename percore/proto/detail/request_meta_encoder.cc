@@ -10,6 +10,10 @@ constexpr uint8_t kRequestKey = (1 << 3) | 2;         // RpcMeta.request
 constexpr uint8_t kCompressTypeKey = (3 << 3) | 0;   // RpcMeta.compress_type
 constexpr uint8_t kCorrelationIdKey = (4 << 3) | 0;   // RpcMeta.correlation_id
 constexpr uint8_t kAttachmentSizeKey = (5 << 3) | 0;  // RpcMeta.attachment_size
+constexpr uint8_t kStreamSettingsKey = (8 << 3) | 2;  // RpcMeta.stream_settings
+constexpr uint8_t kStreamIdKey = (1 << 3) | 0;        // StreamSettings.stream_id
+constexpr uint8_t kNeedFeedbackKey = (2 << 3) | 0;    // StreamSettings.need_feedback
+constexpr uint8_t kWritableKey = (3 << 3) | 0;        // StreamSettings.writable
 constexpr uint8_t kServiceNameKey = (1 << 3) | 2;     // RpcRequestMeta.service_name
 constexpr uint8_t kMethodNameKey = (2 << 3) | 2;      // RpcRequestMeta.method_name
 constexpr uint8_t kLogIdKey = (3 << 3) | 0;           // RpcRequestMeta.log_id
@@ -89,7 +93,15 @@ size_t RequestMetaEncoder::size(const CallFields& fields) const {
   bytes += 1 + varint_size(as_varint(fields.correlation_id));
   if (fields.attachment_size != 0)
     bytes += 1 + varint_size(as_varint(fields.attachment_size));
+  if (fields.stream_id != 0) {
+    const size_t settings = stream_settings_size(fields);
+    bytes += 1 + varint_size(settings) + settings;
+  }
   return bytes;
+}
+
+size_t RequestMetaEncoder::stream_settings_size(const CallFields& fields) {
+  return 1 + varint_size(as_varint(fields.stream_id)) + 2 + 2;
 }
 
 char* RequestMetaEncoder::write(const CallFields& fields, char* out) const {
@@ -119,6 +131,16 @@ char* RequestMetaEncoder::write(const CallFields& fields, char* out) const {
   if (fields.attachment_size != 0) {
     *out++ = static_cast<char>(kAttachmentSizeKey);
     out = write_varint(as_varint(fields.attachment_size), out);
+  }
+  if (fields.stream_id != 0) {
+    *out++ = static_cast<char>(kStreamSettingsKey);
+    out = write_varint(stream_settings_size(fields), out);
+    *out++ = static_cast<char>(kStreamIdKey);
+    out = write_varint(as_varint(fields.stream_id), out);
+    *out++ = static_cast<char>(kNeedFeedbackKey);
+    *out++ = fields.stream_need_feedback ? 1 : 0;
+    *out++ = static_cast<char>(kWritableKey);
+    *out++ = 1;
   }
   return out;
 }

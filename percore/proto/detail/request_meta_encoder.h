@@ -25,6 +25,10 @@ class RequestMetaEncoder {
     int64_t trace_id = 0;
     int64_t span_id = 0;
     int64_t parent_span_id = 0;
+    // The client's stream attached to the call (RpcMeta.stream_settings:
+    // stream_id, need_feedback, writable = true); 0: none.
+    int64_t stream_id = 0;
+    bool stream_need_feedback = false;
   };
 
   RequestMetaEncoder(std::string_view service_name, std::string_view method_name);
@@ -36,6 +40,7 @@ class RequestMetaEncoder {
 
  private:
   size_t request_size(const CallFields& fields) const;
+  static size_t stream_settings_size(const CallFields& fields);
   static bool has_trace(const CallFields& fields) {
     return (fields.trace_id | fields.span_id | fields.parent_span_id) != 0;
   }
