@@ -1,0 +1,519 @@
+// Streams between a percore client and a percore server over loopback:
+// messages both ways in order, flow control, the end of a stream from each
+// side (CLOSE, RST, a broken connection, Stop), each end told exactly once.
+// The echo service of the examples (which accepts a stream attached to
+// example.EchoService.Echo and echoes it) runs inline and on worker threads;
+// ScriptedStreamService does what the request's message says.
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "examples/echo_service.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
+#include <percore/server_io/server.h>
+#include <percore/server_io/server_controller.h>
+#include "test/support/eventually.h"
+#include "test/support/slack.h"
+
+namespace percore {
+namespace {
+
+using std::chrono::milliseconds;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// Records what one end of a stream is told: messages in order, the end and
+// how many times it was told (must be once).
+class RecordingHandler : public StreamHandler {
+ public:
+  void on_received_messages(Stream&, std::span<std::string> messages) override {
+    std::lock_guard lock(mutex_);
+    for (std::string& message : messages) {
+      bytes_ += message.size();
+      if (keep_messages_)
+        messages_.push_back(std::move(message));
+      ++count_;
+    }
+    changed_.notify_all();
+  }
+  void on_closed(Stream&, StreamEndReason reason) override {
+    std::lock_guard lock(mutex_);
+    ++ends_;
+    end_ = reason;
+    changed_.notify_all();
+  }
+
+  template <typename Condition>
+  bool wait(milliseconds timeout, Condition condition) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, testing::scaled(timeout), [&] { return condition(); });
+  }
+  bool wait_end(milliseconds timeout = milliseconds(5000)) {
+    return wait(timeout, [&] { return end_.has_value(); });
+  }
+  std::vector<std::string> messages() {
+    std::lock_guard lock(mutex_);
+    return messages_;
+  }
+  uint64_t count() {
+    std::lock_guard lock(mutex_);
+    return count_;
+  }
+  uint64_t bytes() {
+    std::lock_guard lock(mutex_);
+    return bytes_;
+  }
+  int ends() {
+    std::lock_guard lock(mutex_);
+    return ends_;
+  }
+  std::optional<StreamEndReason> end() {
+    std::lock_guard lock(mutex_);
+    return end_;
+  }
+  void keep_messages(bool keep) { keep_messages_ = keep; }
+
+  // Under mutex_ (for wait conditions).
+  uint64_t count_ = 0;
+  uint64_t bytes_ = 0;
+  int ends_ = 0;
+  std::optional<StreamEndReason> end_;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::string> messages_;
+  bool keep_messages_ = true;
+};
+
+// example.EchoService.Echo, doing what request.message() says with the
+// attached stream:
+//   "refuse"   does not accept it;
+//   "fail"     accepts it, then fails the call (2001);
+//   "send N"   accepts it, writes N messages "0".."N-1", then closes it;
+//   "hold"     accepts it and keeps it (the test closes or breaks it).
+// Every accepted stream's server end is recorded in `ends`.
+class ScriptedStreamService : public example::EchoService {
+ public:
+  void Echo(google::protobuf::RpcController* controller, const example::EchoRequest* request,
+            example::EchoResponse* response, google::protobuf::Closure* done) override {
+    auto* server_controller = static_cast<ServerController*>(controller);
+    const std::string& script = request->message();
+    response->set_message(script);
+    if (script == "refuse") {
+      done->Run();
+      return;
+    }
+    auto handler = std::make_shared<RecordingHandler>();
+    StreamOptions options;
+    options.handler = handler;
+    std::shared_ptr<Stream> stream;
+    if (!server_controller->AcceptStream(options, &stream)) {
+      server_controller->SetFailed("no stream to accept");
+      done->Run();
+      return;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      handlers_.push_back(handler);
+      streams_.push_back(stream);
+    }
+    if (script == "fail") {
+      server_controller->SetFailed("failing after accepting");
+    } else if (script.rfind("send ", 0) == 0) {
+      const int count = std::atoi(script.c_str() + 5);
+      for (int i = 0; i < count; ++i)
+        EXPECT_EQ(stream->Write(std::to_string(i)), StreamWriteStatus::kOk);
+      stream->Close();
+    }
+    done->Run();
+  }
+
+  std::shared_ptr<RecordingHandler> handler(size_t index) {
+    std::lock_guard lock(mutex_);
+    return index < handlers_.size() ? handlers_[index] : nullptr;
+  }
+  std::shared_ptr<Stream> stream(size_t index) {
+    std::lock_guard lock(mutex_);
+    return index < streams_.size() ? streams_[index] : nullptr;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<RecordingHandler>> handlers_;
+  std::vector<std::shared_ptr<Stream>> streams_;
+};
+
+// VmRSS of this process, in bytes.
+size_t resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0)
+      return static_cast<size_t>(std::atoll(line.c_str() + 6)) * 1024;
+  }
+  return 0;
+}
+
+// Shuts down (both ways) this process's client sockets connected to
+// `port`: the connection breaks under both ends, as a network fault would.
+int break_connections_to(uint16_t port) {
+  int broken = 0;
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (fds == nullptr)
+    return 0;
+  std::vector<int> candidates;
+  while (dirent* entry = ::readdir(fds)) {
+    const int fd = std::atoi(entry->d_name);
+    if (fd > 2)
+      candidates.push_back(fd);
+  }
+  ::closedir(fds);
+  for (const int fd : candidates) {
+    sockaddr_in peer{};
+    sockaddr_in local{};
+    socklen_t peer_size = sizeof(peer);
+    socklen_t local_size = sizeof(local);
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_size) != 0 ||
+        peer.sin_family != AF_INET) {
+      continue;
+    }
+    if (ntohs(peer.sin_port) == port && ntohs(local.sin_port) != port) {
+      ::shutdown(fd, SHUT_RDWR);
+      ++broken;
+    }
+  }
+  return broken;
+}
+
+class StreamTest : public ::testing::TestWithParam<ExecutionMode> {
+ protected:
+  void start(google::protobuf::Service* service) {
+    ServerOptions options;
+    options.io_threads = 2;
+    options.workers = 2;
+    server_ = std::make_unique<Server>(options);
+    ServiceOptions service_options;
+    service_options.default_mode = GetParam();
+    ASSERT_TRUE(server_->AddService(service, service_options));
+    std::string error;
+    ASSERT_TRUE(server_->Start("127.0.0.1:0", &error)) << error;
+    ChannelOptions channel_options;
+    channel_options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(10000)).count());
+    channel_options.private_groups = ClientRuntimeOptions{.groups = 1};
+    channel_ = std::make_unique<Channel>();
+    ASSERT_TRUE(channel_->Init("127.0.0.1:" + std::to_string(server_->port()), channel_options,
+                               &error))
+        << error;
+  }
+
+  void TearDown() override {
+    channel_.reset();
+    if (server_ != nullptr)
+      server_->Stop();
+    server_.reset();
+  }
+
+  // Calls Echo with `message` and a stream; returns the client's end.
+  std::shared_ptr<Stream> open(const std::string& message,
+                               const std::shared_ptr<RecordingHandler>& handler,
+                               Controller& controller, uint64_t max_buf_size = 2u << 20) {
+    StreamOptions options;
+    options.handler = handler;
+    options.max_buf_size = max_buf_size;
+    std::shared_ptr<Stream> stream = controller.open_stream(options);
+    example::EchoService_Stub stub(channel_.get());
+    example::EchoRequest request;
+    request.set_message(message);
+    example::EchoResponse response;
+    stub.Echo(&controller, &request, &response, nullptr);
+    return stream;
+  }
+
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Channel> channel_;
+};
+
+TEST_P(StreamTest, MessagesAreEchoedInOrderAndACloseEndsBothSidesOnce) {
+  examples::EchoServiceImpl echo;
+  start(&echo);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("hello", handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_FALSE(stream->end_reason().has_value());
+  constexpr int kMessages = 1000;
+  for (int i = 0; i < kMessages; ++i) {
+    std::string message = "message " + std::to_string(i);
+    while (stream->Write(std::move(message)) == StreamWriteStatus::kFull)
+      ASSERT_TRUE(stream->WaitWritable(testing::scaled(milliseconds(5000))));
+  }
+  ASSERT_TRUE(handler->wait(milliseconds(10000), [&] { return handler->count_ == kMessages; }));
+  const std::vector<std::string> messages = handler->messages();
+  for (int i = 0; i < kMessages; ++i)
+    ASSERT_EQ(messages[i], "message " + std::to_string(i));
+  stream->Close();
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByUs);
+  EXPECT_EQ(stream->Write("late"), StreamWriteStatus::kEnded);
+  std::this_thread::sleep_for(testing::scaled(milliseconds(100)));
+  EXPECT_EQ(handler->ends(), 1);
+  EXPECT_EQ(server_->stats().streams_accepted, 1u);
+}
+
+TEST_P(StreamTest, AHundredMegabytesBothWaysStayWithinTheWindows) {
+  examples::EchoServiceImpl echo;
+  start(&echo);
+  auto handler = std::make_shared<RecordingHandler>();
+  handler->keep_messages(false);
+  Controller controller;
+  constexpr uint64_t kWindow = 1u << 20;
+  std::shared_ptr<Stream> stream = open("bulk", handler, controller, kWindow);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  constexpr size_t kMessageBytes = 64 * 1024;
+  constexpr uint64_t kTotal = 100ull << 20;
+  const size_t rss_before = resident_bytes();
+  size_t rss_peak = rss_before;
+  uint64_t written = 0;
+  const std::string payload(kMessageBytes, 'x');
+  while (written < kTotal) {
+    std::string message = payload;
+    StreamWriteStatus status;
+    while ((status = stream->Write(std::move(message))) == StreamWriteStatus::kFull)
+      ASSERT_TRUE(stream->WaitWritable(testing::scaled(milliseconds(10000))));
+    ASSERT_EQ(status, StreamWriteStatus::kOk);
+    written += kMessageBytes;
+    // What this side has written and the peer not yet consumed stays
+    // within the window plus one message.
+    ASSERT_LE(stream->bytes_written() - stream->bytes_acknowledged(), kWindow + kMessageBytes);
+    if ((written / kMessageBytes) % 64 == 0)
+      rss_peak = std::max(rss_peak, resident_bytes());
+  }
+  ASSERT_TRUE(handler->wait(milliseconds(60000), [&] { return handler->bytes_ == kTotal; }));
+  EXPECT_EQ(stream->bytes_received(), kTotal);
+  stream->Close();
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByUs);
+  if (!kSanitized) {
+    // Client and server share this process: two windows of 1 MiB and 2 MiB,
+    // socket and read buffers. A stream that ignored its window would hold
+    // most of the 100 MB.
+    EXPECT_LT(rss_peak - rss_before, size_t{48} << 20)
+        << "RSS grew by " << ((rss_peak - rss_before) >> 20) << " MiB";
+  }
+}
+
+TEST_P(StreamTest, TheServerClosesAfterItsMessages) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("send 100", handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_TRUE(handler->wait_end());
+  // Every message written before the CLOSE arrives before the end.
+  const std::vector<std::string> messages = handler->messages();
+  ASSERT_EQ(messages.size(), 100u);
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(messages[i], std::to_string(i));
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
+      milliseconds(5000)));
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByUs);
+  EXPECT_EQ(handler->ends(), 1);
+  EXPECT_EQ(service.handler(0)->ends(), 1);
+}
+
+TEST_P(StreamTest, TheClientClosesAndTheServerIsToldOnce) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("hold", handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(stream->Write("one"), StreamWriteStatus::kOk);
+  ASSERT_EQ(stream->Write("two"), StreamWriteStatus::kOk);
+  stream->Close();
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
+      milliseconds(5000)));
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByPeer);
+  EXPECT_EQ(service.handler(0)->messages(), (std::vector<std::string>{"one", "two"}));
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByUs);
+  // The server's end is gone: writing to it says so.
+  EXPECT_EQ(service.stream(0)->Write("late"), StreamWriteStatus::kEnded);
+  std::this_thread::sleep_for(testing::scaled(milliseconds(100)));
+  EXPECT_EQ(handler->ends(), 1);
+  EXPECT_EQ(service.handler(0)->ends(), 1);
+}
+
+TEST_P(StreamTest, AStreamTheHandlerDoesNotAcceptEndsNotAccepted) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("refuse", handler, controller);
+  EXPECT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kNotAccepted);
+  EXPECT_EQ(stream->Write("x"), StreamWriteStatus::kEnded);
+  EXPECT_EQ(handler->ends(), 1);
+}
+
+TEST_P(StreamTest, ACallThatFailsAfterAcceptingEndsBothEnds) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("fail", handler, controller);
+  EXPECT_EQ(controller.ErrorCode(), 2001);
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kNotAccepted);
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
+      milliseconds(5000)));
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kNotAccepted);
+}
+
+TEST_P(StreamTest, AServiceTheServerLacksFailsTheCallAndEndsTheStream) {
+  examples::EchoServiceImpl echo;
+  start(&echo);
+  // prime.PrimeService is not on this server: answered 1001 inside the
+  // stream's first DATA frame (as brpc answers), from no stream (-1).
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  StreamOptions options;
+  options.handler = handler;
+  std::shared_ptr<Stream> stream = controller.open_stream(options);
+  prime::PrimeService_Stub stub(channel_.get());
+  prime::IsPrimeRequest request;
+  request.set_number(7);
+  prime::IsPrimeResponse response;
+  stub.IsPrime(&controller, &request, &response, nullptr);
+  EXPECT_EQ(controller.ErrorCode(), 1001) << controller.ErrorText();
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kNotAccepted);
+  EXPECT_EQ(handler->ends(), 1);
+  // The connection is fine: the next call works.
+  auto next = std::make_shared<RecordingHandler>();
+  Controller next_controller;
+  std::shared_ptr<Stream> next_stream = open("again", next, next_controller);
+  EXPECT_FALSE(next_controller.Failed()) << next_controller.ErrorText();
+  EXPECT_FALSE(next_stream->end_reason().has_value());
+  next_stream->Close();
+  ASSERT_TRUE(next->wait_end());
+}
+
+TEST_P(StreamTest, ABrokenConnectionEndsBothEndsOnce) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("hold", handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(stream->Write("before"), StreamWriteStatus::kOk);
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->count() == 1; },
+      milliseconds(5000)));
+  ASSERT_GE(break_connections_to(server_->port()), 1);
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kConnectionBroken);
+  ASSERT_TRUE(testing::eventually([&] { return service.handler(0)->end().has_value(); },
+                                  milliseconds(5000)));
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kConnectionBroken);
+  EXPECT_EQ(stream->Write("after"), StreamWriteStatus::kEnded);
+  std::this_thread::sleep_for(testing::scaled(milliseconds(100)));
+  EXPECT_EQ(handler->ends(), 1);
+  EXPECT_EQ(service.handler(0)->ends(), 1);
+  // The channel goes on with a new connection.
+  auto next = std::make_shared<RecordingHandler>();
+  Controller next_controller;
+  std::shared_ptr<Stream> next_stream = open("send 3", next, next_controller);
+  EXPECT_FALSE(next_controller.Failed()) << next_controller.ErrorText();
+  ASSERT_TRUE(next->wait_end());
+  EXPECT_EQ(next->messages().size(), 3u);
+}
+
+TEST_P(StreamTest, StopClosesTheServersStreams) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("hold", handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  server_->Stop();
+  ASSERT_TRUE(handler->wait_end());
+  // A CLOSE went out before the connection closed.
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByUs);
+  EXPECT_EQ(handler->ends(), 1);
+  EXPECT_EQ(service.handler(0)->ends(), 1);
+}
+
+TEST_P(StreamTest, WritesBeforeTheResponseWaitAndGoInOrder) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  StreamOptions options;
+  options.handler = handler;
+  std::shared_ptr<Stream> stream = controller.open_stream(options);
+  ASSERT_EQ(stream->Write("early 1"), StreamWriteStatus::kOk);
+  ASSERT_EQ(stream->Write("early 2"), StreamWriteStatus::kOk);
+  example::EchoService_Stub stub(channel_.get());
+  example::EchoRequest request;
+  request.set_message("hold");
+  example::EchoResponse response;
+  stub.Echo(&controller, &request, &response, nullptr);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(stream->Write("late 3"), StreamWriteStatus::kOk);
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->count() == 3; },
+      milliseconds(5000)));
+  EXPECT_EQ(service.handler(0)->messages(),
+            (std::vector<std::string>{"early 1", "early 2", "late 3"}));
+  stream->Close();
+  ASSERT_TRUE(handler->wait_end());
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, StreamTest,
+                         ::testing::Values(ExecutionMode::kInline, ExecutionMode::kWorkerPool),
+                         [](const ::testing::TestParamInfo<ExecutionMode>& info) {
+                           return info.param == ExecutionMode::kInline ? "Inline" : "WorkerPool";
+                         });
+
+}  // namespace
+}  // namespace percore
