@@ -32,6 +32,7 @@ constexpr std::string_view kUsage =
     "usage: percore-server [--listen HOST:PORT] [--io-threads N] [--workers N]\n"
     "                      [--max-body-bytes N] [--worker-queue N] [--grace-ms N]\n"
     "                      [--max-inflight-per-connection N] [--max-unwritten-bytes N]\n"
+    "                      [--max-streams-per-connection N]\n"
     "                      [--max-connections N] [--idle-timeout-ms N]\n"
     "                      [--partial-frame-timeout-ms N] [--close-linger-ms N]\n"
     "                      [--max-http-header-bytes N]\n"
@@ -53,6 +54,8 @@ constexpr std::string_view kUsage =
     "                    no longer read (default 1024)\n"
     "  --max-unwritten-bytes  answer bytes waiting to be written per connection\n"
     "                    before it is no longer read (default 67108864)\n"
+    "  --max-streams-per-connection  streams open per connection; past it a\n"
+    "                    handler cannot accept one (default 64; 0: no streams)\n"
     "  --max-connections  open connections; more are closed at once (default 0: no\n"
     "                    limit but the descriptor limit)\n"
     "  --idle-timeout-ms  close connections idle this long (default 0: never)\n"
@@ -194,6 +197,8 @@ int main(int argc, char** argv) {
       options.max_inflight_per_connection = parse_int(flag, value);
     } else if (flag == "--max-unwritten-bytes") {
       options.max_unwritten_bytes_per_connection = static_cast<size_t>(parse_number(flag, value));
+    } else if (flag == "--max-streams-per-connection") {
+      options.max_streams_per_connection = parse_int(flag, value);
     } else if (flag == "--max-connections") {
       options.max_connections = parse_int(flag, value);
     } else if (flag == "--idle-timeout-ms") {

@@ -10,7 +10,8 @@
 
 // Streams: ordered, flow-controlled messages both ways beside a call, on the
 // call's connection. Wire-compatible with brpc's Streaming RPC
-// (docs/PROTOCOL.md, "Streams"; docs/STREAMS.md for the API and its rules).
+// (docs/PROTOCOL.md, "Streams"; docs/ARCHITECTURE.md, "Streams", for how
+// percore carries them).
 //
 // The client opens a stream with the call that carries it (percore::Controller
 // ::open_stream); the server's handler accepts it
@@ -78,7 +79,7 @@ class StreamHandler {
 struct StreamOptions {
   // Told of messages and of the end (may be null: messages are consumed and
   // dropped). Kept by the stream until on_closed has returned.
-  std::shared_ptr<StreamHandler> handler;
+  std::shared_ptr<StreamHandler> handler = nullptr;
   // The most bytes of message data this side may have written and not yet
   // seen consumed by the peer: past it Write says kFull. brpc's
   // StreamOptions::max_buf_size, 2 MiB by default; 0: no limit (then the
@@ -90,8 +91,9 @@ struct StreamOptions {
   // messages_in_batch, 128). At least 1.
   int messages_in_batch = 128;
   // Ends the stream (kIdleTimeout, CLOSE to the peer) when nothing arrives
-  // for this long. 0 (the default): never. Checked every 100 ms or so on
-  // the server, every 10 ms or so on the client.
+  // for this long. 0 (the default): never. Server streams only for now
+  // (checked at each sweep of the server's I/O thread, every 100 ms or so);
+  // a client stream ignores it.
   int idle_timeout_ms = 0;
 };
 

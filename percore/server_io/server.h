@@ -89,6 +89,12 @@ struct ServerOptions {
   // them). Default 64 MiB (brpc's socket_max_unwritten_bytes); at least
   // max_body_bytes.
   size_t max_unwritten_bytes_per_connection = size_t{64} << 20;
+  // Streams open on one connection, at most (counting the calls in flight
+  // that may accept one): past it a handler's AcceptStream returns false
+  // and the client's stream ends kNotAccepted. With each stream's own
+  // window this bounds what one connection's streams hold. Default 64; 0:
+  // no streams on this server.
+  int max_streams_per_connection = 64;
   // Open connections, at most, over all I/O threads. A connection accepted
   // past it is closed at once, counted (ServerStats::connections_refused) and
   // logged at most once a second. Default 0: no limit but the process's

@@ -219,8 +219,7 @@ int break_connections_to(uint16_t port) {
 
 class StreamTest : public ::testing::TestWithParam<ExecutionMode> {
  protected:
-  void start(google::protobuf::Service* service) {
-    ServerOptions options;
+  void start(google::protobuf::Service* service, ServerOptions options = {}) {
     options.io_threads = 2;
     options.workers = 2;
     server_ = std::make_unique<Server>(options);
@@ -507,6 +506,37 @@ TEST_P(StreamTest, WritesBeforeTheResponseWaitAndGoInOrder) {
             (std::vector<std::string>{"early 1", "early 2", "late 3"}));
   stream->Close();
   ASSERT_TRUE(handler->wait_end());
+}
+
+TEST_P(StreamTest, StreamsPerConnectionAreBounded) {
+  ScriptedStreamService service;
+  ServerOptions options;
+  options.max_streams_per_connection = 2;
+  start(&service, options);
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  std::vector<std::shared_ptr<Stream>> streams;
+  for (int i = 0; i < 3; ++i) {
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    Controller controller;
+    streams.push_back(open("hold", handlers.back(), controller));
+    // The third is refused by AcceptStream: the scripted handler fails it.
+    EXPECT_EQ(controller.Failed(), i == 2) << i << " " << controller.ErrorText();
+  }
+  EXPECT_FALSE(streams[0]->end_reason().has_value());
+  EXPECT_FALSE(streams[1]->end_reason().has_value());
+  ASSERT_TRUE(handlers[2]->wait_end());
+  EXPECT_EQ(handlers[2]->end(), StreamEndReason::kNotAccepted);
+  // Closing one makes room again.
+  streams[0]->Close();
+  ASSERT_TRUE(handlers[0]->wait_end());
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
+      milliseconds(5000)));
+  auto next = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("hold", next, controller);
+  EXPECT_FALSE(controller.Failed()) << controller.ErrorText();
+  EXPECT_FALSE(stream->end_reason().has_value());
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, StreamTest,

@@ -430,6 +430,21 @@ TEST(GoldenFramesTest, EncoderProducesTheGoldenStreamRequest) {
   EXPECT_EQ(flatten(out), as_bytes(kGoldenStreamRequest, sizeof(kGoldenStreamRequest)));
 }
 
+TEST(GoldenFramesTest, TheClientsMetaEncoderProducesTheGoldenStreamRequest) {
+  // What percore's client writes for a call with Controller::open_stream.
+  RequestMetaEncoder encoder("example.EchoService", "Echo");
+  RequestMetaEncoder::CallFields fields;
+  fields.correlation_id = 4;
+  fields.stream_id = 1;
+  fields.stream_need_feedback = true;
+  example::EchoRequest request;
+  request.set_message("hello");
+  std::string head;
+  ASSERT_EQ(encode_request_head(encoder, fields, request, kDefaultMaxBodyBytes, head),
+            EncodeStatus::kOk);
+  EXPECT_EQ(head, as_bytes(kGoldenStreamRequest, sizeof(kGoldenStreamRequest)));
+}
+
 TEST(GoldenFramesTest, DecoderReadsTheGoldenStreamRequest) {
   FrameDecoder decoder;
   const Frame frame =

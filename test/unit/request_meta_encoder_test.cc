@@ -34,6 +34,11 @@ std::string protobuf_meta(const std::string& service, const std::string& method,
   meta.set_correlation_id(fields.correlation_id);
   if (fields.attachment_size != 0)
     meta.set_attachment_size(fields.attachment_size);
+  if (fields.stream_id != 0) {
+    meta.mutable_stream_settings()->set_stream_id(fields.stream_id);
+    meta.mutable_stream_settings()->set_need_feedback(fields.stream_need_feedback);
+    meta.mutable_stream_settings()->set_writable(true);
+  }
   return meta.SerializeAsString();
 }
 
@@ -66,6 +71,26 @@ TEST(RequestMetaEncoderTest, MatchesProtobufForEveryCombination) {
     }
   }
   EXPECT_EQ(checked, 2 * 6 * 4 * 5 * 4);
+}
+
+TEST(RequestMetaEncoderTest, StreamSettingsMatchProtobuf) {
+  RequestMetaEncoder encoder("example.EchoService", "Echo");
+  int checked = 0;
+  for (int64_t stream_id : {int64_t{1}, int64_t{127}, int64_t{128}, int64_t{1} << 40}) {
+    for (bool need_feedback : {false, true}) {
+      for (int32_t attachment : {0, 300}) {
+        RequestMetaEncoder::CallFields fields{(5ll << 32) | 3, 7, 250, attachment};
+        fields.stream_id = stream_id;
+        fields.stream_need_feedback = need_feedback;
+        std::string bytes(encoder.size(fields), '\0');
+        char* end = encoder.write(fields, bytes.data());
+        ASSERT_EQ(end, bytes.data() + bytes.size());
+        ASSERT_EQ(bytes, protobuf_meta("example.EchoService", "Echo", fields)) << stream_id;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 16);
 }
 
 TEST(RequestMetaEncoderTest, TraceFieldsMatchProtobufAndAreAbsentWhenZero) {

@@ -184,6 +184,7 @@ void ReceiveThread::send_rst(uint64_t connection_id, const GatherBuffer& frame) 
 }
 
 void ReceiveThread::deliver_stream_input() {
+  loop_.assert_in_loop_thread();
   for (const std::shared_ptr<StreamCore>& stream : streams_with_input_)
     stream->deliver();
   streams_with_input_.clear();

@@ -42,11 +42,12 @@ class StreamCarrier {
 //
 // Owns: the options (the handler until on_closed has returned), the outbox,
 // the inbox of messages not yet delivered, a partial message.
-// Threads: the Stream methods from any thread; connect() and take_outbox()
-// on the carrier's writing thread; on_frame() and deliver() on its reading
-// thread (the same thread on a server; the receive thread on a client);
-// end() from any thread. The handler's callbacks are serialized by
-// callback_mutex_.
+// Threads: the Stream methods and end() from any thread. The carrier's
+// methods (connect, take_outbox, on_frame, deliver, check_idle) are called
+// by its carrier only, from the methods that check their thread
+// (ServerConnection's, on its I/O thread; the client's ReceiveThread and
+// SendThread); on_frame() and deliver() from one reading thread. The
+// handler's callbacks are serialized by callback_mutex_.
 class StreamCore final : public Stream, public std::enable_shared_from_this<StreamCore> {
  public:
   using Clock = std::chrono::steady_clock;

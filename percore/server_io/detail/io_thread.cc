@@ -243,7 +243,7 @@ void IoThread::complete_call(ServerCall* call) {
                                              ? CompressType::kNone
                                              : controller.response_compress_type();
       StreamReply stream{call->remote_stream_id(), call->remote_stream_needs_feedback(),
-                         call->take_accepted_stream()};
+                         call->take_accepted_stream(), /*dispatched=*/true};
       call->note_answer_bytes(answer(*connection, call->correlation_id(), &call->method(), code,
                                      controller.ErrorText(), call->response(),
                                      std::move(controller.response_attachment()),
@@ -337,6 +337,8 @@ void IoThread::wrap_stream_reply(ServerConnection& connection, bool ok, StreamRe
                                       connects ? stream.accepted->id() : kInvalidStreamId),
                       std::move(frame), core_.options.max_body_bytes + kStreamWrapBytes,
                       connection.output());
+  if (stream.dispatched)
+    connection.stream_call_answered();
   if (connects) {
     connection.add_stream(std::move(stream.accepted), stream.remote_id,
                           stream.remote_needs_feedback);
@@ -393,7 +395,8 @@ void IoThread::abandon_in_flight_calls() {
       }
       continue;
     }
-    StreamReply stream{call->remote_stream_id(), call->remote_stream_needs_feedback(), nullptr};
+    StreamReply stream{call->remote_stream_id(), call->remote_stream_needs_feedback(), nullptr,
+                       /*dispatched=*/true};
     answer(*connection, call->correlation_id(), &call->method(), code,
            call->handler_started.load(std::memory_order_relaxed)
                ? "server stopped before the handler finished"

@@ -93,6 +93,7 @@ class IoThread {
     int64_t remote_id = -1;
     bool remote_needs_feedback = false;
     std::shared_ptr<StreamCore> accepted;
+    bool dispatched = false;  // A dispatched call's (counted by its connection).
   };
   size_t answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
                 int32_t code, const std::string& text, const google::protobuf::Message* response,

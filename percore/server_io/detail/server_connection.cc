@@ -323,7 +323,10 @@ void ServerConnection::dispatch(const Frame& frame) {
   // A request that attaches a stream is answered inside a DATA frame to it,
   // errors included (brpc's SendRpcResponse).
   IoThread::StreamReply stream_reply{
-      meta.has_stream_settings() ? meta.stream_settings().stream_id() : kInvalidStreamId,
+      meta.has_stream_settings() && meta.stream_settings().has_stream_id() &&
+              meta.stream_settings().stream_id() >= 0
+          ? meta.stream_settings().stream_id()
+          : kInvalidStreamId,
       meta.stream_settings().need_feedback(), nullptr};
   IoThread::StreamReply* stream = stream_reply.remote_id >= 0 ? &stream_reply : nullptr;
   auto answer_error = [&](MethodEntry* method, ErrorCode code, const std::string& text) {
@@ -390,8 +393,13 @@ void ServerConnection::dispatch(const Frame& frame) {
   }
   raw_call->set_request_context(peer_, request_meta, frame.attachment, frame.message.size());
   if (stream != nullptr) {
+    // Streams open plus stream calls in flight (each may accept one): a
+    // bound that holds whatever the handlers decide.
+    const bool room = streams_.size() + stream_calls_in_flight_ <
+                      static_cast<size_t>(std::max(0, core_.options.max_streams_per_connection));
+    ++stream_calls_in_flight_;
     raw_call->set_remote_stream(stream_reply.remote_id, stream_reply.remote_needs_feedback,
-                                method->mode != ExecutionMode::kProcessPool);
+                                room && method->mode != ExecutionMode::kProcessPool);
   }
   ++in_flight_calls_;
   io_thread_.run_call(raw_call);
@@ -442,6 +450,12 @@ void ServerConnection::add_stream(std::shared_ptr<StreamCore> stream, StreamId r
   streams_.emplace(stream->id(), stream);
   core_.streams_accepted.fetch_add(1, std::memory_order_relaxed);
   take_stream_output(stream);
+}
+
+void ServerConnection::stream_call_answered() {
+  io_thread_.assert_in_loop_thread();
+  if (stream_calls_in_flight_ > 0)
+    --stream_calls_in_flight_;
 }
 
 void ServerConnection::take_stream_output(const std::shared_ptr<StreamCore>& stream) {

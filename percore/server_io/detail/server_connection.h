@@ -114,6 +114,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // end with its CLOSE).
   void take_stream_output(const std::shared_ptr<StreamCore>& stream);
   size_t open_streams() const { return streams_.size(); }
+  // A dispatched call that carried StreamSettings was answered.
+  void stream_call_answered();
 
  private:
   // Bytes the kernel holds for this connection that it has not read yet.
@@ -170,6 +172,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // Streams given DATA in this read pass (deliver_stream_input()).
   std::vector<std::shared_ptr<StreamCore>> streams_with_input_;
   std::shared_ptr<StreamCarrier> stream_carrier_;  // Made with the first stream.
+  size_t stream_calls_in_flight_ = 0;  // Dispatched with StreamSettings, not answered.
   Clock::time_point last_read_at_;
   Clock::time_point last_write_at_;  // Kept only with an idle timeout, or closing.
   // Closing: when the output last made progress (or began to wait).
