@@ -189,17 +189,21 @@ TEST(StreamFrameTest, EncoderRefusesABodyOverTheLimit) {
   EXPECT_EQ(encode_stream_frame(meta, std::string(), SIZE_MAX, refused), EncodeStatus::kOk);
 }
 
-TEST(StreamFrameTest, DecoderAcceptsABodyExactlyAtTheLimit) {
+TEST(StreamFrameTest, DecoderAcceptsABodyExactlyAtTheLimitPlusTheWrapMargin) {
+  // A STRM frame may exceed max_body_bytes by kStreamWrapBytes: a stream
+  // call's answer (up to max_body_bytes) travels inside a DATA frame.
   const wire::StreamFrameMeta meta = data_frame_meta(2, 1);
-  const std::string bytes = encode_stream(meta, "0123456789");
-  const uint32_t body = static_cast<uint32_t>(bytes.size() - kFrameHeaderBytes);
-  EXPECT_EQ(decode_all(bytes, accepting(body)), DecodeStatus::kNeedMore);
-  EXPECT_EQ(decode_all(bytes, accepting(body - 1)), DecodeStatus::kBodyTooLarge);
+  const std::string bytes = encode_stream(meta, std::string(200, 'm'));
+  const size_t body = bytes.size() - kFrameHeaderBytes;
+  EXPECT_EQ(decode_all(bytes, accepting(body - kStreamWrapBytes)), DecodeStatus::kNeedMore);
+  EXPECT_EQ(decode_all(bytes, accepting(body - kStreamWrapBytes - 1)),
+            DecodeStatus::kBodyTooLarge);
 }
 
 TEST(StreamFrameTest, Rejections) {
   // body_size over the maximum: rejected from the header alone.
-  EXPECT_EQ(decode_all(stream_header(1001, 4), accepting(1000)), DecodeStatus::kBodyTooLarge);
+  EXPECT_EQ(decode_all(stream_header(1001 + kStreamWrapBytes, 4), accepting(1000)),
+            DecodeStatus::kBodyTooLarge);
   EXPECT_EQ(decode_all(stream_header(0xffffffffu, 4)), DecodeStatus::kBodyTooLarge);
   // meta_size over body_size.
   EXPECT_EQ(decode_all(stream_header(4, 5)), DecodeStatus::kMetaSizeExceedsBody);

@@ -37,7 +37,9 @@ SendThread::SendThread(GroupState& group)
   request_batch_.resize(kRequestBatch);
 }
 
-SendThread::~SendThread() = default;
+SendThread::~SendThread() {
+  stream_gate_->close();  // Writers of streams stop posting here.
+}
 
 void SendThread::run() {
   loop_.run(*this);
@@ -89,21 +91,23 @@ namespace {
 // Wakes the send thread for the frames of a stream bound to one connection.
 class ConnectionStreamCarrier final : public StreamCarrier {
  public:
-  ConnectionStreamCarrier(SendThread& send, uint64_t connection_id)
-      : send_(send), connection_id_(connection_id) {}
+  ConnectionStreamCarrier(SendThread& send, std::shared_ptr<CarrierGate> gate,
+                          uint64_t connection_id)
+      : send_(send), gate_(std::move(gate)), connection_id_(connection_id) {}
   void wake(const std::shared_ptr<StreamCore>& stream) override {
-    send_.post_stream_output(connection_id_, stream);
+    gate_->run_if_open([&] { send_.post_stream_output(connection_id_, stream); });
   }
 
  private:
   SendThread& send_;
+  const std::shared_ptr<CarrierGate> gate_;  // Closed when the send thread goes.
   const uint64_t connection_id_;
 };
 
 }  // namespace
 
 std::shared_ptr<StreamCarrier> SendThread::stream_carrier(uint64_t connection_id) {
-  return std::make_shared<ConnectionStreamCarrier>(*this, connection_id);
+  return std::make_shared<ConnectionStreamCarrier>(*this, stream_gate_, connection_id);
 }
 
 void SendThread::post_stream_output(uint64_t connection_id, std::shared_ptr<StreamCore> stream) {

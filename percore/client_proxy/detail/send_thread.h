@@ -147,6 +147,8 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   std::vector<ClientConnection*> dirty_;
   std::vector<CallTable::Slot> request_batch_;
   uint64_t pool_seed_;
+  // Open while this object exists: stream carriers post through it.
+  const std::shared_ptr<CarrierGate> stream_gate_ = std::make_shared<CarrierGate>();
   // The health check's frame, shared by every connection's buffer.
   const std::shared_ptr<const std::string> health_probe_;
 };

@@ -23,6 +23,31 @@ class StreamCore;
 // brpc's), from 1 up. Any thread.
 StreamId next_stream_id();
 
+// Lets a carrier reach the thread that owns it only while that thread's
+// owner exists: an application thread may Write (and so wake a carrier)
+// while the server or client group is being destroyed. The owner closes the
+// gate before it goes; a wake after that is dropped (its stream has ended).
+//
+// Threads: any.
+class CarrierGate {
+ public:
+  // Runs `post` under the gate's lock if the gate is open.
+  template <typename Post>
+  void run_if_open(Post&& post) {
+    std::lock_guard lock(mutex_);
+    if (open_)
+      post();
+  }
+  void close() {
+    std::lock_guard lock(mutex_);
+    open_ = false;
+  }
+
+ private:
+  std::mutex mutex_;
+  bool open_ = true;
+};
+
 // The connection side of a stream: where its frames go. Implemented by the
 // server's connection and by the client's thread group.
 class StreamCarrier {

@@ -45,6 +45,7 @@ IoThread::IoThread(ServerCore& core, int index)
     : core_(core), index_(index), read_blocks_(kReadBlockBytes, kCachedReadBlocks) {}
 
 IoThread::~IoThread() {
+  stream_gate_->close();  // Writers of streams stop posting here.
   join();
   for (auto& [method, calls] : call_pool_) {
     for (ServerCall* call : calls)

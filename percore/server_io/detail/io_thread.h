@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <percore/proto/detail/frame_decoder.h>
+#include <percore/proto/detail/stream_core.h>
 #include <percore/proto/rpc_meta.pb.h>
 #include <percore/server_io/detail/asio.h>
 #include <percore/server_io/detail/server_call.h>
@@ -20,6 +21,7 @@ namespace percore::detail {
 
 class HttpConnection;
 class ServerConnection;
+class CarrierGate;
 class StreamCore;
 struct ServerCore;
 struct MethodEntry;
@@ -100,6 +102,8 @@ class IoThread {
                 std::string&& attachment, ServerCall::Clock::time_point received_at,
                 CompressType compress_type = CompressType::kNone,
                 std::string_view compressed_response = {}, StreamReply* stream = nullptr);
+  // Open while this thread exists: stream carriers post through it.
+  const std::shared_ptr<CarrierGate>& stream_gate() const { return stream_gate_; }
   // A stream of `connection_id` has frames queued (StreamCarrier::wake).
   void flush_stream(uint64_t connection_id, const std::shared_ptr<StreamCore>& stream);
   // Counts an answer that could not be sent (its connection is gone).
@@ -147,6 +151,7 @@ class IoThread {
   ServerCall* in_flight_head_ = nullptr;
   wire::RpcMeta reply_meta_;  // Reused for every answer.
   GatherBuffer stream_reply_;  // An answer to be wrapped in a DATA frame.
+  const std::shared_ptr<CarrierGate> stream_gate_ = std::make_shared<CarrierGate>();
   // Finished calls by method, ready for reuse.
   std::unordered_map<const MethodEntry*, std::vector<ServerCall*>> call_pool_;
 };

@@ -37,15 +37,18 @@ FrameDecoderOptions decoder_options(const ServerOptions& options, ReadBlockPool*
 class ConnectionStreamCarrier final : public StreamCarrier {
  public:
   ConnectionStreamCarrier(IoThread& io_thread, uint64_t connection_id)
-      : io_thread_(io_thread), connection_id_(connection_id) {}
+      : io_thread_(io_thread), gate_(io_thread.stream_gate()), connection_id_(connection_id) {}
   void wake(const std::shared_ptr<StreamCore>& stream) override {
-    boost::asio::post(io_thread_.context(), [&io = io_thread_, id = connection_id_, stream] {
-      io.flush_stream(id, stream);
+    gate_->run_if_open([&] {
+      boost::asio::post(io_thread_.context(), [&io = io_thread_, id = connection_id_, stream] {
+        io.flush_stream(id, stream);
+      });
     });
   }
 
  private:
   IoThread& io_thread_;
+  const std::shared_ptr<CarrierGate> gate_;  // Closed when the I/O thread goes.
   const uint64_t connection_id_;
 };
 
