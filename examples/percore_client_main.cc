@@ -2,6 +2,7 @@
 //   percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT
 //   percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]
 //   percore-client --target URI [--timeout-ms N] [--groups G] stream-echo TEXT...
+//   percore-client --target URI [--timeout-ms N] [--groups G] find-primes FROM TO [CHUNK]
 // Prints the echoed text, or true/false, or each message echoed on the
 // stream attached to example.EchoService.Echo (as brpc's streaming echo
 // client does), one per line. A failed call prints its error code
@@ -30,6 +31,9 @@ namespace {
                "usage: percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT\n"
                "       percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]\n"
                "       percore-client --target URI [--timeout-ms N] [--groups G] stream-echo TEXT...\n"
+               "       percore-client --target URI [--timeout-ms N] [--groups G] find-primes FROM TO [CHUNK]\n"
+               "  find-primes: streams the numbers FROM..TO in chunks of CHUNK (default 1000)\n"
+               "         to prime.PrimeService.FindPrimes; prints the primes as they come\n"
                "  FAULT: crash, loop, exhaust-memory or abort, carried out by a server\n"
                "         started with --prime-allow-faults (to show process isolation)\n"
                "  URI: list://host:port[,host:port...]\n",
@@ -128,6 +132,122 @@ int stream_echo(percore::Channel& channel, const std::vector<std::string>& texts
   return 0;
 }
 
+// Prints what FindPrimes streams back; remembers the summary.
+class PrimePrinter final : public percore::StreamHandler {
+ public:
+  void on_received_messages(percore::Stream&, std::span<std::string> messages) override {
+    std::lock_guard lock(mutex_);
+    for (const std::string& message : messages) {
+      prime::PrimeStreamReply reply;
+      if (!reply.ParseFromString(message)) {
+        std::fprintf(stderr, "percore-client: a reply that is not a PrimeStreamReply\n");
+        continue;
+      }
+      if (reply.has_found()) {
+        std::printf("chunk %llu:", static_cast<unsigned long long>(reply.found().chunk()));
+        for (const uint64_t prime : reply.found().primes())
+          std::printf(" %llu", static_cast<unsigned long long>(prime));
+        std::printf("\n");
+        std::fflush(stdout);
+      } else if (reply.has_summary()) {
+        summary_ = reply.summary();
+      }
+    }
+  }
+  void on_closed(percore::Stream&, percore::StreamEndReason reason) override {
+    std::lock_guard lock(mutex_);
+    end_ = reason;
+    changed_.notify_all();
+  }
+  std::optional<percore::StreamEndReason> wait_end(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return end_.has_value(); });
+    return end_;
+  }
+  std::optional<prime::PrimeSummary> summary() {
+    std::lock_guard lock(mutex_);
+    return summary_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::optional<prime::PrimeSummary> summary_;
+  std::optional<percore::StreamEndReason> end_;
+};
+
+uint64_t parse_count(const std::string& text, const char* what) {
+  char* end = nullptr;
+  const unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+  if (end == text.c_str() || *end != '\0')
+    usage(std::string(what) + " must be a number");
+  return value;
+}
+
+int find_primes(percore::Channel& channel, const std::vector<std::string>& arguments,
+                int timeout_ms) {
+  const uint64_t from = parse_count(arguments[0], "FROM");
+  const uint64_t to = parse_count(arguments[1], "TO");
+  const uint64_t chunk_size = arguments.size() > 2 ? parse_count(arguments[2], "CHUNK") : 1000;
+  if (from > to || chunk_size == 0)
+    usage("find-primes needs FROM <= TO and CHUNK > 0");
+  auto printer = std::make_shared<PrimePrinter>();
+  percore::Controller controller;
+  percore::StreamOptions stream_options;
+  stream_options.handler = printer;
+  std::shared_ptr<percore::Stream> stream = controller.open_stream(stream_options);
+  prime::PrimeService_Stub stub(&channel);
+  prime::FindPrimesRequest request;
+  prime::FindPrimesResponse response;
+  stub.FindPrimes(&controller, &request, &response, nullptr);
+  if (controller.Failed())
+    return report(controller);
+  const auto timeout = std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 60000);
+  uint64_t next = from;
+  for (;;) {
+    prime::PrimeChunk chunk;
+    while (next <= to && static_cast<uint64_t>(chunk.numbers_size()) < chunk_size) {
+      chunk.add_numbers(next);
+      if (next == to) {
+        ++next;
+        break;
+      }
+      ++next;
+    }
+    chunk.set_last(next > to);
+    std::string bytes = chunk.SerializeAsString();
+    percore::StreamWriteStatus status;
+    while ((status = stream->Write(std::move(bytes))) == percore::StreamWriteStatus::kFull) {
+      if (!stream->WaitWritable(timeout))
+        break;
+    }
+    if (status != percore::StreamWriteStatus::kOk) {
+      std::fprintf(stderr, "percore-client: stream write failed\n");
+      return 1;
+    }
+    if (chunk.last())
+      break;
+  }
+  const std::optional<percore::StreamEndReason> end = printer->wait_end(timeout);
+  const std::optional<prime::PrimeSummary> summary = printer->summary();
+  if (!summary) {
+    std::fprintf(stderr, "percore-client: no summary (%s)\n",
+                 end ? std::string(percore::stream_end_reason_name(*end)).c_str()
+                     : "timed out");
+    stream->Close();
+    return 1;
+  }
+  if (!summary->error().empty()) {
+    std::fprintf(stderr, "percore-client: the server gave up: %s\n", summary->error().c_str());
+    return 1;
+  }
+  std::printf("%llu primes among %llu numbers, in %llu chunks\n",
+              static_cast<unsigned long long>(summary->primes_found()),
+              static_cast<unsigned long long>(summary->numbers_checked()),
+              static_cast<unsigned long long>(summary->chunks()));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,9 +285,13 @@ int main(int argc, char** argv) {
   if (target.empty())
     usage("--target is required");
   const bool stream_command = !command.empty() && command[0] == "stream-echo";
+  const bool primes_command = !command.empty() && command[0] == "find-primes";
   if (stream_command ? command.size() < 2
-                     : command.size() != 2 && !(command.size() == 3 && command[0] == "is_prime"))
-    usage("expected: echo TEXT, is_prime N [FAULT] or stream-echo TEXT...");
+      : primes_command
+          ? command.size() < 3 || command.size() > 4
+          : command.size() != 2 && !(command.size() == 3 && command[0] == "is_prime"))
+    usage("expected: echo TEXT, is_prime N [FAULT], stream-echo TEXT... or "
+          "find-primes FROM TO [CHUNK]");
 
   percore::Channel channel;
   std::string error;
@@ -178,6 +302,10 @@ int main(int argc, char** argv) {
   }
   if (stream_command) {
     return stream_echo(channel, std::vector<std::string>(command.begin() + 1, command.end()),
+                       options.timeout_ms);
+  }
+  if (primes_command) {
+    return find_primes(channel, std::vector<std::string>(command.begin() + 1, command.end()),
                        options.timeout_ms);
   }
   percore::Controller controller;

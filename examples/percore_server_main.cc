@@ -277,6 +277,9 @@ int main(int argc, char** argv) {
   prime_options.default_mode =
       prime_in_process ? percore::ExecutionMode::kProcessPool : percore::ExecutionMode::kWorkerPool;
   prime_options.default_max_run_ms = prime_max_run_ms;
+  // FindPrimes serves a stream, which a worker process cannot carry yet: it
+  // stays on threads (its stream has a computing thread of its own).
+  prime_options.method_modes["FindPrimes"] = percore::ExecutionMode::kWorkerPool;
   server.AddService(std::make_unique<percore::examples::PrimeServiceImpl>(prime_allow_faults),
                     prime_options);
   std::vector<std::string> hosted_services = {"example.EchoService", "prime.PrimeService"};

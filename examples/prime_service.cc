@@ -1,9 +1,16 @@
 #include "examples/prime_service.h"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include <percore/server_io/server_controller.h>
@@ -79,6 +86,141 @@ void PrimeServiceImpl::IsPrime(google::protobuf::RpcController* controller,
     misbehave(request->fault());
   }
   response->set_is_prime(is_prime(request->number()));
+  done->Run();
+}
+
+}  // namespace percore::examples
+
+namespace percore::examples {
+namespace {
+
+// One FindPrimes stream: chunks queue here and a thread of the stream's own
+// tests them (the handler's callbacks run on the server's I/O thread, which
+// must not compute). The thread holds the state; it ends when the stream
+// ends or after the summary.
+class PrimeStreamWork final : public StreamHandler,
+                              public std::enable_shared_from_this<PrimeStreamWork> {
+ public:
+  void start(std::shared_ptr<Stream> stream) {
+    {
+      std::lock_guard lock(mutex_);
+      stream_ = std::move(stream);
+    }
+    // Detached: it owns what it uses (this, through shared_from_this, and
+    // the stream), and it never waits on the server's threads.
+    std::thread([self = shared_from_this()] { self->run(); }).detach();
+  }
+
+  void on_received_messages(Stream& stream, std::span<std::string> messages) override {
+    std::lock_guard lock(mutex_);
+    for (std::string& message : messages) {
+      queued_bytes_ += message.size();
+      queue_.push_back(std::move(message));
+    }
+    if (queued_bytes_ > PrimeServiceImpl::kMaxQueuedChunkBytes && !overrun_) {
+      overrun_ = true;  // The thread writes the error summary and closes.
+      (void)stream;
+    }
+    changed_.notify_all();
+  }
+
+  void on_closed(Stream&, StreamEndReason) override {
+    std::lock_guard lock(mutex_);
+    ended_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  void run() {
+    prime::PrimeSummary summary;
+    for (;;) {
+      std::string message;
+      {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return ended_ || overrun_ || !queue_.empty(); });
+        if (ended_)
+          return;  // The client closed or the connection broke: nobody to tell.
+        if (overrun_) {
+          summary.set_error("more than " + std::to_string(PrimeServiceImpl::kMaxQueuedChunkBytes) +
+                            " bytes of chunks waiting; write fewer ahead");
+          break;
+        }
+        message = std::move(queue_.front());
+        queue_.pop_front();
+        queued_bytes_ -= message.size();
+      }
+      prime::PrimeChunk chunk;
+      if (!chunk.ParseFromString(message)) {
+        summary.set_error("chunk " + std::to_string(summary.chunks()) + " is not a PrimeChunk");
+        break;
+      }
+      prime::PrimeStreamReply reply;
+      prime::PrimesFound* found = reply.mutable_found();
+      found->set_chunk(summary.chunks());
+      for (const uint64_t number : chunk.numbers()) {
+        if (is_prime(number))
+          found->add_primes(number);
+      }
+      summary.set_chunks(summary.chunks() + 1);
+      summary.set_numbers_checked(summary.numbers_checked() +
+                                  static_cast<uint64_t>(chunk.numbers_size()));
+      summary.set_primes_found(summary.primes_found() + static_cast<uint64_t>(found->primes_size()));
+      if (!write(reply))
+        return;
+      if (chunk.last())
+        break;
+    }
+    prime::PrimeStreamReply reply;
+    *reply.mutable_summary() = summary;
+    if (write(reply))
+      stream_->Close();
+  }
+
+  // Writes one reply, waiting while the client's window is full. False if
+  // the stream ended.
+  bool write(const prime::PrimeStreamReply& reply) {
+    std::string bytes = reply.SerializeAsString();
+    for (;;) {
+      const StreamWriteStatus status = stream_->Write(std::move(bytes));
+      if (status == StreamWriteStatus::kOk)
+        return true;
+      if (status != StreamWriteStatus::kFull)
+        return false;
+      // This thread is not the I/O thread: waiting for FEEDBACK is fine.
+      stream_->WaitWritable(std::chrono::seconds(1));
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::string> queue_;
+  size_t queued_bytes_ = 0;
+  bool overrun_ = false;
+  bool ended_ = false;
+  std::shared_ptr<Stream> stream_;  // Set before the thread starts.
+};
+
+}  // namespace
+
+void PrimeServiceImpl::FindPrimes(google::protobuf::RpcController* controller,
+                                  const prime::FindPrimesRequest*, prime::FindPrimesResponse*,
+                                  google::protobuf::Closure* done) {
+  auto* server_controller = static_cast<ServerController*>(controller);
+  auto work = std::make_shared<PrimeStreamWork>();
+  StreamOptions options;
+  options.handler = work;
+  std::shared_ptr<Stream> stream;
+  if (!server_controller->AcceptStream(options, &stream)) {
+    server_controller->SetFailed(
+        ErrorCode::kBadRequest,
+        server_controller->has_remote_stream()
+            ? "FindPrimes cannot accept the stream here (too many streams on the connection, "
+              "or the method runs in a worker process)"
+            : "FindPrimes needs a stream attached to the call (Controller::open_stream)");
+    done->Run();
+    return;
+  }
+  work->start(std::move(stream));
   done->Run();
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include <percore/proto/prime.pb.h>
@@ -21,6 +22,18 @@ class PrimeServiceImpl : public prime::PrimeService {
 
   void IsPrime(google::protobuf::RpcController* controller, const prime::IsPrimeRequest* request,
                prime::IsPrimeResponse* response, google::protobuf::Closure* done) override;
+  // Accepts the stream attached to the call (1003 without one) and serves
+  // it: each PrimeChunk is tested on a thread of the stream's own (the
+  // stream's handler runs on an I/O thread, which must not compute), its
+  // primes written back as found, then a summary, then CLOSE. Chunks wait in
+  // a queue of at most kMaxQueuedChunkBytes; a client that runs further
+  // ahead gets a summary with an error and the stream is closed. Register
+  // it on threads (kInline or kWorkerPool): a process-pool handler cannot
+  // accept a stream yet.
+  void FindPrimes(google::protobuf::RpcController* controller,
+                  const prime::FindPrimesRequest* request, prime::FindPrimesResponse* response,
+                  google::protobuf::Closure* done) override;
+  static constexpr size_t kMaxQueuedChunkBytes = 8u << 20;
 
  private:
   const bool allow_faults_;

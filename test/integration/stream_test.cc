@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "examples/echo_service.h"
+#include "examples/prime_service.h"
 #include <percore/client_proxy/channel.h>
 #include <percore/proto/echo.pb.h>
 #include <percore/proto/prime.pb.h>
@@ -537,6 +538,70 @@ TEST_P(StreamTest, StreamsPerConnectionAreBounded) {
   std::shared_ptr<Stream> stream = open("hold", next, controller);
   EXPECT_FALSE(controller.Failed()) << controller.ErrorText();
   EXPECT_FALSE(stream->end_reason().has_value());
+}
+
+TEST_P(StreamTest, FindPrimesStreamsThePrimesOfEachChunkAndASummary) {
+  // The compute scenario: chunks of numbers one way, the primes of each
+  // chunk back as they are found, then a summary and the server's CLOSE.
+  examples::PrimeServiceImpl primes;
+  start(&primes);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  StreamOptions options;
+  options.handler = handler;
+  std::shared_ptr<Stream> stream = controller.open_stream(options);
+  prime::PrimeService_Stub stub(channel_.get());
+  prime::FindPrimesRequest request;
+  prime::FindPrimesResponse response;
+  stub.FindPrimes(&controller, &request, &response, nullptr);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  constexpr uint64_t kTo = 10000;
+  constexpr uint64_t kChunk = 100;
+  for (uint64_t first = 1; first <= kTo; first += kChunk) {
+    prime::PrimeChunk chunk;
+    for (uint64_t number = first; number < first + kChunk; ++number)
+      chunk.add_numbers(number);
+    chunk.set_last(first + kChunk > kTo);
+    std::string bytes = chunk.SerializeAsString();
+    while (stream->Write(std::move(bytes)) == StreamWriteStatus::kFull)
+      ASSERT_TRUE(stream->WaitWritable(testing::scaled(milliseconds(5000))));
+  }
+  ASSERT_TRUE(handler->wait_end(milliseconds(30000)));
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
+  const std::vector<std::string> messages = handler->messages();
+  ASSERT_EQ(messages.size(), kTo / kChunk + 1);
+  uint64_t primes_seen = 0;
+  for (size_t i = 0; i + 1 < messages.size(); ++i) {
+    prime::PrimeStreamReply reply;
+    ASSERT_TRUE(reply.ParseFromString(messages[i]));
+    ASSERT_TRUE(reply.has_found());
+    EXPECT_EQ(reply.found().chunk(), i);
+    for (const uint64_t prime : reply.found().primes()) {
+      EXPECT_TRUE(examples::is_prime(prime));
+      EXPECT_GE(prime, i * kChunk + 1);
+      EXPECT_LT(prime, (i + 1) * kChunk + 1);
+    }
+    primes_seen += static_cast<uint64_t>(reply.found().primes_size());
+  }
+  prime::PrimeStreamReply last;
+  ASSERT_TRUE(last.ParseFromString(messages.back()));
+  ASSERT_TRUE(last.has_summary());
+  EXPECT_EQ(last.summary().error(), "");
+  EXPECT_EQ(last.summary().primes_found(), 1229u);  // pi(10000)
+  EXPECT_EQ(primes_seen, 1229u);
+  EXPECT_EQ(last.summary().numbers_checked(), kTo);
+  EXPECT_EQ(last.summary().chunks(), kTo / kChunk);
+}
+
+TEST_P(StreamTest, FindPrimesWithoutAStreamIsABadRequest) {
+  examples::PrimeServiceImpl primes;
+  start(&primes);
+  Controller controller;
+  prime::PrimeService_Stub stub(channel_.get());
+  prime::FindPrimesRequest request;
+  prime::FindPrimesResponse response;
+  stub.FindPrimes(&controller, &request, &response, nullptr);
+  EXPECT_EQ(controller.ErrorCode(), 1003) << controller.ErrorText();
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, StreamTest,
