@@ -20,10 +20,21 @@ void Controller::Reset() {
   latency_us_ = 0;
   remote_side_.clear();
   retried_count_ = 0;
-  stream_.reset();
+  abandon_stream();
+}
+
+Controller::~Controller() {
+  abandon_stream();
+}
+
+void Controller::abandon_stream() {
+  // Still here: no call took it (a call's end moves it out).
+  if (std::shared_ptr<detail::StreamCore> stream = std::move(stream_))
+    stream->end(StreamEndReason::kNotAccepted);
 }
 
 std::shared_ptr<Stream> Controller::open_stream(const StreamOptions& options) {
+  abandon_stream();
   stream_ = std::make_shared<detail::StreamCore>(detail::next_stream_id(), options,
                                                  kDefaultMaxBodyBytes);
   return stream_;

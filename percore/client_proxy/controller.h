@@ -35,6 +35,10 @@ class StreamCore;
 class Controller : public google::protobuf::RpcController {
  public:
   Controller() = default;
+  // A stream opened here whose call was never made ends kNotAccepted.
+  ~Controller() override;
+  Controller(const Controller&) = default;
+  Controller& operator=(const Controller&) = default;
 
   // --- settings ---
   // timeout_ms() when none was set: the call takes the Channel's timeout_ms.
@@ -92,9 +96,10 @@ class Controller : public google::protobuf::RpcController {
   // the handler (options.handler) is told of messages and of the end on the
   // group's receive or send thread. A call with a stream is not retried nor
   // sent again to another server (max_retry and max_resends count as 0): the
-  // stream belongs to one connection. Returns the stream; one per call
-  // (a second open_stream replaces the first, which then ends kNotAccepted
-  // when the call is made). Reset() forgets it (the stream itself goes on).
+  // stream belongs to one connection. Returns the stream; one per call (a
+  // second open_stream replaces the first, which ends kNotAccepted at once,
+  // as does one whose call is never made, when the controller is Reset or
+  // destroyed).
   std::shared_ptr<Stream> open_stream(const StreamOptions& options);
 
   // --- outcome ---
@@ -141,6 +146,7 @@ class Controller : public google::protobuf::RpcController {
   CompressType request_compress_type_ = CompressType::kNone;
   std::string request_attachment_;
   std::shared_ptr<detail::StreamCore> stream_;  // open_stream(); taken by the call.
+  void abandon_stream();
   CompressType response_compress_type_ = CompressType::kNone;
 
   percore::ErrorCode error_code_ = ErrorCode::kOk;

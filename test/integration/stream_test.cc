@@ -604,6 +604,29 @@ TEST_P(StreamTest, FindPrimesWithoutAStreamIsABadRequest) {
   EXPECT_EQ(controller.ErrorCode(), 1003) << controller.ErrorText();
 }
 
+TEST(StreamControllerTest, AStreamWhoseCallIsNeverMadeEndsNotAccepted) {
+  auto replaced = std::make_shared<RecordingHandler>();
+  auto abandoned = std::make_shared<RecordingHandler>();
+  std::shared_ptr<Stream> first;
+  std::shared_ptr<Stream> second;
+  {
+    Controller controller;
+    StreamOptions options;
+    options.handler = replaced;
+    first = controller.open_stream(options);
+    options.handler = abandoned;
+    second = controller.open_stream(options);
+    // Replaced by the second open_stream: ended at once.
+    EXPECT_EQ(replaced->end(), StreamEndReason::kNotAccepted);
+    EXPECT_FALSE(abandoned->end().has_value());
+    EXPECT_EQ(second->Write("waits for a call that never comes"), StreamWriteStatus::kOk);
+  }
+  EXPECT_EQ(abandoned->end(), StreamEndReason::kNotAccepted);
+  EXPECT_EQ(second->Write("x"), StreamWriteStatus::kEnded);
+  EXPECT_EQ(replaced->ends(), 1);
+  EXPECT_EQ(abandoned->ends(), 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, StreamTest,
                          ::testing::Values(ExecutionMode::kInline, ExecutionMode::kWorkerPool),
                          [](const ::testing::TestParamInfo<ExecutionMode>& info) {
