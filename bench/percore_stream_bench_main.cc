@@ -149,8 +149,13 @@ int main(int argc, char** argv) {
         break;
     }
     if (status != percore::StreamWriteStatus::kOk) {
-      std::fprintf(stderr, "percore-stream-bench: write failed after %llu bytes\n",
-                   static_cast<unsigned long long>(written));
+      std::fprintf(stderr, "percore-stream-bench: write failed after %llu bytes: %s\n",
+                   static_cast<unsigned long long>(written),
+                   status == percore::StreamWriteStatus::kTooLarge
+                       ? ("a message is at most " + std::to_string(stream->max_message_bytes()) +
+                          " bytes")
+                             .c_str()
+                       : "the stream ended");
       return 1;
     }
     written += message_bytes;

@@ -9,13 +9,21 @@
 namespace percore::examples {
 namespace {
 
+// Streams closed by the echo handler, a line a second at most.
+LogRateLimiter& echo_close_log() {
+  static LogRateLimiter limiter;
+  return limiter;
+}
+
 // Echoes every message of a stream back on it, in order. What the window
 // does not take at once waits here (up to kMaxBacklogBytes) and goes on
 // on_writable; a peer that writes but never reads its echoes past that bound
-// has its stream closed.
+// has its stream closed, and so does one that said it takes no messages
+// (writable false). So a stream costs the server at most its window (2 MiB)
+// plus this backlog plus one message.
 class StreamEchoHandler final : public StreamHandler {
  public:
-  static constexpr size_t kMaxBacklogBytes = 16u << 20;
+  static constexpr size_t kMaxBacklogBytes = 1u << 20;
 
   void on_received_messages(Stream& stream, std::span<std::string> messages) override {
     std::lock_guard lock(mutex_);
@@ -25,8 +33,10 @@ class StreamEchoHandler final : public StreamHandler {
     }
     drain(stream);
     if (backlog_bytes_ > kMaxBacklogBytes) {
-      log(LogLevel::kWarning, "stream echo: the peer does not read its echoes; closing stream " +
-                                  std::to_string(stream.id()));
+      echo_close_log().log(LogLevel::kWarning, [&] {
+        return "stream echo: the peer does not read its echoes; closing stream " +
+               std::to_string(stream.id());
+      });
       backlog_.clear();
       backlog_bytes_ = 0;
       stream.Close();
@@ -45,6 +55,19 @@ class StreamEchoHandler final : public StreamHandler {
       const StreamWriteStatus status = stream.Write(std::move(backlog_.front()));
       if (status == StreamWriteStatus::kFull)
         return;  // Write leaves the message alone when it says kFull.
+      if (status != StreamWriteStatus::kOk) {
+        // Ended, or a peer that takes no messages: nothing can be echoed.
+        if (status == StreamWriteStatus::kPeerNotWritable) {
+          echo_close_log().log(LogLevel::kWarning, [&] {
+            return "stream echo: the peer takes no messages (writable false); closing stream " +
+                   std::to_string(stream.id());
+          });
+        }
+        backlog_.clear();
+        backlog_bytes_ = 0;
+        stream.Close();
+        return;
+      }
       backlog_.pop_front();
       backlog_bytes_ -= bytes;
     }

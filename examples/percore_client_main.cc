@@ -101,7 +101,7 @@ int stream_echo(percore::Channel& channel, const std::vector<std::string>& texts
                  std::string(percore::stream_end_reason_name(*stream->end_reason())).c_str());
     return 1;
   }
-  const auto timeout = std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 5000);
+  const auto timeout = std::chrono::milliseconds(timeout_ms);
   for (const std::string& text : texts) {
     std::string message = text;
     percore::StreamWriteStatus status;
@@ -111,22 +111,25 @@ int stream_echo(percore::Channel& channel, const std::vector<std::string>& texts
     }
     if (status != percore::StreamWriteStatus::kOk) {
       std::fprintf(stderr, "percore-client: stream write failed (%s)\n",
-                   status == percore::StreamWriteStatus::kEnded ? "the stream ended"
-                                                                : "message too large");
+                   status == percore::StreamWriteStatus::kEnded      ? "the stream ended"
+                   : status == percore::StreamWriteStatus::kTooLarge ? "message too large"
+                                                                     : "the peer takes no messages");
       return 1;
     }
   }
   const std::vector<std::string> echoed = handler->wait_for(texts.size(), timeout);
   for (const std::string& message : echoed)
     std::printf("%s\n", message.c_str());
+  // Why it came short, before our own close ends the stream.
+  const std::optional<percore::StreamEndReason> end = stream->end_reason();
   stream->Close();
   handler->wait_end(timeout);
   if (echoed.size() < texts.size()) {
-    const std::optional<percore::StreamEndReason> end = stream->end_reason();
     std::fprintf(stderr, "percore-client: %zu of %zu messages came back (%s)\n", echoed.size(),
                  texts.size(),
-                 end ? std::string(percore::stream_end_reason_name(*end)).c_str()
-                     : "timed out");
+                 end ? ("the stream ended: " + std::string(percore::stream_end_reason_name(*end)))
+                           .c_str()
+                     : ("none for " + std::to_string(timeout.count()) + " ms").c_str());
     return 1;
   }
   return 0;
@@ -189,8 +192,10 @@ int find_primes(percore::Channel& channel, const std::vector<std::string>& argum
   const uint64_t from = parse_count(arguments[0], "FROM");
   const uint64_t to = parse_count(arguments[1], "TO");
   const uint64_t chunk_size = arguments.size() > 2 ? parse_count(arguments[2], "CHUNK") : 1000;
-  if (from > to || chunk_size == 0)
-    usage("find-primes needs FROM <= TO and CHUNK > 0");
+  // 100,000 numbers make a chunk of about 1 MB, well under the server's
+  // 8 MiB of chunks waiting.
+  if (from > to || chunk_size == 0 || chunk_size > 100000)
+    usage("find-primes needs FROM <= TO and 0 < CHUNK <= 100000");
   auto printer = std::make_shared<PrimePrinter>();
   percore::Controller controller;
   percore::StreamOptions stream_options;
@@ -202,7 +207,7 @@ int find_primes(percore::Channel& channel, const std::vector<std::string>& argum
   stub.FindPrimes(&controller, &request, &response, nullptr);
   if (controller.Failed())
     return report(controller);
-  const auto timeout = std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 60000);
+  const auto timeout = std::chrono::milliseconds(timeout_ms);
   uint64_t next = from;
   for (;;) {
     prime::PrimeChunk chunk;
@@ -263,6 +268,9 @@ int main(int argc, char** argv) {
   // One call: one group of its own rather than one per core.
   percore::ClientRuntimeOptions groups{.groups = 1};
   std::vector<std::string> command;
+  // How long stream commands wait for what comes back on the stream: the
+  // --timeout-ms given, else long enough for a computation.
+  int stream_wait_ms = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string argument = argv[i];
     if (argument == "--target" || argument == "--timeout-ms" || argument == "--groups") {
@@ -273,6 +281,7 @@ int main(int argc, char** argv) {
         target = value;
       } else if (argument == "--timeout-ms") {
         options.timeout_ms = std::atoi(value.c_str());
+        stream_wait_ms = options.timeout_ms;
       } else {
         groups.groups = std::atoi(value.c_str());
       }
@@ -302,11 +311,11 @@ int main(int argc, char** argv) {
   }
   if (stream_command) {
     return stream_echo(channel, std::vector<std::string>(command.begin() + 1, command.end()),
-                       options.timeout_ms);
+                       stream_wait_ms > 0 ? stream_wait_ms : 5000);
   }
   if (primes_command) {
     return find_primes(channel, std::vector<std::string>(command.begin() + 1, command.end()),
-                       options.timeout_ms);
+                       stream_wait_ms > 0 ? stream_wait_ms : 600000);
   }
   percore::Controller controller;
   if (command[0] == "echo") {

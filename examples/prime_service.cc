@@ -17,6 +17,26 @@
 
 namespace percore::examples {
 
+bool is_prime(uint64_t number, const std::atomic<bool>& stop) {
+  if (number < 2)
+    return false;
+  if (number < 4)
+    return true;
+  if (number % 2 == 0)
+    return false;
+  uint64_t until_check = 1u << 20;
+  for (uint64_t divisor = 3; divisor <= number / divisor; divisor += 2) {
+    if (number % divisor == 0)
+      return false;
+    if (--until_check == 0) {
+      if (stop.load(std::memory_order_relaxed))
+        return false;
+      until_check = 1u << 20;
+    }
+  }
+  return true;
+}
+
 bool is_prime(uint64_t number) {
   if (number < 2)
     return false;
@@ -101,6 +121,10 @@ namespace {
 class PrimeStreamWork final : public StreamHandler,
                               public std::enable_shared_from_this<PrimeStreamWork> {
  public:
+  explicit PrimeStreamWork(std::shared_ptr<std::atomic<int>> streams_served)
+      : streams_served_(std::move(streams_served)) {}
+  ~PrimeStreamWork() override { streams_served_->fetch_sub(1, std::memory_order_relaxed); }
+
   void start(std::shared_ptr<Stream> stream) {
     {
       std::lock_guard lock(mutex_);
@@ -111,15 +135,20 @@ class PrimeStreamWork final : public StreamHandler,
     std::thread([self = shared_from_this()] { self->run(); }).detach();
   }
 
-  void on_received_messages(Stream& stream, std::span<std::string> messages) override {
+  void on_received_messages(Stream&, std::span<std::string> messages) override {
     std::lock_guard lock(mutex_);
     for (std::string& message : messages) {
+      if (overrun_)
+        break;  // Told in the summary; nothing more is kept.
+      if (queued_bytes_ + message.size() > PrimeServiceImpl::kMaxQueuedChunkBytes) {
+        // The client ran too far ahead (or sent one huge chunk): the thread
+        // stops, writes the error summary and closes.
+        overrun_ = true;
+        stop_.store(true, std::memory_order_relaxed);
+        break;
+      }
       queued_bytes_ += message.size();
       queue_.push_back(std::move(message));
-    }
-    if (queued_bytes_ > PrimeServiceImpl::kMaxQueuedChunkBytes && !overrun_) {
-      overrun_ = true;  // The thread writes the error summary and closes.
-      (void)stream;
     }
     changed_.notify_all();
   }
@@ -127,6 +156,8 @@ class PrimeStreamWork final : public StreamHandler,
   void on_closed(Stream&, StreamEndReason) override {
     std::lock_guard lock(mutex_);
     ended_ = true;
+    stop_.store(true, std::memory_order_relaxed);  // Abandons the chunk in progress.
+    queue_.clear();
     changed_.notify_all();
   }
 
@@ -142,7 +173,7 @@ class PrimeStreamWork final : public StreamHandler,
           return;  // The client closed or the connection broke: nobody to tell.
         if (overrun_) {
           summary.set_error("more than " + std::to_string(PrimeServiceImpl::kMaxQueuedChunkBytes) +
-                            " bytes of chunks waiting; write fewer ahead");
+                            " bytes of chunks waiting (write fewer or smaller chunks ahead)");
           break;
         }
         message = std::move(queue_.front());
@@ -158,8 +189,16 @@ class PrimeStreamWork final : public StreamHandler,
       prime::PrimesFound* found = reply.mutable_found();
       found->set_chunk(summary.chunks());
       for (const uint64_t number : chunk.numbers()) {
-        if (is_prime(number))
+        if (stop_.load(std::memory_order_relaxed))
+          break;
+        if (is_prime(number, stop_))
           found->add_primes(number);
+      }
+      if (stop_.load(std::memory_order_relaxed)) {
+        std::lock_guard lock(mutex_);
+        if (ended_)
+          return;
+        continue;  // An overrun: the loop writes the error summary.
       }
       summary.set_chunks(summary.chunks() + 1);
       summary.set_numbers_checked(summary.numbers_checked() +
@@ -191,6 +230,8 @@ class PrimeStreamWork final : public StreamHandler,
     }
   }
 
+  const std::shared_ptr<std::atomic<int>> streams_served_;
+  std::atomic<bool> stop_{false};  // The stream ended or overran: stop computing.
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<std::string> queue_;
@@ -206,7 +247,16 @@ void PrimeServiceImpl::FindPrimes(google::protobuf::RpcController* controller,
                                   const prime::FindPrimesRequest*, prime::FindPrimesResponse*,
                                   google::protobuf::Closure* done) {
   auto* server_controller = static_cast<ServerController*>(controller);
-  auto work = std::make_shared<PrimeStreamWork>();
+  if (find_primes_streams_->fetch_add(1, std::memory_order_relaxed) >= kMaxFindPrimesStreams) {
+    find_primes_streams_->fetch_sub(1, std::memory_order_relaxed);
+    server_controller->SetFailed(ErrorCode::kServerLimitReached,
+                                 "too many FindPrimes streams (" +
+                                     std::to_string(kMaxFindPrimesStreams) + ") on this server");
+    done->Run();
+    return;
+  }
+  // Counted from here; the work object gives the place back when it goes.
+  auto work = std::make_shared<PrimeStreamWork>(find_primes_streams_);
   StreamOptions options;
   options.handler = work;
   std::shared_ptr<Stream> stream;

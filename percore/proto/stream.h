@@ -38,10 +38,13 @@ enum class StreamEndReason : uint8_t {
   kNotAccepted,       // The call that opens it failed, or its handler did not
                       // accept the stream (client side), or the call failed
                       // after the handler accepted it (server side).
+  kMessageTooLarge,   // The peer sent a message larger than
+                      // Stream::max_message_bytes(); an RST went to the peer.
 };
 
 // "closed_by_us", "closed_by_peer", "reset_by_peer", "connection_broken",
-// "idle_timeout", "not_accepted": for logs and metrics.
+// "idle_timeout", "not_accepted", "message_too_large": for logs and
+// metrics.
 std::string_view stream_end_reason_name(StreamEndReason reason);
 
 // What Stream::Write says. brpc's StreamWrite returns 0, EAGAIN and EINVAL for
@@ -52,7 +55,9 @@ enum class StreamWriteStatus : uint8_t {
               // reported consumed by the peer. Nothing was queued; try again
               // after StreamHandler::on_writable or Stream::WaitWritable.
   kEnded,     // The stream has ended or is closing; nothing was queued.
-  kTooLarge,  // The message does not fit in one frame of max_body_bytes.
+  kTooLarge,  // Longer than Stream::max_message_bytes(); nothing was queued.
+  kPeerNotWritable,  // The peer's StreamSettings said writable = false: it
+                     // takes no messages (brpc's EBADF). Nothing was queued.
 };
 
 class Stream;
@@ -108,6 +113,10 @@ class Stream {
 
   // This side's id of the stream (the peer addresses its frames to it).
   virtual StreamId id() const = 0;
+  // The largest message Write takes, and the largest this side accepts from
+  // the peer (a larger one ends the stream, kMessageTooLarge): the
+  // connection's max_body_bytes less 40 bytes for the frame's meta.
+  virtual size_t max_message_bytes() const = 0;
   // Queues `message` for the peer. Never blocks; see StreamWriteStatus. The
   // message is moved from only when kOk: on kFull it is still the caller's,
   // to write again later. Messages written before the stream connects

@@ -23,6 +23,7 @@ void ServerController::Reset() {
   on_end_ = nullptr;
   remote_stream_id_ = kInvalidStreamId;
   remote_needs_feedback_ = false;
+  remote_writable_ = true;
   streams_supported_ = false;
   max_stream_frame_bytes_ = 0;
   accepted_stream_.reset();

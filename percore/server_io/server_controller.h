@@ -137,6 +137,7 @@ class ServerController : public google::protobuf::RpcController {
   // accepted.
   int64_t remote_stream_id_ = kInvalidStreamId;
   bool remote_needs_feedback_ = false;
+  bool remote_writable_ = true;
   bool streams_supported_ = false;
   size_t max_stream_frame_bytes_ = 0;
   std::shared_ptr<detail::StreamCore> accepted_stream_;

@@ -604,6 +604,88 @@ TEST_P(StreamTest, FindPrimesWithoutAStreamIsABadRequest) {
   EXPECT_EQ(controller.ErrorCode(), 1003) << controller.ErrorText();
 }
 
+TEST_P(StreamTest, AMessageLargerThanTheServerTakesEndsTheStreamWithAReset) {
+  ScriptedStreamService service;
+  ServerOptions options;
+  options.max_body_bytes = 4096;
+  start(&service, options);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("hold", handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(stream->Write("small"), StreamWriteStatus::kOk);
+  // The client's own limit is the default 64 MiB: this goes out. Its frame
+  // fits the server's max_body_bytes (4096) but the message is past the
+  // server's largest message (4096 - 40 bytes): the stream, not the
+  // connection, is refused.
+  ASSERT_EQ(stream->Write(std::string(4070, 'L')), StreamWriteStatus::kOk);
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kResetByPeer);
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
+      milliseconds(5000)));
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kMessageTooLarge);
+  EXPECT_EQ(service.handler(0)->messages(), (std::vector<std::string>{"small"}));
+  EXPECT_EQ(service.stream(0)->max_message_bytes(), 4096u - 40u);
+  EXPECT_EQ(service.stream(0)->Write(std::string(4097, 'x')), StreamWriteStatus::kTooLarge);
+}
+
+TEST_P(StreamTest, AFrameLargerThanTheServerTakesClosesTheConnectionAfterDeliveringWhatCameBefore) {
+  ScriptedStreamService service;
+  ServerOptions options;
+  options.max_body_bytes = 4096;
+  start(&service, options);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("hold", handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(stream->Write("small"), StreamWriteStatus::kOk);
+  // A frame past max_body_bytes: the connection is rejected, as for any
+  // frame; what came before it is still delivered, and the server's stream
+  // ends with a CLOSE to the client.
+  ASSERT_EQ(stream->Write(std::string(10000, 'L')), StreamWriteStatus::kOk);
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
+  ASSERT_TRUE(testing::eventually(
+      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
+      milliseconds(5000)));
+  EXPECT_EQ(service.handler(0)->messages(), (std::vector<std::string>{"small"}));
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByUs);
+}
+
+TEST_P(StreamTest, FindPrimesRefusesAChunkPastItsQueueBoundWithAnErrorSummary) {
+  examples::PrimeServiceImpl primes;
+  start(&primes);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  StreamOptions options;
+  options.handler = handler;
+  std::shared_ptr<Stream> stream = controller.open_stream(options);
+  prime::PrimeService_Stub stub(channel_.get());
+  prime::FindPrimesRequest request;
+  prime::FindPrimesResponse response;
+  stub.FindPrimes(&controller, &request, &response, nullptr);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  prime::PrimeChunk chunk;
+  // Nine-byte varints: about 9 MB, past the 8 MiB of chunks waiting (and
+  // never computed: the chunk is refused whole).
+  for (uint64_t i = 0; i < 1000000; ++i)
+    chunk.add_numbers((uint64_t{1} << 62) + 2 * i + 1);
+  chunk.set_last(true);
+  std::string bytes = chunk.SerializeAsString();
+  ASSERT_GT(bytes.size(), examples::PrimeServiceImpl::kMaxQueuedChunkBytes);
+  ASSERT_EQ(stream->Write(std::move(bytes)), StreamWriteStatus::kOk);
+  ASSERT_TRUE(handler->wait_end(milliseconds(10000)));
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
+  const std::vector<std::string> messages = handler->messages();
+  ASSERT_EQ(messages.size(), 1u);
+  prime::PrimeStreamReply reply;
+  ASSERT_TRUE(reply.ParseFromString(messages[0]));
+  ASSERT_TRUE(reply.has_summary());
+  EXPECT_NE(reply.summary().error().find("bytes of chunks waiting"), std::string::npos)
+      << reply.summary().error();
+}
+
 TEST(StreamControllerTest, AStreamWhoseCallIsNeverMadeEndsNotAccepted) {
   auto replaced = std::make_shared<RecordingHandler>();
   auto abandoned = std::make_shared<RecordingHandler>();

@@ -153,6 +153,7 @@ bool ReceiveThread::handle_stream_frame(ClientConnection& connection, const Stre
       const wire::StreamSettings& settings = response.meta.stream_settings();
       // Connected before the call completes: the caller may write at once.
       entry.stream->connect(settings.stream_id(), settings.need_feedback(),
+                            !settings.has_writable() || settings.writable(),
                             send_.stream_carrier(connection.id));
     } else if (!ours && response.meta.has_stream_settings()) {
       // The call ended already: the server's stream is refused (brpc RSTs).

@@ -32,14 +32,20 @@ StreamCore::StreamCore(StreamId id, StreamOptions options, size_t max_body_bytes
 
 StreamCore::~StreamCore() = default;
 
+size_t StreamCore::max_message_bytes() const {
+  return max_body_bytes_ > kDataMetaBytes ? max_body_bytes_ - kDataMetaBytes : 0;
+}
+
 StreamWriteStatus StreamCore::Write(std::string&& message) {
-  if (message.size() + kDataMetaBytes > max_body_bytes_)
+  if (message.size() > max_message_bytes())
     return StreamWriteStatus::kTooLarge;
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
     if (closing_ || end_.ended())
       return StreamWriteStatus::kEnded;
+    if (!peer_writable_)
+      return StreamWriteStatus::kPeerNotWritable;
     if (!window_.can_write()) {
       blocked_ = true;
       return StreamWriteStatus::kFull;
@@ -73,6 +79,7 @@ void StreamCore::Close() {
       return;
     closing_ = true;
     end_after_outbox_ = StreamEndReason::kClosedByUs;
+    reading_stopped_.store(true, std::memory_order_relaxed);
     if (carrier_ != nullptr) {
       wake = queue_frame_locked(close_frame_meta(remote_id_, id_), std::string());
     }
@@ -97,7 +104,7 @@ uint64_t StreamCore::bytes_received() const {
   return received_bytes_.load(std::memory_order_relaxed);
 }
 
-bool StreamCore::connect(StreamId remote_id, bool peer_needs_feedback,
+bool StreamCore::connect(StreamId remote_id, bool peer_needs_feedback, bool peer_writable,
                          std::shared_ptr<StreamCarrier> carrier) {
   bool wake = false;
   {
@@ -105,6 +112,9 @@ bool StreamCore::connect(StreamId remote_id, bool peer_needs_feedback,
     if (end_.ended())
       return false;
     remote_id_ = remote_id;
+    peer_writable_ = peer_writable;
+    if (!peer_writable)
+      early_writes_.clear();  // Not for this peer: brpc would refuse them too.
     carrier_ = std::move(carrier);
     read_progress_.set_peer_needs_feedback(peer_needs_feedback);
     for (std::string& message : early_writes_)
@@ -161,18 +171,17 @@ void StreamCore::on_frame(const StreamFrame& frame) {
   last_received_ns_.store(now_ns(), std::memory_order_relaxed);
   switch (frame.type()) {
     case wire::FRAME_TYPE_DATA: {
-      if (end_.ended())
-        return;
+      if (end_.ended() || reading_stopped_.load(std::memory_order_relaxed))
+        return;  // This side stopped reading: what was in flight is dropped.
       received_bytes_.fetch_add(frame.data.size(), std::memory_order_relaxed);
+      // A message, joined or not, is at most what this side may write: an
+      // echo of it always fits, and a peer that never ends a message cannot
+      // grow this without bound.
+      if (partial_.size() + frame.data.size() > max_message_bytes()) {
+        refuse_oversized_message();
+        return;
+      }
       if (frame.meta.has_continuation()) {
-        if (partial_.size() + frame.data.size() > max_body_bytes_) {
-          // A peer that never ends its message cannot grow this without
-          // bound: the stream is closed.
-          partial_.clear();
-          partial_.shrink_to_fit();
-          Close();
-          return;
-        }
         partial_.append(frame.data);
         return;
       }
@@ -216,6 +225,25 @@ void StreamCore::on_frame(const StreamFrame& frame) {
   }
 }
 
+void StreamCore::refuse_oversized_message() {
+  reading_stopped_.store(true, std::memory_order_relaxed);
+  partial_.clear();
+  partial_.shrink_to_fit();
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_ || end_.ended())
+      return;
+    closing_ = true;
+    end_after_outbox_ = StreamEndReason::kMessageTooLarge;
+    if (carrier_ != nullptr)
+      wake = queue_frame_locked(rst_frame_meta(remote_id_), std::string());
+  }
+  writable_.notify_all();
+  if (wake)
+    wake_carrier();
+}
+
 void StreamCore::deliver() {
   if (inbox_.empty())
     return;
@@ -237,7 +265,8 @@ void StreamCore::deliver() {
   {
     std::lock_guard lock(mutex_);
     read_progress_.on_consumed(consumed);
-    if (read_progress_.feedback_due() && carrier_ != nullptr && !end_.ended()) {
+    // Nothing follows this side's CLOSE or RST (a brpc peer would RST it).
+    if (read_progress_.feedback_due() && carrier_ != nullptr && !end_.ended() && !closing_) {
       wake = queue_frame_locked(feedback_frame_meta(remote_id_, id_, read_progress_.take_feedback()),
                                 std::string());
     }

@@ -84,6 +84,7 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
 
   // --- Stream: any thread ---
   StreamId id() const override { return id_; }
+  size_t max_message_bytes() const override;
   StreamWriteStatus Write(std::string&& message) override;
   bool WaitWritable(std::chrono::milliseconds timeout) override;
   void Close() override;
@@ -98,7 +99,9 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   // Connects to the peer's stream `remote_id` through `carrier`: frames
   // written before go now. `peer_needs_feedback`: the peer's StreamSettings.
   // False when the stream has already ended.
-  bool connect(StreamId remote_id, bool peer_needs_feedback,
+  // `peer_writable`: the peer's StreamSettings.writable (false: Write says
+  // kPeerNotWritable).
+  bool connect(StreamId remote_id, bool peer_needs_feedback, bool peer_writable,
                std::shared_ptr<StreamCarrier> carrier);
   bool connected() const;
   StreamId remote_id() const;
@@ -124,6 +127,9 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   void check_idle(Clock::time_point now);
 
  private:
+  // A message past max_message_bytes() arrived: RST to the peer, and the
+  // stream ends kMessageTooLarge once that is queued. Reading thread.
+  void refuse_oversized_message();
   // Encodes a frame into the outbox; true when the carrier must be woken.
   // Under mutex_.
   bool queue_frame_locked(const wire::StreamFrameMeta& meta, std::string&& data);
@@ -143,6 +149,7 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   StreamId remote_id_ = kInvalidStreamId;   // Under mutex_.
   bool wake_pending_ = false;   // The carrier was woken and has not taken the outbox.
   bool closing_ = false;        // A CLOSE is queued: no more writes.
+  bool peer_writable_ = true;   // Under mutex_; the peer's StreamSettings.writable.
   std::optional<StreamEndReason> end_after_outbox_;  // Under mutex_.
   bool blocked_ = false;        // A Write said kFull: tell on_writable.
   std::vector<std::string> early_writes_;  // Under mutex_; written before connect().
@@ -152,6 +159,9 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   // The reading thread's.
   std::vector<std::string> inbox_;
   std::string partial_;  // A message whose frames have not all arrived.
+  // Set once this side stops taking the peer's messages (its own close, or
+  // a refused message): later DATA is dropped and no FEEDBACK is sent.
+  std::atomic<bool> reading_stopped_{false};
 
   std::mutex callback_mutex_;  // Serializes the handler's callbacks.
   std::shared_ptr<StreamHandler> handler_;  // Under callback_mutex_; dropped after on_closed.

@@ -16,6 +16,8 @@ std::string_view stream_end_reason_name(StreamEndReason reason) {
       return "idle_timeout";
     case StreamEndReason::kNotAccepted:
       return "not_accepted";
+    case StreamEndReason::kMessageTooLarge:
+      return "message_too_large";
   }
   return "unknown";
 }

@@ -244,7 +244,8 @@ void IoThread::complete_call(ServerCall* call) {
                                              ? CompressType::kNone
                                              : controller.response_compress_type();
       StreamReply stream{call->remote_stream_id(), call->remote_stream_needs_feedback(),
-                         call->take_accepted_stream(), /*dispatched=*/true};
+                         call->take_accepted_stream(), /*dispatched=*/true,
+                         call->remote_stream_writable()};
       call->note_answer_bytes(answer(*connection, call->correlation_id(), &call->method(), code,
                                      controller.ErrorText(), call->response(),
                                      std::move(controller.response_attachment()),
@@ -342,7 +343,7 @@ void IoThread::wrap_stream_reply(ServerConnection& connection, bool ok, StreamRe
     connection.stream_call_answered();
   if (connects) {
     connection.add_stream(std::move(stream.accepted), stream.remote_id,
-                          stream.remote_needs_feedback);
+                          stream.remote_needs_feedback, stream.remote_writable);
   } else if (stream.accepted != nullptr) {
     stream.accepted->end(StreamEndReason::kNotAccepted);
   }

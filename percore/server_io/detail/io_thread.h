@@ -96,6 +96,7 @@ class IoThread {
     bool remote_needs_feedback = false;
     std::shared_ptr<StreamCore> accepted;
     bool dispatched = false;  // A dispatched call's (counted by its connection).
+    bool remote_writable = true;
   };
   size_t answer(ServerConnection& connection, int64_t correlation_id, MethodEntry* method,
                 int32_t code, const std::string& text, const google::protobuf::Message* response,

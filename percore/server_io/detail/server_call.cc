@@ -61,9 +61,10 @@ void ServerCall::set_request_context(const std::string& remote_side,
 }
 
 void ServerCall::set_remote_stream(int64_t remote_id, bool remote_needs_feedback,
-                                   bool supported) {
+                                   bool remote_writable, bool supported) {
   controller_.remote_stream_id_ = remote_id;
   controller_.remote_needs_feedback_ = remote_needs_feedback;
+  controller_.remote_writable_ = remote_writable;
   controller_.streams_supported_ = supported;
   controller_.max_stream_frame_bytes_ = io_thread_.core().options.max_body_bytes;
 }

@@ -49,9 +49,11 @@ class ServerCall final : public google::protobuf::Closure {
   // The request carried StreamSettings: the client attached stream
   // `remote_id`. `supported`: the handler may accept it (not in a worker
   // process). I/O thread, before the call runs.
-  void set_remote_stream(int64_t remote_id, bool remote_needs_feedback, bool supported);
+  void set_remote_stream(int64_t remote_id, bool remote_needs_feedback, bool remote_writable,
+                         bool supported);
   int64_t remote_stream_id() const { return controller_.remote_stream_id_; }
   bool remote_stream_needs_feedback() const { return controller_.remote_needs_feedback_; }
+  bool remote_stream_writable() const { return controller_.remote_writable_; }
   // The stream the handler accepted (null: none); I/O thread, after
   // done->Run().
   std::shared_ptr<StreamCore> take_accepted_stream() {

@@ -401,8 +401,10 @@ void ServerConnection::dispatch(const Frame& frame) {
     const bool room = streams_.size() + stream_calls_in_flight_ <
                       static_cast<size_t>(std::max(0, core_.options.max_streams_per_connection));
     ++stream_calls_in_flight_;
-    raw_call->set_remote_stream(stream_reply.remote_id, stream_reply.remote_needs_feedback,
-                                room && method->mode != ExecutionMode::kProcessPool);
+    raw_call->set_remote_stream(
+        stream_reply.remote_id, stream_reply.remote_needs_feedback,
+        !meta.stream_settings().has_writable() || meta.stream_settings().writable(),
+        room && method->mode != ExecutionMode::kProcessPool);
   }
   ++in_flight_calls_;
   io_thread_.run_call(raw_call);
@@ -439,7 +441,7 @@ void ServerConnection::deliver_stream_input() {
 }
 
 void ServerConnection::add_stream(std::shared_ptr<StreamCore> stream, StreamId remote_id,
-                                  bool remote_needs_feedback) {
+                                  bool remote_needs_feedback, bool remote_writable) {
   io_thread_.assert_in_loop_thread();
   if (state_ != State::kOpen) {
     // The connection reads no more: the stream could never hear back.
@@ -448,7 +450,7 @@ void ServerConnection::add_stream(std::shared_ptr<StreamCore> stream, StreamId r
   }
   if (stream_carrier_ == nullptr)
     stream_carrier_ = std::make_shared<ConnectionStreamCarrier>(io_thread_, id_);
-  if (!stream->connect(remote_id, remote_needs_feedback, stream_carrier_))
+  if (!stream->connect(remote_id, remote_needs_feedback, remote_writable, stream_carrier_))
     return;  // The handler's side already ended it.
   streams_.emplace(stream->id(), stream);
   core_.streams_accepted.fetch_add(1, std::memory_order_relaxed);
@@ -476,6 +478,8 @@ void ServerConnection::take_stream_output(const std::shared_ptr<StreamCore>& str
 void ServerConnection::end_streams(bool send_close, StreamEndReason reason) {
   if (streams_.empty())
     return;
+  // Messages decoded in this pass before the end are the handlers' first.
+  deliver_stream_input();
   std::unordered_map<StreamId, std::shared_ptr<StreamCore>> streams;
   streams.swap(streams_);
   for (auto& [id, stream] : streams) {

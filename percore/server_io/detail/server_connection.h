@@ -109,7 +109,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // A stream the handler of one of this connection's calls accepted, now
   // that its answer is encoded: connected to the client's `remote_id`.
   void add_stream(std::shared_ptr<StreamCore> stream, StreamId remote_id,
-                  bool remote_needs_feedback);
+                  bool remote_needs_feedback, bool remote_writable);
   // Moves `stream`'s queued frames into the output (and ends it when they
   // end with its CLOSE).
   void take_stream_output(const std::shared_ptr<StreamCore>& stream);
