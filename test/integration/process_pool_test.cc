@@ -29,6 +29,7 @@
 #include <percore/server_io/server.h>
 #include "test/support/call_ledger.h"
 #include "test/support/eventually.h"
+#include "test/support/sanitizers.h"
 #include "test/support/slack.h"
 
 namespace percore {
@@ -37,17 +38,7 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using testing::kSanitized;
 
 // The pids of the live children of `parent` (from /proc/PID/stat's ppid).
 std::set<pid_t> children_of(pid_t parent) {

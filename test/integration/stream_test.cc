@@ -34,6 +34,7 @@
 #include <percore/server_io/server.h>
 #include <percore/server_io/server_controller.h>
 #include "test/support/eventually.h"
+#include "test/support/sanitizers.h"
 #include "test/support/slack.h"
 
 namespace percore {
@@ -41,17 +42,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using testing::kSanitized;
 
 // Records what one end of a stream is told: messages in order, the end and
 // how many times it was told (must be once).
