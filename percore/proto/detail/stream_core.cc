@@ -28,7 +28,7 @@ StreamCore::StreamCore(StreamId id, StreamOptions options, size_t max_body_bytes
       max_body_bytes_(max_body_bytes),
       window_(options_.max_buf_size),
       last_received_ns_(now_ns()),
-      handler_(options_.handler) {}
+      handler_(std::move(options_.handler)) {}
 
 StreamCore::~StreamCore() = default;
 

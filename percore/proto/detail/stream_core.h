@@ -136,7 +136,9 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   void wake_carrier();
 
   const StreamId id_;
-  const StreamOptions options_;
+  // Without its handler, which handler_ holds: a handler that holds its
+  // stream makes a cycle that only end() may break.
+  StreamOptions options_;
   const size_t max_body_bytes_;
   StreamEnd end_;
 
