@@ -37,8 +37,6 @@ class Controller : public google::protobuf::RpcController {
   Controller() = default;
   // A stream opened here whose call was never made ends kNotAccepted.
   ~Controller() override;
-  Controller(const Controller&) = default;
-  Controller& operator=(const Controller&) = default;
 
   // --- settings ---
   // timeout_ms() when none was set: the call takes the Channel's timeout_ms.
