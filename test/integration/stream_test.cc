@@ -677,6 +677,24 @@ TEST_P(StreamTest, FindPrimesRefusesAChunkPastItsQueueBoundWithAnErrorSummary) {
       << reply.summary().error();
 }
 
+TEST_P(StreamTest, WaitWritableWakesOnFeedbackWithoutAFullWrite) {
+  examples::EchoServiceImpl echo;
+  start(&echo);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = open("small window", handler, controller, /*max_buf_size=*/1000);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  // One message fills the window (accepted while it was not full); the
+  // writer waits without having been told kFull.
+  ASSERT_EQ(stream->Write(std::string(5000, 'w')), StreamWriteStatus::kOk);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(stream->WaitWritable(testing::scaled(milliseconds(5000))));
+  // The server's FEEDBACK woke it, not the timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, testing::scaled(milliseconds(2000)));
+  stream->Close();
+  ASSERT_TRUE(handler->wait_end());
+}
+
 TEST(StreamControllerTest, AStreamWhoseCallIsNeverMadeEndsNotAccepted) {
   auto replaced = std::make_shared<RecordingHandler>();
   auto abandoned = std::make_shared<RecordingHandler>();

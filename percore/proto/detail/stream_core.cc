@@ -198,14 +198,19 @@ void StreamCore::on_frame(const StreamFrame& frame) {
     }
     case wire::FRAME_TYPE_FEEDBACK: {
       bool reopened = false;
+      bool tell_handler = false;
       {
         std::lock_guard lock(mutex_);
-        reopened = window_.on_feedback(frame.meta.feedback().consumed_size()) && blocked_;
-        if (reopened)
+        reopened = window_.on_feedback(frame.meta.feedback().consumed_size());
+        // The handler hears of it after a Write said kFull; WaitWritable
+        // may be waiting without one.
+        tell_handler = reopened && blocked_;
+        if (tell_handler)
           blocked_ = false;
       }
-      if (reopened) {
+      if (reopened)
         writable_.notify_all();
+      if (tell_handler) {
         std::lock_guard callbacks(callback_mutex_);
         if (handler_ != nullptr && !end_.ended())
           handler_->on_writable(*this);
@@ -294,8 +299,9 @@ bool StreamCore::end(StreamEndReason reason) {
 void StreamCore::check_idle(Clock::time_point now) {
   if (options_.idle_timeout_ms <= 0 || end_.ended())
     return;
-  const int64_t idle_ns = now.time_since_epoch().count() -
-                          last_received_ns_.load(std::memory_order_relaxed);
+  const int64_t idle_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count() -
+      last_received_ns_.load(std::memory_order_relaxed);
   if (idle_ns < int64_t{options_.idle_timeout_ms} * 1000000)
     return;
   bool wake = false;
