@@ -642,8 +642,12 @@ TEST_P(ServerStreamTest, InterleavedStreamsOnOneConnectionStayApart) {
   std::string bytes;
   for (int i = 0; i < kMessages; ++i) {
     for (int s = 0; s < kStreams; ++s) {
-      expected[s].push_back("s" + std::to_string(s) + "m" + std::to_string(i) +
-                            testing::patterned_bytes(10 + i * 13, s * 100 + i));
+      // Built by appends: GCC 12's -O3 -Wrestrict misreads "s" + string.
+      std::string message = std::string("s") + std::to_string(s);
+      message += "m";
+      message += std::to_string(i);
+      message += testing::patterned_bytes(10 + i * 13, s * 100 + i);
+      expected[s].push_back(std::move(message));
       bytes +=
           stream_frame(data_frame_meta(server_streams[s], kClientStream + s), expected[s].back());
     }

@@ -429,6 +429,7 @@ void ConnectionPool::forget(ClientConnection& connection, Reconnect how) {
     ::close(side.fd);
   side.fd = -1;
   registry_.remove(id);
+  listener_.on_connection_freed(connection);
   connections_.erase(id);  // `connection` is gone from here on.
   if (server == nullptr)
     return;

@@ -92,6 +92,9 @@ class ConnectionPool {
     virtual void on_maintenance_due(Clock::time_point when) = 0;
     // Queue the health check on `connection` and write it.
     virtual void send_health_probe(ClientConnection& connection) = 0;
+    // `connection` is about to be freed: nothing may keep a pointer to it
+    // (a task earlier in the same turn may have queued bytes on it).
+    virtual void on_connection_freed(ClientConnection& connection) = 0;
   };
 
   // How the receive side came to let go of a connection.

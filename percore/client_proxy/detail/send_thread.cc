@@ -249,6 +249,14 @@ void SendThread::on_connection_releasing(ClientConnection& connection) {
   receive_->post_release(connection.id);
 }
 
+void SendThread::on_connection_freed(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  // Tasks (stream output, resends) queue bytes and mark connections dirty
+  // before the turn's flush; a later task of the same batch may free one.
+  if (connection.send_side().dirty)
+    std::erase(dirty_, &connection);
+}
+
 void SendThread::on_maintenance_due(EventLoop::Clock::time_point when) {
   loop_.assert_in_loop_thread();
   pools_due_ = std::min(pools_due_, when);
@@ -420,8 +428,9 @@ void SendThread::queue_on(ClientConnection& connection, CallRecord& record,
 
 void SendThread::flush_dirty() {
   loop_.assert_in_loop_thread();
-  // Connections on the list are alive: it is emptied every turn, and
-  // connections are freed only by tasks and timers, between turns.
+  // Connections on the list are alive: it is emptied every turn, and a
+  // connection freed by a task (or timer) leaves it first
+  // (on_connection_freed).
   for (ClientConnection* connection : dirty_) {
     connection->send_side().dirty = false;
     flush(*connection);

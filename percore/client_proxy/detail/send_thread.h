@@ -87,6 +87,7 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void on_connection_releasing(ClientConnection& connection) override;
   void on_maintenance_due(EventLoop::Clock::time_point when) override;
   void send_health_probe(ClientConnection& connection) override;
+  void on_connection_freed(ClientConnection& connection) override;
 
   // --- intake and placement ---
   bool drain_requests();
