@@ -159,6 +159,13 @@ class ScriptedStreamService : public example::EchoService {
     std::lock_guard lock(mutex_);
     return index < streams_.size() ? streams_[index] : nullptr;
   }
+  // Waits (bounded) until the index-th accepted stream's handler was told
+  // of its end.
+  bool wait_end(size_t index) {
+    return testing::eventually(
+        [&] { return handler(index) != nullptr && handler(index)->end().has_value(); },
+        std::chrono::milliseconds(5000));
+  }
 
  private:
   std::mutex mutex_;
@@ -339,9 +346,7 @@ TEST_P(StreamTest, TheServerClosesAfterItsMessages) {
   for (int i = 0; i < 100; ++i)
     EXPECT_EQ(messages[i], std::to_string(i));
   EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
-  ASSERT_TRUE(testing::eventually(
-      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
-      milliseconds(5000)));
+  ASSERT_TRUE(service.wait_end(0));
   EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByUs);
   EXPECT_EQ(handler->ends(), 1);
   EXPECT_EQ(service.handler(0)->ends(), 1);
@@ -357,9 +362,7 @@ TEST_P(StreamTest, TheClientClosesAndTheServerIsToldOnce) {
   ASSERT_EQ(stream->Write("one"), StreamWriteStatus::kOk);
   ASSERT_EQ(stream->Write("two"), StreamWriteStatus::kOk);
   stream->Close();
-  ASSERT_TRUE(testing::eventually(
-      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
-      milliseconds(5000)));
+  ASSERT_TRUE(service.wait_end(0));
   EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByPeer);
   EXPECT_EQ(service.handler(0)->messages(), (std::vector<std::string>{"one", "two"}));
   ASSERT_TRUE(handler->wait_end());
@@ -393,9 +396,7 @@ TEST_P(StreamTest, ACallThatFailsAfterAcceptingEndsBothEnds) {
   EXPECT_EQ(controller.ErrorCode(), 2001);
   ASSERT_TRUE(handler->wait_end());
   EXPECT_EQ(handler->end(), StreamEndReason::kNotAccepted);
-  ASSERT_TRUE(testing::eventually(
-      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
-      milliseconds(5000)));
+  ASSERT_TRUE(service.wait_end(0));
   EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kNotAccepted);
 }
 
@@ -521,9 +522,7 @@ TEST_P(StreamTest, StreamsPerConnectionAreBounded) {
   // Closing one makes room again.
   streams[0]->Close();
   ASSERT_TRUE(handlers[0]->wait_end());
-  ASSERT_TRUE(testing::eventually(
-      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
-      milliseconds(5000)));
+  ASSERT_TRUE(service.wait_end(0));
   auto next = std::make_shared<RecordingHandler>();
   Controller controller;
   std::shared_ptr<Stream> stream = open("hold", next, controller);
@@ -612,9 +611,7 @@ TEST_P(StreamTest, AMessageLargerThanTheServerTakesEndsTheStreamWithAReset) {
   ASSERT_EQ(stream->Write(std::string(4070, 'L')), StreamWriteStatus::kOk);
   ASSERT_TRUE(handler->wait_end());
   EXPECT_EQ(handler->end(), StreamEndReason::kResetByPeer);
-  ASSERT_TRUE(testing::eventually(
-      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
-      milliseconds(5000)));
+  ASSERT_TRUE(service.wait_end(0));
   EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kMessageTooLarge);
   EXPECT_EQ(service.handler(0)->messages(), (std::vector<std::string>{"small"}));
   EXPECT_EQ(service.stream(0)->max_message_bytes(), 4096u - 40u);
@@ -637,9 +634,7 @@ TEST_P(StreamTest, AFrameLargerThanTheServerTakesClosesTheConnectionAfterDeliver
   ASSERT_EQ(stream->Write(std::string(10000, 'L')), StreamWriteStatus::kOk);
   ASSERT_TRUE(handler->wait_end());
   EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
-  ASSERT_TRUE(testing::eventually(
-      [&] { return service.handler(0) != nullptr && service.handler(0)->end().has_value(); },
-      milliseconds(5000)));
+  ASSERT_TRUE(service.wait_end(0));
   EXPECT_EQ(service.handler(0)->messages(), (std::vector<std::string>{"small"}));
   EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByUs);
 }
