@@ -633,6 +633,11 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
           ? std::string("out of memory (std::bad_alloc; process_memory_limit_bytes ") +
                 std::to_string(core_.options.process_memory_limit_bytes) + ")"
           : describe_wait_status(status);
+  // The call the crash failed is answered last, after the death and its
+  // replacement are counted: a client that sees the 2001 then sees them in
+  // the stats too.
+  ServerCall* crashed_call = nullptr;
+  std::string crash_text;
   if (worker->state != State::kKilled) {
     crashes_.fetch_add(1, std::memory_order_relaxed);
     std::string running;
@@ -640,8 +645,8 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
       MethodEntry& method = worker->call->method();
       method.worker_crashes.fetch_add(1, std::memory_order_relaxed);
       running = method.full_name;
-      complete(std::exchange(worker->call, nullptr), to_int(ErrorCode::kInternal),
-               std::string("worker process died: ") + how + " (while running " + running + ")");
+      crashed_call = std::exchange(worker->call, nullptr);
+      crash_text = std::string("worker process died: ") + how + " (while running " + running + ")";
     }
     core_.worker_process_log.log(LogLevel::kError, [&] {
       std::string text = std::string("worker process ") + std::to_string(pid) + " died: " + how;
@@ -660,6 +665,8 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
     ::close(std::exchange(worker->pidfd, -1));
   workers_.erase(found);
   spawn_replacement(crashed_at_start);
+  if (crashed_call != nullptr)
+    complete(crashed_call, to_int(ErrorCode::kInternal), std::move(crash_text));
   dispatch();
 }
 
