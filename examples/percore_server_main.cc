@@ -78,17 +78,19 @@ constexpr std::string_view kUsage =
     "                    it the session is closed, which removes them too\n"
     "  --deregister-delay-ms  pause between deregistering and draining (default 1000)\n"
     "  --zk-session-timeout-ms  ZooKeeper session timeout (default 10000)\n"
-    "  --prime-isolation where IsPrime runs: thread (worker threads, the default)\n"
-    "                    or process (worker processes: a crash or overrun loses\n"
-    "                    one worker, never the server)\n"
+    "  --prime-isolation where IsPrime and FindPrimes run: thread (worker threads,\n"
+    "                    the default) or process (worker processes: a crash or\n"
+    "                    overrun loses one worker, never the server; a FindPrimes\n"
+    "                    stream holds its worker until it ends)\n"
     "  --process-workers worker processes (default: one per core)\n"
     "  --process-queue   calls waiting for a worker process before 2004 (default 1024)\n"
     "  --process-memory-limit  address-space limit of each worker process, bytes\n"
     "                    (default 0: none)\n"
     "  --prime-max-run-ms  with --prime-isolation process: kill a worker whose\n"
     "                    IsPrime runs longer, answering 1008 (default 0: no limit)\n"
-    "  --prime-allow-faults  carry out IsPrimeRequest.fault (crash, loop, exhaust\n"
-    "                    memory, abort), to show isolation; otherwise 1003\n"
+    "  --prime-allow-faults  carry out IsPrimeRequest.fault and PrimeChunk.fault\n"
+    "                    (crash, loop, exhaust memory, abort), to show isolation;\n"
+    "                    otherwise 1003 (an error summary for a chunk)\n"
     "  --stage-b         also host pipeline.StageB (examples/pipeline.proto)\n"
     "  --stage-a-next    also host pipeline.StageA, calling pipeline.StageB at\n"
     "                    TARGET (any Channel target: zk://..., host:port, ...)\n";
@@ -277,9 +279,6 @@ int main(int argc, char** argv) {
   prime_options.default_mode =
       prime_in_process ? percore::ExecutionMode::kProcessPool : percore::ExecutionMode::kWorkerPool;
   prime_options.default_max_run_ms = prime_max_run_ms;
-  // FindPrimes serves a stream, which a worker process cannot carry yet: it
-  // stays on threads (its stream has a computing thread of its own).
-  prime_options.method_modes["FindPrimes"] = percore::ExecutionMode::kWorkerPool;
   server.AddService(std::make_unique<percore::examples::PrimeServiceImpl>(prime_allow_faults),
                     prime_options);
   std::vector<std::string> hosted_services = {"example.EchoService", "prime.PrimeService"};

@@ -111,8 +111,8 @@ namespace {
 class PrimeStreamWork final : public StreamHandler,
                               public std::enable_shared_from_this<PrimeStreamWork> {
  public:
-  explicit PrimeStreamWork(std::shared_ptr<std::atomic<int>> streams_served)
-      : streams_served_(std::move(streams_served)) {}
+  PrimeStreamWork(std::shared_ptr<std::atomic<int>> streams_served, bool allow_faults)
+      : streams_served_(std::move(streams_served)), allow_faults_(allow_faults) {}
   ~PrimeStreamWork() override { streams_served_->fetch_sub(1, std::memory_order_relaxed); }
 
   void start(std::shared_ptr<Stream> stream) {
@@ -175,6 +175,15 @@ class PrimeStreamWork final : public StreamHandler,
         summary.set_error("chunk " + std::to_string(summary.chunks()) + " is not a PrimeChunk");
         break;
       }
+      if (chunk.fault() != prime::FAULT_NONE) {
+        if (!allow_faults_) {
+          summary.set_error("chunk " + std::to_string(summary.chunks()) +
+                            " asks for a fault; fault injection is off on this server "
+                            "(percore-server --prime-allow-faults)");
+          break;
+        }
+        misbehave(chunk.fault());
+      }
       prime::PrimeStreamReply reply;
       prime::PrimesFound* found = reply.mutable_found();
       found->set_chunk(summary.chunks());
@@ -221,6 +230,7 @@ class PrimeStreamWork final : public StreamHandler,
   }
 
   const std::shared_ptr<std::atomic<int>> streams_served_;
+  const bool allow_faults_;
   std::atomic<bool> stop_{false};  // The stream ended or overran: stop computing.
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -246,7 +256,7 @@ void PrimeServiceImpl::FindPrimes(google::protobuf::RpcController* controller,
     return;
   }
   // Counted from here; the work object gives the place back when it goes.
-  auto work = std::make_shared<PrimeStreamWork>(find_primes_streams_);
+  auto work = std::make_shared<PrimeStreamWork>(find_primes_streams_, allow_faults_);
   StreamOptions options;
   options.handler = work;
   std::shared_ptr<Stream> stream;
@@ -254,8 +264,7 @@ void PrimeServiceImpl::FindPrimes(google::protobuf::RpcController* controller,
     server_controller->SetFailed(
         ErrorCode::kBadRequest,
         server_controller->has_remote_stream()
-            ? "FindPrimes cannot accept the stream here (too many streams on the connection, "
-              "or the method runs in a worker process)"
+            ? "FindPrimes cannot accept the stream here (too many streams on the connection)"
             : "FindPrimes needs a stream attached to the call (Controller::open_stream)");
     done->Run();
     return;

@@ -26,6 +26,7 @@ void ServerController::Reset() {
   remote_writable_ = true;
   streams_supported_ = false;
   max_stream_frame_bytes_ = 0;
+  offered_stream_id_ = kInvalidStreamId;
   accepted_stream_.reset();
 }
 
@@ -34,8 +35,9 @@ bool ServerController::AcceptStream(const StreamOptions& options, std::shared_pt
       stream == nullptr) {
     return false;
   }
-  accepted_stream_ = std::make_shared<detail::StreamCore>(detail::next_stream_id(), options,
-                                                          max_stream_frame_bytes_);
+  const StreamId id =
+      offered_stream_id_ != kInvalidStreamId ? offered_stream_id_ : detail::next_stream_id();
+  accepted_stream_ = std::make_shared<detail::StreamCore>(id, options, max_stream_frame_bytes_);
   *stream = accepted_stream_;
   return true;
 }

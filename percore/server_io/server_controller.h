@@ -106,9 +106,11 @@ class ServerController : public google::protobuf::RpcController {
   // the stream connects when it is). The response then carries this side's
   // StreamSettings. If the call fails (SetFailed), the stream ends
   // kNotAccepted instead. Returns false, and leaves *stream alone, when the
-  // client attached no stream, it was already accepted, or the method runs
-  // in a worker process (kProcessPool: not supported yet). The handler's
-  // thread, before done->Run().
+  // client attached no stream, it was already accepted, or the
+  // connection has max_streams_per_connection streams. Works the same in a
+  // worker process (kProcessPool): the stream's end is there, the server
+  // relays its frames, and the worker serves no other call until the
+  // stream ends. The handler's thread, before done->Run().
   bool AcceptStream(const StreamOptions& options, std::shared_ptr<Stream>* stream);
 
   // What a call made on this call's behalf inherits (its deadline, log id
@@ -140,6 +142,9 @@ class ServerController : public google::protobuf::RpcController {
   bool remote_writable_ = true;
   bool streams_supported_ = false;
   size_t max_stream_frame_bytes_ = 0;
+  // In a worker process: the id the server chose for this side's end (the
+  // server relays the stream under it); otherwise a new one.
+  int64_t offered_stream_id_ = kInvalidStreamId;
   std::shared_ptr<detail::StreamCore> accepted_stream_;
 };
 

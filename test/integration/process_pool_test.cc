@@ -29,6 +29,7 @@
 #include <percore/server_io/server.h>
 #include "test/support/call_ledger.h"
 #include "test/support/eventually.h"
+#include "test/support/recording_stream_handler.h"
 #include "test/support/sanitizers.h"
 #include "test/support/slack.h"
 
@@ -37,6 +38,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+using testing::RecordingHandler;
 
 using testing::kSanitized;
 
@@ -142,6 +144,29 @@ class ProcessPoolTest : public ::testing::Test {
     outcome.text = controller.ErrorText();
     outcome.is_prime = response.is_prime();
     return outcome;
+  }
+
+  // Calls FindPrimes (on the process pool) with a stream; the client's end.
+  std::shared_ptr<Stream> find_primes(const std::shared_ptr<RecordingHandler>& handler,
+                                      Controller& controller) {
+    StreamOptions options;
+    options.handler = handler;
+    std::shared_ptr<Stream> stream = controller.open_stream(options);
+    prime::PrimeService_Stub stub(channel_.get());
+    prime::FindPrimesRequest request;
+    prime::FindPrimesResponse response;
+    stub.FindPrimes(&controller, &request, &response, nullptr);
+    return stream;
+  }
+  // Writes a chunk of the numbers [first, last].
+  static StreamWriteStatus write_chunk(Stream& stream, uint64_t first, uint64_t last,
+                                       bool is_last, prime::Fault fault = prime::FAULT_NONE) {
+    prime::PrimeChunk chunk;
+    for (uint64_t number = first; number <= last; ++number)
+      chunk.add_numbers(number);
+    chunk.set_last(is_last);
+    chunk.set_fault(fault);
+    return stream.Write(chunk.SerializeAsString());
   }
 
   examples::PrimeServiceImpl prime_{/*allow_faults=*/true};
@@ -473,6 +498,137 @@ TEST_F(ProcessPoolTest, ACrashIsAnsweredEvenWhileTheZygoteIsStopped) {
   EXPECT_NE(crashed.text.find("worker process died"), std::string::npos) << crashed.text;
   EXPECT_LT(crashed.took.count(), testing::scaled(milliseconds(1000)).count());
   EXPECT_EQ(is_prime(97).code, 0);
+}
+
+// Streams on a process-pool handler: the stream's end is in the worker and
+// the server relays its frames. The worker takes no other call until the
+// stream ends; then it is free again.
+TEST_F(ProcessPoolTest, AStreamHoldsItsWorkerUntilItEnds) {
+  ServerOptions options;
+  options.process_workers = 1;
+  start(options);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = find_primes(handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(write_chunk(*stream, 1, 100, false), StreamWriteStatus::kOk);
+  ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  prime::PrimeStreamReply first;
+  ASSERT_TRUE(first.ParseFromString(handler->messages().at(0)));
+  EXPECT_EQ(first.found().primes_size(), 25);  // pi(100)
+  // The only worker streams: a call waits for it, and past its deadline is
+  // answered 1008 without running.
+  const Outcome waiting = is_prime(97, prime::FAULT_NONE, 300);
+  EXPECT_EQ(waiting.code, 1008) << waiting.text;
+  ASSERT_EQ(write_chunk(*stream, 101, 200, true), StreamWriteStatus::kOk);
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
+  EXPECT_EQ(handler->ends(), 1);
+  ASSERT_EQ(handler->messages().size(), 3u);  // Two chunks, the summary.
+  prime::PrimeStreamReply summary;
+  ASSERT_TRUE(summary.ParseFromString(handler->messages().back()));
+  EXPECT_EQ(summary.summary().primes_found(), 46u);  // pi(200)
+  // The stream ended: the worker takes calls again.
+  const Outcome after = is_prime(97);
+  EXPECT_EQ(after.code, 0) << after.text;
+  EXPECT_TRUE(after.is_prime);
+  EXPECT_EQ(server_->stats().streams_accepted, 1u);
+}
+
+// The client's Close reaches the worker's handler (its thread stops and the
+// worker is free); so does a connection that goes away.
+TEST_F(ProcessPoolTest, AClientCloseOrAGoneConnectionFreesTheStreamingWorker) {
+  ServerOptions options;
+  options.process_workers = 1;
+  start(options);
+  for (const bool close_connection : {false, true}) {
+    auto handler = std::make_shared<RecordingHandler>();
+    Controller controller;
+    std::shared_ptr<Stream> stream = find_primes(handler, controller);
+    ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+    ASSERT_EQ(write_chunk(*stream, 1, 10, false), StreamWriteStatus::kOk);
+    ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+    if (close_connection) {
+      // The channel and its connections go; the stream ends broken here.
+      channel_.reset();
+      ASSERT_TRUE(handler->wait_end());
+      EXPECT_EQ(handler->end(), StreamEndReason::kConnectionBroken);
+      ChannelOptions channel_options;
+      channel_options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(10000)).count());
+      channel_options.private_groups = ClientRuntimeOptions{.groups = 1};
+      channel_ = std::make_unique<Channel>();
+      std::string error;
+      ASSERT_TRUE(channel_->Init("127.0.0.1:" + std::to_string(server_->port()),
+                                 channel_options, &error))
+          << error;
+    } else {
+      stream->Close();
+      ASSERT_TRUE(handler->wait_end());
+      EXPECT_EQ(handler->end(), StreamEndReason::kClosedByUs);
+    }
+    EXPECT_EQ(handler->ends(), 1);
+    // Answered by the one worker, well before its deadline.
+    const Outcome next = is_prime(101, prime::FAULT_NONE,
+                                  static_cast<int>(testing::scaled(milliseconds(3000)).count()));
+    EXPECT_EQ(next.code, 0) << (close_connection ? "after the connection went: " : "after Close: ")
+                            << next.text;
+  }
+  EXPECT_EQ(server_->stats().worker_process_crashes, 0u);
+  EXPECT_EQ(server_->stats().worker_process_respawns, 0u);
+}
+
+// A worker that dies mid-stream resets its stream (the client is told once,
+// kResetByPeer) and is replaced; the next stream works.
+TEST_F(ProcessPoolTest, AWorkerThatDiesMidStreamResetsItsStream) {
+  start();
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = find_primes(handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(write_chunk(*stream, 1, 10, false), StreamWriteStatus::kOk);
+  // What a worker wrote before it died may die with it: the first reply is
+  // awaited before the crash.
+  ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  ASSERT_EQ(write_chunk(*stream, 11, 20, false, prime::FAULT_CRASH), StreamWriteStatus::kOk);
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kResetByPeer);
+  EXPECT_EQ(handler->messages().size(), 1u);  // The first chunk's primes.
+  EXPECT_EQ(stream->Write("after"), StreamWriteStatus::kEnded);
+  std::this_thread::sleep_for(testing::scaled(milliseconds(100)));
+  EXPECT_EQ(handler->ends(), 1);
+  ASSERT_TRUE(wait_until(testing::scaled(milliseconds(5000)), [&] {
+    return server_->stats().worker_process_crashes == 1 &&
+           server_->stats().worker_processes_alive == 2;
+  }));
+  EXPECT_EQ(server_->stats().methods.at("prime.PrimeService.FindPrimes").worker_crashes, 1u);
+  auto next = std::make_shared<RecordingHandler>();
+  Controller next_controller;
+  std::shared_ptr<Stream> next_stream = find_primes(next, next_controller);
+  ASSERT_FALSE(next_controller.Failed()) << next_controller.ErrorText();
+  ASSERT_EQ(write_chunk(*next_stream, 1, 30, true), StreamWriteStatus::kOk);
+  ASSERT_TRUE(next->wait_end());
+  EXPECT_EQ(next->end(), StreamEndReason::kClosedByPeer);
+  EXPECT_EQ(next->messages().size(), 2u);
+}
+
+// Stop with streams open in workers: each client end is told once, and no
+// process is left behind.
+TEST_F(ProcessPoolTest, StopEndsStreamsInWorkersAndLeavesNoProcess) {
+  start();
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  std::vector<std::shared_ptr<Stream>> streams;
+  for (int i = 0; i < 2; ++i) {
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    Controller controller;
+    streams.push_back(find_primes(handlers.back(), controller));
+    ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  }
+  server_->Stop();
+  for (const auto& handler : handlers) {
+    ASSERT_TRUE(handler->wait_end());
+    EXPECT_EQ(handler->ends(), 1);
+  }
+  EXPECT_TRUE(children_of(::getpid()).empty());
 }
 
 }  // namespace

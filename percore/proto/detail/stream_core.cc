@@ -32,6 +32,57 @@ StreamCore::StreamCore(StreamId id, StreamOptions options, size_t max_body_bytes
 
 StreamCore::~StreamCore() = default;
 
+std::shared_ptr<StreamCore> StreamCore::make_relay(StreamId id, bool far_end_needs_feedback,
+                                                   size_t max_body_bytes,
+                                                   std::shared_ptr<StreamRelayTarget> target) {
+  StreamOptions options;
+  options.max_buf_size = far_end_needs_feedback ? 1 : 0;  // Only needs_feedback() reads it.
+  options.idle_timeout_ms = 0;  // The far end keeps its own idle timeout.
+  auto relay = std::make_shared<StreamCore>(id, std::move(options), max_body_bytes);
+  relay->relay_ = std::move(target);
+  return relay;
+}
+
+bool StreamCore::relay_output(GatherBuffer&& frames, std::optional<StreamEndReason> end_after) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_ || end_.ended())
+      return false;
+    outbox_.append(std::move(frames));
+    if (end_after.has_value()) {
+      closing_ = true;
+      end_after_outbox_ = end_after;
+    }
+    if (!wake_pending_) {
+      wake_pending_ = true;
+      wake = carrier_ != nullptr;
+    }
+  }
+  if (end_after.has_value())
+    writable_.notify_all();
+  if (wake)
+    wake_carrier();
+  return true;
+}
+
+void StreamCore::relay_reset() {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_ || end_.ended())
+      return;
+    closing_ = true;
+    end_after_outbox_ = StreamEndReason::kResetByPeer;
+    if (carrier_ != nullptr)
+      wake = queue_frame_locked(rst_frame_meta(remote_id_), std::string());
+    // Not connected yet: connect() queues a CLOSE instead.
+  }
+  writable_.notify_all();
+  if (wake)
+    wake_carrier();
+}
+
 size_t StreamCore::max_message_bytes() const {
   return max_body_bytes_ > kDataMetaBytes ? max_body_bytes_ - kDataMetaBytes : 0;
 }
@@ -169,6 +220,18 @@ std::optional<StreamEndReason> StreamCore::take_outbox(GatherBuffer& out) {
 
 void StreamCore::on_frame(const StreamFrame& frame) {
   last_received_ns_.store(now_ns(), std::memory_order_relaxed);
+  if (relay_ != nullptr) {
+    if (end_.ended())
+      return;
+    if (frame.type() == wire::FRAME_TYPE_DATA)
+      received_bytes_.fetch_add(frame.data.size(), std::memory_order_relaxed);
+    relay_->forward(frame);
+    if (frame.type() == wire::FRAME_TYPE_CLOSE)
+      end(StreamEndReason::kClosedByPeer);
+    else if (frame.type() == wire::FRAME_TYPE_RST)
+      end(StreamEndReason::kResetByPeer);
+    return;
+  }
   switch (frame.type()) {
     case wire::FRAME_TYPE_DATA: {
       if (end_.ended() || reading_stopped_.load(std::memory_order_relaxed))
@@ -293,6 +356,8 @@ bool StreamCore::end(StreamEndReason reason) {
   handler.swap(handler_);
   if (handler != nullptr)
     handler->on_closed(*this, reason);
+  if (relay_ != nullptr)
+    relay_->on_relay_end(reason);
   return true;
 }
 

@@ -59,6 +59,22 @@ class StreamCarrier {
   virtual void wake(const std::shared_ptr<StreamCore>& stream) = 0;
 };
 
+// The far end of a relayed stream (StreamCore::make_relay): a server whose
+// handler runs in a worker process (ExecutionMode::kProcessPool) keeps, on
+// the client's connection, a StreamCore that only relays; the stream's real
+// end, window and handler live in the worker. Implemented by the process
+// pool.
+class StreamRelayTarget {
+ public:
+  virtual ~StreamRelayTarget() = default;
+  // A frame from the peer, to pass on unchanged (the carrier's reading
+  // thread). CLOSE and RST are passed on too, then the relay ends.
+  virtual void forward(const StreamFrame& frame) = 0;
+  // The relay ended with `reason` (any thread, once): the far end is told
+  // unless the end came from it or was a frame passed on.
+  virtual void on_relay_end(StreamEndReason reason) = 0;
+};
+
 // One end of a stream, the same on client and server: the write window
 // (StreamWriteWindow), the outbox of encoded frames waiting for the
 // carrier, the batching of received messages and their FEEDBACK
@@ -81,6 +97,13 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   // message (and a joined multi-frame message) may not exceed it.
   StreamCore(StreamId id, StreamOptions options, size_t max_body_bytes);
   ~StreamCore() override;
+  // A relay (see StreamRelayTarget): frames from the peer go to `target`
+  // as they are; frames from the far end come in through relay_output().
+  // Its window is the far end's: it has no handler, and Write is not used.
+  // `far_end_needs_feedback`: the far end's StreamSettings.need_feedback.
+  static std::shared_ptr<StreamCore> make_relay(StreamId id, bool far_end_needs_feedback,
+                                                size_t max_body_bytes,
+                                                std::shared_ptr<StreamRelayTarget> target);
 
   // --- Stream: any thread ---
   StreamId id() const override { return id_; }
@@ -122,6 +145,14 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   // ended it. Any thread.
   bool end(StreamEndReason reason);
   bool ended() const { return end_.ended(); }
+  // A relay's frames from its far end, encoded, for the peer (any thread).
+  // `end_after`: the far end closed or reset its stream with these frames;
+  // the relay ends with that reason once they are written. False (and
+  // nothing queued) when the relay is ending already.
+  bool relay_output(GatherBuffer&& frames, std::optional<StreamEndReason> end_after);
+  // The far end is gone (its worker died): RST to the peer, then the relay
+  // ends kResetByPeer. Any thread.
+  void relay_reset();
   // The idle timeout: when nothing arrived for idle_timeout_ms by `now`,
   // queues CLOSE (the stream then ends kIdleTimeout). Carrier's thread.
   void check_idle(Clock::time_point now);
@@ -136,6 +167,7 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   void wake_carrier();
 
   const StreamId id_;
+  std::shared_ptr<StreamRelayTarget> relay_;  // Set by make_relay() only.
   // Without its handler, which handler_ holds: a handler that holds its
   // stream makes a cycle that only end() may break.
   StreamOptions options_;

@@ -32,7 +32,66 @@ int64_t milliseconds_between(ServerCall::Clock::time_point from,
   return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
 }
 
+std::string flatten(const GatherBuffer& buffer) {
+  std::string bytes;
+  bytes.reserve(buffer.size());
+  for (size_t i = 0; i < buffer.chunk_count(); ++i)
+    bytes.append(buffer.chunk(i));
+  return bytes;
+}
+
 }  // namespace
+
+// The far end of a relayed stream, as its StreamCore relay sees it: posts
+// the client's frames and the relay's end to the pool's thread (through the
+// pool's gate: a relay may outlive the pool's thread).
+//
+// Owns: nothing but ids. Threads: forward() on the connection's I/O thread,
+// on_relay_end() on any; far_end_done on the pool's thread only.
+class ProcessPool::StreamRelay final : public StreamRelayTarget,
+                                       public std::enable_shared_from_this<StreamRelay> {
+ public:
+  StreamRelay(ProcessPool& pool, StreamId id, StreamId client_id, size_t max_frame_bytes)
+      : id(id), client_id(client_id), pool_(pool), gate_(pool.relay_gate_),
+        max_frame_bytes_(max_frame_bytes) {}
+
+  void forward(const StreamFrame& frame) override {
+    GatherBuffer encoded;
+    if (encode_stream_frame(frame.meta, std::string(frame.data), max_frame_bytes_, encoded) !=
+        EncodeStatus::kOk)
+      return;  // Cannot happen: it was decoded within the same bound.
+    post([bytes = flatten(encoded)](ProcessPool& pool,
+                                    const std::shared_ptr<StreamRelay>& self) mutable {
+      pool.relay_to_worker(self, std::move(bytes));
+    });
+  }
+  void on_relay_end(StreamEndReason reason) override {
+    post([reason](ProcessPool& pool, const std::shared_ptr<StreamRelay>& self) {
+      pool.on_relay_end(self, reason);
+    });
+  }
+
+  const StreamId id;         // The relay's, and the worker's end's.
+  const StreamId client_id;  // The client's end.
+  // Pool thread: the worker's end is over (it closed or reset it, or died):
+  // nothing more is said to it.
+  bool far_end_done = false;
+
+ private:
+  template <typename Task>
+  void post(Task&& task) {
+    gate_->run_if_open([&] {
+      boost::asio::post(pool_.context_, [&pool = pool_, self = shared_from_this(),
+                                         task = std::forward<Task>(task)]() mutable {
+        task(pool, self);
+      });
+    });
+  }
+
+  ProcessPool& pool_;
+  const std::shared_ptr<CarrierGate> gate_;
+  const size_t max_frame_bytes_;
+};
 
 ProcessPool::ProcessPool(ServerCore& core)
     : core_(core), target_workers_(std::max(1, core.options.process_workers)) {}
@@ -112,6 +171,7 @@ void ProcessPool::shutdown() {
   }
   if (thread_.joinable()) {
     boost::asio::post(context_, [this] { stop_in_thread(); });
+    relay_gate_->close();  // After stop_in_thread() is queued: relays post nothing later.
     work_guard_.reset();
     thread_.join();
   }
@@ -140,6 +200,12 @@ void ProcessPool::stop_in_thread() {
 void ProcessPool::discard_workers(int32_t code, const std::string& text) {
   assert_in_pool_thread();
   for (const std::shared_ptr<Worker>& worker : workers_) {
+    if (worker->relay != nullptr) {
+      worker->relay_target->far_end_done = true;
+      worker->relay->relay_reset();
+      worker->relay.reset();
+      worker->relay_target.reset();
+    }
     if (worker->call != nullptr) {
       if (!stopping_) {  // The zygote was killed: these workers died with it.
         crashes_.fetch_add(1, std::memory_order_relaxed);
@@ -162,9 +228,11 @@ void ProcessPool::discard_workers(int32_t code, const std::string& text) {
 void ProcessPool::transition(Worker& worker, State next) {
   const bool was_alive = worker.state != State::kDead;
   const bool now_alive = next != State::kDead;
-  if (worker.state == State::kBusy && next != State::kBusy)
+  // A streaming worker is as busy as one running a call.
+  const auto busy = [](State state) { return state == State::kBusy || state == State::kStreaming; };
+  if (busy(worker.state) && !busy(next))
     busy_.fetch_sub(1, std::memory_order_relaxed);
-  if (worker.state != State::kBusy && next == State::kBusy)
+  if (!busy(worker.state) && busy(next))
     busy_.fetch_add(1, std::memory_order_relaxed);
   worker.state = next;
   if (was_alive && !now_alive)
@@ -228,11 +296,12 @@ void ProcessPool::add_worker(const Zygote::Message& spawned) {
   pump_spawns();
   FrameDecoderOptions options;
   options.max_body_bytes = core_.options.max_body_bytes + kMetaAllowance;
+  options.accept_stream_frames = true;  // A streaming worker's frames.
   auto worker = std::make_shared<Worker>(context_, options);
   worker->pid = spawned.pid;
   worker->pidfd = spawned.pidfd;
   boost::system::error_code error;
-  worker->socket.assign(spawned.socket_fd, error);
+  worker->socket.assign(boost::asio::local::stream_protocol(), spawned.socket_fd, error);
   worker->state = State::kDead;
   transition(*worker, State::kStarting);
   workers_.push_back(worker);
@@ -292,10 +361,15 @@ void ProcessPool::read_worker(const std::shared_ptr<Worker>& worker) {
 void ProcessPool::on_worker_bytes(Worker& worker) {
   assert_in_pool_thread();
   Frame frame;
+  StreamFrame stream_frame;
   for (;;) {
-    const DecodeStatus status = worker.decoder.next(frame);
+    const DecodeStatus status = worker.decoder.next(frame, stream_frame);
     if (status == DecodeStatus::kNeedMore)
       return;
+    if (status == DecodeStatus::kStreamFrame) {
+      on_worker_stream_frame(worker, stream_frame);
+      continue;
+    }
     if (status != DecodeStatus::kFrame) {
       core_.worker_process_log.log(LogLevel::kError, [&] {
         return std::string("worker process ") + std::to_string(worker.pid) +
@@ -331,11 +405,25 @@ void ProcessPool::answer_from_worker(Worker& worker, const Frame& frame) {
   }
   ServerCall* call = std::exchange(worker.call, nullptr);
   worker.timer.cancel();
-  transition(worker, State::kIdle);
   ++worker.answered;
   starts_failed_in_a_row_ = 0;
   ServerController& controller = call->controller();
   const int32_t code = frame.meta.response().error_code();
+  // The handler accepted the call's stream under the id offered to it.
+  const StreamId offered = worker.offered_stream_id;
+  worker.offered_stream_id = kInvalidStreamId;
+  if (code == 0 && offered != kInvalidStreamId && frame.meta.has_stream_settings() &&
+      frame.meta.stream_settings().stream_id() == offered) {
+    worker.relay_target = std::make_shared<StreamRelay>(
+        *this, offered, call->remote_stream_id(), core_.options.max_body_bytes + kMetaAllowance);
+    worker.relay = StreamCore::make_relay(offered, frame.meta.stream_settings().need_feedback(),
+                                          core_.options.max_body_bytes, worker.relay_target);
+    call->set_accepted_stream(worker.relay);
+    worker.streaming_method = &call->method();
+    transition(worker, State::kStreaming);
+  } else {
+    transition(worker, State::kIdle);
+  }
   if (code != 0) {
     controller.SetFailed(static_cast<ErrorCode>(code), frame.meta.response().error_text());
   } else {
@@ -430,6 +518,18 @@ void ProcessPool::begin_call(const std::shared_ptr<Worker>& self, ServerCall* ca
     request->set_timeout_ms(static_cast<int32_t>(std::min<int64_t>(left, INT32_MAX)));
   }
   (*meta.mutable_user_fields())["remote_side"] = controller.remote_side();
+  if (call->remote_stream_id() != kInvalidStreamId && call->remote_stream_supported()) {
+    // The client's stream, and the id its relay will have here: the
+    // worker's end takes it, so frames pass unchanged both ways.
+    wire::StreamSettings* settings = meta.mutable_stream_settings();
+    settings->set_stream_id(call->remote_stream_id());
+    settings->set_need_feedback(call->remote_stream_needs_feedback());
+    settings->set_writable(call->remote_stream_writable());
+    worker.offered_stream_id = next_stream_id();
+    settings->add_extra_stream_ids(worker.offered_stream_id);
+  } else {
+    worker.offered_stream_id = kInvalidStreamId;
+  }
   std::string serialized;
   std::string_view message;
   if (call->deferred_request_type() != CompressType::kNone) {
@@ -446,35 +546,124 @@ void ProcessPool::begin_call(const std::shared_ptr<Worker>& self, ServerCall* ca
              "request too large for the worker process channel");
     return;
   }
-  worker.output.clear();
-  worker.output.reserve(encoded.size());
-  for (size_t i = 0; i < encoded.chunk_count(); ++i)
-    worker.output.append(encoded.chunk(i));
   worker.call = call;
   transition(worker, State::kBusy);
 
   call->handler_started.store(true, std::memory_order_relaxed);
   // The deadline runs from now; max_run_ms once the worker has the request
-  // (a large request takes a while to copy).
-  const int64_t correlation_id = worker.correlation_id;
-  arm_run_timer(self, controller.deadline(), correlation_id);
+  // (a large request takes a while to copy): start_write() arms it.
+  arm_run_timer(self, controller.deadline(), worker.correlation_id);
+  worker.request_unwritten = true;
+  for (size_t i = 0; i < encoded.chunk_count(); ++i)
+    write_to_worker(self, encoded.chunk(i));
+}
+
+void ProcessPool::write_to_worker(const std::shared_ptr<Worker>& worker, std::string_view bytes) {
+  assert_in_pool_thread();
+  worker->write_queue.append(bytes);
+  if (!worker->writing)
+    start_write(worker);
+}
+
+void ProcessPool::start_write(const std::shared_ptr<Worker>& self) {
+  assert_in_pool_thread();
+  if (self->write_queue.empty())
+    return;
+  self->writing = true;
+  self->output.swap(self->write_queue);
+  self->write_queue.clear();
+  const bool carries_request = self->request_unwritten;
+  self->request_unwritten = false;
+  const int64_t correlation_id = self->correlation_id;
   boost::asio::async_write(
       self->socket, boost::asio::buffer(self->output),
-      [this, self, correlation_id](const boost::system::error_code& error, size_t) {
-        // A failed write means the worker died: its end answers the call.
+      [this, self, carries_request, correlation_id](const boost::system::error_code& error,
+                                                    size_t) {
+        self->writing = false;
+        self->output.clear();
         if (self->output.capacity() > (size_t{1} << 20))
           std::string().swap(self->output);
-        if (error || self->state != State::kBusy || self->correlation_id != correlation_id ||
-            self->call == nullptr)
+        // A failed write means the worker died: its end answers the call.
+        if (error || self->state == State::kDead || self->state == State::kKilled)
           return;
-        const int max_run_ms = self->call->method().max_run_ms;
-        if (max_run_ms > 0) {
-          arm_run_timer(self,
-                        std::min(self->call->controller().deadline(),
-                                 Clock::now() + std::chrono::milliseconds(max_run_ms)),
-                        correlation_id);
+        if (carries_request && self->state == State::kBusy &&
+            self->correlation_id == correlation_id && self->call != nullptr) {
+          const int max_run_ms = self->call->method().max_run_ms;
+          if (max_run_ms > 0) {
+            arm_run_timer(self,
+                          std::min(self->call->controller().deadline(),
+                                   Clock::now() + std::chrono::milliseconds(max_run_ms)),
+                          correlation_id);
+          }
         }
+        start_write(self);
       });
+}
+
+void ProcessPool::on_worker_stream_frame(Worker& worker, const StreamFrame& frame) {
+  assert_in_pool_thread();
+  // Frames of a stream the relay already ended (the client closed it, the
+  // connection broke) were in flight: dropped, as a brpc peer drops them.
+  if (worker.relay == nullptr || frame.stream_id() != worker.relay_target->client_id)
+    return;
+  GatherBuffer encoded;
+  if (encode_stream_frame(frame.meta, std::string(frame.data),
+                          core_.options.max_body_bytes + kMetaAllowance,
+                          encoded) != EncodeStatus::kOk)
+    return;
+  const bool last =
+      frame.type() == wire::FRAME_TYPE_CLOSE || frame.type() == wire::FRAME_TYPE_RST;
+  if (last)
+    worker.relay_target->far_end_done = true;
+  // Ends the relay with kClosedByUs once written: on_relay_end() frees the worker.
+  worker.relay->relay_output(std::move(encoded),
+                             last ? std::optional(StreamEndReason::kClosedByUs) : std::nullopt);
+}
+
+void ProcessPool::relay_to_worker(const std::shared_ptr<StreamRelay>& target, std::string frame) {
+  assert_in_pool_thread();
+  const auto found = find_relay_worker(target);
+  if (found == workers_.end())
+    return;  // Its worker died or the stream ended: nobody to tell.
+  write_to_worker(*found, frame);
+}
+
+void ProcessPool::on_relay_end(const std::shared_ptr<StreamRelay>& target,
+                               StreamEndReason reason) {
+  assert_in_pool_thread();
+  const auto found = find_relay_worker(target);
+  if (found == workers_.end())
+    return;
+  // A CLOSE or RST from the client was passed on before this; otherwise
+  // (connection broken, Stop) the worker's end is reset, so its handler is
+  // told and the worker is free for the next call.
+  const bool passed_on =
+      reason == StreamEndReason::kClosedByPeer || reason == StreamEndReason::kResetByPeer;
+  if (!target->far_end_done && !passed_on) {
+    GatherBuffer rst;
+    encode_stream_frame(rst_frame_meta(target->id), std::string(),
+                        core_.options.max_body_bytes + kMetaAllowance, rst);
+    write_to_worker(*found, flatten(rst));
+  }
+  end_streaming(**found);
+  dispatch();
+}
+
+void ProcessPool::end_streaming(Worker& worker) {
+  assert_in_pool_thread();
+  worker.relay.reset();
+  worker.relay_target.reset();
+  worker.streaming_method = nullptr;
+  if (worker.state == State::kStreaming)
+    transition(worker, State::kIdle);
+}
+
+ProcessPool::WorkerList::iterator ProcessPool::find_relay_worker(
+    const std::shared_ptr<StreamRelay>& target) {
+  return std::find_if(workers_.begin(), workers_.end(),
+                      [&](const std::shared_ptr<Worker>& worker) {
+                        return worker->relay_target == target;
+                      });
 }
 
 void ProcessPool::arm_run_timer(const std::shared_ptr<Worker>& worker, Clock::time_point limit,
@@ -647,6 +836,9 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
       running = method.full_name;
       crashed_call = std::exchange(worker->call, nullptr);
       crash_text = std::string("worker process died: ") + how + " (while running " + running + ")";
+    } else if (worker->relay != nullptr && worker->streaming_method != nullptr) {
+      worker->streaming_method->worker_crashes.fetch_add(1, std::memory_order_relaxed);
+      running = worker->streaming_method->full_name + "'s stream";
     }
     core_.worker_process_log.log(LogLevel::kError, [&] {
       std::string text = std::string("worker process ") + std::to_string(pid) + " died: " + how;
@@ -656,6 +848,13 @@ void ProcessPool::finish_exit(const std::shared_ptr<Worker>& worker) {
         text += " as it started";
       return text;
     });
+  }
+  if (worker->relay != nullptr) {
+    // Its stream's client is told by an RST (kResetByPeer there).
+    worker->relay_target->far_end_done = true;
+    worker->relay->relay_reset();
+    worker->relay.reset();
+    worker->relay_target.reset();
   }
   transition(*worker, State::kDead);
   worker->timer.cancel();

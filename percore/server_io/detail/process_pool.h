@@ -16,12 +16,14 @@
 
 #include <percore/proto/detail/frame_decoder.h>
 #include <percore/proto/detail/peer_message.h>
+#include <percore/proto/detail/stream_core.h>
 #include <percore/server_io/detail/asio.h>
 #include <percore/server_io/detail/zygote.h>
 
 namespace percore::detail {
 
 class ServerCall;
+struct MethodEntry;
 struct ServerCore;
 
 // Runs kProcessPool methods in worker processes forked from a zygote
@@ -33,6 +35,8 @@ struct ServerCore;
 //
 //   worker states (transition() keeps the counts):
 //     kStarting --ready byte--> kIdle --call--> kBusy --answer--> kIdle
+//     kBusy --answer that accepted the call's stream--> kStreaming
+//       --the stream ends (either side, the connection, Stop)--> kIdle
 //     kBusy --max_run_ms or deadline: SIGKILL, call answered 1008--> kKilled
 //     any --exit reported by the zygote and its socket closed (or one of
 //       them and 200 ms)--> kDead (a busy call is answered 2001 "worker
@@ -47,6 +51,17 @@ struct ServerCore;
 // without running (a timer at the earliest queued deadline); while it runs,
 // a timer at its deadline, or max_run_ms after its worker has the request,
 // kills the worker.
+//
+// Streams (a handler in a worker accepted the call's stream): the stream's
+// end, window and handler live in the worker; on the client's connection a
+// relay (StreamCore::make_relay) under the id the pool offered the worker
+// (StreamSettings.extra_stream_ids[0] of the internal request) passes the
+// client's frames to the worker and the worker's to the client, unchanged:
+// flow control is the worker's and the client's, end to end, so the pool
+// and the connection hold at most a window of each. A streaming worker takes
+// no other call until its stream ends; a worker that dies mid-stream resets
+// it (the client's end: kResetByPeer); a relay that ends on the server's
+// side (connection broken, Stop) resets the worker's end.
 //
 // Owns: the zygote, the workers' sockets and pidfds, the queued calls until
 // they are answered, its thread. Threads: start_zygote(), start() and
@@ -80,17 +95,31 @@ class ProcessPool {
 
  private:
   using Clock = std::chrono::steady_clock;
-  enum class State { kStarting, kIdle, kBusy, kKilled, kDead };
+  enum class State { kStarting, kIdle, kBusy, kStreaming, kKilled, kDead };
+  class StreamRelay;
   struct Worker {
     Worker(boost::asio::io_context& context, const FrameDecoderOptions& options)
         : socket(context), timer(context), decoder(options) {}
     pid_t pid = 0;
     int pidfd = -1;
     State state = State::kStarting;
-    boost::asio::posix::stream_descriptor socket;
+    // A socket, not a descriptor: writes use MSG_NOSIGNAL, so a worker that
+    // died under a write is an error here, never SIGPIPE for the server.
+    boost::asio::local::stream_protocol::socket socket;
     boost::asio::steady_timer timer;
     FrameDecoder decoder;
-    std::string output;          // The request frame being written.
+    std::string output;          // Bytes being written (a request, stream frames).
+    std::string write_queue;     // Bytes to write after them.
+    bool writing = false;
+    // The request of call `correlation_id` is in output or write_queue:
+    // max_run_ms starts when it is written.
+    bool request_unwritten = false;
+    // kStreaming: the relay of the stream its call accepted.
+    std::shared_ptr<StreamCore> relay;
+    std::shared_ptr<StreamRelay> relay_target;
+    // kBusy: the id offered for the call's stream (kInvalidStreamId: none).
+    StreamId offered_stream_id = kInvalidStreamId;
+    MethodEntry* streaming_method = nullptr;  // kStreaming: whose stream.
     ServerCall* call = nullptr;  // kBusy, kKilled: the call it runs.
     int64_t correlation_id = 0;  // Of the call it runs.
     uint64_t answered = 0;       // Calls it answered.
@@ -115,6 +144,18 @@ class ProcessPool {
   void read_worker(const std::shared_ptr<Worker>& worker);
   void on_worker_bytes(Worker& worker);
   void answer_from_worker(Worker& worker, const Frame& frame);
+  // A stream frame the worker wrote: passed to its stream's client.
+  void on_worker_stream_frame(Worker& worker, const StreamFrame& frame);
+  // Appends `bytes` to what is written to the worker's socket.
+  void write_to_worker(const std::shared_ptr<Worker>& worker, std::string_view bytes);
+  void start_write(const std::shared_ptr<Worker>& worker);
+  // The relay `target` ended for `reason` (StreamRelay, posted here).
+  void on_relay_end(const std::shared_ptr<StreamRelay>& target, StreamEndReason reason);
+  // A frame the client sent to a relayed stream (StreamRelay, posted here).
+  void relay_to_worker(const std::shared_ptr<StreamRelay>& target, std::string frame);
+  // The worker's stream is over: it takes calls again.
+  void end_streaming(Worker& worker);
+  WorkerList::iterator find_relay_worker(const std::shared_ptr<StreamRelay>& target);
   void dispatch();
   void begin_call(const std::shared_ptr<Worker>& worker, ServerCall* call);
   // Kills the worker past `limit` unless it answered call `correlation_id`.
@@ -144,6 +185,8 @@ class ProcessPool {
   std::atomic<std::thread::id> thread_id_{};
   std::unique_ptr<boost::asio::posix::stream_descriptor> zygote_events_;
 
+  // Relays post the client's frames and their end here until shutdown().
+  std::shared_ptr<CarrierGate> relay_gate_ = std::make_shared<CarrierGate>();
   // try_submit() and shutdown(): no call is posted once closed.
   std::mutex submit_mutex_;
   bool open_ = false;

@@ -47,11 +47,17 @@ class ServerCall final : public google::protobuf::Closure {
                            std::string_view attachment, size_t message_bytes);
 
   // The request carried StreamSettings: the client attached stream
-  // `remote_id`. `supported`: the handler may accept it (not in a worker
-  // process). I/O thread, before the call runs.
+  // `remote_id`. `supported`: the handler may accept it (the connection
+  // has room for a stream). I/O thread, before the call runs.
   void set_remote_stream(int64_t remote_id, bool remote_needs_feedback, bool remote_writable,
                          bool supported);
   int64_t remote_stream_id() const { return controller_.remote_stream_id_; }
+  bool remote_stream_supported() const { return controller_.streams_supported_; }
+  // The process pool: the worker accepted the stream; `relay` carries it.
+  // Pool thread, before Run().
+  void set_accepted_stream(std::shared_ptr<StreamCore> relay) {
+    controller_.accepted_stream_ = std::move(relay);
+  }
   bool remote_stream_needs_feedback() const { return controller_.remote_needs_feedback_; }
   bool remote_stream_writable() const { return controller_.remote_writable_; }
   // The stream the handler accepted (null: none); I/O thread, after

@@ -404,7 +404,7 @@ void ServerConnection::dispatch(const Frame& frame) {
     raw_call->set_remote_stream(
         stream_reply.remote_id, stream_reply.remote_needs_feedback,
         !meta.stream_settings().has_writable() || meta.stream_settings().writable(),
-        room && method->mode != ExecutionMode::kProcessPool);
+        room);
   }
   ++in_flight_calls_;
   io_thread_.run_call(raw_call);

@@ -1,5 +1,7 @@
 #include <percore/server_io/detail/worker_process.h>
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include <percore/proto/detail/frame_decoder.h>
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/proto/detail/gather_buffer.h>
+#include <percore/proto/detail/stream_core.h>
 #include <percore/proto/error_code.h>
 #include <percore/server_io/detail/service_table.h>
 #include <percore/server_io/server_controller.h>
@@ -63,13 +66,52 @@ class DoneSignal final : public google::protobuf::Closure {
   bool ran_ = false;
 };
 
+// Wakes the worker's loop (an eventfd) when its stream has frames to
+// write: the handler may write from a thread of its own.
+class WorkerStreamCarrier final : public StreamCarrier {
+ public:
+  explicit WorkerStreamCarrier(int event_fd) : event_fd_(event_fd) {}
+  void wake(const std::shared_ptr<StreamCore>&) override {
+    const uint64_t one = 1;
+    while (::write(event_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+  }
+
+ private:
+  const int event_fd_;  // Never closed: the process ends with it.
+};
+
 }  // namespace
 
 // A friend of ServerController: fills the fields the server's I/O thread
 // fills for a call on a thread.
 struct WorkerCall {
-  static void prepare(ServerController& controller, const Frame& frame) {
+  static std::shared_ptr<StreamCore> take_accepted_stream(ServerController& controller) {
+    return std::move(controller.accepted_stream_);
+  }
+  static int64_t remote_stream_id(const ServerController& controller) {
+    return controller.remote_stream_id_;
+  }
+  static bool remote_needs_feedback(const ServerController& controller) {
+    return controller.remote_needs_feedback_;
+  }
+  static bool remote_writable(const ServerController& controller) {
+    return controller.remote_writable_;
+  }
+  static void prepare(ServerController& controller, const Frame& frame, size_t max_body_bytes) {
     controller.Reset();
+    // The client's stream, and the id the server relays this side's end
+    // under (extra_stream_ids[0]); see ProcessPool.
+    if (frame.meta.has_stream_settings() && frame.meta.stream_settings().stream_id() >= 0 &&
+        frame.meta.stream_settings().extra_stream_ids_size() > 0) {
+      const wire::StreamSettings& settings = frame.meta.stream_settings();
+      controller.remote_stream_id_ = settings.stream_id();
+      controller.remote_needs_feedback_ = settings.need_feedback();
+      controller.remote_writable_ = !settings.has_writable() || settings.writable();
+      controller.streams_supported_ = true;
+      controller.max_stream_frame_bytes_ = max_body_bytes;
+      controller.offered_stream_id_ = settings.extra_stream_ids(0);
+    }
     const wire::RpcRequestMeta& meta = frame.meta.request();
     const auto remote = frame.meta.user_fields().find("remote_side");
     if (remote != frame.meta.user_fields().end())
@@ -106,8 +148,18 @@ void WorkerProcess::serve(int socket_fd, const ServiceTable& services, size_t ma
   // Allowance for the meta on top of the message (names, error text).
   FrameDecoderOptions decoder_options;
   decoder_options.max_body_bytes = max_body_bytes + 64 * 1024;
+  decoder_options.accept_stream_frames = true;
   FrameDecoder decoder(decoder_options);
   Frame frame;
+  StreamFrame stream_frame;
+  // The stream the last call accepted, until it ends: the pool sends this
+  // worker no other call meanwhile.
+  std::shared_ptr<StreamCore> stream;
+  bool stream_input = false;  // on_frame() took DATA not yet delivered.
+  const int wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0)
+    return;
+  const auto carrier = std::make_shared<WorkerStreamCarrier>(wake_fd);
   GatherBuffer output;
   ServerController controller;
   DoneSignal done;
@@ -124,22 +176,76 @@ void WorkerProcess::serve(int socket_fd, const ServiceTable& services, size_t ma
   if (::write(socket_fd, &ready, 1) != 1)
     return;
 
+  // Delivers the stream's input, writes its frames, forgets it once ended.
+  // False when the socket failed.
+  const auto flush_stream = [&]() -> bool {
+    if (stream == nullptr)
+      return true;
+    if (stream_input) {
+      stream_input = false;
+      stream->deliver();
+    }
+    const std::optional<StreamEndReason> end = stream->take_outbox(output);
+    if (!write_all(socket_fd, output))
+      return false;
+    if (end.has_value())
+      stream->end(*end);
+    if (stream->ended())
+      stream.reset();
+    return true;
+  };
+
   for (;;) {
-    const DecodeStatus status = decoder.next(frame);
+    const DecodeStatus status = decoder.next(frame, stream_frame);
+    if (status == DecodeStatus::kStreamFrame) {
+      // Frames for a stream that has ended here were in flight: dropped.
+      if (stream != nullptr && stream_frame.stream_id() == stream->id()) {
+        stream->on_frame(stream_frame);
+        stream_input = true;
+        if (stream->ended())
+          stream.reset();  // CLOSE or RST: its handler was told.
+      }
+      continue;
+    }
     if (status == DecodeStatus::kNeedMore) {
+      if (!flush_stream())
+        return;
       if (decoder.buffered_bytes() == 0)
         decoder.release();  // A large request's buffer is not kept.
+      // With a stream open, its writes (from any thread) and its idle clock
+      // wake the loop too.
+      pollfd fds[2] = {{socket_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      const int ready = ::poll(fds, stream != nullptr ? 2 : 1, stream != nullptr ? 100 : -1);
+      if (ready < 0 && errno != EINTR)
+        return;
+      if (ready > 0 && (fds[1].revents & POLLIN) != 0) {
+        uint64_t wakes = 0;
+        [[maybe_unused]] const ssize_t drained = ::read(wake_fd, &wakes, sizeof(wakes));
+      }
+      if (stream != nullptr)
+        stream->check_idle(StreamCore::Clock::now());
+      if (ready <= 0 || (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+        continue;
       const std::span<char> space = decoder.prepare(64 * 1024);
       const ssize_t received = ::read(socket_fd, space.data(), space.size());
       if (received < 0 && errno == EINTR)
         continue;
-      if (received <= 0)
+      if (received <= 0) {
+        if (stream != nullptr)
+          stream->end(StreamEndReason::kConnectionBroken);
         return;  // The server closed its end.
+      }
       decoder.commit(static_cast<size_t>(received));
       continue;
     }
     if (status != DecodeStatus::kFrame || !frame.is_request())
       return;  // Not from our server: end, and be replaced.
+    if (stream != nullptr) {
+      // The pool sends a call only once the stream ended on its side (a
+      // CLOSE or RST it passed on is read before this call).
+      stream->end(StreamEndReason::kConnectionBroken);
+      stream.reset();
+    }
 
     wire::RpcMeta answer_meta;
     answer_meta.set_correlation_id(frame.meta.correlation_id());
@@ -162,7 +268,7 @@ void WorkerProcess::serve(int socket_fd, const ServiceTable& services, size_t ma
         slot.response.reset(method->response_prototype->New());
       }
       slot.response->Clear();
-      WorkerCall::prepare(controller, frame);
+      WorkerCall::prepare(controller, frame, max_body_bytes);
       std::string parse_error;
       const auto type = static_cast<CompressType>(frame.meta.compress_type());
       try {
@@ -207,7 +313,15 @@ void WorkerProcess::serve(int socket_fd, const ServiceTable& services, size_t ma
         attachment = std::move(controller.response_attachment());
       }
     }
+    std::shared_ptr<StreamCore> accepted = WorkerCall::take_accepted_stream(controller);
+    if (code == 0 && accepted != nullptr) {
+      wire::StreamSettings* settings = answer_meta.mutable_stream_settings();
+      settings->set_stream_id(accepted->id());
+      settings->set_need_feedback(accepted->needs_feedback());
+      settings->set_writable(true);
+    }
     if (code != 0) {
+      answer_meta.clear_stream_settings();
       answer_meta.clear_compress_type();
       response_bytes.clear();
       attachment.clear();
@@ -224,9 +338,25 @@ void WorkerProcess::serve(int socket_fd, const ServiceTable& services, size_t ma
           ")");
       encode_frame(too_large, std::string_view(), std::string(), decoder_options.max_body_bytes,
                    output);
+      code = to_int(ErrorCode::kInternal);
     }
-    if (!write_all(socket_fd, output))
+    if (!write_all(socket_fd, output)) {
+      if (accepted != nullptr)
+        accepted->end(StreamEndReason::kConnectionBroken);
       return;
+    }
+    if (accepted != nullptr) {
+      // The answer went first: the client binds the stream with it.
+      if (code != 0 || !accepted->connect(WorkerCall::remote_stream_id(controller),
+                                          WorkerCall::remote_needs_feedback(controller),
+                                          WorkerCall::remote_writable(controller), carrier)) {
+        accepted->end(StreamEndReason::kNotAccepted);
+      } else {
+        stream = std::move(accepted);
+        if (!flush_stream())
+          return;
+      }
+    }
   }
 }
 
