@@ -44,7 +44,9 @@ enum class ExecutionMode {
   // which is replaced; the server and every other call go on. The handler
   // sees the process as it was at Start(): same services, no server threads,
   // no connections (Channels made before Start() do not work there). Costs a
-  // round trip over a Unix socket per call (docs/BENCHMARKS.md).
+  // round trip over a Unix socket per call (docs/BENCHMARKS.md). A stream
+  // the handler accepts lives in the worker (the server relays its frames);
+  // the worker takes no other call until it ends, and resets it if it dies.
   kProcessPool,
 };
 
@@ -56,7 +58,8 @@ struct ServiceOptions {
   // kProcessPool methods only: the longest a handler may run, in ms, from the
   // moment its worker takes the call; past it the worker is killed (SIGKILL)
   // and the call answered 1008. The caller's deadline (timeout_ms) kills the
-  // worker the same way. Default 0: no limit but the deadline. Per-method
+  // worker the same way; both stop at the answer (a stream the call opened
+  // has its idle timeout). Default 0: no limit but the deadline. Per-method
   // values, keyed by method name, override the default.
   int default_max_run_ms = 0;
   std::map<std::string, int> method_max_run_ms;
