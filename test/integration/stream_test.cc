@@ -290,6 +290,10 @@ TEST_P(StreamTest, TheServerClosesAfterItsMessages) {
     EXPECT_EQ(messages[i], std::to_string(i));
   EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
   EXPECT_EQ(handler->ends(), 1);
+  // One CLOSE only: a second would be answered RST by the client, to a
+  // stream the server no longer knows.
+  std::this_thread::sleep_for(testing::scaled(milliseconds(100)));
+  EXPECT_EQ(server_->stats().stream_frames_for_unknown_streams, 0u);
   if (!server_end_here())
     return;
   ASSERT_TRUE(service.wait_end(0));

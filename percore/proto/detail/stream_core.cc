@@ -53,6 +53,7 @@ bool StreamCore::relay_output(GatherBuffer&& frames, std::optional<StreamEndReas
     if (end_after.has_value()) {
       closing_ = true;
       end_after_outbox_ = end_after;
+      far_end_closed_ = true;  // Its CLOSE or RST is in the outbox.
     }
     if (!wake_pending_) {
       wake_pending_ = true;
@@ -172,7 +173,7 @@ bool StreamCore::connect(StreamId remote_id, bool peer_needs_feedback, bool peer
       wake = queue_frame_locked(data_frame_meta(remote_id_, id_), std::move(message)) || wake;
     early_writes_.clear();
     early_writes_.shrink_to_fit();
-    if (closing_)
+    if (closing_ && !far_end_closed_)
       wake = queue_frame_locked(close_frame_meta(remote_id_, id_), std::string()) || wake;
   }
   if (wake)
@@ -281,10 +282,14 @@ void StreamCore::on_frame(const StreamFrame& frame) {
       return;
     }
     case wire::FRAME_TYPE_CLOSE:
-      deliver();  // What came before the CLOSE is the handler's first.
+      // What came before the CLOSE is the handler's first, without a
+      // FEEDBACK: the peer's end is gone, and would answer it RST.
+      peer_ended_ = true;
+      deliver();
       end(StreamEndReason::kClosedByPeer);
       return;
     case wire::FRAME_TYPE_RST:
+      peer_ended_ = true;
       deliver();
       end(StreamEndReason::kResetByPeer);
       return;
@@ -334,7 +339,8 @@ void StreamCore::deliver() {
     std::lock_guard lock(mutex_);
     read_progress_.on_consumed(consumed);
     // Nothing follows this side's CLOSE or RST (a brpc peer would RST it).
-    if (read_progress_.feedback_due() && carrier_ != nullptr && !end_.ended() && !closing_) {
+    if (read_progress_.feedback_due() && carrier_ != nullptr && !end_.ended() && !closing_ &&
+        !peer_ended_) {
       wake = queue_frame_locked(feedback_frame_meta(remote_id_, id_, read_progress_.take_feedback()),
                                 std::string());
     }

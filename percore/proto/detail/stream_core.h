@@ -183,6 +183,7 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   StreamId remote_id_ = kInvalidStreamId;   // Under mutex_.
   bool wake_pending_ = false;   // The carrier was woken and has not taken the outbox.
   bool closing_ = false;        // A CLOSE is queued: no more writes.
+  bool far_end_closed_ = false;  // A relay's far end queued its own CLOSE or RST.
   bool peer_writable_ = true;   // Under mutex_; the peer's StreamSettings.writable.
   std::optional<StreamEndReason> end_after_outbox_;  // Under mutex_.
   bool blocked_ = false;        // A Write said kFull: tell on_writable.
@@ -193,6 +194,7 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   // The reading thread's.
   std::vector<std::string> inbox_;
   std::string partial_;  // A message whose frames have not all arrived.
+  bool peer_ended_ = false;  // Its CLOSE or RST came: nothing more goes to it.
   // Set once this side stops taking the peer's messages (its own close, or
   // a refused message): later DATA is dropped and no FEEDBACK is sent.
   std::atomic<bool> reading_stopped_{false};
