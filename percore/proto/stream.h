@@ -96,9 +96,9 @@ struct StreamOptions {
   // messages_in_batch, 128). At least 1.
   int messages_in_batch = 128;
   // Ends the stream (kIdleTimeout, CLOSE to the peer) when nothing arrives
-  // for this long. 0 (the default): never. Server streams only for now
-  // (checked at each sweep of the server's I/O thread, every 100 ms or so);
-  // a client stream ignores it.
+  // for this long, in ms. 0 (the default): never. Checked every 100 ms or so
+  // (a server's I/O thread sweep; a client group's send thread; a worker
+  // process's loop), so it ends up to that much later.
   int idle_timeout_ms = 0;
 };
 

@@ -328,6 +328,37 @@ TEST_P(StreamTest, TheClientClosesAndTheServerIsToldOnce) {
   EXPECT_EQ(service.handler(0)->ends(), 1);
 }
 
+// The client's idle timeout: nothing arrives, so the client closes.
+TEST_P(StreamTest, AClientStreamIdleForItsTimeoutClosesOnce) {
+  ScriptedStreamService service;
+  start(&service);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  StreamOptions options;
+  options.handler = handler;
+  options.idle_timeout_ms = 300;
+  std::shared_ptr<Stream> stream = controller.open_stream(options);
+  example::EchoService_Stub stub(channel_.get());
+  example::EchoRequest request;
+  request.set_message("hold");
+  example::EchoResponse response;
+  const auto opened = std::chrono::steady_clock::now();
+  stub.Echo(&controller, &request, &response, nullptr);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_TRUE(handler->wait_end());
+  const auto took = std::chrono::steady_clock::now() - opened;
+  EXPECT_EQ(handler->end(), StreamEndReason::kIdleTimeout);
+  EXPECT_GE(took, milliseconds(300));
+  EXPECT_EQ(stream->Write("late"), StreamWriteStatus::kEnded);
+  std::this_thread::sleep_for(testing::scaled(milliseconds(100)));
+  EXPECT_EQ(handler->ends(), 1);
+  if (!server_end_here())
+    return;
+  ASSERT_TRUE(service.wait_end(0));
+  EXPECT_EQ(service.handler(0)->end(), StreamEndReason::kClosedByPeer);
+  EXPECT_EQ(service.handler(0)->ends(), 1);
+}
+
 TEST_P(StreamTest, AStreamTheHandlerDoesNotAcceptEndsNotAccepted) {
   ScriptedStreamService service;
   start(&service);

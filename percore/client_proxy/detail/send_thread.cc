@@ -234,7 +234,18 @@ EventLoop::Clock::time_point SendThread::on_timers(EventLoop::Clock::time_point 
       pools_due_ = std::min(pools_due_, pool->next_maintenance());
     }
   }
-  return std::min(next_deadline, pools_due_);
+  EventLoop::Clock::time_point next = std::min(next_deadline, pools_due_);
+  // Streams with an idle timeout, every 100 ms while there are any; an idle
+  // one queues its CLOSE, which this thread then writes.
+  if (group_.streams.with_idle_timeout() > 0) {
+    if (now >= streams_idle_due_) {
+      for (const std::shared_ptr<StreamCore>& stream : group_.streams.bound_with_idle_timeout())
+        stream->check_idle(now);
+      streams_idle_due_ = now + std::chrono::milliseconds(100);
+    }
+    next = std::min(next, streams_idle_due_);
+  }
+  return next;
 }
 
 // --- the pools' requests ---

@@ -145,6 +145,8 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   // The earliest maintenance any pool asked for: the pools are visited only
   // then, not every turn.
   EventLoop::Clock::time_point pools_due_ = EventLoop::Clock::time_point::max();
+  // The next idle check of the group's streams (those with an idle timeout).
+  EventLoop::Clock::time_point streams_idle_due_{};
   std::vector<ClientConnection*> dirty_;
   std::vector<CallTable::Slot> request_batch_;
   uint64_t pool_seed_;

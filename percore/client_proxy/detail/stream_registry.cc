@@ -5,6 +5,8 @@ namespace percore::detail {
 void StreamRegistry::add(std::shared_ptr<StreamCore> stream) {
   std::lock_guard lock(mutex_);
   const StreamId id = stream->id();
+  if (stream->idle_timeout_ms() > 0)
+    with_idle_timeout_.fetch_add(1, std::memory_order_relaxed);
   entries_[id] = Entry{std::move(stream), 0};
 }
 
@@ -30,6 +32,8 @@ std::shared_ptr<StreamCore> StreamRegistry::remove(StreamId id) {
     return nullptr;
   std::shared_ptr<StreamCore> stream = std::move(found->second.stream);
   entries_.erase(found);
+  if (stream->idle_timeout_ms() > 0)
+    with_idle_timeout_.fetch_sub(1, std::memory_order_relaxed);
   return stream;
 }
 
@@ -39,6 +43,8 @@ std::vector<std::shared_ptr<StreamCore>> StreamRegistry::remove_on_connection(
   std::lock_guard lock(mutex_);
   for (auto it = entries_.begin(); it != entries_.end();) {
     if (it->second.connection_id == connection_id) {
+      if (it->second.stream->idle_timeout_ms() > 0)
+        with_idle_timeout_.fetch_sub(1, std::memory_order_relaxed);
       removed.push_back(std::move(it->second.stream));
       it = entries_.erase(it);
     } else {
@@ -54,7 +60,18 @@ std::vector<std::shared_ptr<StreamCore>> StreamRegistry::remove_all() {
   for (auto& [id, entry] : entries_)
     removed.push_back(std::move(entry.stream));
   entries_.clear();
+  with_idle_timeout_.store(0, std::memory_order_relaxed);
   return removed;
+}
+
+std::vector<std::shared_ptr<StreamCore>> StreamRegistry::bound_with_idle_timeout() const {
+  std::vector<std::shared_ptr<StreamCore>> streams;
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, entry] : entries_) {
+    if (entry.connection_id != 0 && entry.stream->idle_timeout_ms() > 0)
+      streams.push_back(entry.stream);
+  }
+  return streams;
 }
 
 size_t StreamRegistry::size() const {

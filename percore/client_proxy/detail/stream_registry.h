@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -37,10 +38,16 @@ class StreamRegistry {
   // Removes and returns every stream (the group is going).
   std::vector<std::shared_ptr<StreamCore>> remove_all();
   size_t size() const;
+  // Streams with an idle timeout (StreamOptions::idle_timeout_ms): how many
+  // are registered, and those bound to a connection (the send thread checks
+  // them).
+  size_t with_idle_timeout() const { return with_idle_timeout_.load(std::memory_order_relaxed); }
+  std::vector<std::shared_ptr<StreamCore>> bound_with_idle_timeout() const;
 
  private:
   mutable std::mutex mutex_;
   std::unordered_map<StreamId, Entry> entries_;
+  std::atomic<size_t> with_idle_timeout_{0};  // Written under mutex_.
 };
 
 }  // namespace percore::detail
