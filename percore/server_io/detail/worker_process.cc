@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -31,7 +32,12 @@ bool write_all(int fd, GatherBuffer& output) {
   while (!output.empty()) {
     iovec vectors[64];
     const int count = output.fill_iovecs(vectors, 64);
-    const ssize_t written = ::writev(fd, vectors, count);
+    // MSG_NOSIGNAL: a server that is gone ends the worker by EPIPE here,
+    // not by SIGPIPE.
+    msghdr message{};
+    message.msg_iov = vectors;
+    message.msg_iovlen = static_cast<size_t>(count);
+    const ssize_t written = ::sendmsg(fd, &message, MSG_NOSIGNAL);
     if (written < 0) {
       if (errno == EINTR)
         continue;
