@@ -203,15 +203,17 @@ class PrimeStreamWork final : public StreamHandler,
       summary.set_numbers_checked(summary.numbers_checked() +
                                   static_cast<uint64_t>(chunk.numbers_size()));
       summary.set_primes_found(summary.primes_found() + static_cast<uint64_t>(found->primes_size()));
-      if (!write(reply))
+      if (!write(reply)) {
+        stream_->Close();  // Ended already, or the client cannot take replies.
         return;
+      }
       if (chunk.last())
         break;
     }
     prime::PrimeStreamReply reply;
     *reply.mutable_summary() = summary;
-    if (write(reply))
-      stream_->Close();
+    write(reply);
+    stream_->Close();  // After the summary, or because it could not go.
   }
 
   // Writes one reply, waiting while the client's window is full. False if

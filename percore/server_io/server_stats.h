@@ -77,6 +77,10 @@ struct ServerStats {
   // (answered RST unless they were RST).
   uint64_t streams_accepted = 0;
   uint64_t stream_frames_for_unknown_streams = 0;
+  // Streams of kProcessPool handlers reset because the client wrote past
+  // the worker's window (more than window + one message waiting for the
+  // worker): the client ignored flow control, or the worker stopped reading.
+  uint64_t stream_window_overruns = 0;
   // Handlers that let an exception escape (each logged, rate-limited, with
   // its what()); the call is answered 2001 unless `done` had already run.
   uint64_t handler_exceptions = 0;

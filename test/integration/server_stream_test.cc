@@ -8,7 +8,9 @@
 // the worker pool.
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +34,7 @@
 #include "test/support/blocking_client.h"
 #include "test/support/bytes.h"
 #include "test/support/eventually.h"
+#include "test/support/process_children.h"
 #include "test/support/slack.h"
 #include "test/support/wait_readable.h"
 
@@ -210,6 +214,7 @@ class ServerStreamTest : public ::testing::TestWithParam<ExecutionMode> {
     ServerOptions options;
     options.io_threads = 2;
     options.workers = 2;
+    options.process_workers = 4;  // One per stream of the interleaving test.
     server_ = std::make_unique<Server>(options);
     ServiceOptions service_options;
     service_options.default_mode = GetParam();
@@ -697,10 +702,54 @@ TEST_P(ServerStreamTest, NoFeedbackToAClientThatDidNotAskForIt) {
       << "unasked-for frame of type " << in.type();
 }
 
+// A stream in a worker process: a client that writes past the worker's
+// window while the worker reads nothing (stopped) is reset, not held in the
+// server's memory; the worker goes on once it runs again.
+TEST_P(ServerStreamTest, AClientPastTheWindowOfAStoppedWorkerIsReset) {
+  if (GetParam() != ExecutionMode::kProcessPool)
+    GTEST_SKIP() << "the relay to a worker process only";
+  auto client = connect();
+  const StreamId server_stream = open_stream(*client, 1);
+  ASSERT_GT(server_stream, 0);
+  const std::set<pid_t> zygotes = testing::children_of(::getpid());
+  ASSERT_EQ(zygotes.size(), 1u);
+  const std::set<pid_t> workers = testing::children_of(*zygotes.begin());
+  ASSERT_FALSE(workers.empty());  // The stream's worker among them.
+  for (const pid_t worker : workers)
+    ASSERT_EQ(::kill(worker, SIGSTOP), 0);
+  // 2 MiB window + 64 MiB message + allowance: 80 MiB of 1 MiB messages
+  // passes the bound whatever the socket buffers hold.
+  const std::string message(1 << 20, 'w');
+  bool reset = false;
+  for (int i = 0; i < 80 && !reset; ++i) {
+    if (!client->send(stream_frame(data_frame_meta(server_stream, kClientStream), message)))
+      break;
+    reset = server_->stats().stream_window_overruns > 0;
+  }
+  Incoming in;
+  const bool got = client->receive_non_feedback(in, kTimeout);
+  for (const pid_t worker : workers)
+    ::kill(worker, SIGCONT);
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(in.stream);
+  EXPECT_EQ(in.type(), wire::FRAME_TYPE_RST);
+  EXPECT_EQ(in.stream_meta.stream_id(), kClientStream);
+  EXPECT_EQ(server_->stats().stream_window_overruns, 1u);
+  // The server serves on: a new stream on a new connection is echoed.
+  auto next = connect();
+  const StreamId next_stream = open_stream(*next, 2);
+  ASSERT_GT(next_stream, 0);
+  ASSERT_TRUE(next->send(stream_frame(data_frame_meta(next_stream, kClientStream), "again")));
+  expect_echoes(*next, next_stream, {"again"});
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, ServerStreamTest,
-                         ::testing::Values(ExecutionMode::kInline, ExecutionMode::kWorkerPool),
+                         ::testing::Values(ExecutionMode::kInline, ExecutionMode::kWorkerPool,
+                                           ExecutionMode::kProcessPool),
                          [](const ::testing::TestParamInfo<ExecutionMode>& info) {
-                           return info.param == ExecutionMode::kInline ? "Inline" : "WorkerPool";
+                           return info.param == ExecutionMode::kInline       ? "Inline"
+                                  : info.param == ExecutionMode::kWorkerPool ? "WorkerPool"
+                                                                             : "ProcessPool";
                          });
 
 }  // namespace

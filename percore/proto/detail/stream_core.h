@@ -120,6 +120,7 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   // Whether this side's settings say need_feedback (it has a window).
   bool needs_feedback() const { return options_.max_buf_size != 0; }
   int idle_timeout_ms() const { return options_.idle_timeout_ms; }
+  uint64_t max_buf_size() const { return options_.max_buf_size; }
   // Connects to the peer's stream `remote_id` through `carrier`: frames
   // written before go now. `peer_needs_feedback`: the peer's StreamSettings.
   // False when the stream has already ended.

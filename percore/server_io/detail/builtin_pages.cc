@@ -106,6 +106,7 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"handler_exceptions", stats.handler_exceptions},
       {"streams_accepted", stats.streams_accepted},
       {"stream_frames_for_unknown_streams", stats.stream_frames_for_unknown_streams},
+      {"stream_window_overruns", stats.stream_window_overruns},
       {"worker_processes",
        {{"target", core.processes ? core.processes->target_workers() : 0},
         {"alive", stats.worker_processes_alive},
@@ -233,6 +234,9 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
   counter("percore_server_stream_frames_unknown_total",
           "Stream frames for a stream the server does not know (answered RST).",
           static_cast<double>(stats.stream_frames_for_unknown_streams));
+  counter("percore_server_stream_window_overruns_total",
+          "Streams in worker processes reset because the client wrote past the window.",
+          static_cast<double>(stats.stream_window_overruns));
   if (core.processes != nullptr) {
     gauge("percore_server_worker_processes_alive",
           "Worker processes of process-pool methods alive now.",

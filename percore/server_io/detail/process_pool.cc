@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <percore/base/log.h>
@@ -76,6 +77,9 @@ class ProcessPool::StreamRelay final : public StreamRelayTarget,
   // Pool thread: the worker's end is over (it closed or reset it, or died):
   // nothing more is said to it.
   bool far_end_done = false;
+  // Pool thread: reset for a window overrun; the client's frames still in
+  // flight are dropped.
+  bool overran = false;
 
  private:
   template <typename Task>
@@ -420,6 +424,9 @@ void ProcessPool::answer_from_worker(Worker& worker, const Frame& frame) {
                                           core_.options.max_body_bytes, worker.relay_target);
     call->set_accepted_stream(worker.relay);
     worker.streaming_method = &call->method();
+    const auto window = frame.meta.user_fields().find("stream_max_buf_size");
+    worker.stream_window =
+        window == frame.meta.user_fields().end() ? 0 : std::strtoull(window->second.c_str(), nullptr, 10);
     transition(worker, State::kStreaming);
   } else {
     transition(worker, State::kIdle);
@@ -625,6 +632,29 @@ void ProcessPool::relay_to_worker(const std::shared_ptr<StreamRelay>& target, st
   const auto found = find_relay_worker(target);
   if (found == workers_.end())
     return;  // Its worker died or the stream ended: nobody to tell.
+  Worker& worker = **found;
+  if (target->overran)
+    return;
+  // A client that keeps to the worker's window never has more than the
+  // window and one message unacknowledged, and so waiting here: past that
+  // it ignores flow control (or the worker stopped reading), and the
+  // stream is reset rather than held in memory.
+  constexpr size_t kDefaultWindow = size_t{2} << 20;  // StreamOptions::max_buf_size's default.
+  const size_t limit = std::max<size_t>(worker.stream_window, kDefaultWindow) +
+                       core_.options.max_body_bytes + kMetaAllowance;
+  if (worker.write_queue.size() + worker.output.size() + frame.size() > limit) {
+    core_.stream_window_overruns.fetch_add(1, std::memory_order_relaxed);
+    core_.worker_process_log.log(LogLevel::kWarning, [&] {
+      return std::string("resetting a stream of ") +
+             (worker.streaming_method != nullptr ? worker.streaming_method->full_name
+                                                 : std::string("a worker process")) +
+             ": the client wrote past the worker's window (" + std::to_string(limit) +
+             " bytes waiting for the worker)";
+    });
+    target->overran = true;
+    worker.relay->relay_reset();  // Its end resets the worker's end too.
+    return;
+  }
   write_to_worker(*found, frame);
 }
 
@@ -654,8 +684,14 @@ void ProcessPool::end_streaming(Worker& worker) {
   worker.relay.reset();
   worker.relay_target.reset();
   worker.streaming_method = nullptr;
-  if (worker.state == State::kStreaming)
-    transition(worker, State::kIdle);
+  worker.stream_window = 0;
+  // Its handler's threads may still run (one that ignores the stream's
+  // end, a loop): the worker is replaced, and they go with it. Not a crash
+  // nor an overrun kill; the replacement counts as a respawn.
+  if (worker.state == State::kStreaming) {
+    signal_worker(worker.pid, worker.pidfd, SIGKILL);
+    transition(worker, State::kKilled);
+  }
 }
 
 ProcessPool::WorkerList::iterator ProcessPool::find_relay_worker(

@@ -36,7 +36,8 @@ struct ServerCore;
 //   worker states (transition() keeps the counts):
 //     kStarting --ready byte--> kIdle --call--> kBusy --answer--> kIdle
 //     kBusy --answer that accepted the call's stream--> kStreaming
-//       --the stream ends (either side, the connection, Stop)--> kIdle
+//       --the stream ends (either side, the connection, Stop)--> kKilled
+//       (replaced: threads its handler left running go with it)
 //     kBusy --max_run_ms or deadline: SIGKILL, call answered 1008--> kKilled
 //     any --exit reported by the zygote and its socket closed (or one of
 //       them and 200 ms)--> kDead (a busy call is answered 2001 "worker
@@ -59,9 +60,12 @@ struct ServerCore;
 // client's frames to the worker and the worker's to the client, unchanged:
 // flow control is the worker's and the client's, end to end, so the pool
 // and the connection hold at most a window of each. A streaming worker takes
-// no other call until its stream ends; a worker that dies mid-stream resets
-// it (the client's end: kResetByPeer); a relay that ends on the server's
-// side (connection broken, Stop) resets the worker's end.
+// no other call until its stream ends, and is then replaced (SIGKILL and a
+// respawn: a handler thread that ignores the end cannot outlive it); a
+// worker that dies mid-stream resets it (the client's end: kResetByPeer); a
+// relay that ends on the server's side (connection broken, Stop) resets the
+// worker's end. A client that writes past the worker's window (window + one
+// message waiting here) has its stream reset (stream_window_overruns).
 //
 // Owns: the zygote, the workers' sockets and pidfds, the queued calls until
 // they are answered, its thread. Threads: start_zygote(), start() and
@@ -120,6 +124,7 @@ class ProcessPool {
     // kBusy: the id offered for the call's stream (kInvalidStreamId: none).
     StreamId offered_stream_id = kInvalidStreamId;
     MethodEntry* streaming_method = nullptr;  // kStreaming: whose stream.
+    uint64_t stream_window = 0;  // kStreaming: the worker's end's max_buf_size.
     ServerCall* call = nullptr;  // kBusy, kKilled: the call it runs.
     int64_t correlation_id = 0;  // Of the call it runs.
     uint64_t answered = 0;       // Calls it answered.

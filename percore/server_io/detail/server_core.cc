@@ -63,6 +63,7 @@ ServerStats snapshot_stats(const ServerCore& core) {
       core.write_backpressure_pauses.load(std::memory_order_relaxed);
   stats.allocation_failures = core.allocation_failures.load(std::memory_order_relaxed);
   stats.streams_accepted = core.streams_accepted.load(std::memory_order_relaxed);
+  stats.stream_window_overruns = core.stream_window_overruns.load(std::memory_order_relaxed);
   stats.stream_frames_for_unknown_streams =
       core.stream_frames_for_unknown_streams.load(std::memory_order_relaxed);
   stats.handler_exceptions = core.handler_exceptions.load(std::memory_order_relaxed);

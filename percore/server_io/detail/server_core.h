@@ -65,6 +65,7 @@ struct ServerCore {
   std::atomic<uint64_t> allocation_failures{0};
   std::atomic<uint64_t> streams_accepted{0};
   std::atomic<uint64_t> stream_frames_for_unknown_streams{0};
+  std::atomic<uint64_t> stream_window_overruns{0};
   std::atomic<uint64_t> handler_exceptions{0};
   // Indexed by DecodeStatus.
   std::array<std::atomic<uint64_t>, 16> rejected_frames{};

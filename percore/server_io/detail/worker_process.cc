@@ -325,6 +325,9 @@ void WorkerProcess::serve(int socket_fd, const ServiceTable& services, size_t ma
       settings->set_stream_id(accepted->id());
       settings->set_need_feedback(accepted->needs_feedback());
       settings->set_writable(true);
+      // The pool bounds what it holds for this stream by it.
+      (*answer_meta.mutable_user_fields())["stream_max_buf_size"] =
+          std::to_string(accepted->max_buf_size());
     }
     if (code != 0) {
       answer_meta.clear_stream_settings();
