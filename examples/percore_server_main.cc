@@ -280,6 +280,9 @@ int main(int argc, char** argv) {
   // FindPrimes serves a stream, which a worker process cannot carry yet: it
   // stays on threads (its stream has a computing thread of its own).
   prime_options.method_modes["FindPrimes"] = percore::ExecutionMode::kWorkerPool;
+  // A browser's FindPrimes (GET /ws/prime.PrimeService/FindPrimes) writes
+  // and reads its stream's messages as JSON of these types.
+  prime_options.method_stream_types["FindPrimes"] = {"prime.PrimeChunk", "prime.PrimeStreamReply"};
   server.AddService(std::make_unique<percore::examples::PrimeServiceImpl>(prime_allow_faults),
                     prime_options);
   std::vector<std::string> hosted_services = {"example.EchoService", "prime.PrimeService"};

@@ -77,6 +77,10 @@ struct ServerStats {
   // (answered RST unless they were RST).
   uint64_t streams_accepted = 0;
   uint64_t stream_frames_for_unknown_streams = 0;
+  // WebSockets that carry a stream (GET /ws/<package.Service>/<Method>):
+  // handshakes completed, and of those, open now.
+  uint64_t web_sockets_accepted = 0;
+  uint64_t web_sockets_open = 0;
   // Handlers that let an exception escape (each logged, rate-limited, with
   // its what()); the call is answered 2001 unless `done` had already run.
   uint64_t handler_exceptions = 0;

@@ -106,6 +106,7 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"handler_exceptions", stats.handler_exceptions},
       {"streams_accepted", stats.streams_accepted},
       {"stream_frames_for_unknown_streams", stats.stream_frames_for_unknown_streams},
+      {"web_sockets", {{"accepted", stats.web_sockets_accepted}, {"open", stats.web_sockets_open}}},
       {"worker_processes",
        {{"target", core.processes ? core.processes->target_workers() : 0},
         {"alive", stats.worker_processes_alive},
@@ -233,6 +234,11 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
   counter("percore_server_stream_frames_unknown_total",
           "Stream frames for a stream the server does not know (answered RST).",
           static_cast<double>(stats.stream_frames_for_unknown_streams));
+  counter("percore_server_web_sockets_accepted_total",
+          "WebSockets carrying a stream (GET /ws/...) whose handshake completed.",
+          static_cast<double>(stats.web_sockets_accepted));
+  gauge("percore_server_web_sockets_open", "WebSockets carrying a stream open now.",
+        static_cast<double>(stats.web_sockets_open));
   if (core.processes != nullptr) {
     gauge("percore_server_worker_processes_alive",
           "Worker processes of process-pool methods alive now.",
