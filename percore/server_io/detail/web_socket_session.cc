@@ -110,6 +110,17 @@ class WebSocketStreamCarrier final : public StreamCarrier {
   const std::weak_ptr<WebSocketSession> session_;
 };
 
+// A message as one line of JSON: message_to_json() ends an HTTP body with a
+// newline, which a WebSocket message does not need.
+bool message_to_json_line(const google::protobuf::Message& message, std::string* json,
+                          std::string* error) {
+  if (!message_to_json(message, json, error))
+    return false;
+  while (!json->empty() && json->back() == '\n')
+    json->pop_back();
+  return true;
+}
+
 FrameDecoderOptions outbox_decoder_options(const ServerOptions& options) {
   FrameDecoderOptions decoder;
   decoder.max_body_bytes = options.max_body_bytes;
@@ -266,7 +277,7 @@ void WebSocketSession::answer_call(ServerCall& call) {
     if (!call.response()->IsInitialized()) {
       code = to_int(ErrorCode::kInternal);
       text = "response misses required fields: " + call.response()->InitializationErrorString();
-    } else if (!message_to_json(*call.response(), &json, &error)) {
+    } else if (!message_to_json_line(*call.response(), &json, &error)) {
       code = to_int(ErrorCode::kInternal);
       text = std::move(error);
     } else if (json.size() > core_.options.max_body_bytes) {
@@ -453,7 +464,7 @@ void WebSocketSession::on_handler_frame(const StreamFrame& frame) {
         std::string error;
         output_message_->Clear();
         if (!output_message_->ParseFromArray(frame.data.data(), static_cast<int>(frame.data.size())) ||
-            !message_to_json(*output_message_, &json, &error)) {
+            !message_to_json_line(*output_message_, &json, &error)) {
           refuse(websocket::close_code::internal_error,
                  "the handler wrote a message that is not a " +
                      output_message_->GetDescriptor()->full_name(),
