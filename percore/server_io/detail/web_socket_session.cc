@@ -293,9 +293,9 @@ void WebSocketSession::answer_call(ServerCall& call) {
     close_after_writes(web_socket_close_code_for(code), call_failure_reason(code, text));
     return;
   }
-  queue_message(std::move(json), /*text=*/true, 0);
   std::shared_ptr<StreamCore> stream = call.take_accepted_stream();
   if (stream == nullptr) {
+    queue_message(std::move(json), /*text=*/true, 0);
     close_after_writes(websocket::close_code::policy_error,
                        method->mode == ExecutionMode::kProcessPool
                            ? "the handler did not accept a stream (process-pool methods carry none)"
@@ -305,6 +305,7 @@ void WebSocketSession::answer_call(ServerCall& call) {
   carrier_ = std::make_shared<WebSocketStreamCarrier>(io_thread_, weak_from_this());
   if (!stream->connect(peer_stream_id_, /*peer_needs_feedback=*/true, /*peer_writable=*/true,
                        carrier_)) {
+    queue_message(std::move(json), /*text=*/true, 0);
     close_after_writes(websocket::close_code::internal_error,
                        "the stream ended before it connected");
     return;
@@ -314,7 +315,10 @@ void WebSocketSession::answer_call(ServerCall& call) {
     input_message_.reset(method->stream_input_prototype->New());
   if (method->stream_output_prototype != nullptr)
     output_message_.reset(method->stream_output_prototype->New());
+  // Counted before the response goes (the client may read it at once); the
+  // handler's early messages follow it (take_stream_output, below or posted).
   core_.streams_accepted.fetch_add(1, std::memory_order_relaxed);
+  queue_message(std::move(json), /*text=*/true, 0);
   transition(State::kOpen);
   if (stopping_)
     stream_->Close();  // Stop came while the call ran.
