@@ -252,11 +252,11 @@ class RecordingEchoService final : public example::EchoService {
 
 class WebSocketTest : public ::testing::Test {
  protected:
-  void start(ServerOptions options = {}) {
+  void start(ServerOptions options = {}, ServiceOptions echo_options = {}) {
     options.io_threads = 2;
     options.workers = 2;
     server_ = std::make_unique<Server>(options);
-    ASSERT_TRUE(server_->AddService(&echo_));
+    ASSERT_TRUE(server_->AddService(&echo_, echo_options));
     ServiceOptions prime_options;
     prime_options.default_mode = ExecutionMode::kWorkerPool;
     prime_options.method_stream_types["FindPrimes"] = {"prime.PrimeChunk",
@@ -413,6 +413,40 @@ TEST_F(WebSocketTest, MalformedJsonClosesWithBadPayload) {
   ASSERT_TRUE(unknown_field.read().has_value());
   ASSERT_TRUE(unknown_field.write(R"({"nope":1})"));
   EXPECT_EQ(unknown_field.read_until_closed(), websocket::close_code::bad_payload);
+}
+
+TEST_F(WebSocketTest, TypedMessagesConvertBothWaysAndBadJsonResetsTheStreamOnce) {
+  ServiceOptions echo_options;
+  echo_options.default_mode = ExecutionMode::kWorkerPool;
+  echo_options.method_stream_types["Echo"] = {"example.EchoRequest", "example.EchoResponse"};
+  start({}, echo_options);
+  WsClient client;
+  open_echo(client);
+  ASSERT_TRUE(client.write(R"({"message":"typed"})"));
+  const std::optional<WsMessage> echo = client.read();
+  ASSERT_TRUE(echo.has_value()) << client.close_text();
+  EXPECT_TRUE(echo->text);
+  EXPECT_EQ(echo->data, R"({"message":"typed"})");
+  // A binary message is the message's protobuf bytes, unchanged.
+  example::EchoRequest request;
+  request.set_message("binary");
+  ASSERT_TRUE(client.write(request.SerializeAsString(), /*text=*/false));
+  const std::optional<WsMessage> binary_echo = client.read();
+  ASSERT_TRUE(binary_echo.has_value());
+  EXPECT_EQ(binary_echo->data, R"({"message":"binary"})");
+  // A required field missing, then JSON that does not parse.
+  ASSERT_TRUE(client.write("{}"));
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::bad_payload);
+  EXPECT_NE(client.close_text().find("not a example.EchoRequest"), std::string::npos)
+      << client.close_text();
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kResetByPeer));
+
+  echo_.log = std::make_shared<StreamLog>();
+  WsClient other;
+  open_echo(other);
+  ASSERT_TRUE(other.write("{\"message\":"));
+  EXPECT_EQ(other.read_until_closed(), websocket::close_code::bad_payload);
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kResetByPeer));
 }
 
 TEST_F(WebSocketTest, AMessageOverMaxBodyBytesIsRefused) {
