@@ -460,7 +460,8 @@ TEST_F(WebSocketTest, AMessageOverMaxBodyBytesIsRefused) {
   ASSERT_TRUE(echo.has_value());
   EXPECT_EQ(echo->data, "small");
   client.write(std::string(100 * 1024, 'b'), false);  // The server may close while it is sent.
-  EXPECT_EQ(client.read_until_closed(), websocket::close_code::too_big);
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::too_big) << client.error().message();
+  EXPECT_EQ(client.close_text(), "a message exceeds 65536 bytes (max_body_bytes)");
   EXPECT_TRUE(ended_once_with(StreamEndReason::kMessageTooLarge));
   EXPECT_GE(server_->stats().rejected_frames_total(), 1u);
 }

@@ -174,9 +174,11 @@ void WebSocketSession::start() {
   ws_.set_option(timeout);
   ws_.set_option(websocket::stream_base::decorator(
       [](websocket::response_type& response) { response.set(http::field::server, "percore"); }));
-  // One message at most max_body_bytes: Beast refuses a larger one from its
-  // frame header (close 1009) before it is buffered.
-  ws_.read_message_max(core_.options.max_body_bytes);
+  // One message is at most max_body_bytes, counted here as it arrives
+  // (read_message): Beast's own read_message_max would close 1009 itself,
+  // and Boost 1.74's teardown then closes the socket with the message's
+  // bytes unread, a reset that can destroy the close frame.
+  ws_.read_message_max(0);
   ws_.auto_fragment(false);
   ws_.async_accept(*request_, [self = shared_from_this()](const boost::system::error_code& error) {
     self->on_accepted(error);
@@ -340,14 +342,18 @@ void WebSocketSession::read_message() {
   io_thread_.assert_in_loop_thread();
   if (reading_ || state_ != State::kOpen || close_ || stream_ == nullptr)
     return;
-  // The handler has not reported enough consumed: wait for its FEEDBACK.
-  if (!client_window_.can_write())
+  // Between messages, the handler may not have reported enough consumed:
+  // then wait for its FEEDBACK.
+  if (read_buffer_.size() == 0 && !client_window_.can_write())
     return;
   reading_ = true;
-  ws_.async_read(read_buffer_,
-                 [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
-                   self->on_read(error, bytes);
-                 });
+  // At most one byte past max_body_bytes is buffered: that byte refuses it.
+  const size_t limit = core_.options.max_body_bytes + 1 - read_buffer_.size();
+  ws_.async_read_some(
+      read_buffer_, limit,
+      [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
+        self->on_read(error, bytes);
+      });
 }
 
 void WebSocketSession::on_read(const boost::system::error_code& error, size_t) {
@@ -366,29 +372,29 @@ void WebSocketSession::on_read(const boost::system::error_code& error, size_t) {
     transition(State::kClosed);
     return;
   }
-  if (error == websocket::error::message_too_big) {
-    // Beast has closed 1009 from the frame's header, before buffering it.
-    core_.count_rejected(DecodeStatus::kBodyTooLarge);
-    core_.web_socket_log.log(LogLevel::kWarning, [&] {
-      return "closing WebSocket from " + peer_ + " with 1009: a message exceeds " +
-             std::to_string(core_.options.max_body_bytes) + " bytes (max_body_bytes)";
-    });
-    if (std::shared_ptr<StreamCore> stream = std::move(stream_))
-      stream->end(StreamEndReason::kMessageTooLarge);
-    close_reason_ = CloseReason::kRejectedFrame;
-    transition(State::kClosed);
-    return;
-  }
   if (error) {
     fail(error);
     return;
   }
-  const auto bytes = read_buffer_.cdata();
-  const std::string_view received(static_cast<const char*>(bytes.data()), bytes.size());
   if (stream_ == nullptr || close_) {
     read_buffer_.consume(read_buffer_.size());
     return;  // Ending: nobody takes it.
   }
+  if (read_buffer_.size() > core_.options.max_body_bytes) {
+    read_buffer_.consume(read_buffer_.size());
+    core_.count_rejected(DecodeStatus::kBodyTooLarge);
+    refuse(websocket::close_code::too_big,
+           "a message exceeds " + std::to_string(core_.options.max_body_bytes) +
+               " bytes (max_body_bytes)",
+           StreamEndReason::kMessageTooLarge);
+    return;
+  }
+  if (!ws_.is_message_done()) {
+    read_message();  // The rest of the message.
+    return;
+  }
+  const auto bytes = read_buffer_.cdata();
+  const std::string_view received(static_cast<const char*>(bytes.data()), bytes.size());
   std::string data;
   if (input_message_ != nullptr && ws_.got_text()) {
     std::string parse_error;

@@ -51,7 +51,7 @@ uint16_t web_socket_close_code_for(int32_t code);
 //    kClientWindowBytes; it reads the next WebSocket message only while the
 //    window has room, and the handler's FEEDBACK (sent once a batch was
 //    handed to on_received_messages) reopens it. One message is at most
-//    max_body_bytes (Beast's read_message_max: 1009 past it).
+//    max_body_bytes, counted as it arrives (1009 past it).
 //  - handler → client: FEEDBACK for a message is given only once its
 //    WebSocket write completed, so a client that stops reading fills the
 //    handler's window (StreamOptions::max_buf_size) and the handler's Write
