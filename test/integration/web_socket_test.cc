@@ -562,5 +562,22 @@ TEST_F(WebSocketTest, APlainGetOfAWebSocketPathIsRefused) {
   EXPECT_NE(answer.find("Upgrade: websocket"), std::string::npos) << answer;
 }
 
+TEST(WebSocketOptionsTest, AddServiceRefusesUnknownStreamTypesAndMethods) {
+  Server server;
+  examples::PrimeServiceImpl prime;
+  std::string error;
+  ServiceOptions unknown_type;
+  unknown_type.method_stream_types["FindPrimes"] = {"prime.NoSuchChunk", "prime.PrimeStreamReply"};
+  EXPECT_FALSE(server.AddService(&prime, unknown_type, &error));
+  EXPECT_NE(error.find("prime.NoSuchChunk"), std::string::npos) << error;
+  ServiceOptions unknown_method;
+  unknown_method.method_stream_types["NoSuchMethod"] = {"prime.PrimeChunk", ""};
+  EXPECT_FALSE(server.AddService(&prime, unknown_method, &error));
+  EXPECT_NE(error.find("NoSuchMethod"), std::string::npos) << error;
+  ServiceOptions output_only;
+  output_only.method_stream_types["FindPrimes"] = {"", "prime.PrimeStreamReply"};
+  EXPECT_TRUE(server.AddService(&prime, output_only, &error)) << error;
+}
+
 }  // namespace
 }  // namespace percore
