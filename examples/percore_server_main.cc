@@ -279,6 +279,9 @@ int main(int argc, char** argv) {
   prime_options.default_mode =
       prime_in_process ? percore::ExecutionMode::kProcessPool : percore::ExecutionMode::kWorkerPool;
   prime_options.default_max_run_ms = prime_max_run_ms;
+  // A browser's FindPrimes (GET /ws/prime.PrimeService/FindPrimes) writes
+  // and reads its stream's messages as JSON of these types.
+  prime_options.method_stream_types["FindPrimes"] = {"prime.PrimeChunk", "prime.PrimeStreamReply"};
   server.AddService(std::make_unique<percore::examples::PrimeServiceImpl>(prime_allow_faults),
                     prime_options);
   std::vector<std::string> hosted_services = {"example.EchoService", "prime.PrimeService"};

@@ -50,6 +50,16 @@ enum class ExecutionMode {
   kProcessPool,
 };
 
+// The message types of a stream method's messages when the stream travels
+// over a WebSocket (GET /ws/<package.Service>/<Method>): full names of
+// messages in the generated descriptor pool (compiled into the server).
+struct StreamMessageTypes {
+  // What the client writes, e.g. "prime.PrimeChunk". Empty: raw bytes.
+  std::string input;
+  // What the handler writes, e.g. "prime.PrimeStreamReply". Empty: raw bytes.
+  std::string output;
+};
+
 struct ServiceOptions {
   // Mode of every method not listed in `method_modes`. Default: inline.
   ExecutionMode default_mode = ExecutionMode::kInline;
@@ -63,6 +73,19 @@ struct ServiceOptions {
   // values, keyed by method name, override the default.
   int default_max_run_ms = 0;
   std::map<std::string, int> method_max_run_ms;
+  // Stream methods served to browsers over a WebSocket: the types of the
+  // stream's messages, keyed by method name, e.g.
+  //   method_stream_types["FindPrimes"] = {"prime.PrimeChunk", "prime.PrimeStreamReply"};
+  // With a type, a WebSocket text message is that message as JSON (the same
+  // mapping as HTTP bodies: unknown fields refused), converted to and from
+  // the protobuf bytes the handler reads and writes; a binary message is
+  // taken as the message's protobuf bytes, unchanged. A text message that
+  // does not parse closes the WebSocket 1007 and resets the stream
+  // (kResetByPeer). Without one (a method not listed, or an empty name),
+  // messages pass unchanged: the handler's as a text frame when they are
+  // valid UTF-8, binary otherwise. AddService fails for a method or a type
+  // that does not exist. docs/PROTOCOL.md, "WebSocket streams".
+  std::map<std::string, StreamMessageTypes> method_stream_types;
 };
 
 // Limits that bound what a server holds whatever its peers do; the worst

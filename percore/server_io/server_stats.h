@@ -81,6 +81,10 @@ struct ServerStats {
   // the worker's window (more than window + one message waiting for the
   // worker): the client ignored flow control, or the worker stopped reading.
   uint64_t stream_window_overruns = 0;
+  // WebSockets that carry a stream (GET /ws/<package.Service>/<Method>):
+  // handshakes completed, and of those, open now.
+  uint64_t web_sockets_accepted = 0;
+  uint64_t web_sockets_open = 0;
   // Handlers that let an exception escape (each logged, rate-limited, with
   // its what()); the call is answered 2001 unless `done` had already run.
   uint64_t handler_exceptions = 0;

@@ -107,6 +107,7 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"streams_accepted", stats.streams_accepted},
       {"stream_frames_for_unknown_streams", stats.stream_frames_for_unknown_streams},
       {"stream_window_overruns", stats.stream_window_overruns},
+      {"web_sockets", {{"accepted", stats.web_sockets_accepted}, {"open", stats.web_sockets_open}}},
       {"worker_processes",
        {{"target", core.processes ? core.processes->target_workers() : 0},
         {"alive", stats.worker_processes_alive},
@@ -237,6 +238,11 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
   counter("percore_server_stream_window_overruns_total",
           "Streams in worker processes reset because the client wrote past the window.",
           static_cast<double>(stats.stream_window_overruns));
+  counter("percore_server_web_sockets_accepted_total",
+          "WebSockets carrying a stream (GET /ws/...) whose handshake completed.",
+          static_cast<double>(stats.web_sockets_accepted));
+  gauge("percore_server_web_sockets_open", "WebSockets carrying a stream open now.",
+        static_cast<double>(stats.web_sockets_open));
   if (core.processes != nullptr) {
     gauge("percore_server_worker_processes_alive",
           "Worker processes of process-pool methods alive now.",

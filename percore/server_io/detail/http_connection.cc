@@ -13,6 +13,7 @@
 #include <percore/server_io/detail/io_thread.h>
 #include <percore/server_io/detail/server_core.h>
 #include <percore/server_io/detail/service_table.h>
+#include <percore/server_io/detail/web_socket_session.h>
 
 namespace percore::detail {
 namespace {
@@ -113,7 +114,7 @@ void HttpConnection::read_request() {
 void HttpConnection::on_read(const boost::system::error_code& error, size_t bytes) {
   io_thread_.assert_in_loop_thread();
   reading_ = false;
-  if (state_ == State::kClosed)
+  if (closed())
     return;
   if (error == boost::asio::error::operation_aborted) {
     // Cancelled by a timeout or a close, which took over.
@@ -179,7 +180,7 @@ void HttpConnection::refuse(const boost::system::error_code& error) {
   respond(status, error_json(to_int(ErrorCode::kBadRequest), text), kJson, /*close=*/true);
 }
 
-void HttpConnection::handle_request(const Request& request) {
+void HttpConnection::handle_request(Request& request) {
   transition(State::kCalling);
   keep_alive_ = request.keep_alive() && !closing_;
   // An HTTP/1.0 client (ab) needs a 1.0 answer to see "Connection: keep-alive".
@@ -195,6 +196,11 @@ void HttpConnection::handle_request(const Request& request) {
   const std::string_view path = target.substr(0, question);
   const std::string_view query =
       question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+
+  if (path.substr(0, 4) == "/ws/") {
+    upgrade_to_web_socket(request);
+    return;
+  }
 
   BuiltinPage page;
   const auto accept = request[http::field::accept];
@@ -288,6 +294,36 @@ void HttpConnection::handle_request(const Request& request) {
   io_thread_.run_call(call);
 }
 
+void HttpConnection::upgrade_to_web_socket(Request& request) {
+  io_thread_.assert_in_loop_thread();
+  if (!boost::beast::websocket::is_upgrade(request)) {
+    respond(400,
+            error_json(to_int(ErrorCode::kBadRequest),
+                       "/ws/<package.Service>/<Method> is a stream over a WebSocket: GET it with "
+                       "an Upgrade: websocket header"),
+            kJson, false);
+    return;
+  }
+  if (buffer_.size() > 0) {
+    // RFC 6455 4.1: the client sends nothing more before the server's
+    // handshake; what follows cannot be trusted to be WebSocket frames.
+    closing_ = true;
+    close_reason_ = CloseReason::kRejectedFrame;
+    buffer_.consume(buffer_.size());
+    respond(400,
+            error_json(to_int(ErrorCode::kBadRequest),
+                       "bytes followed the WebSocket upgrade request before its answer"),
+            kJson, true);
+    return;
+  }
+  PERCORE_ASSERT(!reading_);
+  auto session = std::make_shared<WebSocketSession>(
+      io_thread_, core_, std::move(socket_), id_, peer_, std::move(request),
+      request_started_at_.value_or(Clock::now()));
+  transition(State::kUpgraded);
+  io_thread_.add_web_socket(std::move(session));
+}
+
 void HttpConnection::answer_call(ServerCall& call) {
   io_thread_.assert_in_loop_thread();
   if (state_ != State::kCalling)
@@ -363,7 +399,7 @@ void HttpConnection::respond(unsigned status, std::string body, std::string_view
 
 void HttpConnection::on_written(const boost::system::error_code& error, size_t) {
   io_thread_.assert_in_loop_thread();
-  if (state_ == State::kClosed)
+  if (closed())
     return;
   if (error) {
     abort(CloseReason::kConnectionError);
@@ -393,7 +429,7 @@ void HttpConnection::linger() {
 
 void HttpConnection::begin_close(CloseReason reason) {
   io_thread_.assert_in_loop_thread();
-  if (closing_ || state_ == State::kClosed || state_ == State::kLingering)
+  if (closing_ || closed() || state_ == State::kLingering)
     return;
   closing_ = true;
   close_reason_ = reason;
@@ -407,7 +443,7 @@ void HttpConnection::begin_close(CloseReason reason) {
 
 void HttpConnection::abort(CloseReason reason) {
   io_thread_.assert_in_loop_thread();
-  if (state_ == State::kClosed)
+  if (closed())
     return;
   if (!closing_)
     close_reason_ = reason;
@@ -464,19 +500,24 @@ void HttpConnection::check_timeouts(Clock::time_point now) {
         transition(State::kClosed);
       break;
     case State::kClosed:
+    case State::kUpgraded:
       break;
   }
 }
 
 void HttpConnection::transition(State next) {
   io_thread_.assert_in_loop_thread();
-  PERCORE_ASSERT(state_ != State::kClosed);
+  PERCORE_ASSERT(state_ != State::kClosed && state_ != State::kUpgraded);
   const State previous = std::exchange(state_, next);
   boost::system::error_code ignored;
   switch (next) {
     case State::kReading:
     case State::kCalling:
     case State::kWriting:
+      break;
+    case State::kUpgraded:
+      // The socket lives on in a WebSocketSession, which counts its close.
+      io_thread_.remove_http_connection(id_);
       break;
     case State::kLingering:
       linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);

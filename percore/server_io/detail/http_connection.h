@@ -27,7 +27,10 @@ struct MethodEntry;
 // the same limits as baidu_std calls; `/health`, `/status` and `/metrics`
 // are answered on the I/O thread (BuiltinPages). Requests are served one at
 // a time, so pipelined requests are answered in order; keep-alive as the
-// request asks.
+// request asks. `GET /ws/<package.Service>/<Method>` with a WebSocket
+// upgrade hands the socket and the parsed request to a WebSocketSession
+// under the same id (kUpgraded: the connection lives on there, uncounted
+// here).
 //
 // Its life moves forward only, through transition():
 //
@@ -36,6 +39,7 @@ struct MethodEntry;
 //      │  read           answered        written      └─► kLingering ──► kClosed
 //      │                                                FIN sent; input   ▲
 //      └── a read/write error, a reset, or the linger clock ─────────────┘
+//   kCalling ──► kUpgraded (a WebSocket upgrade: the socket moved on)
 //
 // Limits: a request's header at most ServerOptions::max_http_header_bytes
 // (431 past it), its body at most max_body_bytes (413), a POST without a
@@ -50,7 +54,7 @@ struct MethodEntry;
 class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
  public:
   using Clock = ServerCall::Clock;
-  enum class State { kReading, kCalling, kWriting, kLingering, kClosed };
+  enum class State { kReading, kCalling, kWriting, kLingering, kClosed, kUpgraded };
 
   // `received` are the bytes ServerConnection read before it saw HTTP.
   HttpConnection(IoThread& io_thread, ServerCore& core, boost::asio::ip::tcp::socket socket,
@@ -58,7 +62,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   void start();
   uint64_t id() const { return id_; }
-  bool closed() const { return state_ == State::kClosed; }
+  bool closed() const { return state_ == State::kClosed || state_ == State::kUpgraded; }
 
   // The call this connection dispatched has finished: answers it.
   void answer_call(ServerCall& call);
@@ -80,7 +84,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void on_read(const boost::system::error_code& error, size_t bytes);
   // A malformed or refused request: its status, then a close.
   void refuse(const boost::system::error_code& error);
-  void handle_request(const Request& request);
+  void handle_request(Request& request);
+  // GET /ws/...: hands the connection to a WebSocketSession, or refuses.
+  void upgrade_to_web_socket(Request& request);
   // Answers at once (built-in pages and refusals). `close` ends the
   // connection after it.
   void respond(unsigned status, std::string body, std::string_view content_type, bool close);

@@ -10,6 +10,7 @@
 #include <percore/server_io/detail/process_pool.h>
 #include <percore/server_io/detail/server_connection.h>
 #include <percore/server_io/detail/server_core.h>
+#include <percore/server_io/detail/web_socket_session.h>
 #include <percore/server_io/detail/worker_pool.h>
 
 namespace percore::detail {
@@ -152,7 +153,9 @@ void IoThread::sweep() {
     connection->check_timeouts(now);
   for (auto& [id, connection] : http_connections_)
     connection->check_timeouts(now);
-  if (!connections_.empty() || !http_connections_.empty())
+  for (auto& [id, session] : web_sockets_)
+    session->check_timeouts(now);
+  if (!connections_.empty() || !http_connections_.empty() || !web_sockets_.empty())
     arm_sweep();
 }
 
@@ -210,6 +213,20 @@ void IoThread::remove_http_connection(uint64_t connection_id) {
   boost::asio::post(context_, [this, connection_id] { http_connections_.erase(connection_id); });
 }
 
+void IoThread::add_web_socket(std::shared_ptr<WebSocketSession> session) {
+  assert_in_loop_thread();
+  // The HTTP connection of the same id leaves the table at the end of this
+  // pass (posted); the session is found first meanwhile (complete_call).
+  web_sockets_.emplace(session->id(), session);
+  arm_sweep();
+  session->start();
+}
+
+void IoThread::remove_web_socket(uint64_t connection_id) {
+  assert_in_loop_thread();
+  boost::asio::post(context_, [this, connection_id] { web_sockets_.erase(connection_id); });
+}
+
 void IoThread::untrack(ServerCall* call) {
   if (call->previous_in_flight != nullptr) {
     call->previous_in_flight->next_in_flight = call->next_in_flight;
@@ -230,7 +247,12 @@ void IoThread::complete_call(ServerCall* call) {
     const int32_t code = controller.ErrorCode();
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
     std::shared_ptr<HttpConnection> http;
-    if (connection == nullptr && (http = find_http_connection(call->connection_id())) != nullptr) {
+    std::shared_ptr<WebSocketSession> web_socket;
+    if (connection == nullptr &&
+        (web_socket = find_web_socket(call->connection_id())) != nullptr) {
+      web_socket->answer_call(*call);  // Takes the accepted stream when it connects it.
+    } else if (connection == nullptr &&
+               (http = find_http_connection(call->connection_id())) != nullptr) {
       http->answer_call(*call);
     } else if (connection == nullptr) {
       if (std::shared_ptr<StreamCore> stream = call->take_accepted_stream())
@@ -390,7 +412,10 @@ void IoThread::abandon_in_flight_calls() {
     const int32_t code = to_int(ErrorCode::kServerStopping);
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
     if (connection == nullptr) {
-      if (std::shared_ptr<HttpConnection> http = find_http_connection(call->connection_id())) {
+      if (std::shared_ptr<WebSocketSession> web_socket = find_web_socket(call->connection_id())) {
+        web_socket->answer_abandoned_call(&call->method());
+      } else if (std::shared_ptr<HttpConnection> http =
+                     find_http_connection(call->connection_id())) {
         http->answer_abandoned_call(&call->method(), call->received_at());
       } else {
         count_dropped(&call->method(), code, call->received_at());
@@ -416,6 +441,8 @@ void IoThread::begin_close_connections(CloseReason reason) {
     connection->begin_close(reason);
   for (auto& [id, connection] : http_connections_)
     connection->begin_close(reason);
+  for (auto& [id, session] : web_sockets_)
+    session->begin_close(reason);
 }
 
 void IoThread::abort_connections() {
@@ -424,11 +451,20 @@ void IoThread::abort_connections() {
     connection->abort(CloseReason::kServerStopped);
   for (auto& [id, connection] : http_connections_)
     connection->abort(CloseReason::kServerStopped);
+  for (auto& [id, session] : web_sockets_)
+    session->abort(CloseReason::kServerStopped);
 }
 
 std::shared_ptr<ServerConnection> IoThread::find_connection(uint64_t connection_id) const {
   const auto found = connections_.find(connection_id);
   if (found == connections_.end() || found->second->closed())
+    return nullptr;
+  return found->second;
+}
+
+std::shared_ptr<WebSocketSession> IoThread::find_web_socket(uint64_t connection_id) const {
+  const auto found = web_sockets_.find(connection_id);
+  if (found == web_sockets_.end() || found->second->closed())
     return nullptr;
   return found->second;
 }

@@ -21,6 +21,7 @@ namespace percore::detail {
 
 class HttpConnection;
 class ServerConnection;
+class WebSocketSession;
 class CarrierGate;
 class StreamCore;
 struct ServerCore;
@@ -77,6 +78,10 @@ class IoThread {
   void adopt_http(uint64_t connection_id, boost::asio::ip::tcp::socket socket,
                   const std::string& peer, std::string_view received);
   void remove_http_connection(uint64_t connection_id);
+  // An HTTP connection upgraded to a WebSocket (GET /ws/...): the session
+  // takes its place under the same id and starts.
+  void add_web_socket(std::shared_ptr<WebSocketSession> session);
+  void remove_web_socket(uint64_t connection_id);
   // Encodes an answer into the connection's output and counts it (the
   // connection writes it at the end of the current event). A non-OK code
   // sends `text` (cut to 1 KiB) and no message. An OK answer with a
@@ -131,6 +136,7 @@ class IoThread {
   void sweep();
   std::shared_ptr<ServerConnection> find_connection(uint64_t connection_id) const;
   std::shared_ptr<HttpConnection> find_http_connection(uint64_t connection_id) const;
+  std::shared_ptr<WebSocketSession> find_web_socket(uint64_t connection_id) const;
 
   ServerCore& core_;
   const int index_;
@@ -148,6 +154,7 @@ class IoThread {
 
   std::unordered_map<uint64_t, std::shared_ptr<ServerConnection>> connections_;
   std::unordered_map<uint64_t, std::shared_ptr<HttpConnection>> http_connections_;
+  std::unordered_map<uint64_t, std::shared_ptr<WebSocketSession>> web_sockets_;
   uint64_t next_connection_serial_ = 0;
   ServerCall* in_flight_head_ = nullptr;
   wire::RpcMeta reply_meta_;  // Reused for every answer.

@@ -66,6 +66,8 @@ struct ServerCore {
   std::atomic<uint64_t> streams_accepted{0};
   std::atomic<uint64_t> stream_frames_for_unknown_streams{0};
   std::atomic<uint64_t> stream_window_overruns{0};
+  std::atomic<uint64_t> web_sockets_accepted{0};
+  std::atomic<int64_t> web_sockets_open{0};
   std::atomic<uint64_t> handler_exceptions{0};
   // Indexed by DecodeStatus.
   std::array<std::atomic<uint64_t>, 16> rejected_frames{};
@@ -78,6 +80,7 @@ struct ServerCore {
   LogRateLimiter refused_connection_log{1};
   LogRateLimiter unflushed_close_log{1};
   LogRateLimiter bad_request_log{1};
+  LogRateLimiter web_socket_log{1};
   LogRateLimiter allocation_failure_log{1};
   LogRateLimiter handler_exception_log{1};
   LogRateLimiter worker_process_log{3};

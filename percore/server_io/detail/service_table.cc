@@ -2,7 +2,31 @@
 
 #include <algorithm>
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+
 namespace percore::detail {
+namespace {
+
+// The generated prototype of message `name` (empty: none, no error).
+bool stream_prototype(const std::string& name, const google::protobuf::Message** prototype,
+                      std::string* error) {
+  *prototype = nullptr;
+  if (name.empty())
+    return true;
+  const google::protobuf::Descriptor* descriptor =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(name);
+  if (descriptor != nullptr)
+    *prototype = google::protobuf::MessageFactory::generated_factory()->GetPrototype(descriptor);
+  if (*prototype == nullptr && error != nullptr) {
+    *error = "no message type ";
+    *error += name;
+    *error += " compiled into this program (method_stream_types)";
+  }
+  return *prototype != nullptr;
+}
+
+}  // namespace
 
 bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions& options,
                        std::string* error) {
@@ -17,6 +41,14 @@ bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions&
     named.push_back(method_name);
   for (const auto& [method_name, limit] : options.method_max_run_ms)
     named.push_back(method_name);
+  for (const auto& [method_name, types] : options.method_stream_types) {
+    named.push_back(method_name);
+    const google::protobuf::Message* prototype = nullptr;
+    if (!stream_prototype(types.input, &prototype, error) ||
+        !stream_prototype(types.output, &prototype, error)) {
+      return false;
+    }
+  }
   for (const std::string& method_name : named) {
     if (descriptor->FindMethodByName(method_name) == nullptr) {
       if (error != nullptr) {
@@ -39,6 +71,11 @@ bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions&
     entry->max_run_ms = std::max(
         0, max_run == options.method_max_run_ms.end() ? options.default_max_run_ms : max_run->second);
     entry->full_name = method->full_name();
+    if (const auto types = options.method_stream_types.find(method->name());
+        types != options.method_stream_types.end()) {
+      stream_prototype(types->second.input, &entry->stream_input_prototype, nullptr);
+      stream_prototype(types->second.output, &entry->stream_output_prototype, nullptr);
+    }
     methods.emplace(method->name(), std::move(entry));
   }
   return true;

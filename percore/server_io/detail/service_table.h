@@ -31,6 +31,10 @@ struct MethodEntry {
   std::atomic<uint64_t> worker_crashes{0};
   std::atomic<uint64_t> worker_kills{0};
   PeerMessageParser request_parser;  // Any I/O thread.
+  // ServiceOptions::method_stream_types, from the generated pool: the
+  // prototypes of a WebSocket stream's messages (null: raw bytes).
+  const google::protobuf::Message* stream_input_prototype = nullptr;
+  const google::protobuf::Message* stream_output_prototype = nullptr;
 };
 
 // The services a server hosts, by full name. Filled before the server starts,

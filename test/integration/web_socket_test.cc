@@ -1,0 +1,600 @@
+// Streams over a WebSocket (GET /ws/<package.Service>/<Method>), driven by
+// Boost.Beast's WebSocket client over loopback: the call's response comes
+// first, then each stream message is one WebSocket message each way (raw
+// for example.EchoService.Echo, JSON of the registered types for
+// prime.PrimeService.FindPrimes); failures close with a code and a reason;
+// the handler's stream ends once, for the reason the WebSocket gave; a
+// client that does not read fills the handler's window instead of the
+// server's memory.
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <utility>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <percore/proto/closure_guard.h>
+#include <percore/proto/echo.pb.h>
+#include <percore/proto/prime.pb.h>
+#include <percore/server_io/server.h>
+#include "examples/prime_service.h"
+#include "test/support/eventually.h"
+#include "test/support/slack.h"
+
+namespace percore {
+namespace {
+
+namespace websocket = boost::beast::websocket;
+using std::chrono::milliseconds;
+using testing::eventually;
+using testing::scaled;
+
+// One message read from the server.
+struct WsMessage {
+  std::string data;
+  bool text = true;
+};
+
+// A blocking WebSocket client whose every operation is bounded: it runs the
+// asynchronous operation on its own io_context for at most the timeout,
+// and closes the socket past it.
+class WsClient {
+ public:
+  // `receive_buffer_bytes` > 0: SO_RCVBUF before connecting (a small window
+  // for a client that does not read).
+  bool connect(int port, const std::string& target, int receive_buffer_bytes = 0) {
+    boost::system::error_code error;
+    auto& socket = ws_.next_layer();
+    socket.open(boost::asio::ip::tcp::v4(), error);
+    if (receive_buffer_bytes > 0)
+      socket.set_option(boost::asio::socket_base::receive_buffer_size(receive_buffer_bytes), error);
+    socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)},
+                   error);
+    if (error) {
+      error_ = error;
+      return false;
+    }
+    ws_.read_message_max(64u << 20);
+    bool done = false;
+    ws_.async_handshake("127.0.0.1", target, [&](const boost::system::error_code& result) {
+      error_ = result;
+      done = true;
+    });
+    return run(done, scaled(milliseconds(5000))) && !error_;
+  }
+
+  // The next message, or nullopt (closed: see close_code(); or an error).
+  std::optional<WsMessage> read(milliseconds timeout = milliseconds(5000)) {
+    bool done = false;
+    buffer_.consume(buffer_.size());
+    ws_.async_read(buffer_, [&](const boost::system::error_code& result, size_t) {
+      error_ = result;
+      done = true;
+    });
+    if (!run(done, scaled(timeout)) || error_)
+      return std::nullopt;
+    const auto bytes = buffer_.cdata();
+    return WsMessage{std::string(static_cast<const char*>(bytes.data()), bytes.size()),
+                     ws_.got_text()};
+  }
+
+  bool write(const std::string& data, bool text = true) {
+    bool done = false;
+    ws_.text(text);
+    ws_.async_write(boost::asio::buffer(data), [&](const boost::system::error_code& result, size_t) {
+      error_ = result;
+      done = true;
+    });
+    return run(done, scaled(milliseconds(5000))) && !error_;
+  }
+
+  // Sends a close frame and waits for the server's.
+  bool close(websocket::close_code code = websocket::close_code::normal) {
+    bool done = false;
+    ws_.async_close(code, [&](const boost::system::error_code& result) {
+      error_ = result;
+      done = true;
+    });
+    return run(done, scaled(milliseconds(5000))) && !error_;
+  }
+
+  // Closes the TCP connection without a close frame: a reset (`reset`) or
+  // a FIN.
+  void drop(bool reset) {
+    boost::system::error_code ignored;
+    if (reset)
+      ws_.next_layer().set_option(boost::asio::socket_base::linger(true, 0), ignored);
+    ws_.next_layer().close(ignored);
+  }
+
+  // Reads until the server's close frame; its code (0 if none came).
+  uint16_t read_until_closed(milliseconds timeout = milliseconds(5000)) {
+    const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!read(timeout))
+        break;
+    }
+    return close_code();
+  }
+  uint16_t close_code() const {
+    return error_ == websocket::error::closed ? static_cast<uint16_t>(ws_.reason().code) : 0;
+  }
+  std::string close_text() const { return std::string(ws_.reason().reason.c_str()); }
+  const boost::system::error_code& error() const { return error_; }
+
+ private:
+  bool run(bool& done, milliseconds timeout) {
+    context_.restart();
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+      context_.run_for(milliseconds(20));
+      if (context_.stopped())
+        context_.restart();
+    }
+    if (done)
+      return true;
+    boost::system::error_code ignored;
+    ws_.next_layer().close(ignored);  // The operation completes, aborted.
+    context_.restart();
+    context_.run_for(milliseconds(1000));
+    error_ = boost::asio::error::timed_out;
+    return false;
+  }
+
+  boost::asio::io_context context_;
+  websocket::stream<boost::asio::ip::tcp::socket> ws_{context_};
+  boost::beast::flat_buffer buffer_;
+  boost::system::error_code error_;
+};
+
+// What the recording echo's streams saw.
+struct StreamLog {
+  std::mutex mutex;
+  std::vector<StreamEndReason> ends;
+  std::shared_ptr<Stream> stream;
+  int full_writes = 0;
+  uint64_t max_outstanding = 0;
+
+  std::vector<StreamEndReason> ends_now() {
+    std::lock_guard lock(mutex);
+    return ends;
+  }
+};
+
+constexpr size_t kFloodMessageBytes = 16 * 1024;
+constexpr uint64_t kHandlerWindow = 256 * 1024;
+
+// Echoes every message; "flood" makes it write kFloodMessageBytes messages
+// until its Write says kFull, and again at each on_writable.
+class RecordingHandler final : public StreamHandler {
+ public:
+  explicit RecordingHandler(std::shared_ptr<StreamLog> log) : log_(std::move(log)) {}
+  void on_received_messages(Stream& stream, std::span<std::string> messages) override {
+    for (std::string& message : messages) {
+      if (message == "flood") {
+        flooding_ = true;
+        flood(stream);
+      } else {
+        stream.Write(std::move(message));
+      }
+    }
+  }
+  void on_writable(Stream& stream) override {
+    if (flooding_)
+      flood(stream);
+  }
+  void on_closed(Stream&, StreamEndReason reason) override {
+    std::lock_guard lock(log_->mutex);
+    log_->ends.push_back(reason);
+  }
+
+ private:
+  void flood(Stream& stream) {
+    for (int i = 0; i < 1000; ++i) {
+      const StreamWriteStatus status = stream.Write(std::string(kFloodMessageBytes, 'f'));
+      std::lock_guard lock(log_->mutex);
+      log_->max_outstanding = std::max(log_->max_outstanding,
+                                       stream.bytes_written() - stream.bytes_acknowledged());
+      if (status == StreamWriteStatus::kFull) {
+        ++log_->full_writes;
+        return;
+      }
+      if (status != StreamWriteStatus::kOk)
+        return;
+    }
+  }
+
+  std::shared_ptr<StreamLog> log_;
+  bool flooding_ = false;  // Callbacks are serialized.
+};
+
+// example.EchoService whose Echo accepts the stream (unless the message is
+// "no stream") with a RecordingHandler.
+class RecordingEchoService final : public example::EchoService {
+ public:
+  void Echo(google::protobuf::RpcController* controller, const example::EchoRequest* request,
+            example::EchoResponse* response, google::protobuf::Closure* done) override {
+    ClosureGuard guard(done);
+    response->set_message(request->message());
+    auto* server_controller = static_cast<ServerController*>(controller);
+    if (request->message() == "no stream" || !server_controller->has_remote_stream())
+      return;
+    StreamOptions options;
+    options.handler = std::make_shared<RecordingHandler>(log);
+    options.max_buf_size = kHandlerWindow;
+    options.idle_timeout_ms = idle_timeout_ms;
+    std::shared_ptr<Stream> stream;
+    if (server_controller->AcceptStream(options, &stream)) {
+      std::lock_guard lock(log->mutex);
+      log->stream = stream;
+    }
+  }
+  std::shared_ptr<StreamLog> log = std::make_shared<StreamLog>();
+  int idle_timeout_ms = 0;
+};
+
+class WebSocketTest : public ::testing::Test {
+ protected:
+  void start(ServerOptions options = {}, ServiceOptions echo_options = {},
+             ExecutionMode prime_mode = ExecutionMode::kWorkerPool) {
+    options.io_threads = 2;
+    options.workers = 2;
+    options.process_workers = 1;
+    server_ = std::make_unique<Server>(options);
+    ASSERT_TRUE(server_->AddService(&echo_, echo_options));
+    ServiceOptions prime_options;
+    prime_options.default_mode = prime_mode;
+    prime_options.method_stream_types["FindPrimes"] = {"prime.PrimeChunk",
+                                                       "prime.PrimeStreamReply"};
+    ASSERT_TRUE(server_->AddService(&prime_, prime_options));
+    std::string error;
+    ASSERT_TRUE(server_->Start("127.0.0.1:0", &error)) << error;
+  }
+  void TearDown() override { server_.reset(); }
+
+  // Connects to /ws/example.EchoService/Echo?message=open and reads the
+  // call's response.
+  void open_echo(WsClient& client, int receive_buffer_bytes = 0) {
+    ASSERT_TRUE(client.connect(server_->port(), "/ws/example.EchoService/Echo?message=open",
+                               receive_buffer_bytes))
+        << client.error().message();
+    const std::optional<WsMessage> response = client.read();
+    ASSERT_TRUE(response.has_value()) << client.error().message() << " " << client.close_text();
+    EXPECT_TRUE(response->text);
+    EXPECT_EQ(response->data, R"({"message":"open"})");
+  }
+
+  bool ended_once_with(StreamEndReason reason) {
+    const bool ended =
+        eventually([&] { return !echo_.log->ends_now().empty(); }, milliseconds(5000));
+    // A second end would come at once: give it a moment to show.
+    std::this_thread::sleep_for(milliseconds(50));
+    const std::vector<StreamEndReason> ends = echo_.log->ends_now();
+    EXPECT_TRUE(ended);
+    EXPECT_EQ(ends.size(), 1u);
+    return ends.size() == 1 && ends[0] == reason;
+  }
+
+  RecordingEchoService echo_;
+  examples::PrimeServiceImpl prime_;
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(WebSocketTest, EchoesMessagesInOrderThenTheClientsCloseEndsTheStreamOnce) {
+  start();
+  WsClient client;
+  open_echo(client);
+  EXPECT_EQ(server_->stats().web_sockets_accepted, 1u);
+  EXPECT_EQ(server_->stats().web_sockets_open, 1u);
+  EXPECT_EQ(server_->stats().streams_accepted, 1u);
+  std::vector<WsMessage> sent;
+  for (int i = 0; i < 20; ++i)
+    sent.push_back({"message " + std::to_string(i) + std::string(static_cast<size_t>(i) * 100, 'x'), true});
+  sent.push_back({std::string("\xff\xfe binary \x00 bytes", 17), false});
+  for (const WsMessage& message : sent)
+    ASSERT_TRUE(client.write(message.data, message.text));
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const std::optional<WsMessage> echo = client.read();
+    ASSERT_TRUE(echo.has_value()) << "echo " << i << ": " << client.error().message();
+    EXPECT_EQ(echo->data, sent[i].data) << "echo " << i;
+    EXPECT_EQ(echo->text, sent[i].text) << "echo " << i;
+  }
+  EXPECT_TRUE(client.close()) << client.error().message();
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kClosedByPeer));
+  EXPECT_TRUE(eventually([&] { return server_->stats().web_sockets_open == 0; }, milliseconds(5000)));
+}
+
+// FindPrimes over a WebSocket: JSON chunks in, JSON replies and a summary
+// out, then the server's normal close.
+void find_primes_over_a_web_socket(uint16_t port) {
+  WsClient client;
+  ASSERT_TRUE(client.connect(port, "/ws/prime.PrimeService/FindPrimes"))
+      << client.error().message();
+  const std::optional<WsMessage> response = client.read();
+  ASSERT_TRUE(response.has_value()) << client.close_code() << " " << client.close_text();
+  EXPECT_EQ(response->data, "{}");
+  ASSERT_TRUE(client.write(R"({"numbers":[2,3,4,5,97,100],"last":false})"));
+  ASSERT_TRUE(client.write(R"({"numbers":["7919","7920"],"last":true})"));
+  std::vector<prime::PrimeStreamReply> replies;
+  for (int i = 0; i < 3; ++i) {
+    const std::optional<WsMessage> message = client.read();
+    ASSERT_TRUE(message.has_value()) << "reply " << i << ": " << client.close_code() << " "
+                                     << client.close_text();
+    EXPECT_TRUE(message->text);
+    prime::PrimeStreamReply reply;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(message->data, &reply).ok())
+        << message->data;
+    replies.push_back(reply);
+  }
+  ASSERT_TRUE(replies[0].has_found());
+  EXPECT_EQ(replies[0].found().chunk(), 0u);
+  EXPECT_EQ(std::vector<uint64_t>(replies[0].found().primes().begin(),
+                                  replies[0].found().primes().end()),
+            (std::vector<uint64_t>{2, 3, 5, 97}));
+  ASSERT_TRUE(replies[1].has_found());
+  EXPECT_EQ(replies[1].found().chunk(), 1u);
+  EXPECT_EQ(std::vector<uint64_t>(replies[1].found().primes().begin(),
+                                  replies[1].found().primes().end()),
+            (std::vector<uint64_t>{7919}));
+  ASSERT_TRUE(replies[2].has_summary());
+  EXPECT_EQ(replies[2].summary().chunks(), 2u);
+  EXPECT_EQ(replies[2].summary().numbers_checked(), 8u);
+  EXPECT_EQ(replies[2].summary().primes_found(), 5u);
+  EXPECT_EQ(replies[2].summary().error(), "");
+  EXPECT_FALSE(client.read().has_value());
+  EXPECT_EQ(client.close_code(), websocket::close_code::normal) << client.close_text();
+}
+
+TEST_F(WebSocketTest, FindPrimesSpeaksJsonAndTheServerClosesNormally) {
+  start();
+  find_primes_over_a_web_socket(server_->port());
+}
+
+// The same from a worker process (kProcessPool): the server relays the
+// worker's stream to the WebSocket; the worker is free again afterwards.
+TEST_F(WebSocketTest, FindPrimesInAWorkerProcessOverAWebSocket) {
+  start({}, {}, ExecutionMode::kProcessPool);
+  find_primes_over_a_web_socket(server_->port());
+  find_primes_over_a_web_socket(server_->port());  // The one worker again.
+  EXPECT_EQ(server_->stats().streams_accepted, 2u);
+}
+
+TEST_F(WebSocketTest, UnknownMethodClosesWithTheError) {
+  start();
+  WsClient client;
+  ASSERT_TRUE(client.connect(server_->port(), "/ws/example.EchoService/Nope"));
+  EXPECT_FALSE(client.read().has_value());
+  EXPECT_EQ(client.close_code(), websocket::close_code::policy_error);
+  EXPECT_EQ(client.close_text(), "code 1002: no such method: example.EchoService.Nope");
+
+  WsClient other;
+  ASSERT_TRUE(other.connect(server_->port(), "/ws/nope.Service/Echo"));
+  EXPECT_FALSE(other.read().has_value());
+  EXPECT_EQ(other.close_code(), websocket::close_code::policy_error);
+  EXPECT_EQ(other.close_text(), "code 1001: no such service: nope.Service");
+
+  WsClient bad_query;
+  ASSERT_TRUE(bad_query.connect(server_->port(), "/ws/example.EchoService/Echo?nope=1"));
+  EXPECT_FALSE(bad_query.read().has_value());
+  EXPECT_EQ(bad_query.close_code(), websocket::close_code::policy_error);
+  EXPECT_NE(bad_query.close_text().find("code 1003: "), std::string::npos) << bad_query.close_text();
+}
+
+TEST_F(WebSocketTest, AMethodThatDoesNotAcceptTheStreamAnswersThenCloses) {
+  start();
+  WsClient client;
+  ASSERT_TRUE(client.connect(server_->port(), "/ws/prime.PrimeService/IsPrime?number=7919"));
+  const std::optional<WsMessage> response = client.read();
+  ASSERT_TRUE(response.has_value()) << client.close_text();
+  EXPECT_EQ(response->data, R"({"isPrime":true})");
+  EXPECT_FALSE(client.read().has_value());
+  EXPECT_EQ(client.close_code(), websocket::close_code::policy_error);
+  EXPECT_EQ(client.close_text(), "the handler did not accept a stream");
+
+  WsClient echo;
+  ASSERT_TRUE(echo.connect(server_->port(), "/ws/example.EchoService/Echo?message=no%20stream"));
+  ASSERT_TRUE(echo.read().has_value());
+  EXPECT_FALSE(echo.read().has_value());
+  EXPECT_EQ(echo.close_code(), websocket::close_code::policy_error);
+}
+
+TEST_F(WebSocketTest, MalformedJsonClosesWithBadPayload) {
+  start();
+  WsClient client;
+  ASSERT_TRUE(client.connect(server_->port(), "/ws/prime.PrimeService/FindPrimes"));
+  ASSERT_TRUE(client.read().has_value());
+  ASSERT_TRUE(client.write(R"({"numbers":[2,3)"));
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::bad_payload);
+  EXPECT_NE(client.close_text().find("not a prime.PrimeChunk"), std::string::npos)
+      << client.close_text();
+
+  WsClient unknown_field;
+  ASSERT_TRUE(unknown_field.connect(server_->port(), "/ws/prime.PrimeService/FindPrimes"));
+  ASSERT_TRUE(unknown_field.read().has_value());
+  ASSERT_TRUE(unknown_field.write(R"({"nope":1})"));
+  EXPECT_EQ(unknown_field.read_until_closed(), websocket::close_code::bad_payload);
+}
+
+TEST_F(WebSocketTest, TypedMessagesConvertBothWaysAndBadJsonResetsTheStreamOnce) {
+  ServiceOptions echo_options;
+  echo_options.default_mode = ExecutionMode::kWorkerPool;
+  echo_options.method_stream_types["Echo"] = {"example.EchoRequest", "example.EchoResponse"};
+  start({}, echo_options);
+  WsClient client;
+  open_echo(client);
+  ASSERT_TRUE(client.write(R"({"message":"typed"})"));
+  const std::optional<WsMessage> echo = client.read();
+  ASSERT_TRUE(echo.has_value()) << client.close_text();
+  EXPECT_TRUE(echo->text);
+  EXPECT_EQ(echo->data, R"({"message":"typed"})");
+  // A binary message is the message's protobuf bytes, unchanged.
+  example::EchoRequest request;
+  request.set_message("binary");
+  ASSERT_TRUE(client.write(request.SerializeAsString(), /*text=*/false));
+  const std::optional<WsMessage> binary_echo = client.read();
+  ASSERT_TRUE(binary_echo.has_value());
+  EXPECT_EQ(binary_echo->data, R"({"message":"binary"})");
+  // A required field missing, then JSON that does not parse.
+  ASSERT_TRUE(client.write("{}"));
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::bad_payload);
+  EXPECT_NE(client.close_text().find("not a example.EchoRequest"), std::string::npos)
+      << client.close_text();
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kResetByPeer));
+
+  echo_.log = std::make_shared<StreamLog>();
+  WsClient other;
+  open_echo(other);
+  ASSERT_TRUE(other.write("{\"message\":"));
+  EXPECT_EQ(other.read_until_closed(), websocket::close_code::bad_payload);
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kResetByPeer));
+}
+
+TEST_F(WebSocketTest, AMessageOverMaxBodyBytesIsRefused) {
+  ServerOptions options;
+  options.max_body_bytes = 64 * 1024;
+  start(options);
+  WsClient client;
+  open_echo(client);
+  ASSERT_TRUE(client.write("small"));
+  const std::optional<WsMessage> echo = client.read();
+  ASSERT_TRUE(echo.has_value());
+  EXPECT_EQ(echo->data, "small");
+  client.write(std::string(100 * 1024, 'b'), false);  // The server may close while it is sent.
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::too_big) << client.error().message();
+  EXPECT_EQ(client.close_text(), "a message exceeds 65536 bytes (max_body_bytes)");
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kMessageTooLarge));
+  EXPECT_GE(server_->stats().rejected_frames_total(), 1u);
+}
+
+TEST_F(WebSocketTest, AClientThatNeverReadsFillsTheHandlersWindowNotTheServer) {
+  ServerOptions options;
+  options.socket_send_buffer_bytes = 1;  // The kernel's smallest: the window fills sooner.
+  start(options);
+  WsClient client;
+  open_echo(client, /*receive_buffer_bytes=*/1);
+  ASSERT_TRUE(client.write("flood"));
+  // The client reads nothing from now on.
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::lock_guard lock(echo_.log->mutex);
+        return echo_.log->full_writes > 0;
+      },
+      milliseconds(5000)));
+  std::shared_ptr<Stream> stream;
+  {
+    std::lock_guard lock(echo_.log->mutex);
+    stream = echo_.log->stream;
+    EXPECT_LE(echo_.log->max_outstanding, kHandlerWindow + kFloodMessageBytes);
+  }
+  ASSERT_NE(stream, nullptr);
+  // What the handler could write stops growing: the window, plus what the
+  // socket buffers took.
+  std::this_thread::sleep_for(milliseconds(300));
+  const uint64_t written = stream->bytes_written();
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(stream->bytes_written(), written);
+  EXPECT_LE(stream->bytes_written() - stream->bytes_acknowledged(),
+            kHandlerWindow + kFloodMessageBytes);
+  EXPECT_LT(written, kHandlerWindow + (8u << 20)) << "the server kept taking messages";
+  EXPECT_FALSE(stream->end_reason().has_value());
+  client.drop(/*reset=*/true);
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kConnectionBroken));
+}
+
+TEST_F(WebSocketTest, AnAbruptCloseMidStreamEndsItBrokenOnce) {
+  start();
+  for (const bool reset : {true, false}) {
+    SCOPED_TRACE(reset ? "reset" : "FIN");
+    echo_.log = std::make_shared<StreamLog>();
+    WsClient client;
+    open_echo(client);
+    ASSERT_TRUE(client.write("one"));
+    ASSERT_TRUE(client.read().has_value());
+    client.drop(reset);
+    EXPECT_TRUE(ended_once_with(StreamEndReason::kConnectionBroken));
+  }
+  EXPECT_TRUE(eventually([&] { return server_->stats().web_sockets_open == 0; }, milliseconds(5000)));
+}
+
+TEST_F(WebSocketTest, StopClosesAnOpenWebSocketGoingAway) {
+  start();
+  WsClient client;
+  open_echo(client);
+  ASSERT_TRUE(client.write("before stop"));
+  ASSERT_TRUE(client.read().has_value());
+  auto stopped = std::async(std::launch::async, [&] { server_->Stop(milliseconds(1000)); });
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::going_away) << client.close_text();
+  stopped.wait();
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kClosedByUs));
+}
+
+TEST_F(WebSocketTest, TheStreamsIdleTimeoutClosesTheWebSocket) {
+  echo_.idle_timeout_ms = 200;
+  start();
+  WsClient client;
+  open_echo(client);
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::normal);
+  EXPECT_EQ(client.close_text(), "idle timeout");
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kIdleTimeout));
+}
+
+TEST_F(WebSocketTest, APlainGetOfAWebSocketPathIsRefused) {
+  start();
+  boost::asio::io_context context;
+  boost::asio::ip::tcp::socket socket(context);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(server_->port())});
+  // Bounded: a server that never answers fails the test instead of hanging it.
+  const timeval timeout{static_cast<time_t>(scaled(milliseconds(5000)).count() / 1000), 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  const std::string request =
+      "GET /ws/example.EchoService/Echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  boost::asio::write(socket, boost::asio::buffer(request));
+  std::string answer;
+  boost::system::error_code error;
+  char buffer[4096];
+  for (;;) {
+    const size_t n = socket.read_some(boost::asio::buffer(buffer), error);
+    if (error)
+      break;
+    answer.append(buffer, n);
+  }
+  EXPECT_EQ(answer.substr(0, 12), "HTTP/1.1 400") << answer;
+  EXPECT_NE(answer.find("Upgrade: websocket"), std::string::npos) << answer;
+}
+
+TEST(WebSocketOptionsTest, AddServiceRefusesUnknownStreamTypesAndMethods) {
+  Server server;
+  examples::PrimeServiceImpl prime;
+  std::string error;
+  ServiceOptions unknown_type;
+  unknown_type.method_stream_types["FindPrimes"] = {"prime.NoSuchChunk", "prime.PrimeStreamReply"};
+  EXPECT_FALSE(server.AddService(&prime, unknown_type, &error));
+  EXPECT_NE(error.find("prime.NoSuchChunk"), std::string::npos) << error;
+  ServiceOptions unknown_method;
+  unknown_method.method_stream_types["NoSuchMethod"] = {"prime.PrimeChunk", ""};
+  EXPECT_FALSE(server.AddService(&prime, unknown_method, &error));
+  EXPECT_NE(error.find("NoSuchMethod"), std::string::npos) << error;
+  ServiceOptions output_only;
+  output_only.method_stream_types["FindPrimes"] = {"", "prime.PrimeStreamReply"};
+  EXPECT_TRUE(server.AddService(&prime, output_only, &error)) << error;
+}
+
+}  // namespace
+}  // namespace percore
