@@ -74,7 +74,8 @@ struct ServerStats {
   uint64_t allocation_failures = 0;
   // Streams (brpc's Streaming RPC) that handlers accepted and that are
   // connected, and stream frames for a stream this server does not know
-  // (answered RST unless they were RST).
+  // (answered RST unless they were RST; a FEEDBACK, CLOSE or RST for one of
+  // the connection's last 16 ended streams is expected and not counted).
   uint64_t streams_accepted = 0;
   uint64_t stream_frames_for_unknown_streams = 0;
   // Streams of kProcessPool handlers reset because the client wrote past

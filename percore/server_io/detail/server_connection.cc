@@ -1,6 +1,8 @@
 #include <percore/server_io/detail/server_connection.h>
 
 #include <linux/sockios.h>
+
+#include <algorithm>
 #include <sys/ioctl.h>
 
 #include <percore/base/log.h>
@@ -413,6 +415,14 @@ void ServerConnection::dispatch(const Frame& frame) {
 void ServerConnection::on_stream_frame(const StreamFrame& frame) {
   const auto found = streams_.find(frame.stream_id());
   if (found == streams_.end()) {
+    // What the peer had in flight when its stream ended here (a FEEDBACK
+    // for messages before our CLOSE, a CLOSE that crossed ours, its RST to
+    // our last DATA) is expected: dropped quietly. DATA is answered RST, as
+    // brpc answers it.
+    const auto remembered = recently_ended_.begin() + recently_ended_count_;
+    if (frame.type() != wire::FRAME_TYPE_DATA &&
+        std::find(recently_ended_.begin(), remembered, frame.stream_id()) != remembered)
+      return;
     core_.stream_frames_for_unknown_streams.fetch_add(1, std::memory_order_relaxed);
     // brpc answers a frame for a stream it does not know with RST to the
     // sender's stream; an RST is never answered (it carries no source).
@@ -429,7 +439,7 @@ void ServerConnection::on_stream_frame(const StreamFrame& frame) {
   }
   stream->on_frame(frame);
   if (stream->ended())
-    streams_.erase(stream->id());
+    forget_stream(stream->id());
 }
 
 void ServerConnection::deliver_stream_input() {
@@ -457,6 +467,13 @@ void ServerConnection::add_stream(std::shared_ptr<StreamCore> stream, StreamId r
   take_stream_output(stream);
 }
 
+void ServerConnection::forget_stream(StreamId id) {
+  streams_.erase(id);
+  recently_ended_[recently_ended_next_] = id;
+  recently_ended_next_ = (recently_ended_next_ + 1) % recently_ended_.size();
+  recently_ended_count_ = std::min(recently_ended_count_ + 1, recently_ended_.size());
+}
+
 void ServerConnection::stream_call_answered() {
   io_thread_.assert_in_loop_thread();
   if (stream_calls_in_flight_ > 0)
@@ -468,7 +485,7 @@ void ServerConnection::take_stream_output(const std::shared_ptr<StreamCore>& str
   if (state_ == State::kClosed || streams_.count(stream->id()) == 0)
     return;
   if (const std::optional<StreamEndReason> end = stream->take_outbox(pending_output_)) {
-    streams_.erase(stream->id());
+    forget_stream(stream->id());
     stream->end(*end);
   }
   if (!in_pass_)

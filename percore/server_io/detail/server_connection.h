@@ -139,6 +139,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void hand_over_to_http();
   void dispatch(const Frame& frame);
   void on_stream_frame(const StreamFrame& frame);
+  // Removes an ended stream, remembering its id for a while.
+  void forget_stream(StreamId id);
   // Hands each stream the messages of this read pass.
   void deliver_stream_input();
   // Ends every stream: with `send_close`, their queued frames and a CLOSE
@@ -169,6 +171,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   Frame frame_;  // Reused for every frame.
   StreamFrame stream_frame_;
   std::unordered_map<StreamId, std::shared_ptr<StreamCore>> streams_;
+  // The last streams that ended here: the peer's FEEDBACK, CLOSE and RST
+  // still in flight to them are not "unknown" (dropped, not counted).
+  std::array<StreamId, 16> recently_ended_{};
+  size_t recently_ended_next_ = 0;
+  size_t recently_ended_count_ = 0;
   // Streams given DATA in this read pass (deliver_stream_input()).
   std::vector<std::shared_ptr<StreamCore>> streams_with_input_;
   std::shared_ptr<StreamCarrier> stream_carrier_;  // Made with the first stream.
