@@ -105,6 +105,18 @@ class WsClient {
     return run(done, scaled(milliseconds(5000))) && !error_;
   }
 
+  // Sends the first fragment of a text message and nothing more.
+  bool write_first_fragment(const std::string& data) {
+    bool done = false;
+    ws_.text(true);
+    ws_.async_write_some(false, boost::asio::buffer(data),
+                         [&](const boost::system::error_code& result, size_t) {
+                           error_ = result;
+                           done = true;
+                         });
+    return run(done, scaled(milliseconds(5000))) && !error_;
+  }
+
   // Sends a close frame and waits for the server's.
   bool close(websocket::close_code code = websocket::close_code::normal) {
     bool done = false;
@@ -555,16 +567,15 @@ TEST_F(WebSocketTest, TheStreamsIdleTimeoutClosesTheWebSocket) {
   EXPECT_TRUE(ended_once_with(StreamEndReason::kIdleTimeout));
 }
 
-TEST_F(WebSocketTest, APlainGetOfAWebSocketPathIsRefused) {
-  start();
+// Writes `request` on a new connection and reads the answer until the
+// server closes (bounded).
+std::string raw_http_answer(uint16_t port, const std::string& request) {
   boost::asio::io_context context;
   boost::asio::ip::tcp::socket socket(context);
-  socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(server_->port())});
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
   // Bounded: a server that never answers fails the test instead of hanging it.
   const timeval timeout{static_cast<time_t>(scaled(milliseconds(5000)).count() / 1000), 0};
   ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  const std::string request =
-      "GET /ws/example.EchoService/Echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   boost::asio::write(socket, boost::asio::buffer(request));
   std::string answer;
   boost::system::error_code error;
@@ -575,8 +586,67 @@ TEST_F(WebSocketTest, APlainGetOfAWebSocketPathIsRefused) {
       break;
     answer.append(buffer, n);
   }
+  return answer;
+}
+
+TEST_F(WebSocketTest, APlainGetOfAWebSocketPathIsRefused) {
+  start();
+  const std::string answer = raw_http_answer(
+      static_cast<uint16_t>(server_->port()),
+      "GET /ws/example.EchoService/Echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(answer.substr(0, 12), "HTTP/1.1 400") << answer;
   EXPECT_NE(answer.find("Upgrade: websocket"), std::string::npos) << answer;
+}
+
+// RFC 6455 4.2.1: a key that is not 16 bytes in base64, or two keys, are
+// refused before the upgrade.
+TEST_F(WebSocketTest, AnInvalidKeyIsRefusedBeforeTheUpgrade) {
+  start();
+  for (const std::string& keys :
+       {std::string("Sec-WebSocket-Key: abc\r\n"),
+        std::string("Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n"),
+        std::string("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")}) {
+    std::string request = "GET /ws/example.EchoService/Echo?message=x HTTP/1.1\r\nHost: x\r\n";
+    request += "Upgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n";
+    request += keys;
+    request += "\r\n";
+    const std::string answer = raw_http_answer(static_cast<uint16_t>(server_->port()), request);
+    EXPECT_EQ(answer.substr(0, 12), "HTTP/1.1 400") << keys << answer;
+    EXPECT_NE(answer.find("Sec-WebSocket-Key"), std::string::npos) << answer;
+  }
+  EXPECT_EQ(server_->stats().web_sockets_accepted, 0u);
+}
+
+// A close reason is UTF-8 even when the error names bytes of the query that
+// are not (a conforming client would fail the connection otherwise).
+TEST_F(WebSocketTest, ACloseReasonIsUtf8WhateverTheQueryHeld) {
+  start();
+  WsClient client;
+  ASSERT_TRUE(client.connect(server_->port(), "/ws/example.EchoService/Echo?message=%FF%FE"))
+      << client.error().message();
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::policy_error)
+      << client.error().message();
+  EXPECT_NE(client.close_text().find("\\xFF"), std::string::npos) << client.close_text();
+}
+
+// A message begun and not finished within partial_frame_timeout_ms closes
+// the WebSocket 1008, as a request begun and not finished does over HTTP;
+// the handler's stream is reset, once.
+TEST_F(WebSocketTest, AMessageBegunAndNotFinishedInTimeIsClosed) {
+  ServerOptions options;
+  options.partial_frame_timeout_ms = 300;
+  start(options);
+  WsClient client;
+  open_echo(client);
+  ASSERT_TRUE(client.write_first_fragment("the first half"));
+  const auto sent = std::chrono::steady_clock::now();
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::policy_error)
+      << client.error().message();
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, milliseconds(300));
+  EXPECT_NE(client.close_text().find("partial_frame_timeout_ms"), std::string::npos)
+      << client.close_text();
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kResetByPeer));
 }
 
 TEST(WebSocketOptionsTest, AddServiceRefusesUnknownStreamTypesAndMethods) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <string_view>
 #include <utility>
 
 #include <percore/base/log.h>
@@ -294,6 +296,24 @@ void HttpConnection::handle_request(Request& request) {
   io_thread_.run_call(call);
 }
 
+namespace {
+
+// 16 bytes in base64: 22 characters of the alphabet, then "==".
+bool is_websocket_key(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==")
+    return false;
+  for (size_t i = 0; i < 22; ++i) {
+    const char c = key[i];
+    const bool base64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                        (c >= '0' && c <= '9') || c == '+' || c == '/';
+    if (!base64)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void HttpConnection::upgrade_to_web_socket(Request& request) {
   io_thread_.assert_in_loop_thread();
   if (!boost::beast::websocket::is_upgrade(request)) {
@@ -301,6 +321,19 @@ void HttpConnection::upgrade_to_web_socket(Request& request) {
             error_json(to_int(ErrorCode::kBadRequest),
                        "/ws/<package.Service>/<Method> is a stream over a WebSocket: GET it with "
                        "an Upgrade: websocket header"),
+            kJson, false);
+    return;
+  }
+  // RFC 6455 4.2.1: the key is 16 bytes in base64 (24 characters, "=="
+  // last), given once; Beast checks only that it is there.
+  const auto keys = request.equal_range(boost::beast::http::field::sec_websocket_key);
+  const bool one_key = keys.first != keys.second && std::next(keys.first) == keys.second;
+  if (!one_key || !is_websocket_key(std::string_view(keys.first->value().data(),
+                                                      keys.first->value().size()))) {
+    respond(400,
+            error_json(to_int(ErrorCode::kBadRequest),
+                       "Sec-WebSocket-Key must be given once, as 16 bytes in base64 (RFC 6455 "
+                       "4.2.1)"),
             kJson, false);
     return;
   }

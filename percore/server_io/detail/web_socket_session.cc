@@ -20,19 +20,81 @@ namespace {
 namespace http = boost::beast::http;
 namespace websocket = boost::beast::websocket;
 
-// A close frame's reason: at most 123 bytes (RFC 6455 5.5: 125 with the
-// code), cut at a UTF-8 boundary.
+// The length of the strict UTF-8 sequence at text[i] (no overlong forms,
+// surrogates or code points past U+10FFFF, as a WebSocket text frame and a
+// close reason must be); 0 if the bytes there are not one.
+size_t utf8_sequence_at(std::string_view text, size_t i) {
+  const auto c = static_cast<unsigned char>(text[i]);
+  if (c < 0x80)
+    return 1;
+  size_t length = 0;
+  uint32_t code_point = 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    length = 2;
+    code_point = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    length = 3;
+    code_point = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    length = 4;
+    code_point = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (text.size() - i < length)
+    return 0;
+  for (size_t k = 1; k < length; ++k) {
+    const auto next = static_cast<unsigned char>(text[i + k]);
+    if ((next & 0xC0) != 0x80)
+      return 0;
+    code_point = (code_point << 6) | (next & 0x3F);
+  }
+  if ((length == 3 && (code_point < 0x800 || (code_point >= 0xD800 && code_point <= 0xDFFF))) ||
+      (length == 4 && (code_point < 0x10000 || code_point > 0x10FFFF))) {
+    return 0;
+  }
+  return length;
+}
+
+bool is_valid_utf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = utf8_sequence_at(text, i);
+    if (length == 0)
+      return false;
+    i += length;
+  }
+  return true;
+}
+
+// A close frame's reason: UTF-8 (RFC 6455 5.5.1; a path or query may bring
+// other bytes into an error text: each is written \xHH), at most 123 bytes
+// (5.5: 125 with the code), cut at a character's boundary.
 constexpr size_t kMaxCloseReasonBytes = 123;
 
-std::string bounded_reason(std::string text) {
-  if (text.size() <= kMaxCloseReasonBytes)
-    return text;
+std::string bounded_reason(std::string_view text) {
+  std::string reason;
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = utf8_sequence_at(text, i);
+    if (length == 0) {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      const auto byte = static_cast<unsigned char>(text[i]);
+      reason += "\\x";
+      reason += kHex[byte >> 4];
+      reason += kHex[byte & 0x0F];
+      ++i;
+    } else {
+      reason.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  if (reason.size() <= kMaxCloseReasonBytes)
+    return reason;
   size_t cut = kMaxCloseReasonBytes - 3;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+  while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80)
     --cut;
-  text.resize(cut);
-  text += "...";
-  return text;
+  reason.resize(cut);
+  reason += "...";
+  return reason;
 }
 
 // "code N: text", the reason of a failed call's close.
@@ -42,48 +104,6 @@ std::string call_failure_reason(int32_t code, std::string_view text) {
   reason += ": ";
   reason += text;
   return reason;
-}
-
-// Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
-// as a WebSocket text frame must be.
-bool is_valid_utf8(std::string_view text) {
-  size_t i = 0;
-  const size_t n = text.size();
-  while (i < n) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t length = 0;
-    uint32_t code_point = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-      length = 2;
-      code_point = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      length = 3;
-      code_point = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      length = 4;
-      code_point = c & 0x07;
-    } else {
-      return false;
-    }
-    if (n - i < length)
-      return false;
-    for (size_t k = 1; k < length; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80)
-        return false;
-      code_point = (code_point << 6) | (next & 0x3F);
-    }
-    if ((length == 3 && (code_point < 0x800 || (code_point >= 0xD800 && code_point <= 0xDFFF))) ||
-        (length == 4 && (code_point < 0x10000 || code_point > 0x10FFFF))) {
-      return false;
-    }
-    i += length;
-  }
-  return true;
 }
 
 // Wakes the session's I/O thread for the stream's queued frames. Holds the
@@ -386,9 +406,13 @@ void WebSocketSession::on_read(const boost::system::error_code& error, size_t) {
     return;
   }
   if (!ws_.is_message_done()) {
+    // Begun: it must end within partial_frame_timeout_ms (check_timeouts).
+    if (!message_started_at_)
+      message_started_at_ = Clock::now();
     read_message();  // The rest of the message.
     return;
   }
+  message_started_at_.reset();
   const auto bytes = read_buffer_.cdata();
   const std::string_view received(static_cast<const char*>(bytes.data()), bytes.size());
   std::string data;
@@ -676,6 +700,17 @@ void WebSocketSession::check_timeouts(Clock::time_point now) {
   if (close_ && now >= linger_deadline_) {
     // The client neither took what was owed nor answered the close.
     abort(close_reason_);
+    return;
+  }
+  // A message begun and not finished in time, as a request over HTTP.
+  const int partial_ms = core_.options.partial_frame_timeout_ms;
+  if (state_ == State::kOpen && message_started_at_ && partial_ms > 0 &&
+      now - *message_started_at_ >= std::chrono::milliseconds(partial_ms)) {
+    message_started_at_.reset();
+    refuse(websocket::close_code::policy_error,
+           "a message was begun and not finished within " + std::to_string(partial_ms) +
+               " ms (partial_frame_timeout_ms)",
+           StreamEndReason::kResetByPeer);
     return;
   }
   if (state_ == State::kOpen && stream_ != nullptr)

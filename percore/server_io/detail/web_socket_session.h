@@ -186,6 +186,9 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   // Set once a close is decided; sent when nothing is left to write.
   std::optional<boost::beast::websocket::close_reason> close_;
   Clock::time_point linger_deadline_;  // While a close is pending.
+  // When the message being read began (its first bytes arrived); unset
+  // between messages.
+  std::optional<Clock::time_point> message_started_at_;
 };
 
 }  // namespace percore::detail
