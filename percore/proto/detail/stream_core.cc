@@ -68,16 +68,22 @@ bool StreamCore::relay_output(GatherBuffer&& frames, std::optional<StreamEndReas
 }
 
 void StreamCore::relay_reset() {
+  end_after_last_frame(/*reset=*/true, StreamEndReason::kResetByPeer);
+}
+
+void StreamCore::end_after_last_frame(bool reset, StreamEndReason reason) {
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
     if (closing_ || end_.ended())
       return;
     closing_ = true;
-    end_after_outbox_ = StreamEndReason::kResetByPeer;
-    if (carrier_ != nullptr)
-      wake = queue_frame_locked(rst_frame_meta(remote_id_), std::string());
-    // Not connected yet: connect() queues a CLOSE instead.
+    end_after_outbox_ = reason;
+    // Not connected yet: connect() queues a CLOSE.
+    if (carrier_ != nullptr) {
+      wake = queue_frame_locked(reset ? rst_frame_meta(remote_id_) : close_frame_meta(remote_id_, id_),
+                                std::string());
+    }
   }
   writable_.notify_all();
   if (wake)
@@ -302,19 +308,7 @@ void StreamCore::refuse_oversized_message() {
   reading_stopped_.store(true, std::memory_order_relaxed);
   partial_.clear();
   partial_.shrink_to_fit();
-  bool wake = false;
-  {
-    std::lock_guard lock(mutex_);
-    if (closing_ || end_.ended())
-      return;
-    closing_ = true;
-    end_after_outbox_ = StreamEndReason::kMessageTooLarge;
-    if (carrier_ != nullptr)
-      wake = queue_frame_locked(rst_frame_meta(remote_id_), std::string());
-  }
-  writable_.notify_all();
-  if (wake)
-    wake_carrier();
+  end_after_last_frame(/*reset=*/true, StreamEndReason::kMessageTooLarge);
 }
 
 void StreamCore::deliver() {
@@ -375,19 +369,7 @@ void StreamCore::check_idle(Clock::time_point now) {
       last_received_ns_.load(std::memory_order_relaxed);
   if (idle_ns < int64_t{options_.idle_timeout_ms} * 1000000)
     return;
-  bool wake = false;
-  {
-    std::lock_guard lock(mutex_);
-    if (closing_)
-      return;
-    closing_ = true;
-    end_after_outbox_ = StreamEndReason::kIdleTimeout;
-    if (carrier_ != nullptr)
-      wake = queue_frame_locked(close_frame_meta(remote_id_, id_), std::string());
-  }
-  writable_.notify_all();
-  if (wake)
-    wake_carrier();
+  end_after_last_frame(/*reset=*/false, StreamEndReason::kIdleTimeout);
 }
 
 }  // namespace percore::detail

@@ -163,6 +163,10 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
   // A message past max_message_bytes() arrived: RST to the peer, and the
   // stream ends kMessageTooLarge once that is queued. Reading thread.
   void refuse_oversized_message();
+  // Queues this side's last frame (RST if `reset`, else CLOSE) unless a
+  // close is under way; the stream ends with `reason` once it is written.
+  // Any thread, not under mutex_.
+  void end_after_last_frame(bool reset, StreamEndReason reason);
   // Encodes a frame into the outbox; true when the carrier must be woken.
   // Under mutex_.
   bool queue_frame_locked(const wire::StreamFrameMeta& meta, std::string&& data);
