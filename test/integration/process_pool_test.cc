@@ -29,6 +29,7 @@
 #include <percore/server_io/server.h>
 #include "test/support/call_ledger.h"
 #include "test/support/eventually.h"
+#include "test/support/find_primes_stream.h"
 #include "test/support/process_children.h"
 #include "test/support/recording_stream_handler.h"
 #include "test/support/sanitizers.h"
@@ -122,14 +123,7 @@ class ProcessPoolTest : public ::testing::Test {
   // Calls FindPrimes (on the process pool) with a stream; the client's end.
   std::shared_ptr<Stream> find_primes(const std::shared_ptr<RecordingHandler>& handler,
                                       Controller& controller) {
-    StreamOptions options;
-    options.handler = handler;
-    std::shared_ptr<Stream> stream = controller.open_stream(options);
-    prime::PrimeService_Stub stub(channel_.get());
-    prime::FindPrimesRequest request;
-    prime::FindPrimesResponse response;
-    stub.FindPrimes(&controller, &request, &response, nullptr);
-    return stream;
+    return testing::open_find_primes(channel_.get(), handler, controller);
   }
   // Writes a chunk of the numbers [first, last].
   static StreamWriteStatus write_chunk(Stream& stream, uint64_t first, uint64_t last,

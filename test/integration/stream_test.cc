@@ -34,6 +34,7 @@
 #include <percore/server_io/server.h>
 #include <percore/server_io/server_controller.h>
 #include "test/support/eventually.h"
+#include "test/support/find_primes_stream.h"
 #include "test/support/recording_stream_handler.h"
 #include "test/support/sanitizers.h"
 #include "test/support/slack.h"
@@ -535,13 +536,7 @@ TEST_P(StreamTest, FindPrimesStreamsThePrimesOfEachChunkAndASummary) {
   start(&primes);
   auto handler = std::make_shared<RecordingHandler>();
   Controller controller;
-  StreamOptions options;
-  options.handler = handler;
-  std::shared_ptr<Stream> stream = controller.open_stream(options);
-  prime::PrimeService_Stub stub(channel_.get());
-  prime::FindPrimesRequest request;
-  prime::FindPrimesResponse response;
-  stub.FindPrimes(&controller, &request, &response, nullptr);
+  std::shared_ptr<Stream> stream = testing::open_find_primes(channel_.get(), handler, controller);
   ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
   constexpr uint64_t kTo = 10000;
   constexpr uint64_t kChunk = 100;
@@ -646,13 +641,7 @@ TEST_P(StreamTest, FindPrimesRefusesAChunkPastItsQueueBoundWithAnErrorSummary) {
   start(&primes);
   auto handler = std::make_shared<RecordingHandler>();
   Controller controller;
-  StreamOptions options;
-  options.handler = handler;
-  std::shared_ptr<Stream> stream = controller.open_stream(options);
-  prime::PrimeService_Stub stub(channel_.get());
-  prime::FindPrimesRequest request;
-  prime::FindPrimesResponse response;
-  stub.FindPrimes(&controller, &request, &response, nullptr);
+  std::shared_ptr<Stream> stream = testing::open_find_primes(channel_.get(), handler, controller);
   ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
   prime::PrimeChunk chunk;
   // Nine-byte varints: about 9 MB, past the 8 MiB of chunks waiting (and
