@@ -252,6 +252,10 @@ void Server::Stop(std::chrono::milliseconds grace) {
 
   acceptor_->close();
   core_->stopping.store(true, std::memory_order_release);
+  // A stream holds its worker process: calls queued behind it run only once
+  // it ends.
+  if (core_->processes != nullptr)
+    core_->processes->close_streams_for_stop();
   core_->unanswered_calls.close_and_wait_until(deadline);
   run_on_each(io_threads_, [](detail::IoThread& io_thread) {
     io_thread.abandon_in_flight_calls();

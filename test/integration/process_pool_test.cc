@@ -602,5 +602,40 @@ TEST_F(ProcessPoolTest, StopEndsStreamsInWorkersAndLeavesNoProcess) {
   EXPECT_TRUE(children_of(::getpid()).empty());
 }
 
+// Stop closes streams in workers at once: a call queued behind the only
+// (streaming) worker runs within Stop's wait instead of waiting it out.
+TEST_F(ProcessPoolTest, StopFreesStreamingWorkersForTheCallsQueuedBehindThem) {
+  ServerOptions options;
+  options.process_workers = 1;
+  start(options);
+  auto handler = std::make_shared<RecordingHandler>();
+  Controller controller;
+  std::shared_ptr<Stream> stream = find_primes(handler, controller);
+  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+  ASSERT_EQ(write_chunk(*stream, 1, 100, false), StreamWriteStatus::kOk);
+  ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  std::atomic<bool> answered = false;
+  Outcome queued;
+  std::thread caller([&] {
+    queued = is_prime(97);
+    answered = true;
+  });
+  // It waits for the worker (the stream holds it).
+  std::this_thread::sleep_for(milliseconds(300));
+  ASSERT_FALSE(answered);
+  const Clock::time_point stop_began = Clock::now();
+  server_->Stop(std::chrono::seconds(20));
+  const auto stop_took = Clock::now() - stop_began;
+  caller.join();
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(queued.code, 0) << queued.text;
+  EXPECT_TRUE(queued.is_prime);
+  EXPECT_LT(stop_took, testing::scaled(milliseconds(5000)));
+  ASSERT_TRUE(handler->wait_end());
+  EXPECT_EQ(handler->end(), StreamEndReason::kClosedByPeer);
+  EXPECT_EQ(handler->ends(), 1);
+  EXPECT_TRUE(children_of(::getpid()).empty());
+}
+
 }  // namespace
 }  // namespace percore

@@ -117,6 +117,14 @@ class WsClient {
     return run(done, scaled(milliseconds(5000))) && !error_;
   }
 
+  // Writes `bytes` to the socket as they are (frames made by hand).
+  bool write_raw(const std::string& bytes) {
+    boost::system::error_code error;
+    boost::asio::write(ws_.next_layer(), boost::asio::buffer(bytes), error);
+    error_ = error;
+    return !error;
+  }
+
   // Sends a close frame and waits for the server's.
   bool close(websocket::close_code code = websocket::close_code::normal) {
     bool done = false;
@@ -490,7 +498,8 @@ TEST_F(WebSocketTest, AMessageOverMaxBodyBytesIsRefused) {
   EXPECT_EQ(echo->data, "small");
   client.write(std::string(100 * 1024, 'b'), false);  // The server may close while it is sent.
   EXPECT_EQ(client.read_until_closed(), websocket::close_code::too_big) << client.error().message();
-  EXPECT_EQ(client.close_text(), "a message exceeds 65536 bytes (max_body_bytes)");
+  EXPECT_EQ(client.close_text(),
+            "a message exceeds 65496 bytes (max_body_bytes less 40 for the stream frame)");
   EXPECT_TRUE(ended_once_with(StreamEndReason::kMessageTooLarge));
   EXPECT_GE(server_->stats().rejected_frames_total(), 1u);
 }
@@ -640,6 +649,97 @@ TEST_F(WebSocketTest, AMessageBegunAndNotFinishedInTimeIsClosed) {
   WsClient client;
   open_echo(client);
   ASSERT_TRUE(client.write_first_fragment("the first half"));
+  const auto sent = std::chrono::steady_clock::now();
+  EXPECT_EQ(client.read_until_closed(), websocket::close_code::policy_error)
+      << client.error().message();
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, milliseconds(300));
+  EXPECT_NE(client.close_text().find("partial_frame_timeout_ms"), std::string::npos)
+      << client.close_text();
+  EXPECT_TRUE(ended_once_with(StreamEndReason::kResetByPeer));
+}
+
+// A client frame made by hand: `first` is FIN, RSV and the opcode; the
+// payload is masked (RFC 6455 5.3).
+std::string client_frame(uint8_t first, const std::string& payload) {
+  static constexpr uint8_t kMask[4] = {0xA1, 0xB2, 0xC3, 0xD4};
+  std::string out;
+  out += static_cast<char>(first);
+  if (payload.size() > 125) {
+    out += static_cast<char>(0x80 | 126);
+    out += static_cast<char>(payload.size() >> 8);
+    out += static_cast<char>(payload.size() & 0xFF);
+  } else {
+    out += static_cast<char>(0x80 | payload.size());
+  }
+  for (const uint8_t byte : kMask)
+    out += static_cast<char>(byte);
+  for (size_t i = 0; i < payload.size(); ++i)
+    out += static_cast<char>(static_cast<uint8_t>(payload[i]) ^ kMask[i % 4]);
+  return out;
+}
+
+// Each frame RFC 6455 forbids closes with its code and a reason that names
+// the fault, at once (well before partial_frame_timeout_ms), and ends the
+// handler's stream once.
+TEST_F(WebSocketTest, AFrameThatBreaksTheProtocolClosesWithItsCodeAndAReason) {
+  ServerOptions options;
+  options.partial_frame_timeout_ms = 20000;
+  start(options);
+  struct Case {
+    const char* name;
+    std::string bytes;
+    uint16_t code;
+    const char* reason_part;
+  };
+  std::string unmasked = client_frame(0x81, "hi");
+  unmasked[1] = static_cast<char>(unmasked[1] & 0x7F);
+  const Case cases[] = {
+      {"reserved bits", client_frame(0xC1, "x"), 1002, "reserved bits"},
+      {"reserved opcode", client_frame(0x83, "x"), 1002, "reserved opcode 3"},
+      {"unmasked", unmasked, 1002, "unmasked"},
+      {"fragmented ping", client_frame(0x09, "p"), 1002, "fragmented control frame"},
+      // Only the first 3 bytes of the header: refused without the rest.
+      {"64-bit length, top bit set", std::string("\x82\xFF\x80", 3), 1002,
+       "most significant bit"},
+      {"continuation alone", client_frame(0x80, "x"), 1002, "no message begun"},
+      {"close code 1005", client_frame(0x88, std::string("\x03\xED", 2)), 1002,
+       "close code 1005"},
+      {"text not UTF-8", client_frame(0x81, "ok \xC3\x28"), 1007, "not UTF-8"},
+      {"close reason not UTF-8", client_frame(0x88, "\x03\xE8\xC3\x28"), 1007,
+       "reason is not UTF-8"},
+      // The header of a 1 GiB message, and nothing of its payload.
+      {"1 GiB declared",
+       std::string("\x82\xFF\x00\x00\x00\x00\x40\x00\x00\x00\x01\x02\x03\x04", 14), 1009,
+       "max_body_bytes"},
+  };
+  for (const Case& bad : cases) {
+    SCOPED_TRACE(bad.name);
+    echo_.log = std::make_shared<StreamLog>();
+    WsClient client;
+    open_echo(client);
+    ASSERT_TRUE(client.write("before"));
+    const std::optional<WsMessage> echo = client.read();
+    ASSERT_TRUE(echo.has_value()) << client.error().message();
+    EXPECT_EQ(echo->data, "before");
+    const auto sent = std::chrono::steady_clock::now();
+    ASSERT_TRUE(client.write_raw(bad.bytes));
+    EXPECT_EQ(client.read_until_closed(), bad.code) << client.error().message();
+    EXPECT_LT(std::chrono::steady_clock::now() - sent, scaled(milliseconds(3000)));
+    EXPECT_NE(client.close_text().find(bad.reason_part), std::string::npos)
+        << client.close_text();
+    EXPECT_TRUE(ended_once_with(bad.code == 1009 ? StreamEndReason::kMessageTooLarge
+                                                 : StreamEndReason::kResetByPeer));
+  }
+}
+
+// A frame header cut short is a message begun: timed out as any other.
+TEST_F(WebSocketTest, HalfAFrameHeaderIsTimedOutAsAMessageBegun) {
+  ServerOptions options;
+  options.partial_frame_timeout_ms = 300;
+  start(options);
+  WsClient client;
+  open_echo(client);
+  ASSERT_TRUE(client.write_raw(std::string("\x81", 1)));
   const auto sent = std::chrono::steady_clock::now();
   EXPECT_EQ(client.read_until_closed(), websocket::close_code::policy_error)
       << client.error().message();

@@ -90,9 +90,11 @@ void StreamCore::end_after_last_frame(bool reset, StreamEndReason reason) {
     wake_carrier();
 }
 
-size_t StreamCore::max_message_bytes() const {
-  return max_body_bytes_ > kDataMetaBytes ? max_body_bytes_ - kDataMetaBytes : 0;
+size_t StreamCore::max_message_bytes_for(size_t max_body_bytes) {
+  return max_body_bytes > kDataMetaBytes ? max_body_bytes - kDataMetaBytes : 0;
 }
+
+size_t StreamCore::max_message_bytes() const { return max_message_bytes_for(max_body_bytes_); }
 
 StreamWriteStatus StreamCore::Write(std::string&& message) {
   if (message.size() > max_message_bytes())

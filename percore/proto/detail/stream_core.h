@@ -105,6 +105,10 @@ class StreamCore final : public Stream, public std::enable_shared_from_this<Stre
                                                 size_t max_body_bytes,
                                                 std::shared_ptr<StreamRelayTarget> target);
 
+  // The largest message a stream on a connection whose frame bodies are at
+  // most `max_body_bytes` carries: less room for a DATA frame's meta.
+  static size_t max_message_bytes_for(size_t max_body_bytes);
+
   // --- Stream: any thread ---
   StreamId id() const override { return id_; }
   size_t max_message_bytes() const override;

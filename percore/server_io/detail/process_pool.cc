@@ -183,6 +183,20 @@ void ProcessPool::shutdown() {
   zygote_.stop(std::chrono::seconds(2));
 }
 
+void ProcessPool::close_streams_for_stop() {
+  if (!thread_.joinable())
+    return;
+  boost::asio::post(context_, [this] {
+    assert_in_pool_thread();
+    for (const std::shared_ptr<Worker>& worker : workers_) {
+      // The client gets the CLOSE after what the worker wrote; the relay's
+      // end then replaces the worker (end_streaming).
+      if (worker->relay != nullptr)
+        worker->relay->Close();
+    }
+  });
+}
+
 void ProcessPool::stop_in_thread() {
   assert_in_pool_thread();
   stopping_ = true;

@@ -85,6 +85,11 @@ class ProcessPool {
   // Queues `call` (tracked by its I/O thread); false when
   // process_queue_capacity calls already wait, or the pool has shut down.
   bool try_submit(ServerCall* call);
+  // Stop has begun (control thread): each stream in a worker is closed, as
+  // its connection would close it at the end of Stop's wait, so that calls
+  // queued behind streaming workers run within the wait instead of waiting
+  // it out.
+  void close_streams_for_stop();
   // Answers queued and running calls 2003, kills every worker, stops and
   // reaps the zygote (which reaps the workers), joins the thread. Idempotent.
   void shutdown();

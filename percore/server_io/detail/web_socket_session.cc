@@ -173,7 +173,8 @@ WebSocketSession::WebSocketSession(IoThread& io_thread, ServerCore& core,
                                    Clock::time_point received_at)
     : io_thread_(io_thread),
       core_(core),
-      ws_(std::move(socket)),
+      ws_(std::move(socket), StreamCore::max_message_bytes_for(core.options.max_body_bytes),
+          "max_body_bytes less 40 for the stream frame"),
       id_(id),
       peer_(std::move(peer)),
       request_(std::move(request)),
@@ -194,10 +195,10 @@ void WebSocketSession::start() {
   ws_.set_option(timeout);
   ws_.set_option(websocket::stream_base::decorator(
       [](websocket::response_type& response) { response.set(http::field::server, "percore"); }));
-  // One message is at most max_body_bytes, counted here as it arrives
-  // (read_message): Beast's own read_message_max would close 1009 itself,
-  // and Boost 1.74's teardown then closes the socket with the message's
-  // bytes unread, a reset that can destroy the close frame.
+  // The frame watch refuses a message past the limit at its header, with a
+  // reason: Beast's own read_message_max would close 1009 with none, and
+  // Boost 1.74's teardown then closes the socket with the message's bytes
+  // unread, a reset that can destroy the close frame.
   ws_.read_message_max(0);
   ws_.auto_fragment(false);
   ws_.async_accept(*request_, [self = shared_from_this()](const boost::system::error_code& error) {
@@ -360,11 +361,19 @@ void WebSocketSession::read_message() {
     return;
   // Between messages, the handler may not have reported enough consumed:
   // then wait for its FEEDBACK.
-  if (read_buffer_.size() == 0 && !client_window_.can_write())
+  if (read_buffer_.size() == 0 && !client_window_.can_write()) {
+    read_paused_ = true;
     return;
+  }
+  if (read_paused_) {
+    // What the client sent meanwhile waited on us, not on it.
+    read_paused_ = false;
+    ws_.next_layer().watch().restart_clock(Clock::now());
+  }
   reading_ = true;
-  // At most one byte past max_body_bytes is buffered: that byte refuses it.
-  const size_t limit = core_.options.max_body_bytes + 1 - read_buffer_.size();
+  // The watch keeps a message within the stream's largest.
+  const size_t limit =
+      StreamCore::max_message_bytes_for(core_.options.max_body_bytes) + 1 - read_buffer_.size();
   ws_.async_read_some(
       read_buffer_, limit,
       [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
@@ -388,6 +397,10 @@ void WebSocketSession::on_read(const boost::system::error_code& error, size_t) {
     transition(State::kClosed);
     return;
   }
+  if (error && ws_.next_layer().watch().violation()) {
+    refuse_violation();
+    return;
+  }
   if (error) {
     fail(error);
     return;
@@ -396,23 +409,11 @@ void WebSocketSession::on_read(const boost::system::error_code& error, size_t) {
     read_buffer_.consume(read_buffer_.size());
     return;  // Ending: nobody takes it.
   }
-  if (read_buffer_.size() > core_.options.max_body_bytes) {
-    read_buffer_.consume(read_buffer_.size());
-    core_.count_rejected(DecodeStatus::kBodyTooLarge);
-    refuse(websocket::close_code::too_big,
-           "a message exceeds " + std::to_string(core_.options.max_body_bytes) +
-               " bytes (max_body_bytes)",
-           StreamEndReason::kMessageTooLarge);
-    return;
-  }
   if (!ws_.is_message_done()) {
     // Begun: it must end within partial_frame_timeout_ms (check_timeouts).
-    if (!message_started_at_)
-      message_started_at_ = Clock::now();
     read_message();  // The rest of the message.
     return;
   }
-  message_started_at_.reset();
   const auto bytes = read_buffer_.cdata();
   const std::string_view received(static_cast<const char*>(bytes.data()), bytes.size());
   std::string data;
@@ -441,8 +442,9 @@ void WebSocketSession::on_read(const boost::system::error_code& error, size_t) {
   read_buffer_.consume(read_buffer_.size());
   if (data.size() > stream_->max_message_bytes()) {
     refuse(websocket::close_code::too_big,
-           "a message of " + std::to_string(data.size()) + " bytes exceeds " +
-               std::to_string(stream_->max_message_bytes()) + " (max_body_bytes)",
+           "a message of " + std::to_string(data.size()) + " bytes as protobuf exceeds " +
+               std::to_string(stream_->max_message_bytes()) +
+               " (max_body_bytes less 40 for the stream frame)",
            StreamEndReason::kMessageTooLarge);
     return;
   }
@@ -457,6 +459,21 @@ void WebSocketSession::on_read(const boost::system::error_code& error, size_t) {
   stream->on_frame(frame);
   stream->deliver();
   read_message();
+}
+
+void WebSocketSession::refuse_violation() {
+  io_thread_.assert_in_loop_thread();
+  // Beast failed the read: it writes nothing more, and its write in flight
+  // (if any) ends, so the close goes out raw once that one is done.
+  raw_close_ = true;
+  read_buffer_.consume(read_buffer_.size());
+  const WebSocketFrameWatch::Violation violation = *ws_.next_layer().watch().violation();
+  if (violation.close_code == websocket::close_code::too_big) {
+    core_.count_rejected(DecodeStatus::kBodyTooLarge);
+    refuse(violation.close_code, violation.reason, StreamEndReason::kMessageTooLarge);
+  } else {
+    refuse(violation.close_code, violation.reason, StreamEndReason::kResetByPeer);
+  }
 }
 
 void WebSocketSession::take_stream_output() {
@@ -525,7 +542,7 @@ void WebSocketSession::end_stream(StreamEndReason reason) {
   stream->end(reason);
   switch (reason) {
     case StreamEndReason::kClosedByUs:
-      if (stopping_) {
+      if (stopping_ || core_.stopping.load(std::memory_order_acquire)) {
         close_after_writes(websocket::close_code::going_away, "server stopping");
       } else {
         close_after_writes(websocket::close_code::normal, "");
@@ -575,7 +592,9 @@ void WebSocketSession::write_next() {
   if (writing_ || state_ == State::kClosing || state_ == State::kClosed)
     return;
   if (outgoing_.empty()) {
-    if (close_) {
+    if (close_ && raw_close_) {
+      close_raw();
+    } else if (close_) {
       transition(State::kClosing);
       ws_.async_close(*close_, [self = shared_from_this()](const boost::system::error_code& error) {
         self->on_closed(error);
@@ -596,7 +615,8 @@ void WebSocketSession::on_written(const boost::system::error_code& error, size_t
   writing_ = false;
   if (state_ == State::kClosed)
     return;
-  if (error) {
+  // Beast says aborted for a write it finished once the stream failed.
+  if (error && !(raw_close_ && error == boost::asio::error::operation_aborted)) {
     fail(error);
     return;
   }
@@ -635,6 +655,51 @@ void WebSocketSession::on_closed(const boost::system::error_code& error) {
     });
   }
   transition(State::kClosed);
+}
+
+void WebSocketSession::close_raw() {
+  io_thread_.assert_in_loop_thread();
+  transition(State::kClosing);
+  // RFC 6455 5.5.1: FIN and opcode 8, unmasked from a server; the payload
+  // is the code (big-endian) and the reason, 125 bytes at most.
+  const std::string_view reason(close_->reason.data(), close_->reason.size());
+  raw_close_frame_.clear();
+  raw_close_frame_ += static_cast<char>(0x88);
+  raw_close_frame_ += static_cast<char>(2 + reason.size());
+  raw_close_frame_ += static_cast<char>(close_->code >> 8);
+  raw_close_frame_ += static_cast<char>(close_->code & 0xFF);
+  raw_close_frame_.append(reason);
+  boost::asio::async_write(
+      ws_.next_layer().next_layer(), boost::asio::buffer(raw_close_frame_),
+      [self = shared_from_this()](const boost::system::error_code& error, size_t) {
+        if (self->state_ == State::kClosed)
+          return;
+        if (error) {
+          self->transition(State::kClosed);
+          return;
+        }
+        // Half-close, then wait for the client's FIN: closing now, with its
+        // frames unread, would reset the connection and could destroy the
+        // close frame before the client reads it.
+        boost::system::error_code ignored;
+        self->ws_.next_layer().next_layer().shutdown(boost::asio::socket_base::shutdown_send,
+                                                     ignored);
+        self->drain_until_eof();
+      });
+}
+
+void WebSocketSession::drain_until_eof() {
+  ws_.next_layer().next_layer().async_read_some(
+      boost::asio::buffer(drain_buffer_),
+      [self = shared_from_this()](const boost::system::error_code& error, size_t) {
+        if (self->state_ == State::kClosed)
+          return;
+        if (error) {
+          self->transition(State::kClosed);  // EOF: the client closed too.
+          return;
+        }
+        self->drain_until_eof();  // Bounded by close_linger_ms.
+      });
 }
 
 void WebSocketSession::fail(const boost::system::error_code& error) {
@@ -689,7 +754,7 @@ void WebSocketSession::abort(CloseReason reason) {
     });
   }
   boost::system::error_code ignored;
-  ws_.next_layer().set_option(boost::asio::socket_base::linger(true, 0), ignored);
+  ws_.next_layer().next_layer().set_option(boost::asio::socket_base::linger(true, 0), ignored);
   transition(State::kClosed);
 }
 
@@ -702,11 +767,12 @@ void WebSocketSession::check_timeouts(Clock::time_point now) {
     abort(close_reason_);
     return;
   }
-  // A message begun and not finished in time, as a request over HTTP.
+  // A frame or message begun (a half header too) and not finished in time,
+  // as a request over HTTP; only while the session waits on the client.
   const int partial_ms = core_.options.partial_frame_timeout_ms;
-  if (state_ == State::kOpen && message_started_at_ && partial_ms > 0 &&
-      now - *message_started_at_ >= std::chrono::milliseconds(partial_ms)) {
-    message_started_at_.reset();
+  const std::optional<Clock::time_point> begun = ws_.next_layer().watch().incomplete_since();
+  if (state_ == State::kOpen && reading_ && !close_ && begun && partial_ms > 0 &&
+      now - *begun >= std::chrono::milliseconds(partial_ms)) {
     refuse(websocket::close_code::policy_error,
            "a message was begun and not finished within " + std::to_string(partial_ms) +
                " ms (partial_frame_timeout_ms)",
@@ -727,7 +793,7 @@ void WebSocketSession::transition(State next) {
     stream->end(StreamEndReason::kConnectionBroken);
   // outgoing_ stays: a write in flight still refers to its front.
   boost::system::error_code ignored;
-  ws_.next_layer().close(ignored);
+  ws_.next_layer().next_layer().close(ignored);
   if (counted_open_)
     core_.web_sockets_open.fetch_sub(1, std::memory_order_relaxed);
   core_.count_close(close_reason_);

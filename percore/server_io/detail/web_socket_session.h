@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <percore/proto/detail/stream_core.h>
 #include <percore/proto/detail/stream_window.h>
 #include <percore/server_io/detail/server_call.h>
+#include <percore/server_io/detail/watched_socket.h>
 #include <percore/server_io/server_stats.h>
 
 namespace google::protobuf {
@@ -51,7 +53,15 @@ uint16_t web_socket_close_code_for(int32_t code);
 //    kClientWindowBytes; it reads the next WebSocket message only while the
 //    window has room, and the handler's FEEDBACK (sent once a batch was
 //    handed to on_received_messages) reopens it. One message is at most
-//    max_body_bytes, counted as it arrives (1009 past it).
+//    the stream's largest (max_body_bytes − 40), refused 1009 at the frame
+//    header that would pass it.
+//
+// The client's frames are checked as they arrive, before Beast parses them
+// (WatchedSocket's WebSocketFrameWatch): a frame that breaks RFC 6455 closes
+// 1002 or 1007 with a reason, and a message or frame begun and not finished
+// within partial_frame_timeout_ms (while the session reads) closes 1008.
+// Beast then no longer writes: the close frame is written to the socket
+// here (close_raw()).
 //  - handler → client: FEEDBACK for a message is given only once its
 //    WebSocket write completed, so a client that stops reading fills the
 //    handler's window (StreamOptions::max_buf_size) and the handler's Write
@@ -70,9 +80,10 @@ uint16_t web_socket_close_code_for(int32_t code);
 // How the stream ends (StreamEnd tells the handler once): the handler's
 // Close → close 1000 after the messages it wrote; the stream's idle timeout
 // → close 1000 "idle timeout"; the client's close frame → kClosedByPeer; EOF,
-// a reset or an error → kConnectionBroken; a client message past
-// max_body_bytes → kMessageTooLarge, close 1009; a text message that is not
-// JSON of the input type → kResetByPeer, close 1007; Stop → the handler's
+// a reset or an error → kConnectionBroken; a client message past the
+// stream's largest → kMessageTooLarge, close 1009; a text message that is
+// not JSON of the input type, a frame that breaks RFC 6455 or one not
+// finished in time → kResetByPeer, close 1007, 1002 or 1008; Stop → the handler's
 // messages, then kClosedByUs and close 1001. A failed call closes with
 // web_socket_close_code_for(code) and "code N: text"; a call whose handler
 // did not accept the stream sends its response, then closes 1008.
@@ -133,6 +144,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   void dispatch();
   void read_message();
   void on_read(const boost::system::error_code& error, size_t bytes);
+  // The frame watch found a violation: closes with its code and reason.
+  void refuse_violation();
   // A frame the handler's stream queued for its peer.
   void on_handler_frame(const StreamFrame& frame);
   // The stream ended for `reason` (told to the handler here), then the
@@ -147,13 +160,17 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   // Closes with `code` and `reason` once the queued messages are written.
   void close_after_writes(uint16_t code, std::string reason);
   void on_closed(const boost::system::error_code& error);
+  // Once Beast failed (a violation): writes the close frame to the socket,
+  // half-closes and waits for the client's FIN (close_linger_ms).
+  void close_raw();
+  void drain_until_eof();
   // The connection ended under the session (error, EOF, reset).
   void fail(const boost::system::error_code& error);
   void transition(State next);
 
   IoThread& io_thread_;
   ServerCore& core_;
-  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
+  boost::beast::websocket::stream<WatchedSocket> ws_;
   const uint64_t id_;
   const std::string peer_;
   std::optional<Request> request_;  // Until dispatch().
@@ -183,12 +200,16 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   bool writing_ = false;
   bool stopping_ = false;  // Stop: the stream's end closes 1001.
   bool counted_open_ = false;
+  // Reading stopped for the client's window: a message begun is timed anew
+  // when it resumes.
+  bool read_paused_ = false;
+  // Beast failed on a violation: the close goes out through close_raw().
+  bool raw_close_ = false;
+  std::string raw_close_frame_;
+  std::array<char, 4096> drain_buffer_{};
   // Set once a close is decided; sent when nothing is left to write.
   std::optional<boost::beast::websocket::close_reason> close_;
   Clock::time_point linger_deadline_;  // While a close is pending.
-  // When the message being read began (its first bytes arrived); unset
-  // between messages.
-  std::optional<Clock::time_point> message_started_at_;
 };
 
 }  // namespace percore::detail
