@@ -47,7 +47,8 @@ constexpr std::string_view kUsage =
     "  --listen          address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --io-threads      I/O threads (default: one per core)\n"
     "  --workers         worker threads for IsPrime (default: one per core)\n"
-    "  --max-body-bytes  largest request/reply body (default 67108864)\n"
+    "  --max-body-bytes  largest request/reply body (default 67108864; at least\n"
+    "                    4096, a smaller value is raised to it)\n"
     "  --worker-queue    requests waiting for a worker before 2004 (default 1024)\n"
     "  --grace-ms        how long a stop waits for calls in flight (default 5000)\n"
     "  --max-inflight-per-connection  calls in flight per connection before it is\n"
@@ -358,9 +359,11 @@ int main(int argc, char** argv) {
   for (const auto& [code, count] : stats.answers_by_code)
     answered += count;
   std::fprintf(stderr,
-               "percore-server: stopped; %llu answers, %llu connections, %llu rejected frames\n",
+               "percore-server: stopped; %llu answers, %llu connections, %llu rejected frames, "
+               "%llu rejected WebSocket messages\n",
                static_cast<unsigned long long>(answered),
                static_cast<unsigned long long>(stats.connections_accepted),
-               static_cast<unsigned long long>(stats.rejected_frames_total()));
+               static_cast<unsigned long long>(stats.rejected_frames_total()),
+               static_cast<unsigned long long>(stats.web_socket_messages_rejected));
   return 0;
 }

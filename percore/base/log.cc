@@ -1,5 +1,7 @@
 #include <percore/base/log.h>
 
+#include <percore/base/utf8.h>
+
 #include <spdlog/logger.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -47,6 +49,15 @@ spdlog::level::level_enum to_spdlog(LogLevel level) {
 }  // namespace
 
 void log(LogLevel level, std::string_view text) {
+  // Texts carry what peers sent (paths, queries, parse errors): a byte that
+  // could forge a line or drive a terminal is escaped (printable_utf8).
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7F) {
+      percore_logger().log(to_spdlog(level), "{}", printable_utf8(text));
+      return;
+    }
+  }
   percore_logger().log(to_spdlog(level), "{}", text);
 }
 

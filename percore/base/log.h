@@ -16,7 +16,9 @@ enum class LogLevel { kDebug, kInfo, kWarning, kError };
 // (stderr, spdlog's default line format), created on first use. To send
 // percore's lines elsewhere, register a logger under that name
 // (spdlog::register_logger) before percore's first line, or change the sinks
-// of spdlog::get("percore"). Any thread.
+// of spdlog::get("percore"). Control characters and bytes that are not
+// UTF-8 are written \xHH (printable_utf8): a text may quote a peer. Any
+// thread.
 void log(LogLevel level, std::string_view text);
 
 // Lets at most `burst` lines through per `interval` from one call site, so

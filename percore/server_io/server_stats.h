@@ -86,6 +86,11 @@ struct ServerStats {
   // handshakes completed, and of those, open now.
   uint64_t web_sockets_accepted = 0;
   uint64_t web_sockets_open = 0;
+  // WebSockets closed for what the client sent: a frame RFC 6455 forbids
+  // (1002, 1007), a message too large (1009; also in rejected_frames as
+  // kBodyTooLarge) or not of its type (1007), one not finished in time
+  // (1008).
+  uint64_t web_socket_messages_rejected = 0;
   // Handlers that let an exception escape (each logged, rate-limited, with
   // its what()); the call is answered 2001 unless `done` had already run.
   uint64_t handler_exceptions = 0;

@@ -730,6 +730,41 @@ TEST_F(WebSocketTest, AFrameThatBreaksTheProtocolClosesWithItsCodeAndAReason) {
     EXPECT_TRUE(ended_once_with(bad.code == 1009 ? StreamEndReason::kMessageTooLarge
                                                  : StreamEndReason::kResetByPeer));
   }
+  EXPECT_EQ(server_->stats().web_socket_messages_rejected, std::size(cases));
+}
+
+// The client's close frame, right behind its messages (one write): the
+// handler's echo of each goes out before the close is answered, whatever
+// the execution mode.
+TEST_F(WebSocketTest, AClientsCloseIsAnsweredAfterWhatTheHandlerWroteBeforeIt) {
+  for (const ExecutionMode mode : {ExecutionMode::kInline, ExecutionMode::kWorkerPool}) {
+    SCOPED_TRACE(mode == ExecutionMode::kInline ? "inline" : "worker pool");
+    server_.reset();
+    echo_.log = std::make_shared<StreamLog>();
+    ServiceOptions echo_options;
+    echo_options.default_mode = mode;
+    start({}, echo_options);
+    for (const int count : {1, 2, 20}) {
+      SCOPED_TRACE(count);
+      echo_.log = std::make_shared<StreamLog>();
+      WsClient client;
+      open_echo(client);
+      std::string bytes;
+      for (int i = 0; i < count; ++i)
+        bytes += client_frame(0x81, "m" + std::to_string(i));
+      bytes += client_frame(0x88, std::string("\x03\xE8", 2) + "bye");
+      ASSERT_TRUE(client.write_raw(bytes));
+      for (int i = 0; i < count; ++i) {
+        const std::optional<WsMessage> echo = client.read();
+        ASSERT_TRUE(echo.has_value()) << "echo " << i << ": " << client.close_code() << " "
+                                      << client.close_text();
+        EXPECT_EQ(echo->data, "m" + std::to_string(i));
+      }
+      EXPECT_FALSE(client.read().has_value());
+      EXPECT_EQ(client.close_code(), websocket::close_code::normal) << client.error().message();
+      EXPECT_TRUE(ended_once_with(StreamEndReason::kClosedByPeer));
+    }
+  }
 }
 
 // A frame header cut short is a message begun: timed out as any other.

@@ -58,18 +58,22 @@ size_t feed_bytewise(WebSocketFrameWatch& watch, const std::string& bytes) {
   return passed;
 }
 
-TEST(WebSocketFrameWatchTest, ValidFramesPassWhole) {
+TEST(WebSocketFrameWatchTest, ValidFramesPassWholeAndTheCloseIsHeldBack) {
   WebSocketFrameWatch watch(1 << 20, "the limit");
   const std::string bytes = frame(0x81, "hello") + frame(0x82, std::string(300, 'b')) +
                             frame(0x82, std::string(70000, 'c')) + frame(0x89, "ping") +
-                            frame(0x01, "fir") + frame(0x8A, "") + frame(0x80, "st") +
-                            frame(0x88, close_payload(1000, "bye"));
-  EXPECT_EQ(watch.feed(bytes, Clock::now()), bytes.size());
+                            frame(0x01, "fir") + frame(0x8A, "") + frame(0x80, "st");
+  const std::string close = frame(0x88, close_payload(1000, "bye"));
+  EXPECT_EQ(watch.feed(bytes + close + frame(0x81, "after"), Clock::now()), bytes.size());
   EXPECT_FALSE(watch.violation());
+  EXPECT_TRUE(watch.close_received());
   EXPECT_FALSE(watch.incomplete_since());
+  EXPECT_EQ(watch.feed(frame(0x81, "later"), Clock::now()), 0u);
+  // A byte at a time: the close's last byte is the one held.
   WebSocketFrameWatch bytewise(1 << 20, "the limit");
-  EXPECT_EQ(feed_bytewise(bytewise, bytes), bytes.size());
+  EXPECT_EQ(feed_bytewise(bytewise, bytes + close), bytes.size() + close.size() - 1);
   EXPECT_FALSE(bytewise.violation());
+  EXPECT_TRUE(bytewise.close_received());
 }
 
 struct BadFrame {
@@ -88,7 +92,8 @@ TEST(WebSocketFrameWatchTest, EachFrameTheRfcForbidsIsFoundWithItsCodeAndReason)
       {"reserved opcode", frame(0x83, "x"), 1002, "reserved opcode 3"},
       {"unmasked", unmasked, 1002, "unmasked"},
       {"fragmented ping", frame(0x09, "p"), 1002, "fragmented control frame"},
-      {"long ping", frame(0x89, std::string(126, 'p')), 1002, "more than 125 bytes"},
+      {"long ping", frame(0x89, std::string(126, 'p')), 1002, "7-bit form"},
+      {"short ping in 16 bits", frame(0x89, "p", 2), 1002, "7-bit form"},
       {"64-bit top bit", top_bit, 1002, "most significant bit"},
       {"16-bit not shortest", frame(0x82, "abc", 2), 1002, "shortest form"},
       {"64-bit not shortest", frame(0x82, "abc", 8), 1002, "shortest form"},
@@ -123,6 +128,35 @@ TEST(WebSocketFrameWatchTest, EachFrameTheRfcForbidsIsFoundWithItsCodeAndReason)
           << watch.violation()->reason;
       EXPECT_EQ(watch.feed("\x81", Clock::now()), 0u) << "nothing passes after a violation";
     }
+  }
+}
+
+TEST(WebSocketFrameWatchTest, EachFaultIsFoundAtTheFirstByteThatShowsIt) {
+  struct Prefix {
+    const char* name;
+    std::string before;  // Whole frames first.
+    std::string bytes;   // The fault shows at the last of these.
+  };
+  const Prefix cases[] = {
+      {"reserved bits", "", "\xC1"},
+      {"reserved opcode", "", "\x83"},
+      {"fragmented ping", "", "\x09"},
+      {"continuation alone", "", "\x80"},
+      {"message inside a message", frame(0x01, "a"), "\x81"},
+      {"unmasked", "", std::string("\x81\x05", 2)},
+      {"close of 1 byte", "", std::string("\x88\x81", 2)},
+      {"64-bit top bit", "", std::string("\x82\xFF\x80", 3)},
+      {"close code", "", frame(0x88, close_payload(1005, "and more")).substr(0, 8)},
+      {"close reason", "", frame(0x88, close_payload(1000, "\xFF" "and more")).substr(0, 9)},
+  };
+  for (const Prefix& prefix : cases) {
+    SCOPED_TRACE(prefix.name);
+    WebSocketFrameWatch watch(1024, "the limit");
+    ASSERT_EQ(watch.feed(prefix.before, Clock::now()), prefix.before.size());
+    feed_bytewise(watch, prefix.bytes.substr(0, prefix.bytes.size() - 1));
+    EXPECT_FALSE(watch.violation()) << "found before its byte";
+    feed_bytewise(watch, prefix.bytes.substr(prefix.bytes.size() - 1));
+    EXPECT_TRUE(watch.violation()) << "not found at its byte";
   }
 }
 
@@ -175,30 +209,6 @@ TEST(WebSocketFrameWatchTest, AFrameOrMessageBegunKeepsItsStartUntilItEnds) {
   EXPECT_FALSE(watch.incomplete_since());
   watch.restart_clock(start + milliseconds(60));
   EXPECT_FALSE(watch.incomplete_since());
-}
-
-TEST(Utf8CheckTest, AcceptsTheEdgesAndRefusesWhatIsNotUtf8) {
-  auto valid = [](const std::string& text) {
-    Utf8Check check;
-    for (const char c : text) {
-      if (!check.feed(static_cast<unsigned char>(c)))
-        return false;
-    }
-    return check.complete();
-  };
-  EXPECT_TRUE(valid("plain"));
-  EXPECT_TRUE(valid("\xC2\x80\xDF\xBF"));          // U+0080, U+07FF
-  EXPECT_TRUE(valid("\xE0\xA0\x80\xEF\xBF\xBF"));  // U+0800, U+FFFF
-  EXPECT_TRUE(valid("\xED\x9F\xBF\xEE\x80\x80"));  // U+D7FF, U+E000
-  EXPECT_TRUE(valid("\xF0\x90\x80\x80\xF4\x8F\xBF\xBF"));  // U+10000, U+10FFFF
-  EXPECT_FALSE(valid("\xC1\xBF"));                  // Overlong.
-  EXPECT_FALSE(valid("\xE0\x9F\xBF"));              // Overlong.
-  EXPECT_FALSE(valid("\xF0\x8F\xBF\xBF"));          // Overlong.
-  EXPECT_FALSE(valid("\xED\xA0\x80"));              // A surrogate.
-  EXPECT_FALSE(valid("\xF4\x90\x80\x80"));          // Past U+10FFFF.
-  EXPECT_FALSE(valid("\xF5\x80\x80\x80"));
-  EXPECT_FALSE(valid("\x80"));
-  EXPECT_FALSE(valid("\xE2\x82"));  // Cut short.
 }
 
 }  // namespace

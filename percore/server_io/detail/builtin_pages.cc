@@ -107,7 +107,10 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"streams_accepted", stats.streams_accepted},
       {"stream_frames_for_unknown_streams", stats.stream_frames_for_unknown_streams},
       {"stream_window_overruns", stats.stream_window_overruns},
-      {"web_sockets", {{"accepted", stats.web_sockets_accepted}, {"open", stats.web_sockets_open}}},
+      {"web_sockets",
+       {{"accepted", stats.web_sockets_accepted},
+        {"open", stats.web_sockets_open},
+        {"messages_rejected", stats.web_socket_messages_rejected}}},
       {"worker_processes",
        {{"target", core.processes ? core.processes->target_workers() : 0},
         {"alive", stats.worker_processes_alive},
@@ -243,6 +246,9 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
           static_cast<double>(stats.web_sockets_accepted));
   gauge("percore_server_web_sockets_open", "WebSockets carrying a stream open now.",
         static_cast<double>(stats.web_sockets_open));
+  counter("percore_server_web_socket_messages_rejected_total",
+          "WebSockets closed for a client frame or message refused (1002, 1007, 1008, 1009).",
+          static_cast<double>(stats.web_socket_messages_rejected));
   if (core.processes != nullptr) {
     gauge("percore_server_worker_processes_alive",
           "Worker processes of process-pool methods alive now.",

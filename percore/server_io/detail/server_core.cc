@@ -67,6 +67,8 @@ ServerStats snapshot_stats(const ServerCore& core) {
   stats.stream_frames_for_unknown_streams =
       core.stream_frames_for_unknown_streams.load(std::memory_order_relaxed);
   stats.web_sockets_accepted = core.web_sockets_accepted.load(std::memory_order_relaxed);
+  stats.web_socket_messages_rejected =
+      core.web_socket_messages_rejected.load(std::memory_order_relaxed);
   stats.web_sockets_open = static_cast<uint64_t>(
       std::max<int64_t>(0, core.web_sockets_open.load(std::memory_order_relaxed)));
   stats.handler_exceptions = core.handler_exceptions.load(std::memory_order_relaxed);

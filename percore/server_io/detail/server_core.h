@@ -68,6 +68,7 @@ struct ServerCore {
   std::atomic<uint64_t> stream_window_overruns{0};
   std::atomic<uint64_t> web_sockets_accepted{0};
   std::atomic<int64_t> web_sockets_open{0};
+  std::atomic<uint64_t> web_socket_messages_rejected{0};
   std::atomic<uint64_t> handler_exceptions{0};
   // Indexed by DecodeStatus.
   std::array<std::atomic<uint64_t>, 16> rejected_frames{};

@@ -29,38 +29,11 @@ bool is_sendable_close_code(uint16_t code) {
 
 }  // namespace
 
-bool Utf8Check::feed(unsigned char byte) {
-  if (need_ == 0) {
-    if (byte < 0x80)
-      return true;
-    if (byte >= 0xC2 && byte <= 0xDF) {
-      need_ = 1;
-    } else if (byte >= 0xE0 && byte <= 0xEF) {
-      need_ = 2;
-      low_ = byte == 0xE0 ? 0xA0 : 0x80;  // Overlong.
-      high_ = byte == 0xED ? 0x9F : 0xBF;  // Surrogates.
-    } else if (byte >= 0xF0 && byte <= 0xF4) {
-      need_ = 3;
-      low_ = byte == 0xF0 ? 0x90 : 0x80;   // Overlong.
-      high_ = byte == 0xF4 ? 0x8F : 0xBF;  // Past U+10FFFF.
-    } else {
-      return false;
-    }
-    return true;
-  }
-  if (byte < low_ || byte > high_)
-    return false;
-  --need_;
-  low_ = 0x80;
-  high_ = 0xBF;
-  return true;
-}
-
 WebSocketFrameWatch::WebSocketFrameWatch(uint64_t max_message_bytes, std::string limit_name)
     : max_message_bytes_(max_message_bytes), limit_name_(std::move(limit_name)) {}
 
 size_t WebSocketFrameWatch::feed(std::string_view bytes, Clock::time_point now) {
-  if (violation_)
+  if (violation_ || close_received_)
     return 0;
   size_t frame_start = 0;  // In `bytes`; 0 when the frame began before.
   for (size_t i = 0; i < bytes.size();) {
@@ -72,7 +45,7 @@ size_t WebSocketFrameWatch::feed(std::string_view bytes, Clock::time_point now) 
       }
       header_[header_bytes_++] = static_cast<unsigned char>(bytes[i++]);
       on_header();
-      if (violation_)
+      if (violation_ || close_received_)
         return frame_start;
       continue;
     }
@@ -83,6 +56,11 @@ size_t WebSocketFrameWatch::feed(std::string_view bytes, Clock::time_point now) 
             static_cast<unsigned char>(bytes[i + k]) ^ mask_[(mask_offset_ + k) % 4]);
         if (is_control(opcode_)) {
           control_payload_ += static_cast<char>(byte);
+          if (opcode_ == kClose) {
+            check_close_payload();
+            if (violation_)
+              return frame_start;
+          }
         } else if (!utf8_.feed(byte)) {
           fail(kBadPayload, "a text message is not UTF-8");
           return frame_start;
@@ -94,7 +72,7 @@ size_t WebSocketFrameWatch::feed(std::string_view bytes, Clock::time_point now) 
     i += take;
     if (payload_left_ == 0) {
       on_frame_end();
-      if (violation_)
+      if (violation_ || close_received_)
         return frame_start;
     }
   }
@@ -102,31 +80,38 @@ size_t WebSocketFrameWatch::feed(std::string_view bytes, Clock::time_point now) 
 }
 
 void WebSocketFrameWatch::on_header() {
-  if (header_bytes_ == 2) {
-    // What the first two bytes can break is refused at once.
+  // Each rule is checked at the first byte that can break it.
+  if (header_bytes_ == 1) {
     fin_ = (header_[0] & 0x80) != 0;
     opcode_ = header_[0] & 0x0F;
-    const bool masked = (header_[1] & 0x80) != 0;
-    const uint8_t length7 = header_[1] & 0x7F;
     if ((header_[0] & 0x70) != 0)
       return fail(kProtocolError, "reserved bits set in a frame (no extension was negotiated)");
     if (opcode_ != kContinuation && opcode_ != kText && opcode_ != kBinary &&
         opcode_ != kClose && opcode_ != kPing && opcode_ != kPong) {
       return fail(kProtocolError, "a frame with the reserved opcode " + std::to_string(opcode_));
     }
-    if (!masked)
-      return fail(kProtocolError, "an unmasked frame (a client masks every frame)");
     if (is_control(opcode_)) {
       if (!fin_)
         return fail(kProtocolError, "a fragmented control frame");
-      if (length7 > 125)
-        return fail(kProtocolError, "a control frame of more than 125 bytes");
     } else if (opcode_ == kContinuation) {
       if (!in_message_)
         return fail(kProtocolError, "a continuation frame with no message begun");
     } else if (in_message_) {
       return fail(kProtocolError, "a new message began before the last one's final frame");
     }
+    return;
+  }
+  if (header_bytes_ == 2) {
+    const bool masked = (header_[1] & 0x80) != 0;
+    const uint8_t length7 = header_[1] & 0x7F;
+    if (!masked)
+      return fail(kProtocolError, "an unmasked frame (a client masks every frame)");
+    if (is_control(opcode_) && length7 > 125) {
+      return fail(kProtocolError,
+                  "a control frame whose length is not in the 7-bit form (at most 125 bytes)");
+    }
+    if (opcode_ == kClose && length7 == 1)
+      return fail(kProtocolError, "a close frame of 1 byte (a code takes 2)");
     header_needed_ = 2 + (length7 == 126 ? 2 : length7 == 127 ? 8 : 0) + 4;
   }
   if (header_bytes_ == 3 && (header_[1] & 0x7F) == 127 && (header_[2] & 0x80) != 0)
@@ -169,6 +154,7 @@ void WebSocketFrameWatch::on_header() {
   }
   const uint64_t length = payload_left_;
   control_payload_.clear();
+  close_reason_utf8_.reset();
   mask_offset_ = 0;
   in_payload_ = true;
   if (length == 0)
@@ -179,7 +165,7 @@ void WebSocketFrameWatch::on_frame_end() {
   in_payload_ = false;
   if (is_control(opcode_)) {
     if (opcode_ == kClose)
-      on_control_frame();
+      on_close_frame();
   } else if (!fin_) {
     in_message_ = true;
     return;  // The message goes on: its clock runs.
@@ -192,24 +178,24 @@ void WebSocketFrameWatch::on_frame_end() {
     incomplete_since_.reset();
 }
 
-void WebSocketFrameWatch::on_control_frame() {
-  // A close frame: RFC 6455 5.5.1.
-  if (control_payload_.empty())
-    return;
-  if (control_payload_.size() == 1)
-    return fail(kProtocolError, "a close frame of 1 byte (a code takes 2)");
-  const auto code = static_cast<uint16_t>(
-      (static_cast<unsigned char>(control_payload_[0]) << 8) |
-      static_cast<unsigned char>(control_payload_[1]));
-  if (!is_sendable_close_code(code))
-    return fail(kProtocolError, "close code " + std::to_string(code) + " may not be sent");
-  Utf8Check reason;
-  for (size_t i = 2; i < control_payload_.size(); ++i) {
-    if (!reason.feed(static_cast<unsigned char>(control_payload_[i])))
-      return fail(kBadPayload, "a close frame's reason is not UTF-8");
-  }
-  if (!reason.complete())
+void WebSocketFrameWatch::check_close_payload() {
+  // RFC 6455 5.5.1 and 7.4, checked as the bytes arrive.
+  const size_t size = control_payload_.size();
+  if (size == 2) {
+    const auto code = static_cast<uint16_t>(
+        (static_cast<unsigned char>(control_payload_[0]) << 8) |
+        static_cast<unsigned char>(control_payload_[1]));
+    if (!is_sendable_close_code(code))
+      return fail(kProtocolError, "close code " + std::to_string(code) + " may not be sent");
+  } else if (size > 2 && !close_reason_utf8_.feed(static_cast<unsigned char>(control_payload_.back()))) {
     return fail(kBadPayload, "a close frame's reason is not UTF-8");
+  }
+}
+
+void WebSocketFrameWatch::on_close_frame() {
+  if (!close_reason_utf8_.complete())
+    return fail(kBadPayload, "a close frame's reason is not UTF-8");
+  close_received_ = true;
 }
 
 void WebSocketFrameWatch::restart_clock(Clock::time_point now) {

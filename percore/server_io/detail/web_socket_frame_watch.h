@@ -8,23 +8,9 @@
 #include <string>
 #include <string_view>
 
+#include <percore/base/utf8.h>
+
 namespace percore::detail {
-
-// Checks that bytes are UTF-8 as they arrive, a piece at a time (RFC 3629:
-// no overlong forms, no surrogates, nothing past U+10FFFF).
-class Utf8Check {
- public:
-  // False at the first byte that cannot be part of UTF-8 here.
-  bool feed(unsigned char byte);
-  // No sequence is half received.
-  bool complete() const { return need_ == 0; }
-  void reset() { need_ = 0; }
-
- private:
-  int need_ = 0;  // Continuation bytes still due.
-  unsigned char low_ = 0x80;
-  unsigned char high_ = 0xBF;
-};
 
 // Follows the frames a WebSocket client sends, from the bytes as they come
 // off the socket and before Beast parses them, for what Beast does not do:
@@ -58,11 +44,14 @@ class WebSocketFrameWatch {
   WebSocketFrameWatch(uint64_t max_message_bytes, std::string limit_name);
 
   // Reads `bytes`, the next ones received, at `now`. Returns how many of
-  // them may go on to the WebSocket: all, or once a violation is found,
-  // those before the frame that broke the rules began.
+  // them may go on to the WebSocket: all, or once a violation is found or a
+  // whole close frame came, those before that frame began.
   size_t feed(std::string_view bytes, Clock::time_point now);
 
   const std::optional<Violation>& violation() const { return violation_; }
+  // The client's close frame came whole (and valid); nothing after it is
+  // read.
+  bool close_received() const { return close_received_; }
   // When the first byte of a frame not yet whole arrived, or of a message
   // whose last frame has not arrived; unset between messages.
   std::optional<Clock::time_point> incomplete_since() const { return incomplete_since_; }
@@ -75,7 +64,9 @@ class WebSocketFrameWatch {
   void on_header();
   // The frame's payload is all here.
   void on_frame_end();
-  void on_control_frame();
+  void on_close_frame();
+  // A close frame's next payload byte arrived.
+  void check_close_payload();
   void fail(uint16_t close_code, std::string reason);
 
   const uint64_t max_message_bytes_;
@@ -94,8 +85,10 @@ class WebSocketFrameWatch {
   bool text_message_ = false;
   uint64_t message_bytes_ = 0;
   Utf8Check utf8_;
+  Utf8Check close_reason_utf8_;
   std::optional<Clock::time_point> incomplete_since_;
   std::optional<Violation> violation_;
+  bool close_received_ = false;
 };
 
 }  // namespace percore::detail

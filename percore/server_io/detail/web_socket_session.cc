@@ -6,6 +6,7 @@
 #include <utility>
 
 #include <percore/base/log.h>
+#include <percore/base/utf8.h>
 #include <percore/proto/detail/assert.h>
 #include <percore/proto/error_code.h>
 #include <percore/proto/rpc_meta.pb.h>
@@ -20,81 +21,18 @@ namespace {
 namespace http = boost::beast::http;
 namespace websocket = boost::beast::websocket;
 
-// The length of the strict UTF-8 sequence at text[i] (no overlong forms,
-// surrogates or code points past U+10FFFF, as a WebSocket text frame and a
-// close reason must be); 0 if the bytes there are not one.
-size_t utf8_sequence_at(std::string_view text, size_t i) {
-  const auto c = static_cast<unsigned char>(text[i]);
-  if (c < 0x80)
-    return 1;
-  size_t length = 0;
-  uint32_t code_point = 0;
-  if (c >= 0xC2 && c <= 0xDF) {
-    length = 2;
-    code_point = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    length = 3;
-    code_point = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    length = 4;
-    code_point = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (text.size() - i < length)
-    return 0;
-  for (size_t k = 1; k < length; ++k) {
-    const auto next = static_cast<unsigned char>(text[i + k]);
-    if ((next & 0xC0) != 0x80)
-      return 0;
-    code_point = (code_point << 6) | (next & 0x3F);
-  }
-  if ((length == 3 && (code_point < 0x800 || (code_point >= 0xD800 && code_point <= 0xDFFF))) ||
-      (length == 4 && (code_point < 0x10000 || code_point > 0x10FFFF))) {
-    return 0;
-  }
-  return length;
-}
-
-bool is_valid_utf8(std::string_view text) {
-  for (size_t i = 0; i < text.size();) {
-    const size_t length = utf8_sequence_at(text, i);
-    if (length == 0)
-      return false;
-    i += length;
-  }
-  return true;
-}
-
 // A close frame's reason: UTF-8 (RFC 6455 5.5.1; a path or query may bring
-// other bytes into an error text: each is written \xHH), at most 123 bytes
-// (5.5: 125 with the code), cut at a character's boundary.
+// other bytes into an error text: each is written \xHH, as are control
+// characters), at most 123 bytes (5.5: 125 with the code), cut between
+// characters.
 constexpr size_t kMaxCloseReasonBytes = 123;
 
 std::string bounded_reason(std::string_view text) {
-  std::string reason;
-  for (size_t i = 0; i < text.size();) {
-    const size_t length = utf8_sequence_at(text, i);
-    if (length == 0) {
-      static constexpr char kHex[] = "0123456789ABCDEF";
-      const auto byte = static_cast<unsigned char>(text[i]);
-      reason += "\\x";
-      reason += kHex[byte >> 4];
-      reason += kHex[byte & 0x0F];
-      ++i;
-    } else {
-      reason.append(text.substr(i, length));
-      i += length;
-    }
-  }
-  if (reason.size() <= kMaxCloseReasonBytes)
+  bool cut = false;
+  std::string reason = printable_utf8(text, kMaxCloseReasonBytes, &cut);
+  if (!cut)
     return reason;
-  size_t cut = kMaxCloseReasonBytes - 3;
-  while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80)
-    --cut;
-  reason.resize(cut);
-  reason += "...";
-  return reason;
+  return printable_utf8(text, kMaxCloseReasonBytes - 3) + "...";
 }
 
 // "code N: text", the reason of a failed call's close.
@@ -201,6 +139,10 @@ void WebSocketSession::start() {
   // unread, a reset that can destroy the close frame.
   ws_.read_message_max(0);
   ws_.auto_fragment(false);
+  ws_.next_layer().set_on_close_held([session = weak_from_this()] {
+    if (std::shared_ptr<WebSocketSession> alive = session.lock())
+      alive->on_client_close();
+  });
   ws_.async_accept(*request_, [self = shared_from_this()](const boost::system::error_code& error) {
     self->on_accepted(error);
   });
@@ -476,6 +418,25 @@ void WebSocketSession::refuse_violation() {
   }
 }
 
+void WebSocketSession::on_client_close() {
+  io_thread_.assert_in_loop_thread();
+  if (state_ == State::kClosed || client_closing_)
+    return;
+  client_closing_ = true;
+  linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
+  if (std::shared_ptr<StreamCore> stream = stream_) {
+    StreamFrame close;
+    close.meta = close_frame_meta(stream->id(), peer_stream_id_);
+    // The stream ends here (kClosedByPeer, after the messages before it):
+    // as brpc's, a stream's close is both ways, so what the handler wrote
+    // until then is all it owes.
+    stream->on_frame(close);
+    take_stream_output();
+    stream_.reset();
+  }
+  write_next();  // Once that is written, Beast answers the close.
+}
+
 void WebSocketSession::take_stream_output() {
   io_thread_.assert_in_loop_thread();
   if (stream_ == nullptr || state_ == State::kClosed)
@@ -540,6 +501,10 @@ void WebSocketSession::end_stream(StreamEndReason reason) {
   if (stream == nullptr)
     return;
   stream->end(reason);
+  if (client_closing_) {
+    write_next();  // What is queued, then Beast answers the client's close.
+    return;
+  }
   switch (reason) {
     case StreamEndReason::kClosedByUs:
       if (stopping_ || core_.stopping.load(std::memory_order_acquire)) {
@@ -565,8 +530,10 @@ void WebSocketSession::refuse(uint16_t code, std::string text, StreamEndReason r
   core_.web_socket_log.log(LogLevel::kWarning, [&] {
     return "closing WebSocket from " + peer_ + " with " + std::to_string(code) + ": " + text;
   });
-  if (code != websocket::close_code::internal_error)
+  if (code != websocket::close_code::internal_error) {
     close_reason_ = CloseReason::kRejectedFrame;
+    core_.web_socket_messages_rejected.fetch_add(1, std::memory_order_relaxed);
+  }
   if (std::shared_ptr<StreamCore> stream = std::move(stream_)) {
     if (reason == StreamEndReason::kResetByPeer) {
       StreamFrame rst;
@@ -594,8 +561,15 @@ void WebSocketSession::write_next() {
   if (outgoing_.empty()) {
     if (close_ && raw_close_) {
       close_raw();
+    } else if (client_closing_ && !close_) {
+      // Everything owed is written once the stream has ended: Beast reads
+      // the client's close and answers it (echoing its code).
+      if (stream_ == nullptr)
+        ws_.next_layer().release_close();
     } else if (close_) {
       transition(State::kClosing);
+      // Beast's close reads until the client's close: hold it no longer.
+      ws_.next_layer().release_close();
       ws_.async_close(*close_, [self = shared_from_this()](const boost::system::error_code& error) {
         self->on_closed(error);
       });
@@ -622,7 +596,7 @@ void WebSocketSession::on_written(const boost::system::error_code& error, size_t
   }
   const uint64_t stream_bytes = outgoing_.front().stream_bytes;
   outgoing_.pop_front();
-  if (close_)
+  if (close_ || client_closing_)
     linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
   written_to_client_ += stream_bytes;
   if (stream_bytes > 0 && stream_ != nullptr && stream_->needs_feedback()) {
@@ -762,8 +736,9 @@ void WebSocketSession::check_timeouts(Clock::time_point now) {
   io_thread_.assert_in_loop_thread();
   if (state_ == State::kClosed)
     return;
-  if (close_ && now >= linger_deadline_) {
-    // The client neither took what was owed nor answered the close.
+  if ((close_ || client_closing_) && now >= linger_deadline_) {
+    // The client neither took what was owed nor answered the close (or,
+    // having closed, did not take what was owed).
     abort(close_reason_);
     return;
   }
@@ -791,6 +766,7 @@ void WebSocketSession::transition(State next) {
     return;
   if (std::shared_ptr<StreamCore> stream = std::move(stream_))
     stream->end(StreamEndReason::kConnectionBroken);
+  ws_.next_layer().abort_waiting_read();
   // outgoing_ stays: a write in flight still refers to its front.
   boost::system::error_code ignored;
   ws_.next_layer().next_layer().close(ignored);

@@ -146,6 +146,10 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   void on_read(const boost::system::error_code& error, size_t bytes);
   // The frame watch found a violation: closes with its code and reason.
   void refuse_violation();
+  // The client's close frame came (WatchedSocket holds it): the stream hears
+  // the CLOSE after the messages before it, the session writes what the
+  // handler owes for them, then lets Beast read and answer the close.
+  void on_client_close();
   // A frame the handler's stream queued for its peer.
   void on_handler_frame(const StreamFrame& frame);
   // The stream ended for `reason` (told to the handler here), then the
@@ -205,6 +209,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   bool read_paused_ = false;
   // Beast failed on a violation: the close goes out through close_raw().
   bool raw_close_ = false;
+  // The client's close frame is held until what is owed is written.
+  bool client_closing_ = false;
   std::string raw_close_frame_;
   std::array<char, 4096> drain_buffer_{};
   // Set once a close is decided; sent when nothing is left to write.
