@@ -20,10 +20,12 @@ LogRateLimiter& echo_close_log() {
 // on_writable; a peer that writes but never reads its echoes past that bound
 // has its stream closed, and so does one that said it takes no messages
 // (writable false). So a stream costs the server at most its window (2 MiB)
-// plus this backlog plus one message.
+// plus this backlog plus one message. The bound is well past both windows
+// (the peer's input and this side's output) so that a peer that does read,
+// only later than it writes (a burst of large messages), is echoed whole.
 class StreamEchoHandler final : public StreamHandler {
  public:
-  static constexpr size_t kMaxBacklogBytes = 1u << 20;
+  static constexpr size_t kMaxBacklogBytes = 8u << 20;
 
   void on_received_messages(Stream& stream, std::span<std::string> messages) override {
     std::lock_guard lock(mutex_);

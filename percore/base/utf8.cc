@@ -41,7 +41,8 @@ bool is_valid_utf8(std::string_view text) {
 namespace {
 
 // The length of the UTF-8 sequence at text[i] that is not a control
-// character; 0 if there is none.
+// character (C0, DEL, C1) nor a line or paragraph separator (U+2028,
+// U+2029, which some readers take as a new line); 0 if there is none.
 size_t printable_sequence_at(std::string_view text, size_t i) {
   const auto first = static_cast<unsigned char>(text[i]);
   if (first < 0x80)
@@ -50,8 +51,14 @@ size_t printable_sequence_at(std::string_view text, size_t i) {
   for (size_t k = i; k < text.size(); ++k) {
     if (!check.feed(static_cast<unsigned char>(text[k])))
       return 0;
-    if (check.complete())
-      return k - i + 1;
+    if (!check.complete())
+      continue;
+    const std::string_view sequence = text.substr(i, k - i + 1);
+    if (sequence.size() == 2 && first == 0xC2 && static_cast<unsigned char>(sequence[1]) < 0xA0)
+      return 0;  // U+0080..U+009F.
+    if (sequence == "\xE2\x80\xA8" || sequence == "\xE2\x80\xA9")
+      return 0;
+    return sequence.size();
   }
   return 0;  // Cut short.
 }

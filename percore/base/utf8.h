@@ -27,9 +27,11 @@ class Utf8Check {
 bool is_valid_utf8(std::string_view text);
 
 // `text` fit for one line of a log or a WebSocket close reason: each byte
-// that is a control character (below 0x20, and 0x7F) or not part of a UTF-8
-// sequence is written \xHH, so that what a peer sent can neither forge a
-// line (CR, LF), drive a terminal (ESC) nor break a reader that wants UTF-8.
+// of a control character (C0 and DEL; C1, U+0080..U+009F, as its two
+// bytes), of U+2028 and U+2029 (line and paragraph separators), or not part
+// of a UTF-8 sequence is written \xHH, so that what a peer sent can neither
+// forge a line (CR, LF, NEL) nor drive a terminal (ESC, CSI) nor break a
+// reader that wants UTF-8.
 // At most `max_bytes` bytes, cut between characters (never inside one or
 // inside an \xHH); `*cut` (if given) says whether anything was left out.
 std::string printable_utf8(std::string_view text, size_t max_bytes = std::string::npos,

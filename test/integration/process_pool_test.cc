@@ -614,19 +614,30 @@ TEST_F(ProcessPoolTest, StopFreesStreamingWorkersForTheCallsQueuedBehindThem) {
   ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
   ASSERT_EQ(write_chunk(*stream, 1, 100, false), StreamWriteStatus::kOk);
   ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  // A second stream waits for the worker, and a call behind it: the stream
+  // is accepted after Stop began, and is closed at once as well.
+  auto second_handler = std::make_shared<RecordingHandler>();
+  Controller second_controller;
+  std::shared_ptr<Stream> second;
+  std::thread second_opener([&] { second = find_primes(second_handler, second_controller); });
+  std::this_thread::sleep_for(milliseconds(100));
   std::atomic<bool> answered = false;
   Outcome queued;
   std::thread caller([&] {
     queued = is_prime(97);
     answered = true;
   });
-  // It waits for the worker (the stream holds it).
+  // They wait for the worker (the stream holds it).
   std::this_thread::sleep_for(milliseconds(300));
   ASSERT_FALSE(answered);
   const Clock::time_point stop_began = Clock::now();
   server_->Stop(std::chrono::seconds(20));
   const auto stop_took = Clock::now() - stop_began;
   caller.join();
+  second_opener.join();
+  EXPECT_FALSE(second_controller.Failed()) << second_controller.ErrorText();
+  ASSERT_TRUE(second_handler->wait_end());
+  EXPECT_EQ(second_handler->ends(), 1);
   EXPECT_TRUE(answered);
   EXPECT_EQ(queued.code, 0) << queued.text;
   EXPECT_TRUE(queued.is_prime);

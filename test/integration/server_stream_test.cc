@@ -366,7 +366,7 @@ TEST_P(ServerStreamTest, ServerStopsAtItsWindowWithoutFeedbackAndResumesAfterIt)
 
   constexpr size_t kMessageBytes = 60 * 1024;
   // 2.6 MiB: past the window (2 MiB), and what waits beyond it stays under
-  // the echo service's backlog bound (1 MiB), so the stream stays open.
+  // the echo service's backlog bound (8 MiB), so the stream stays open.
   constexpr int kMessages = 45;
   std::vector<std::string> messages;
   std::string all;
@@ -421,7 +421,7 @@ TEST_P(ServerStreamTest, ServerStopsAtItsWindowWithoutFeedbackAndResumesAfterIt)
 
 // A client that writes on and never acknowledges its echoes: the server
 // still writes no more than its window, and the echo service closes the
-// stream once its backlog passes its bound (1 MiB): the echoes written
+// stream once its backlog passes its bound (8 MiB): the echoes written
 // come first, then CLOSE; the connection goes on serving.
 TEST_P(ServerStreamTest, NeverAcknowledgingClientGetsWindowThenClose) {
   auto client = connect();

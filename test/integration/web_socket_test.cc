@@ -8,6 +8,7 @@
 // server's memory.
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <google/protobuf/util/json_util.h>
@@ -20,7 +21,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -34,6 +37,7 @@
 #include <percore/proto/echo.pb.h>
 #include <percore/proto/prime.pb.h>
 #include <percore/server_io/server.h>
+#include "examples/echo_service.h"
 #include "examples/prime_service.h"
 #include "test/support/eventually.h"
 #include "test/support/slack.h"
@@ -123,6 +127,29 @@ class WsClient {
     boost::asio::write(ws_.next_layer(), boost::asio::buffer(bytes), error);
     error_ = error;
     return !error;
+  }
+
+  // Reads the socket's bytes (frames unparsed, the close unanswered) until
+  // the server ends the TCP connection: "fin", "reset" or "timeout".
+  std::string read_raw_until_end(milliseconds timeout) {
+    const int fd = ws_.next_layer().native_handle();
+    const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
+    char buffer[4096];
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd readable{fd, POLLIN, 0};
+      if (::poll(&readable, 1, 50) <= 0)
+        continue;
+      const ssize_t got = ::recv(fd, buffer, sizeof(buffer), 0);
+      if (got > 0)
+        continue;
+      if (got == 0)
+        return "fin";
+      if (errno == ECONNRESET)
+        return "reset";
+      if (errno != EAGAIN && errno != EINTR)
+        return std::strerror(errno);
+    }
+    return "timeout";
   }
 
   // Sends a close frame and waits for the server's.
@@ -664,7 +691,11 @@ std::string client_frame(uint8_t first, const std::string& payload) {
   static constexpr uint8_t kMask[4] = {0xA1, 0xB2, 0xC3, 0xD4};
   std::string out;
   out += static_cast<char>(first);
-  if (payload.size() > 125) {
+  if (payload.size() > 0xFFFF) {
+    out += static_cast<char>(0x80 | 127);
+    for (int shift = 56; shift >= 0; shift -= 8)
+      out += static_cast<char>((static_cast<uint64_t>(payload.size()) >> shift) & 0xFF);
+  } else if (payload.size() > 125) {
     out += static_cast<char>(0x80 | 126);
     out += static_cast<char>(payload.size() >> 8);
     out += static_cast<char>(payload.size() & 0xFF);
@@ -765,6 +796,52 @@ TEST_F(WebSocketTest, AClientsCloseIsAnsweredAfterWhatTheHandlerWroteBeforeIt) {
       EXPECT_TRUE(ended_once_with(StreamEndReason::kClosedByPeer));
     }
   }
+}
+
+// A close the client never answers: once everything (the close frame
+// included) has left the server, the connection ends with a FIN, not a
+// reset, after close_linger_ms.
+TEST_F(WebSocketTest, AnUnansweredCloseEndsWithAFinOnceAllIsSent) {
+  ServerOptions options;
+  options.close_linger_ms = 200;
+  start(options);
+  for (int i = 0; i < 5; ++i) {
+    SCOPED_TRACE(i);
+    WsClient client;
+    ASSERT_TRUE(client.connect(server_->port(), "/ws/prime.PrimeService/IsPrime?number=7"));
+    const std::optional<WsMessage> response = client.read();
+    ASSERT_TRUE(response.has_value()) << client.close_text();
+    EXPECT_EQ(client.read_raw_until_end(milliseconds(3000)), "fin");
+  }
+}
+
+// The example echo service: a client that reads, only after it wrote a
+// burst of large messages, gets every one back.
+TEST(WebSocketEchoExampleTest, ABurstOfLargeMessagesFromAReadingClientIsEchoedWhole) {
+  ServerOptions options;
+  options.io_threads = 1;
+  Server server(options);
+  examples::EchoServiceImpl echo;
+  ASSERT_TRUE(server.AddService(&echo));
+  std::string error;
+  ASSERT_TRUE(server.Start("127.0.0.1:0", &error)) << error;
+  WsClient client;
+  ASSERT_TRUE(client.connect(server.port(), "/ws/example.EchoService/Echo?message=hi"));
+  ASSERT_TRUE(client.read().has_value()) << client.close_text();
+  constexpr int kMessages = 5;
+  constexpr size_t kMessageBytes = 1000000;
+  std::string burst;
+  for (int i = 0; i < kMessages; ++i)
+    burst += client_frame(0x82, std::string(kMessageBytes, static_cast<char>('a' + i)));
+  ASSERT_TRUE(client.write_raw(burst)) << client.error().message();
+  for (int i = 0; i < kMessages; ++i) {
+    const std::optional<WsMessage> message = client.read();
+    ASSERT_TRUE(message.has_value()) << "echo " << i << ": " << client.close_code() << " "
+                                     << client.close_text();
+    EXPECT_EQ(message->data, std::string(kMessageBytes, static_cast<char>('a' + i)));
+  }
+  EXPECT_TRUE(client.close());
+  server.Stop();
 }
 
 // A frame header cut short is a message begun: timed out as any other.

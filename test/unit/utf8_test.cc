@@ -40,6 +40,9 @@ TEST(PrintableUtf8Test, EscapesControlBytesAndWhatIsNotUtf8) {
             "a\\x0D\\x0A[2099] [error] FAKE\\x1B[31m");
   EXPECT_EQ(printable_utf8(std::string("nul\0tab\t\x7F", 9)), "nul\\x00tab\\x09\\x7F");
   EXPECT_EQ(printable_utf8("\xFF\xC3\x28\xE2\x82"), "\\xFF\\xC3(\\xE2\\x82");
+  // C1 controls (CSI, NEL) and the line and paragraph separators.
+  EXPECT_EQ(printable_utf8("a\xC2\x9B" "31m b\xC2\x85 c\xE2\x80\xA8 d\xE2\x80\xA9 \xC2\xA0"),
+            "a\\xC2\\x9B31m b\\xC2\\x85 c\\xE2\\x80\\xA8 d\\xE2\\x80\\xA9 \xC2\xA0");
   EXPECT_TRUE(is_valid_utf8("€"));
   EXPECT_FALSE(is_valid_utf8("\xE2\x82"));
 }

@@ -188,6 +188,7 @@ void ProcessPool::close_streams_for_stop() {
     return;
   boost::asio::post(context_, [this] {
     assert_in_pool_thread();
+    closing_streams_ = true;
     for (const std::shared_ptr<Worker>& worker : workers_) {
       // The client gets the CLOSE after what the worker wrote; the relay's
       // end then replaces the worker (end_streaming).
@@ -442,6 +443,8 @@ void ProcessPool::answer_from_worker(Worker& worker, const Frame& frame) {
     worker.stream_window =
         window == frame.meta.user_fields().end() ? 0 : std::strtoull(window->second.c_str(), nullptr, 10);
     transition(worker, State::kStreaming);
+    if (closing_streams_)
+      worker.relay->Close();  // Stop began while it ran: as the others.
   } else {
     transition(worker, State::kIdle);
   }

@@ -218,6 +218,8 @@ class ProcessPool {
   Clock::time_point queue_timer_at_{};
   bool zygote_gone_ = false;
   bool stopping_ = false;
+  // Stop has begun: a stream a worker accepts from now on is closed at once.
+  bool closing_streams_ = false;
   PeerMessageParser response_parser_;
 
   std::atomic<size_t> alive_{0};

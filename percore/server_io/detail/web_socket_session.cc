@@ -3,6 +3,9 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include <utility>
 
 #include <percore/base/log.h>
@@ -163,6 +166,13 @@ void WebSocketSession::on_accepted(const boost::system::error_code& error) {
   core_.web_sockets_accepted.fetch_add(1, std::memory_order_relaxed);
   core_.web_sockets_open.fetch_add(1, std::memory_order_relaxed);
   counted_open_ = true;
+  // From here the sweep bounds the closing handshake (check_timeouts), which
+  // chooses between a FIN and a reset; Beast's own clock would race it.
+  websocket::stream_base::timeout timeout;
+  timeout.handshake_timeout = websocket::stream_base::none();
+  timeout.idle_timeout = websocket::stream_base::none();
+  timeout.keep_alive_pings = false;
+  ws_.set_option(timeout);
   dispatch();
 }
 
@@ -520,8 +530,14 @@ void WebSocketSession::end_stream(StreamEndReason reason) {
     case StreamEndReason::kMessageTooLarge:
       close_after_writes(websocket::close_code::too_big, "message too large");
       return;
+    case StreamEndReason::kResetByPeer:
+      // The handler's end reset the stream, or its worker process died.
+      close_after_writes(websocket::close_code::internal_error,
+                         "the handler's stream was reset (its worker process may have died)");
+      return;
     default:
-      close_after_writes(websocket::close_code::internal_error, "stream ended");
+      close_after_writes(websocket::close_code::internal_error,
+                         "stream ended: " + std::string(stream_end_reason_name(reason)));
       return;
   }
 }
@@ -738,8 +754,19 @@ void WebSocketSession::check_timeouts(Clock::time_point now) {
     return;
   if ((close_ || client_closing_) && now >= linger_deadline_) {
     // The client neither took what was owed nor answered the close (or,
-    // having closed, did not take what was owed).
-    abort(close_reason_);
+    // having closed, did not take what was owed). With all of it in the
+    // client's hands a FIN ends the connection; with some still unsent (here
+    // or in the kernel) a reset, which frees it at once.
+    int unsent = 0;
+    const bool all_sent = outgoing_.empty() && !writing_ &&
+                          ::ioctl(ws_.next_layer().next_layer().native_handle(), SIOCOUTQ,
+                                  &unsent) == 0 &&
+                          unsent == 0;
+    if (all_sent) {
+      transition(State::kClosed);
+    } else {
+      abort(close_reason_);
+    }
     return;
   }
   // A frame or message begun (a half header too) and not finished in time,
