@@ -136,6 +136,16 @@ class ProcessPoolTest : public ::testing::Test {
     return stream.Write(chunk.SerializeAsString());
   }
 
+  // Opens a FindPrimes stream, writes the chunk [1, last] and waits for its
+  // reply: from then on a worker is streaming it.
+  void stream_first_chunk(const std::shared_ptr<RecordingHandler>& handler, Controller& controller,
+                          uint64_t last, std::shared_ptr<Stream>* stream) {
+    *stream = find_primes(handler, controller);
+    ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
+    ASSERT_EQ(write_chunk(**stream, 1, last, false), StreamWriteStatus::kOk);
+    ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  }
+
   examples::PrimeServiceImpl prime_{/*allow_faults=*/true};
   examples::EchoServiceImpl echo_;
   std::unique_ptr<Server> server_;
@@ -476,10 +486,8 @@ TEST_F(ProcessPoolTest, AStreamHoldsItsWorkerUntilItEnds) {
   start(options);
   auto handler = std::make_shared<RecordingHandler>();
   Controller controller;
-  std::shared_ptr<Stream> stream = find_primes(handler, controller);
-  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
-  ASSERT_EQ(write_chunk(*stream, 1, 100, false), StreamWriteStatus::kOk);
-  ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  std::shared_ptr<Stream> stream;
+  ASSERT_NO_FATAL_FAILURE(stream_first_chunk(handler, controller, 100, &stream));
   prime::PrimeStreamReply first;
   ASSERT_TRUE(first.ParseFromString(handler->messages().at(0)));
   EXPECT_EQ(first.found().primes_size(), 25);  // pi(100)
@@ -511,10 +519,8 @@ TEST_F(ProcessPoolTest, AClientCloseOrAGoneConnectionFreesTheStreamingWorker) {
   for (const bool close_connection : {false, true}) {
     auto handler = std::make_shared<RecordingHandler>();
     Controller controller;
-    std::shared_ptr<Stream> stream = find_primes(handler, controller);
-    ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
-    ASSERT_EQ(write_chunk(*stream, 1, 10, false), StreamWriteStatus::kOk);
-    ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+    std::shared_ptr<Stream> stream;
+    ASSERT_NO_FATAL_FAILURE(stream_first_chunk(handler, controller, 10, &stream));
     if (close_connection) {
       // The channel and its connections go; the stream ends broken here.
       channel_.reset();
@@ -554,12 +560,10 @@ TEST_F(ProcessPoolTest, AWorkerThatDiesMidStreamResetsItsStream) {
   start();
   auto handler = std::make_shared<RecordingHandler>();
   Controller controller;
-  std::shared_ptr<Stream> stream = find_primes(handler, controller);
-  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
-  ASSERT_EQ(write_chunk(*stream, 1, 10, false), StreamWriteStatus::kOk);
   // What a worker wrote before it died may die with it: the first reply is
   // awaited before the crash.
-  ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  std::shared_ptr<Stream> stream;
+  ASSERT_NO_FATAL_FAILURE(stream_first_chunk(handler, controller, 10, &stream));
   ASSERT_EQ(write_chunk(*stream, 11, 20, false, prime::FAULT_CRASH), StreamWriteStatus::kOk);
   ASSERT_TRUE(handler->wait_end());
   EXPECT_EQ(handler->end(), StreamEndReason::kResetByPeer);
@@ -610,10 +614,8 @@ TEST_F(ProcessPoolTest, StopFreesStreamingWorkersForTheCallsQueuedBehindThem) {
   start(options);
   auto handler = std::make_shared<RecordingHandler>();
   Controller controller;
-  std::shared_ptr<Stream> stream = find_primes(handler, controller);
-  ASSERT_FALSE(controller.Failed()) << controller.ErrorText();
-  ASSERT_EQ(write_chunk(*stream, 1, 100, false), StreamWriteStatus::kOk);
-  ASSERT_TRUE(handler->wait(milliseconds(5000), [&] { return handler->count_ == 1; }));
+  std::shared_ptr<Stream> stream;
+  ASSERT_NO_FATAL_FAILURE(stream_first_chunk(handler, controller, 100, &stream));
   // A second stream waits for the worker, and a call behind it: the stream
   // is accepted after Stop began, and is closed at once as well.
   auto second_handler = std::make_shared<RecordingHandler>();
