@@ -54,11 +54,11 @@ install(FILES ${PROJECT_BINARY_DIR}/percoreConfig.cmake
 # and Requires, so that `pkg-config --cflags --libs percore` links; with
 # shared ones they are private.
 if(BUILD_SHARED_LIBS)
-  set(PERCORE_PC_REQUIRES "Requires: protobuf\nRequires.private: spdlog snappy zlib prometheus-cpp-core")
+  set(PERCORE_PC_REQUIRES "Requires: protobuf\nRequires.private: spdlog snappy zlib prometheus-cpp-core libssl libcrypto")
   set(PERCORE_PC_LIBS_PRIVATE "-lzookeeper_mt")
   set(PERCORE_PC_LIBS_DEPS "")
 else()
-  set(PERCORE_PC_REQUIRES "Requires: protobuf prometheus-cpp-core spdlog snappy zlib")
+  set(PERCORE_PC_REQUIRES "Requires: protobuf prometheus-cpp-core spdlog snappy zlib libssl libcrypto")
   set(PERCORE_PC_LIBS_PRIVATE "")
   set(PERCORE_PC_LIBS_DEPS " -lzookeeper_mt -pthread")
 endif()
@@ -82,5 +82,5 @@ set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 # the headers and static libraries needs the -dev packages of what they use.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libprotobuf-dev, protobuf-compiler, libspdlog-dev, libzookeeper-mt-dev, libsnappy-dev, zlib1g-dev")
+    "libprotobuf-dev, protobuf-compiler, libspdlog-dev, libzookeeper-mt-dev, libsnappy-dev, zlib1g-dev, libssl-dev")
 include(CPack)

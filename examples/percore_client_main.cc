@@ -36,7 +36,11 @@ namespace {
                "         to prime.PrimeService.FindPrimes; prints the primes as they come\n"
                "  FAULT: crash, loop, exhaust-memory or abort, carried out by a server\n"
                "         started with --prime-allow-faults (to show process isolation)\n"
-               "  URI: list://host:port[,host:port...]\n",
+               "  URI: list://host:port[,host:port...]\n"
+               "  --auth-token-file FILE  send the token in FILE (mode 600) to authenticate\n"
+               "  --auth-token-env NAME   send the token in environment variable NAME\n"
+               "  --credential-on-every-call  send it with every call, not only once per\n"
+               "         connection (for servers that verify every call)\n",
                message.c_str());
   std::exit(2);
 }
@@ -273,7 +277,21 @@ int main(int argc, char** argv) {
   int stream_wait_ms = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string argument = argv[i];
-    if (argument == "--target" || argument == "--timeout-ms" || argument == "--groups") {
+    if (argument == "--credential-on-every-call") {
+      options.credential_on_every_call = true;
+    } else if (argument == "--auth-token-file" || argument == "--auth-token-env") {
+      if (i + 1 >= argc)
+        usage("missing value for " + argument);
+      const std::string value = argv[++i];
+      std::string error;
+      options.authenticator = argument == "--auth-token-file"
+                                  ? percore::TokenAuthenticator::FromFile(value, &error)
+                                  : percore::TokenAuthenticator::FromEnvironment(value, &error);
+      if (options.authenticator == nullptr) {
+        std::fprintf(stderr, "percore-client: %s\n", error.c_str());
+        return 2;
+      }
+    } else if (argument == "--target" || argument == "--timeout-ms" || argument == "--groups") {
       if (i + 1 >= argc)
         usage("missing value for " + argument);
       const std::string value = argv[++i];

@@ -44,6 +44,8 @@ constexpr std::string_view kUsage =
     "                      [--prime-isolation thread|process] [--process-workers N]\n"
     "                      [--process-queue N] [--process-memory-limit BYTES]\n"
     "                      [--prime-max-run-ms N] [--prime-allow-faults]\n"
+    "                      [--auth-token-file FILE | --auth-token-env NAME]\n"
+    "                      [--authenticate-every-call] [--open-builtin-pages]\n"
     "  --listen          address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --io-threads      I/O threads (default: one per core)\n"
     "  --workers         worker threads for IsPrime (default: one per core)\n"
@@ -92,6 +94,16 @@ constexpr std::string_view kUsage =
     "  --prime-allow-faults  carry out IsPrimeRequest.fault and PrimeChunk.fault\n"
     "                    (crash, loop, exhaust memory, abort), to show isolation;\n"
     "                    otherwise 1003 (an error summary for a chunk)\n"
+    "  --auth-token-file serve only clients that send the token in FILE (its\n"
+    "                    first line; mode 600; 16 to 4096 printable bytes): baidu_std\n"
+    "                    once per connection, HTTP as \"Authorization: Bearer TOKEN\";\n"
+    "                    others are answered 1004 (HTTP 401) and closed\n"
+    "  --auth-token-env  the same, with the token in environment variable NAME\n"
+    "                    (never give the token itself on the command line)\n"
+    "  --authenticate-every-call  verify the token on every call, not only on a\n"
+    "                    connection's first\n"
+    "  --open-builtin-pages  with a token: serve /status and /metrics without it\n"
+    "                    (/health is always open)\n"
     "  --stage-b         also host pipeline.StageB (examples/pipeline.proto)\n"
     "  --stage-a-next    also host pipeline.StageA, calling pipeline.StageB at\n"
     "                    TARGET (any Channel target: zk://..., host:port, ...)\n";
@@ -183,6 +195,14 @@ int main(int argc, char** argv) {
       prime_allow_faults = true;
       continue;
     }
+    if (flag == "--authenticate-every-call") {
+      options.authenticate_every_call = true;
+      continue;
+    }
+    if (flag == "--open-builtin-pages") {
+      options.open_builtin_pages = true;
+      continue;
+    }
     if (i + 1 >= argc)
       usage_error("missing value for " + flag);
     const char* value = argv[++i];
@@ -222,6 +242,13 @@ int main(int argc, char** argv) {
       registry = value;
     } else if (flag == "--advertise") {
       advertise = value;
+    } else if (flag == "--auth-token-file" || flag == "--auth-token-env") {
+      std::string error;
+      options.authenticator = flag == "--auth-token-file"
+                                  ? percore::TokenAuthenticator::FromFile(value, &error)
+                                  : percore::TokenAuthenticator::FromEnvironment(value, &error);
+      if (options.authenticator == nullptr)
+        usage_error(error);
     } else if (flag == "--registry-credential-file") {
       credential = read_credential_file(value);
     } else if (flag == "--deregister-timeout-ms") {
@@ -360,10 +387,11 @@ int main(int argc, char** argv) {
     answered += count;
   std::fprintf(stderr,
                "percore-server: stopped; %llu answers, %llu connections, %llu rejected frames, "
-               "%llu rejected WebSocket messages\n",
+               "%llu rejected WebSocket messages, %llu authentication failures\n",
                static_cast<unsigned long long>(answered),
                static_cast<unsigned long long>(stats.connections_accepted),
                static_cast<unsigned long long>(stats.rejected_frames_total()),
-               static_cast<unsigned long long>(stats.web_socket_messages_rejected));
+               static_cast<unsigned long long>(stats.web_socket_messages_rejected),
+               static_cast<unsigned long long>(stats.authentication_failures));
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include <percore/base/authenticator.h>
 #include <percore/client_proxy/client_runtime.h>
 #include <percore/proto/frame.h>
 
@@ -147,6 +148,24 @@ struct ChannelOptions {
   // 2..20 ticks). The C client gives up on a silent ensemble member after
   // 2/3 of it and tries the next. Default 10000 ms.
   int zookeeper_session_timeout_ms = 10000;
+
+  // --- Call authentication (docs/SECURITY.md). ---
+  // Set: each new connection first sends a hello, a health check whose
+  // RpcMeta.authentication_data is `authenticator->GenerateCredential()`
+  // (asked anew for every connection, so a rotated credential is picked up),
+  // with calls written right behind it (no extra round trip); this is
+  // brpc's rule of a connection's first request carrying the credential. A
+  // server that refuses it answers 1004: every call on that connection ends
+  // 1004 "the server refused this client's credential: <its reason>" (never
+  // sent again: another server would refuse it too), the server is
+  // reconnected after back-off, and calls meanwhile end 1004 with the same
+  // text. Shared by every group and connection: its methods must be
+  // thread-safe. Default: null, no credential.
+  std::shared_ptr<const Authenticator> authenticator;
+  // With an authenticator: every request (and health check) carries the
+  // credential too, asked of the authenticator on the calling thread, for
+  // servers with ServerOptions::authenticate_every_call. Default false.
+  bool credential_on_every_call = false;
 };
 
 }  // namespace percore

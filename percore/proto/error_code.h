@@ -30,6 +30,12 @@ enum class ErrorCode : int32_t {
   kServerLimitReached = 2004,  // ELIMIT
 };
 
+// How a percore server's refusal of a connection's credential begins its
+// 1004 text ("authentication failed: <reason>"): a percore client that reads
+// it knows the server is closing that connection (a handler's own 1004 for a
+// permission does not begin so), and ends the other calls on it 1004 too.
+inline constexpr std::string_view kAuthenticationFailedText = "authentication failed: ";
+
 // How a client call ends. A percore::Channel ends every call exactly once,
 // with Controller::ErrorCode() one of (this is the one list; channel.h and
 // the README refer to it):

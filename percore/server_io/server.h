@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <percore/base/authenticator.h>
 #include <percore/proto/frame.h>
 #include <percore/server_io/server_controller.h>
 #include <percore/server_io/server_stats.h>
@@ -172,6 +173,34 @@ struct ServerOptions {
   // "crashed at start": replacements then back off from 10 ms to 1 s, and
   // while no worker is alive, process-pool calls are answered 2001.
   std::function<void()> process_worker_start = nullptr;
+
+  // --- Call authentication (docs/SECURITY.md). ---
+  // Set: every connection must prove who it is before it is served (brpc's
+  // ServerOptions::auth). On baidu_std, the first request of a connection
+  // carries the credential (RpcMeta.authentication_data), verified once by
+  // `authenticator->VerifyCredential`; the AuthContext it fills is the
+  // connection's, seen by every handler (ServerController::auth_context()).
+  // A request that fails is answered 1004 (ERPCAUTH) "authentication
+  // failed: <reason>", the requests read behind it on its connection are
+  // answered 1004 too, and the connection is closed (CloseReason
+  // kUnauthenticated); each failure is counted
+  // (ServerStats::authentication_failures) and logged with the peer's
+  // address, rate-limited, never with the credential. On HTTP, every request
+  // carries "Authorization: Bearer <credential>" (RFC 6750); one that fails
+  // is answered 401 with WWW-Authenticate and its connection closed.
+  // Default: null, every peer is served.
+  std::shared_ptr<const Authenticator> authenticator;
+  // With an authenticator: every request must carry the credential and each
+  // is verified (not only a connection's first), for credentials that may
+  // be revoked while a connection lives; clients set
+  // ChannelOptions::credential_on_every_call. Default false (brpc's rule:
+  // once per connection).
+  bool authenticate_every_call = false;
+  // With an authenticator: the built-in pages /status and /metrics are
+  // served without a credential too (for a scraper inside a trusted
+  // network). /health is always open (load balancers and orchestrators
+  // probe it). Default false.
+  bool open_builtin_pages = false;
 };
 
 // The server container: hosts protobuf Services on one TCP port.

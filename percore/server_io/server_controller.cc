@@ -13,6 +13,7 @@ void ServerController::Reset() {
   request_attachment_.clear();
   response_attachment_.clear();
   remote_side_.clear();
+  auth_context_.reset();
   log_id_ = 0;
   trace_id_ = 0;
   span_id_ = 0;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include <percore/base/authenticator.h>
 #include <percore/base/call_context.h>
 #include <percore/proto/error_code.h>
 #include <percore/proto/frame.h>
@@ -89,6 +90,9 @@ class ServerController : public google::protobuf::RpcController {
 
   // "ip:port" of the client.
   const std::string& remote_side() const { return remote_side_; }
+  // Who the client proved to be (ServerOptions::authenticator); null when
+  // the server has no authenticator. brpc's Controller::auth_context().
+  const AuthContext* auth_context() const { return auth_context_.get(); }
   int64_t log_id() const { return log_id_; }
   // The request's trace (RpcRequestMeta trace_id, span_id, parent_span_id);
   // 0 when the client sent none.
@@ -127,6 +131,7 @@ class ServerController : public google::protobuf::RpcController {
   std::string request_attachment_;
   std::string response_attachment_;
   std::string remote_side_;
+  std::shared_ptr<const AuthContext> auth_context_;  // The connection's.
   int64_t log_id_ = 0;
   int64_t trace_id_ = 0;
   int64_t span_id_ = 0;

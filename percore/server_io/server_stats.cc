@@ -25,6 +25,8 @@ const char* close_reason_name(CloseReason reason) {
       return "rejected frame";
     case CloseReason::kIdleTimeout:
       return "idle timeout";
+    case CloseReason::kUnauthenticated:
+      return "unauthenticated";
     case CloseReason::kPartialFrameTimeout:
       return "partial frame timeout";
     case CloseReason::kServerStopped:

@@ -35,8 +35,9 @@ enum class CloseReason {
   kIdleTimeout,          // ServerOptions::idle_timeout_ms.
   kPartialFrameTimeout,  // ServerOptions::partial_frame_timeout_ms.
   kServerStopped,        // Server::Stop().
+  kUnauthenticated,      // Its first request failed authentication (1004).
 };
-inline constexpr int kCloseReasonCount = 6;
+inline constexpr int kCloseReasonCount = 7;
 // A short name for logs and stats, e.g. "idle timeout".
 const char* close_reason_name(CloseReason reason);
 
@@ -94,6 +95,12 @@ struct ServerStats {
   // Handlers that let an exception escape (each logged, rate-limited, with
   // its what()); the call is answered 2001 unless `done` had already run.
   uint64_t handler_exceptions = 0;
+  // Requests and HTTP requests refused for their credential
+  // (ServerOptions::authenticator): answered 1004 (HTTP 401), each logged
+  // with the peer's address, rate-limited, never with the credential. The
+  // requests read behind a refused one on its connection are answered 1004
+  // too but not counted here.
+  uint64_t authentication_failures = 0;
   // Worker processes of kProcessPool methods: alive now (starting, idle or
   // busy); that died on their own (signal or exit, idle ones included) or
   // sent a malformed answer; that the server killed for max_run_ms or a

@@ -21,7 +21,7 @@ echo "check_deb: $(basename "$deb"), $(du -k "$deb" | cut -f1) KiB"
 [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "Version: $(dpkg-deb -f "$deb" Version)"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "check_deb: Depends: $depends"
-for package in libprotobuf-dev libzookeeper-mt-dev libspdlog-dev libsnappy-dev zlib1g-dev \
+for package in libprotobuf-dev libzookeeper-mt-dev libspdlog-dev libsnappy-dev zlib1g-dev libssl-dev \
   protobuf-compiler libstdc++6; do
   [[ "$depends" == *"$package"* ]] || fail "Depends lacks $package"
 done

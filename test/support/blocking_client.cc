@@ -74,6 +74,8 @@ std::string BlockingClient::encode_request(const RequestParts& parts) {
     request->set_log_id(parts.log_id);
   if (parts.timeout_ms != 0)
     request->set_timeout_ms(parts.timeout_ms);
+  if (!parts.authentication_data.empty())
+    meta.set_authentication_data(parts.authentication_data);
   GatherBuffer buffer;
   std::string attachment = parts.attachment;
   encode_frame(meta, parts.message, std::move(attachment), ~size_t{0} >> 1, buffer);

@@ -35,6 +35,7 @@ struct RequestParts {
   std::string attachment;
   int32_t timeout_ms = 0;
   int64_t log_id = 0;
+  std::string authentication_data;  // RpcMeta field 7; empty: absent.
 };
 
 enum class ReceiveStatus { kFrame, kClosed, kTimedOut, kRejected };

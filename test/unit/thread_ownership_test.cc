@@ -53,7 +53,7 @@ struct NoListener : ConnectionPool::Listener {
   void on_connection_ready(ClientConnection&) override {}
   void on_connection_releasing(ClientConnection&) override {}
   void on_maintenance_due(ConnectionPool::Clock::time_point) override {}
-  void send_health_probe(ClientConnection&) override {}
+  void send_health_probe(ClientConnection&, bool) override {}
   void on_connection_freed(ClientConnection&) override {}
 };
 

@@ -318,6 +318,9 @@ void ConnectionPool::on_connected(ClientConnection& connection) {
   transition(connection, in_rotation ? State::kReady : State::kEjected);
   if (server != nullptr)
     server->stopping = false;  // Reconnected: it may take calls again.
+  // The credential goes first; calls placed from now on follow it.
+  if (options_.authenticator != nullptr)
+    listener_.send_health_probe(connection, /*hello=*/true);
   listener_.on_connection_ready(connection);
   if (server != nullptr && server->health.state == OutlierDetector::ServerHealth::State::kProbing &&
       server->probe_connection == 0) {
@@ -373,7 +376,14 @@ void ConnectionPool::on_let_go(ClientConnection& connection, LetGo how, bool had
   const bool answered = connection.reads.load(std::memory_order_relaxed) > 0;
   const bool stopping = server != nullptr && server->stopping;
   Reconnect reconnect;
-  if (how == LetGo::kAsked && why.empty()) {
+  if (how == LetGo::kUnauthorized) {
+    // Its credential was refused: a fault of configuration, not of the
+    // server's health (no outlier ejection), retried only after back-off.
+    credential_refusal_ = why;
+    events_.failure(connection.remote_side, LogLevel::kWarning,
+                    [&] { return "connection to " + connection.remote_side + ": " + why; });
+    reconnect = Reconnect::kAfterBackoff;
+  } else if (how == LetGo::kAsked && why.empty()) {
     // Drained (its server left, answered 2003, or is a fallback no longer
     // needed) or shut down.
     reconnect = stopping ? Reconnect::kAfterBackoffCounted : Reconnect::kNow;

@@ -90,8 +90,10 @@ class ConnectionPool {
     virtual void on_connection_releasing(ClientConnection& connection) = 0;
     // maintain() is due at `when`, earlier than the pool said before.
     virtual void on_maintenance_due(Clock::time_point when) = 0;
-    // Queue the health check on `connection` and write it.
-    virtual void send_health_probe(ClientConnection& connection) = 0;
+    // Queue the health check on `connection` and write it; `hello`: the
+    // first bytes of a new connection, carrying the client's credential
+    // (ChannelOptions::authenticator).
+    virtual void send_health_probe(ClientConnection& connection, bool hello) = 0;
     // `connection` is about to be freed: nothing may keep a pointer to it
     // (a task earlier in the same turn may have queued bytes on it).
     virtual void on_connection_freed(ClientConnection& connection) = 0;
@@ -102,6 +104,7 @@ class ConnectionPool {
     kAsked,        // The send side released it (drained, failed write, dead, shut down).
     kEndOfStream,  // The server closed it.
     kError,        // A read error, a malformed frame.
+    kUnauthorized,  // The server answered the connection's hello 1004.
   };
 
   ConnectionPool(EventLoop& send_loop, const EventLoop& receive_loop, ChannelOptions options,
@@ -171,6 +174,9 @@ class ConnectionPool {
   bool empty() const { return connections_.empty(); }
 
   const ChannelOptions& options() const { return options_; }
+  // Why the last server to refuse this client's credential did (1004), or
+  // empty once a connection's hello has been accepted since.
+  const std::string& credential_refusal() const { return credential_refusal_; }
   size_t ready_count() const { return ready_[0].size() + ready_[1].size(); }
   int connecting_count() const { return connecting_[0] + connecting_[1]; }
 
@@ -247,6 +253,7 @@ class ConnectionPool {
   EventLoop& loop_;
   const EventLoop& receive_loop_;
   const ChannelOptions options_;
+  std::string credential_refusal_;  // credential_refusal().
   ConnectionRegistry& registry_;
   Listener& listener_;
   RouteCounters& counters_;

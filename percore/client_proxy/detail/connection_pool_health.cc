@@ -27,6 +27,7 @@ void ConnectionPool::on_call_timed_out(ClientConnection& connection) {
 void ConnectionPool::on_probe_answered(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
+  credential_refusal_.clear();  // Any answer but 1004: the credential passed.
   if (side.probe_sent_at == Clock::time_point::min())
     return;
   side.probe_sent_at = Clock::time_point::min();
@@ -151,7 +152,7 @@ void ConnectionPool::probe(ClientConnection& connection, Clock::time_point now) 
     side.probe_sent_at = now;
     side.reads_seen = connection.reads.load(std::memory_order_relaxed);
     RouteCounters::bump(counters_.probes_sent);
-    listener_.send_health_probe(connection);
+    listener_.send_health_probe(connection, /*hello=*/false);
   }
   schedule(side.probe_sent_at + milliseconds(options_.keepalive_timeout_ms));
 }

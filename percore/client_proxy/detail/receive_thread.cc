@@ -206,6 +206,13 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
   if (!group_.table.is_pending(slot) ||
       group_.records[slot.index].queued_on.load(std::memory_order_acquire) != connection.id) {
     if (frame.meta.correlation_id() == kHealthProbeCorrelationId) {
+      if (frame.meta.response().error_code() == to_int(ErrorCode::kUnauthorized)) {
+        // The hello (or a probe) carried a credential the server refused.
+        let_go(connection, ConnectionPool::LetGo::kUnauthorized,
+               "the server refused this client's credential (1004): " +
+                   frame.meta.response().error_text());
+        return false;
+      }
       send_.post_probe_answered(connection.id);  // Any answer: it is alive.
     } else {
       RouteCounters::bump(connection.counters.stale_replies);
@@ -225,8 +232,20 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
   connection.outstanding.fetch_sub(1, std::memory_order_relaxed);
   const CallRecord::Call& call = group_.records[slot.index].call;
   if (code != 0) {
-    CallCompleter::finish(group_, slot, static_cast<ErrorCode>(code),
-                          frame.meta.response().error_text(), connection.remote_side);
+    const std::string& text = frame.meta.response().error_text();
+    const bool refused = code == to_int(ErrorCode::kUnauthorized) &&
+                         text.starts_with(kAuthenticationFailedText);
+    std::string why;
+    if (refused)
+      why = "the server refused this client's credential (1004): " + text;
+    CallCompleter::finish(group_, slot, static_cast<ErrorCode>(code), text,
+                          connection.remote_side);
+    if (refused) {
+      // The server closes this connection after its answers: the calls
+      // behind this one end 1004 too rather than find it broken.
+      let_go(connection, ConnectionPool::LetGo::kUnauthorized, std::move(why));
+      return false;
+    }
     return true;
   }
   const int32_t compress_type = frame.meta.compress_type();

@@ -273,11 +273,26 @@ void SendThread::on_maintenance_due(EventLoop::Clock::time_point when) {
   pools_due_ = std::min(pools_due_, when);
 }
 
-void SendThread::send_health_probe(ClientConnection& connection) {
+void SendThread::send_health_probe(ClientConnection& connection, bool hello) {
   loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
-  side.pending.append_shared(health_probe_);
-  side.bytes_queued += health_probe_->size();
+  ConnectionPool* pool = registry_.find(connection.id).pool;
+  const ChannelOptions* options = pool != nullptr ? &pool->options() : nullptr;
+  if (options != nullptr && options->authenticator != nullptr &&
+      (hello || options->credential_on_every_call)) {
+    // A credential asked anew per connection: a rotated one is picked up.
+    std::string credential;
+    if (options->authenticator->GenerateCredential(&credential) != 0) {
+      pool->release(connection, "the authenticator made no credential: " + credential);
+      return;
+    }
+    auto probe = std::make_shared<const std::string>(encode_health_probe(credential));
+    side.bytes_queued += probe->size();
+    side.pending.append_shared(std::move(probe));
+  } else {
+    side.pending.append_shared(health_probe_);
+    side.bytes_queued += health_probe_->size();
+  }
   flush(connection);
 }
 
@@ -343,6 +358,11 @@ void SendThread::place(CallTable::Slot slot, CallRecord& record, CallRecord::Sen
   }
   if (wait) {
     route.waiting.push_back(slot);  // A connection is on its way.
+    return;
+  }
+  if (!route.pool->credential_refusal().empty()) {
+    complete(slot, ErrorCode::kUnauthorized,
+             route.pool->credential_refusal() + " (reconnecting after back-off)");
     return;
   }
   if (send.last_error == ErrorCode::kServerStopping) {
@@ -505,8 +525,12 @@ void SendThread::on_released(uint64_t connection_id, ConnectionPool::LetGo how,
   // Counts, logs, frees it and starts its reconnect (before the calls on it
   // are sent again, so that they can wait for it).
   entry.pool->on_let_go(connection, how, had_calls, why);
-  settle_calls_on(gone, "connection to " + gone.remote_side + " broke" +
-                            (why.empty() ? std::string() : ": " + why));
+  if (how == ConnectionPool::LetGo::kUnauthorized) {
+    settle_calls_on(gone, why, ErrorCode::kUnauthorized);
+  } else {
+    settle_calls_on(gone, "connection to " + gone.remote_side + " broke" +
+                              (why.empty() ? std::string() : ": " + why));
+  }
   for (const std::shared_ptr<StreamCore>& stream : group_.streams.remove_on_connection(gone.id))
     stream->end(StreamEndReason::kConnectionBroken);
   for (ChannelRoute* route : routes_) {
@@ -517,7 +541,8 @@ void SendThread::on_released(uint64_t connection_id, ConnectionPool::LetGo how,
   }
 }
 
-void SendThread::settle_calls_on(const GoneConnection& gone, const std::string& why) {
+void SendThread::settle_calls_on(const GoneConnection& gone, const std::string& why,
+                                 ErrorCode refused) {
   loop_.assert_in_loop_thread();
   for (uint32_t index = 0; index < group_.table.capacity(); ++index) {
     CallRecord& record = group_.records[index];
@@ -530,6 +555,11 @@ void SendThread::settle_calls_on(const GoneConnection& gone, const std::string& 
     const bool written = gone.bytes_written > send.stream_offset;
     send.connection_id = 0;
     send.last_remote_side = gone.remote_side;
+    if (refused != ErrorCode::kOk) {
+      // Refused for what the client is (its credential): any server would.
+      fail_attempt(slot, refused, why, std::string(), gone.remote_side);
+      continue;
+    }
     ChannelRoute& route = *record.call.route;
     const RetryPolicy::Verdict verdict = RetryPolicy::after_broken_connection(
         record.call, send, written, route.send_side(loop_).budget, route.counters);

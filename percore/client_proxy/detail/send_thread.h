@@ -86,7 +86,7 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void on_connection_ready(ClientConnection& connection) override;
   void on_connection_releasing(ClientConnection& connection) override;
   void on_maintenance_due(EventLoop::Clock::time_point when) override;
-  void send_health_probe(ClientConnection& connection) override;
+  void send_health_probe(ClientConnection& connection, bool hello) override;
   void on_connection_freed(ClientConnection& connection) override;
 
   // --- intake and placement ---
@@ -121,7 +121,10 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   // Every call still pending on `gone`: sent again as RetryPolicy says
   // (never written, or written and max_retry allows), else 1009 now, not at
   // its deadline.
-  void settle_calls_on(const GoneConnection& gone, const std::string& why);
+  // `refused` (not kOk): every call ends with it and `why`, none is sent
+  // again (the server refused the client's credential).
+  void settle_calls_on(const GoneConnection& gone, const std::string& why,
+                       ErrorCode refused = ErrorCode::kOk);
   // `slot` failed and RetryPolicy said no: ends it with `code`.
   void fail_attempt(CallTable::Slot slot, ErrorCode code, const std::string& why,
                     const std::string& refusal, const std::string& remote_side);

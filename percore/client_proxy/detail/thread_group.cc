@@ -177,7 +177,7 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   std::string& attachment = controller->request_attachment_;
   const bool attachment_fits = attachment.size() <= static_cast<size_t>(INT32_MAX);
   const CompressType compress_type = controller->request_compress_type();
-  const RequestMetaEncoder::CallFields fields{
+  RequestMetaEncoder::CallFields fields{
       CallTable::correlation_id(*slot),
       controller->log_id(),
       timeout_ms > 0 ? timeout_ms : 0,
@@ -188,6 +188,16 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
       controller->parent_span_id(),
       stream != nullptr ? stream->id() : 0,
       stream != nullptr && stream->needs_feedback()};
+  if (route.options.credential_on_every_call && route.options.authenticator != nullptr) {
+    thread_local std::string credential;
+    credential.clear();
+    if (route.options.authenticator->GenerateCredential(&credential) != 0) {
+      state_.table.release(*slot);
+      fail(ErrorCode::kUnauthorized, "the authenticator made no credential: " + credential);
+      return;
+    }
+    fields.authentication_data = credential;
+  }
   call.head.clear();
   EncodeStatus encoded = EncodeStatus::kBodyTooLarge;
   size_t message_bytes = 0;

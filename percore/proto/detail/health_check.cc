@@ -6,9 +6,10 @@
 
 namespace percore {
 
-std::string encode_health_probe() {
+std::string encode_health_probe(std::string_view authentication_data) {
   const RequestMetaEncoder meta(kHealthService, kHealthMethod);
-  const RequestMetaEncoder::CallFields fields{kHealthProbeCorrelationId, 0, 0, 0};
+  RequestMetaEncoder::CallFields fields{kHealthProbeCorrelationId, 0, 0, 0};
+  fields.authentication_data = authentication_data;
   const grpc::health::v1::HealthCheckRequest request;
   std::string frame;
   encode_request_head(meta, fields, request, 1024, frame);

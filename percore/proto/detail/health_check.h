@@ -18,7 +18,8 @@ inline constexpr std::string_view kHealthMethod = "Check";
 inline constexpr int64_t kHealthProbeCorrelationId = 0xFFFFFFFF;
 
 // One whole request frame of the probe (an empty HealthCheckRequest: the
-// server as a whole).
-std::string encode_health_probe();
+// server as a whole). With `authentication_data`, it is the client's hello
+// that opens an authenticated connection (its first request).
+std::string encode_health_probe(std::string_view authentication_data = {});
 
 }  // namespace percore

@@ -10,6 +10,7 @@ constexpr uint8_t kRequestKey = (1 << 3) | 2;         // RpcMeta.request
 constexpr uint8_t kCompressTypeKey = (3 << 3) | 0;   // RpcMeta.compress_type
 constexpr uint8_t kCorrelationIdKey = (4 << 3) | 0;   // RpcMeta.correlation_id
 constexpr uint8_t kAttachmentSizeKey = (5 << 3) | 0;  // RpcMeta.attachment_size
+constexpr uint8_t kAuthenticationDataKey = (7 << 3) | 2;  // RpcMeta.authentication_data
 constexpr uint8_t kStreamSettingsKey = (8 << 3) | 2;  // RpcMeta.stream_settings
 constexpr uint8_t kStreamIdKey = (1 << 3) | 0;        // StreamSettings.stream_id
 constexpr uint8_t kNeedFeedbackKey = (2 << 3) | 0;    // StreamSettings.need_feedback
@@ -93,6 +94,10 @@ size_t RequestMetaEncoder::size(const CallFields& fields) const {
   bytes += 1 + varint_size(as_varint(fields.correlation_id));
   if (fields.attachment_size != 0)
     bytes += 1 + varint_size(as_varint(fields.attachment_size));
+  if (!fields.authentication_data.empty()) {
+    bytes += 1 + varint_size(fields.authentication_data.size()) +
+             fields.authentication_data.size();
+  }
   if (fields.stream_id != 0) {
     const size_t settings = stream_settings_size(fields);
     bytes += 1 + varint_size(settings) + settings;
@@ -131,6 +136,11 @@ char* RequestMetaEncoder::write(const CallFields& fields, char* out) const {
   if (fields.attachment_size != 0) {
     *out++ = static_cast<char>(kAttachmentSizeKey);
     out = write_varint(as_varint(fields.attachment_size), out);
+  }
+  if (!fields.authentication_data.empty()) {
+    *out++ = static_cast<char>(kAuthenticationDataKey);
+    out = write_varint(fields.authentication_data.size(), out);
+    out = std::copy(fields.authentication_data.begin(), fields.authentication_data.end(), out);
   }
   if (fields.stream_id != 0) {
     *out++ = static_cast<char>(kStreamSettingsKey);

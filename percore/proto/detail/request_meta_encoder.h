@@ -29,6 +29,9 @@ class RequestMetaEncoder {
     // stream_id, need_feedback, writable = true); 0: none.
     int64_t stream_id = 0;
     bool stream_need_feedback = false;
+    // RpcMeta.authentication_data (call authentication); empty: absent. Not
+    // owned: it must outlive write().
+    std::string_view authentication_data;
   };
 
   RequestMetaEncoder(std::string_view service_name, std::string_view method_name);

@@ -104,6 +104,7 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"rejected_frames", rejected},
       {"replies_dropped", stats.replies_dropped},
       {"handler_exceptions", stats.handler_exceptions},
+      {"authentication_failures", stats.authentication_failures},
       {"streams_accepted", stats.streams_accepted},
       {"stream_frames_for_unknown_streams", stats.stream_frames_for_unknown_streams},
       {"stream_window_overruns", stats.stream_window_overruns},
@@ -233,6 +234,9 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
           static_cast<double>(stats.replies_dropped));
   counter("percore_server_handler_exceptions_total", "Exceptions that escaped a handler.",
           static_cast<double>(stats.handler_exceptions));
+  counter("percore_server_authentication_failures_total",
+          "Requests refused for their credential (1004, HTTP 401).",
+          static_cast<double>(stats.authentication_failures));
   counter("percore_server_streams_accepted_total", "Streams accepted by handlers and connected.",
           static_cast<double>(stats.streams_accepted));
   counter("percore_server_stream_frames_unknown_total",

@@ -199,6 +199,13 @@ void HttpConnection::handle_request(Request& request) {
   const std::string_view query =
       question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
 
+  // Every page but /health (and, when so configured, /status and /metrics)
+  // needs the credential, WebSocket upgrades included.
+  if (core_.options.authenticator != nullptr && path != "/health" &&
+      !(core_.options.open_builtin_pages && (path == "/status" || path == "/metrics")) &&
+      !authenticate(request)) {
+    return;
+  }
   if (path.substr(0, 4) == "/ws/") {
     upgrade_to_web_socket(request);
     return;
@@ -292,7 +299,7 @@ void HttpConnection::handle_request(Request& request) {
     meta.set_timeout_ms(static_cast<int32_t>(std::min<int64_t>(*timeout, INT32_MAX)));
   if (log_id)
     meta.set_log_id(*log_id);
-  call->set_request_context(peer_, meta, std::string_view(), request.body().size());
+  call->set_request_context(peer_, auth_context_, meta, std::string_view(), request.body().size());
   io_thread_.run_call(call);
 }
 
@@ -353,6 +360,7 @@ void HttpConnection::upgrade_to_web_socket(Request& request) {
   auto session = std::make_shared<WebSocketSession>(
       io_thread_, core_, std::move(socket_), id_, peer_, std::move(request),
       request_started_at_.value_or(Clock::now()));
+  session->set_auth_context(auth_context_);
   transition(State::kUpgraded);
   io_thread_.add_web_socket(std::move(session));
 }
@@ -401,6 +409,51 @@ void HttpConnection::answer_abandoned_call(MethodEntry* method,
                 method);
 }
 
+bool HttpConnection::authenticate(const Request& request) {
+  io_thread_.assert_in_loop_thread();
+  auth_context_.reset();
+  const auto header = request[http::field::authorization];
+  std::string_view value(header.data(), header.size());
+  std::string reason;
+  // RFC 6750 2.1: "Bearer" (any case), one or more spaces, the token.
+  constexpr std::string_view kScheme = "bearer";
+  const bool bearer = value.size() > kScheme.size() && value[kScheme.size()] == ' ' &&
+                      boost::beast::iequals(boost::beast::string_view(value.data(), kScheme.size()),
+                                              boost::beast::string_view(kScheme.data(), kScheme.size()));
+  if (value.empty()) {
+    reason = "no Authorization header";
+    challenge_ = "Bearer realm=\"percore\"";
+  } else if (!bearer) {
+    reason = "the Authorization header is not of the Bearer scheme";
+    challenge_ = "Bearer realm=\"percore\", error=\"invalid_request\"";
+  } else {
+    value.remove_prefix(kScheme.size());
+    while (!value.empty() && value.front() == ' ')
+      value.remove_prefix(1);
+    while (!value.empty() && value.back() == ' ')
+      value.remove_suffix(1);
+    auto context = std::make_shared<AuthContext>();
+    if (core_.options.authenticator->VerifyCredential(value, peer_, context.get(), &reason) == 0) {
+      auth_context_ = std::move(context);
+      return true;
+    }
+    if (reason.empty())
+      reason = "credential refused";
+    challenge_ = "Bearer realm=\"percore\", error=\"invalid_token\"";
+  }
+  core_.authentication_failures.fetch_add(1, std::memory_order_relaxed);
+  core_.authentication_log.log(LogLevel::kWarning, [&] {
+    return "refusing HTTP connection from " + peer_ + ": authentication failed: " + reason;
+  });
+  io_thread_.count_answer(nullptr, to_int(ErrorCode::kUnauthorized),
+                          request_started_at_.value_or(Clock::now()));
+  respond(401,
+          error_json(to_int(ErrorCode::kUnauthorized),
+                     std::string(kAuthenticationFailedText) + reason),
+          kJson, /*close=*/true);
+  return false;
+}
+
 void HttpConnection::respond_error(int32_t code, std::string_view text, MethodEntry* method) {
   io_thread_.count_answer(method, code, request_started_at_.value_or(Clock::now()));
   respond(http_status_for(code), error_json(code, text), kJson, false);
@@ -420,6 +473,10 @@ void HttpConnection::respond(unsigned status, std::string body, std::string_view
   response_.set(http::field::content_type,
                 boost::beast::string_view(content_type.data(), content_type.size()));
   response_.keep_alive(keep_alive_);
+  if (!challenge_.empty()) {
+    response_.set(http::field::www_authenticate, challenge_);
+    challenge_.clear();
+  }
   const size_t length = body.size();
   if (!head_only_)
     response_.body() = std::move(body);

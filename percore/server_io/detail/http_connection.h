@@ -91,6 +91,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   // connection after it.
   void respond(unsigned status, std::string body, std::string_view content_type, bool close);
   void respond_error(int32_t code, std::string_view text, MethodEntry* method);
+  // ServerOptions::authenticator: whether `request` carries a valid
+  // "Authorization: Bearer <credential>" (RFC 6750), filling auth_context_;
+  // when not, answers 401 with WWW-Authenticate and closes.
+  bool authenticate(const Request& request);
   void on_written(const boost::system::error_code& error, size_t bytes);
   void linger();
   void transition(State next);
@@ -107,6 +111,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   State state_ = State::kReading;
   CloseReason close_reason_ = CloseReason::kPeerClosed;
   bool keep_alive_ = true;   // Of the request being served.
+  // The request's AuthContext (null without an authenticator), and the
+  // WWW-Authenticate challenge of a 401 being answered.
+  std::shared_ptr<const AuthContext> auth_context_;
+  std::string challenge_;
   bool head_only_ = false;   // A HEAD request: the answer has no body.
   unsigned version_ = 11;    // Of the request being served: 10 or 11.
   bool closing_ = false;     // Stop or a bad request: no request after this one.

@@ -542,6 +542,14 @@ void ProcessPool::begin_call(const std::shared_ptr<Worker>& self, ServerCall* ca
     request->set_timeout_ms(static_cast<int32_t>(std::min<int64_t>(left, INT32_MAX)));
   }
   (*meta.mutable_user_fields())["remote_side"] = controller.remote_side();
+  if (const AuthContext* auth = controller.auth_context()) {
+    auto& fields = *meta.mutable_user_fields();
+    fields["auth.user"] = auth->user;
+    fields["auth.group"] = auth->group;
+    fields["auth.roles"] = auth->roles;
+    fields["auth.starter"] = auth->starter;
+    fields["auth.is_service"] = auth->is_service ? "1" : "0";
+  }
   if (call->remote_stream_id() != kInvalidStreamId && call->remote_stream_supported()) {
     // The client's stream, and the id its relay will have here: the
     // worker's end takes it, so frames pass unchanged both ways.

@@ -47,10 +47,12 @@ void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
 }
 
 void ServerCall::set_request_context(const std::string& remote_side,
+                                     std::shared_ptr<const AuthContext> auth_context,
                                      const wire::RpcRequestMeta& meta, std::string_view attachment,
                                      size_t message_bytes) {
   note_answer_bytes(message_bytes + attachment.size());
   controller_.remote_side_.assign(remote_side);
+  controller_.auth_context_ = std::move(auth_context);
   controller_.log_id_ = meta.log_id();
   controller_.trace_id_ = meta.trace_id();
   controller_.span_id_ = meta.span_id();

@@ -43,8 +43,11 @@ class ServerCall final : public google::protobuf::Closure {
 
   // Prepares the controller from the request's meta (log id, trace,
   // deadline); `message_bytes` is the request message's size on the wire.
-  void set_request_context(const std::string& remote_side, const wire::RpcRequestMeta& meta,
-                           std::string_view attachment, size_t message_bytes);
+  // `auth_context`: the connection's (null without an authenticator).
+  void set_request_context(const std::string& remote_side,
+                           std::shared_ptr<const AuthContext> auth_context,
+                           const wire::RpcRequestMeta& meta, std::string_view attachment,
+                           size_t message_bytes);
 
   // The request carried StreamSettings: the client attached stream
   // `remote_id`. `supported`: the handler may accept it (the connection

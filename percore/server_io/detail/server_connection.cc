@@ -339,6 +339,14 @@ void ServerConnection::dispatch(const Frame& frame) {
                       last_read_at_, CompressType::kNone, {}, stream);
   };
 
+  // Before anything else: an unauthenticated peer learns nothing, not even
+  // whether the server is stopping or what it hosts.
+  if (core_.options.authenticator != nullptr) {
+    if (std::string refusal = authentication_refusal(meta); !refusal.empty()) {
+      answer_error(nullptr, ErrorCode::kUnauthorized, refusal);
+      return;
+    }
+  }
   if (core_.stopping.load(std::memory_order_acquire)) {
     answer_error(nullptr, ErrorCode::kServerStopping, "server is stopping");
     return;
@@ -396,7 +404,8 @@ void ServerConnection::dispatch(const Frame& frame) {
       return;
     }
   }
-  raw_call->set_request_context(peer_, request_meta, frame.attachment, frame.message.size());
+  raw_call->set_request_context(peer_, auth_context_, request_meta, frame.attachment,
+                                frame.message.size());
   if (stream != nullptr) {
     // Streams open plus stream calls in flight (each may accept one): a
     // bound that holds whatever the handlers decide.
@@ -410,6 +419,40 @@ void ServerConnection::dispatch(const Frame& frame) {
   }
   ++in_flight_calls_;
   io_thread_.run_call(raw_call);
+}
+
+std::string ServerConnection::authentication_refusal(const wire::RpcMeta& meta) {
+  io_thread_.assert_in_loop_thread();
+  if (authentication_refused_)
+    return std::string(kAuthenticationFailedText) + "the connection's first request was refused";
+  if (auth_context_ != nullptr && !core_.options.authenticate_every_call)
+    return std::string();
+  std::string reason;
+  auto context = std::make_shared<AuthContext>();
+  if (!meta.has_authentication_data()) {
+    reason = auth_context_ == nullptr ? "the connection's first request carries no credential"
+                                      : "the request carries no credential";
+  } else if (core_.options.authenticator->VerifyCredential(meta.authentication_data(), peer_,
+                                                           context.get(), &reason) == 0) {
+    if (auth_context_ == nullptr)
+      auth_context_ = std::move(context);  // Once verified, it is the connection's.
+    return std::string();
+  } else if (reason.empty()) {
+    reason = "credential refused";
+  }
+  core_.authentication_failures.fetch_add(1, std::memory_order_relaxed);
+  core_.authentication_log.log(LogLevel::kWarning, [&] {
+    return "refusing connection from " + peer_ + ": authentication failed: " + reason;
+  });
+  // The requests read behind it are answered 1004 (dispatch continues while
+  // draining, as at a stop), then the connection closes: nothing more is read.
+  authentication_refused_ = true;
+  if (state_ == State::kOpen) {
+    close_reason_ = CloseReason::kUnauthenticated;
+    frames_ended_ = false;
+    transition(State::kDraining);
+  }
+  return std::string(kAuthenticationFailedText) + reason;
 }
 
 void ServerConnection::on_stream_frame(const StreamFrame& frame) {

@@ -138,6 +138,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   Protocol sniff_protocol() const;
   void hand_over_to_http();
   void dispatch(const Frame& frame);
+  // ServerOptions::authenticator: empty when `meta` may be served on this
+  // connection (verified when it is the first request, or every one with
+  // authenticate_every_call); otherwise the text to answer it with (1004),
+  // and the connection closes after answering the requests read behind it
+  // (1004 too).
+  std::string authentication_refusal(const wire::RpcMeta& meta);
   void on_stream_frame(const StreamFrame& frame);
   // Removes an ended stream, remembering its id for a while.
   void forget_stream(StreamId id);
@@ -206,6 +212,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool write_backpressure_ = false;  // Over the unwritten-bytes limit.
   bool protocol_known_ = false;      // The first bytes were read and classified.
   bool handed_over_ = false;         // It lives on as an HttpConnection.
+  // Call authentication: who the peer proved to be (set once verified), and
+  // whether it failed (every request read after it is answered 1004).
+  std::shared_ptr<const AuthContext> auth_context_;
+  bool authentication_refused_ = false;
 };
 
 }  // namespace percore::detail

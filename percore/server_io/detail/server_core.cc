@@ -72,6 +72,7 @@ ServerStats snapshot_stats(const ServerCore& core) {
   stats.web_sockets_open = static_cast<uint64_t>(
       std::max<int64_t>(0, core.web_sockets_open.load(std::memory_order_relaxed)));
   stats.handler_exceptions = core.handler_exceptions.load(std::memory_order_relaxed);
+  stats.authentication_failures = core.authentication_failures.load(std::memory_order_relaxed);
   if (core.processes != nullptr) {
     stats.worker_processes_alive = core.processes->workers_alive();
     stats.worker_process_crashes = core.processes->crashes();

@@ -70,6 +70,7 @@ struct ServerCore {
   std::atomic<int64_t> web_sockets_open{0};
   std::atomic<uint64_t> web_socket_messages_rejected{0};
   std::atomic<uint64_t> handler_exceptions{0};
+  std::atomic<uint64_t> authentication_failures{0};
   // Indexed by DecodeStatus.
   std::array<std::atomic<uint64_t>, 16> rejected_frames{};
   // Indexed by CloseReason.
@@ -85,6 +86,7 @@ struct ServerCore {
   LogRateLimiter allocation_failure_log{1};
   LogRateLimiter handler_exception_log{1};
   LogRateLimiter worker_process_log{3};
+  LogRateLimiter authentication_log{3};
 };
 
 // A snapshot of the server's counters (Server::stats(), /status, /metrics).

@@ -227,7 +227,8 @@ void WebSocketSession::dispatch() {
     fail_call(method, ErrorCode::kBadRequest, "request " + parse_error);
     return;
   }
-  call->set_request_context(peer_, wire::RpcRequestMeta(), std::string_view(), query.size());
+  call->set_request_context(peer_, auth_context_, wire::RpcRequestMeta(), std::string_view(),
+                            query.size());
   // In a worker process (kProcessPool) the handler's end is the worker's,
   // and this session drives the server's relay of it as it would a stream.
   call->set_remote_stream(peer_stream_id_, /*remote_needs_feedback=*/true,

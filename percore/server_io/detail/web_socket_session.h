@@ -110,6 +110,11 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   WebSocketSession(IoThread& io_thread, ServerCore& core, boost::asio::ip::tcp::socket socket,
                    uint64_t id, std::string peer, Request request, Clock::time_point received_at);
   ~WebSocketSession();
+  // Who the upgrade request proved to be (ServerOptions::authenticator),
+  // for the call's handler; before start().
+  void set_auth_context(std::shared_ptr<const AuthContext> context) {
+    auth_context_ = std::move(context);
+  }
 
   // Answers the handshake (I/O thread, once, after the session is in its
   // thread's table).
@@ -176,6 +181,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   ServerCore& core_;
   boost::beast::websocket::stream<WatchedSocket> ws_;
   const uint64_t id_;
+  std::shared_ptr<const AuthContext> auth_context_;
   const std::string peer_;
   std::optional<Request> request_;  // Until dispatch().
   const Clock::time_point received_at_;

@@ -122,6 +122,17 @@ struct WorkerCall {
     const auto remote = frame.meta.user_fields().find("remote_side");
     if (remote != frame.meta.user_fields().end())
       controller.remote_side_ = remote->second;
+    if (frame.meta.user_fields().contains("auth.user")) {
+      // The connection's AuthContext, as the server verified it.
+      const auto& fields = frame.meta.user_fields();
+      auto auth = std::make_shared<AuthContext>();
+      auth->user = fields.at("auth.user");
+      auth->group = fields.contains("auth.group") ? fields.at("auth.group") : std::string();
+      auth->roles = fields.contains("auth.roles") ? fields.at("auth.roles") : std::string();
+      auth->starter = fields.contains("auth.starter") ? fields.at("auth.starter") : std::string();
+      auth->is_service = fields.contains("auth.is_service") && fields.at("auth.is_service") == "1";
+      controller.auth_context_ = std::move(auth);
+    }
     controller.log_id_ = meta.log_id();
     controller.trace_id_ = meta.trace_id();
     controller.span_id_ = meta.span_id();
