@@ -433,6 +433,93 @@ TEST_F(DiscoveryTest, OnlyHoldersOfTheCredentialCanChangeInstances) {
   rmdir(directory_template);
 }
 
+// The registry's threat: a process that can reach ZooKeeper but lacks the
+// credential registers a rogue address under a protected service (clients
+// would send it calls), or removes a legitimate instance (clients would lose
+// it). Both are refused (ZNOAUTH), by a real percore-server and by a raw
+// ZooKeeper session with no or a wrong credential, and clients only ever
+// call the legitimate server.
+TEST_F(DiscoveryTest, ARogueProcessCanNeitherRegisterNorRemoveAnInstanceAndClientsNeverSeeIt) {
+  char directory_template[] = "/tmp/percore-rogue-XXXXXX";
+  ASSERT_NE(mkdtemp(directory_template), nullptr);
+  const std::string directory = directory_template;
+  std::ofstream(directory + "/credential") << "percore:s3cret\n";
+  std::ofstream(directory + "/wrong") << "percore:guess\n";
+  auto server = start_registered_server({"--registry-credential-file", directory + "/credential"});
+  ASSERT_TRUE(server.has_value());
+  const std::string legitimate = "127.0.0.1:" + std::to_string(server->port);
+  const std::string service_path = std::string(kBase) + "/" + kEchoService;
+  const std::vector<std::string> before = echo_instances();
+  ASSERT_EQ(before.size(), 1u);
+
+  Channel channel;
+  ChannelOptions options;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
+  std::string error;
+  ASSERT_TRUE(channel.Init(echo_target(), options, &error)) << error;
+
+  // Rogue servers: without a credential, and with a wrong one. Each exits
+  // at once saying why, and leaves nothing behind.
+  for (const std::vector<std::string>& credential :
+       {std::vector<std::string>{}, {"--registry-credential-file", directory + "/wrong"}}) {
+    std::vector<std::string> argv = {testing::built_program("examples/percore-server"),
+                                     "--listen", "127.0.0.1:0", "--io-threads", "1",
+                                     "--registry", registry()};
+    argv.insert(argv.end(), credential.begin(), credential.end());
+    const std::string log = directory + "/rogue.log";
+    auto rogue = testing::ChildProcess::start(argv, &error, log);
+    ASSERT_NE(rogue, nullptr) << error;
+    const std::optional<int> status = rogue->wait_exit(testing::scaled(milliseconds(15000)));
+    ASSERT_TRUE(status.has_value()) << "the rogue server did not give up";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << *status;
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("cannot register"), std::string::npos) << text;
+    EXPECT_NE(text.find("not authenticated"), std::string::npos) << text;
+    EXPECT_EQ(echo_instances(), before);
+  }
+
+  // Raw sessions, without and with a wrong credential: add, delete, overwrite.
+  testing::RawZooKeeper stranger(zookeeper_->hosts());
+  testing::RawZooKeeper impostor(zookeeper_->hosts());
+  ASSERT_TRUE(stranger.connected() && impostor.connected());
+  ASSERT_EQ(zoo_add_auth(impostor.handle(), "digest", "percore:guess", 13, nullptr, nullptr), ZOK);
+  const std::string instance_path = service_path + "/" + before[0];
+  const std::string rogue_instance =
+      R"({"name":"example.EchoService","id":"rogue","address":"127.0.0.1","port":1,)"
+      R"("registrationTimeUTC":0,"serviceType":"DYNAMIC"})";
+  for (testing::RawZooKeeper* session : {&stranger, &impostor}) {
+    EXPECT_EQ(zoo_create(session->handle(), (service_path + "/rogue").c_str(),
+                         rogue_instance.data(), static_cast<int>(rogue_instance.size()),
+                         &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL, nullptr, 0),
+              ZNOAUTH);
+    EXPECT_EQ(zoo_delete(session->handle(), instance_path.c_str(), -1), ZNOAUTH);
+    EXPECT_EQ(zoo_set(session->handle(), instance_path.c_str(), rogue_instance.data(),
+                      static_cast<int>(rogue_instance.size()), -1),
+              ZNOAUTH);
+    // Nor can it loosen the ACLs.
+    EXPECT_EQ(zoo_set_acl(session->handle(), service_path.c_str(), -1, &ZOO_OPEN_ACL_UNSAFE),
+              ZNOAUTH);
+  }
+  EXPECT_EQ(echo_instances(), before);
+
+  // Every call goes to the legitimate server.
+  example::EchoService_Stub stub(&channel);
+  for (int i = 0; i < 50; ++i) {
+    Controller controller;
+    example::EchoRequest request;
+    request.set_message("call " + std::to_string(i));
+    example::EchoResponse response;
+    stub.Echo(&controller, &request, &response, nullptr);
+    ASSERT_FALSE(controller.Failed()) << "call " << i << ": " << controller.ErrorText();
+    EXPECT_EQ(controller.remote_side(), legitimate) << "call " << i;
+  }
+  std::remove((directory + "/credential").c_str());
+  std::remove((directory + "/wrong").c_str());
+  std::remove((directory + "/rogue.log").c_str());
+  rmdir(directory_template);
+}
+
 TEST_F(DiscoveryTest, CliListsRegisteredServicesAndInstances) {
   auto server = start_registered_server();
   ASSERT_TRUE(server.has_value());
