@@ -25,23 +25,30 @@
 
 namespace {
 
+constexpr const char* kUsage =
+    "usage: percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT\n"
+    "       percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]\n"
+    "       percore-client --target URI [--timeout-ms N] [--groups G] stream-echo TEXT...\n"
+    "       percore-client --target URI [--timeout-ms N] [--groups G] find-primes FROM TO [CHUNK]\n"
+    "  find-primes: streams the numbers FROM..TO in chunks of CHUNK (default 1000)\n"
+    "         to prime.PrimeService.FindPrimes; prints the primes as they come\n"
+    "  FAULT: crash, loop, exhaust-memory or abort, carried out by a server\n"
+    "         started with --prime-allow-faults (to show process isolation)\n"
+    "  URI: list://host:port[,host:port...], zk://HOSTS/BASE/SERVICE, file://PATH\n"
+    "  --timeout-ms N  deadline of the call (default 1000)\n"
+    "  --groups G      client thread groups (default 1)\n"
+    "  --auth-token-file FILE  send the token in FILE (mode 600) to authenticate\n"
+    "  --auth-token-env NAME   send the token in environment variable NAME\n"
+    "  --credential-on-every-call  send it with every call, not only once per\n"
+    "         connection (for servers that verify every call)\n";
+
+// With a message: to stderr, exit 2; without (--help): to stdout, exit 0.
 [[noreturn]] void usage(const std::string& message) {
-  std::fprintf(stderr,
-               "percore-client: %s\n"
-               "usage: percore-client --target URI [--timeout-ms N] [--groups G] echo TEXT\n"
-               "       percore-client --target URI [--timeout-ms N] [--groups G] is_prime N [FAULT]\n"
-               "       percore-client --target URI [--timeout-ms N] [--groups G] stream-echo TEXT...\n"
-               "       percore-client --target URI [--timeout-ms N] [--groups G] find-primes FROM TO [CHUNK]\n"
-               "  find-primes: streams the numbers FROM..TO in chunks of CHUNK (default 1000)\n"
-               "         to prime.PrimeService.FindPrimes; prints the primes as they come\n"
-               "  FAULT: crash, loop, exhaust-memory or abort, carried out by a server\n"
-               "         started with --prime-allow-faults (to show process isolation)\n"
-               "  URI: list://host:port[,host:port...]\n"
-               "  --auth-token-file FILE  send the token in FILE (mode 600) to authenticate\n"
-               "  --auth-token-env NAME   send the token in environment variable NAME\n"
-               "  --credential-on-every-call  send it with every call, not only once per\n"
-               "         connection (for servers that verify every call)\n",
-               message.c_str());
+  if (message.empty()) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);
+  }
+  std::fprintf(stderr, "percore-client: %s\n%s", message.c_str(), kUsage);
   std::exit(2);
 }
 
@@ -277,12 +284,16 @@ int main(int argc, char** argv) {
   int stream_wait_ms = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string argument = argv[i];
-    if (argument == "--credential-on-every-call") {
+    if (argument == "--help" || argument == "-h") {
+      usage(std::string());
+    } else if (argument == "--credential-on-every-call") {
       options.credential_on_every_call = true;
     } else if (argument == "--auth-token-file" || argument == "--auth-token-env") {
       if (i + 1 >= argc)
         usage("missing value for " + argument);
       const std::string value = argv[++i];
+      if (options.authenticator != nullptr)
+        usage("give one of --auth-token-file and --auth-token-env, once");
       std::string error;
       options.authenticator = argument == "--auth-token-file"
                                   ? percore::TokenAuthenticator::FromFile(value, &error)
@@ -311,6 +322,8 @@ int main(int argc, char** argv) {
   }
   if (target.empty())
     usage("--target is required");
+  if (options.credential_on_every_call && options.authenticator == nullptr)
+    usage("--credential-on-every-call needs --auth-token-file or --auth-token-env");
   const bool stream_command = !command.empty() && command[0] == "stream-echo";
   const bool primes_command = !command.empty() && command[0] == "find-primes";
   if (stream_command ? command.size() < 2

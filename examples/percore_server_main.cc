@@ -95,7 +95,8 @@ constexpr std::string_view kUsage =
     "                    (crash, loop, exhaust memory, abort), to show isolation;\n"
     "                    otherwise 1003 (an error summary for a chunk)\n"
     "  --auth-token-file serve only clients that send the token in FILE (its\n"
-    "                    first line; mode 600; 16 to 4096 printable bytes): baidu_std\n"
+    "                    first line; mode 600; 16 to 4096 bytes of printable ASCII,\n"
+    "                    no spaces): baidu_std\n"
     "                    once per connection, HTTP as \"Authorization: Bearer TOKEN\";\n"
     "                    others are answered 1004 (HTTP 401) and closed\n"
     "  --auth-token-env  the same, with the token in environment variable NAME\n"
@@ -243,12 +244,17 @@ int main(int argc, char** argv) {
     } else if (flag == "--advertise") {
       advertise = value;
     } else if (flag == "--auth-token-file" || flag == "--auth-token-env") {
+      if (options.authenticator != nullptr)
+        usage_error("give one of --auth-token-file and --auth-token-env, once");
       std::string error;
       options.authenticator = flag == "--auth-token-file"
                                   ? percore::TokenAuthenticator::FromFile(value, &error)
                                   : percore::TokenAuthenticator::FromEnvironment(value, &error);
       if (options.authenticator == nullptr)
         usage_error(error);
+      // Read: worker processes (forked later) need not inherit it.
+      if (flag == "--auth-token-env")
+        ::unsetenv(value);
     } else if (flag == "--registry-credential-file") {
       credential = read_credential_file(value);
     } else if (flag == "--deregister-timeout-ms") {
@@ -278,6 +284,11 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (options.authenticator == nullptr &&
+      (options.authenticate_every_call || options.open_builtin_pages)) {
+    usage_error("--authenticate-every-call and --open-builtin-pages need --auth-token-file or "
+                "--auth-token-env");
+  }
   std::optional<percore::ZooKeeperUri> registry_uri;
   if (!registry.empty()) {
     std::string error;

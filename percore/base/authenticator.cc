@@ -33,7 +33,8 @@ std::string token_problem(const std::string& token) {
            std::to_string(kMaxTokenBytes) + " are allowed";
   for (const char c : token) {
     if (c <= ' ' || c > '~')
-      return "the token holds a byte that is not printable ASCII (or a space)";
+      return "the token holds a space, a control byte or a byte outside ASCII (it must be "
+             "printable ASCII without spaces)";
   }
   return std::string();
 }
@@ -61,12 +62,20 @@ std::shared_ptr<TokenAuthenticator> TokenAuthenticator::FromFile(const std::stri
   struct stat status {};
   if (::stat(path.c_str(), &status) != 0)
     return fail("cannot be read");
+  if (!S_ISREG(status.st_mode))
+    return fail("is not a regular file");
   if ((status.st_mode & (S_IRWXG | S_IRWXO)) != 0)
     return fail("group or others may read or write it (chmod 600 it)");
   std::ifstream file(path);
+  if (!file)
+    return fail("cannot be read");
+  // The first line, read no further than a token can be long.
   std::string line;
-  if (!file || !std::getline(file, line))
-    return fail("cannot be read, or is empty");
+  char c = 0;
+  while (line.size() <= kMaxTokenBytes + 2 && file.get(c) && c != '\n')
+    line.push_back(c);
+  if (line.empty())
+    return fail("is empty");
   std::string problem;
   auto authenticator = FromToken(trimmed(std::move(line)), &problem);
   return authenticator != nullptr ? authenticator : fail(problem);

@@ -10,10 +10,10 @@ namespace percore {
 // Authenticator::VerifyCredential, then readable by every handler of the
 // connection's calls (ServerController::auth_context()).
 struct AuthContext {
-  std::string user;
-  std::string group;
-  std::string roles;
-  std::string starter;
+  std::string user{};
+  std::string group{};
+  std::string roles{};
+  std::string starter{};
   bool is_service = false;
 };
 
@@ -52,8 +52,8 @@ class Authenticator {
 // The token comes from a file or from an environment variable, never from a
 // command line (any local user can read /proc/<pid>/cmdline). It is the
 // first line of the file (or the variable's value) without trailing
-// whitespace; it must be 16 to 4096 bytes of printable ASCII (no spaces), so
-// that it also fits an HTTP Authorization header.
+// whitespace; it must be 16 to 4096 bytes of printable ASCII without spaces
+// ('!' to '~'), so that it also fits an HTTP Authorization header.
 //
 // Owns: the token and its digest. Threads: any (immutable).
 class TokenAuthenticator final : public Authenticator {

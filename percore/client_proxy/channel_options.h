@@ -156,12 +156,12 @@ struct ChannelOptions {
   // with calls written right behind it (no extra round trip); this is
   // brpc's rule of a connection's first request carrying the credential. A
   // server that refuses it answers 1004: every call on that connection ends
-  // 1004 "the server refused this client's credential: <its reason>" (never
+  // 1004 "the server refused this connection (1004): <its reason>" (never
   // sent again: another server would refuse it too), the server is
   // reconnected after back-off, and calls meanwhile end 1004 with the same
   // text. Shared by every group and connection: its methods must be
   // thread-safe. Default: null, no credential.
-  std::shared_ptr<const Authenticator> authenticator;
+  std::shared_ptr<const Authenticator> authenticator = nullptr;
   // With an authenticator: every request (and health check) carries the
   // credential too, asked of the authenticator on the calling thread, for
   // servers with ServerOptions::authenticate_every_call. Default false.

@@ -189,7 +189,7 @@ struct ServerOptions {
   // carries "Authorization: Bearer <credential>" (RFC 6750); one that fails
   // is answered 401 with WWW-Authenticate and its connection closed.
   // Default: null, every peer is served.
-  std::shared_ptr<const Authenticator> authenticator;
+  std::shared_ptr<const Authenticator> authenticator = nullptr;
   // With an authenticator: every request must carry the credential and each
   // is verified (not only a connection's first), for credentials that may
   // be revoked while a connection lives; clients set

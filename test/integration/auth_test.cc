@@ -100,8 +100,9 @@ class AuthTest : public ServerTest {
       codes.push_back(controller.ErrorCode());
       if (texts != nullptr)
         texts->push_back(controller.ErrorText());
-      if (!controller.Failed())
+      if (!controller.Failed()) {
         EXPECT_EQ(response.message(), request.message());
+      }
     }
     return codes;
   }
@@ -224,6 +225,85 @@ TEST_F(AuthTest, TheFirstRequestsCredentialAuthenticatesTheWholeConnection) {
   EXPECT_EQ(server_->stats().authentication_failures, 0u);
 }
 
+// A stranger cannot make the server hold a body: the first request is
+// judged by its meta, answered 1004 before its body comes, and a meta too
+// large for a credential is refused from its header alone.
+TEST_F(AuthTest, AStrangersFirstRequestIsRefusedFromItsMetaBeforeItsBodyArrives) {
+  start_with_token(random_token());
+  {
+    auto client = connect();
+    example::EchoRequest request;
+    request.set_message(std::string(1 << 20, 'x'));  // 1 MiB body
+    RequestParts parts = echo_request(7, request);
+    parts.authentication_data = random_token();
+    const std::string frame = BlockingClient::encode_request(parts);
+    // Header, meta and 1 KiB of the body; the rest never sent.
+    ASSERT_TRUE(client->send_bytes(std::string_view(frame).substr(0, 2048)));
+    ReceivedFrame answer;
+    ASSERT_EQ(client->receive(answer, kReceiveTimeout), ReceiveStatus::kFrame);
+    EXPECT_EQ(answer.correlation_id(), 7);
+    EXPECT_EQ(answer.error_code(), 1004);
+    EXPECT_NE(answer.error_text().find("wrong token"), std::string::npos) << answer.error_text();
+    EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
+  }
+  {
+    // A meta of 1 MiB (a huge "credential"), announced in the header.
+    auto client = connect();
+    std::string header = "PRPC";
+    const uint32_t body = 1u << 20, meta = 1u << 20;
+    for (const uint32_t value : {body, meta}) {
+      for (int shift = 24; shift >= 0; shift -= 8)
+        header.push_back(static_cast<char>((value >> shift) & 0xFF));
+    }
+    ASSERT_TRUE(client->send_bytes(header + std::string(100, '\x3a')));
+    EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
+  }
+  EXPECT_EQ(server_->stats().authentication_failures, 2u);
+  EXPECT_TRUE(eventually([&] { return unauthenticated_closes() == 2; }, scaled(milliseconds(3000))));
+}
+
+TEST_F(AuthTest, StreamFramesBeforeAnyRequestCloseTheConnection) {
+  start_with_token(random_token());
+  auto client = connect();
+  // A STRM DATA frame for a stream nobody opened (brpc's layout: "STRM",
+  // body and meta sizes, StreamFrameMeta{stream_id: 1000, frame_type: DATA}).
+  const std::string meta = std::string("\x08\xe8\x07\x18\x02", 5);
+  std::string frame = "STRM";
+  const uint32_t body = static_cast<uint32_t>(meta.size() + 3), meta_size = static_cast<uint32_t>(meta.size());
+  for (const uint32_t value : {body, meta_size}) {
+    for (int shift = 24; shift >= 0; shift -= 8)
+      frame.push_back(static_cast<char>((value >> shift) & 0xFF));
+  }
+  frame += meta + "abc";
+  ASSERT_TRUE(client->send_bytes(frame + frame + frame));
+  EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
+  EXPECT_EQ(server_->stats().authentication_failures, 1u);
+}
+
+TEST_F(AuthTest, AWrongCredentialOnALaterRequestIsRefusedToo) {
+  const std::string token = random_token();
+  start_with_token(token);
+  auto client = connect();
+  example::EchoRequest request;
+  request.set_message("x");
+  RequestParts first = echo_request(1, request);
+  first.authentication_data = token;
+  RequestParts second = echo_request(2, request);  // None: served (verified once).
+  RequestParts third = echo_request(3, request);
+  third.authentication_data = random_token();  // Presented, and wrong.
+  ASSERT_TRUE(client->send_bytes(BlockingClient::encode_request(first) +
+                                 BlockingClient::encode_request(second) +
+                                 BlockingClient::encode_request(third)));
+  const int expected[] = {0, 0, 1004};
+  for (int64_t id = 1; id <= 3; ++id) {
+    ReceivedFrame frame;
+    ASSERT_EQ(client->receive(frame, kReceiveTimeout), ReceiveStatus::kFrame) << "call " << id;
+    EXPECT_EQ(frame.correlation_id(), id);
+    EXPECT_EQ(frame.error_code(), expected[id - 1]) << frame.error_text();
+  }
+  EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
+}
+
 TEST_F(AuthTest, EveryCallModeVerifiesEachRequest) {
   const std::string token = random_token();
   start_with_token(token, /*every_call=*/true);
@@ -236,7 +316,7 @@ TEST_F(AuthTest, EveryCallModeVerifiesEachRequest) {
   std::vector<std::string> texts;
   const std::vector<int> codes = echo_codes(*once, 1, &texts);
   EXPECT_EQ(codes[0], 1004) << texts[0];
-  EXPECT_NE(texts[0].find("no credential"), std::string::npos) << texts[0];
+  EXPECT_NE(texts[0].find("credential_on_every_call"), std::string::npos) << texts[0];
 }
 
 TEST_F(AuthTest, HttpNeedsABearerTokenExceptOnHealth) {
@@ -266,6 +346,14 @@ TEST_F(AuthTest, HttpNeedsABearerTokenExceptOnHealth) {
   ASSERT_TRUE(right);
   EXPECT_EQ(right->status, 200u) << right->body;
 
+  // Two Authorization headers, one of them right: which counts would be
+  // ambiguous, so neither does.
+  const auto twice = http_post(port, "/example.EchoService/Echo", "{\"message\":\"hi\"}",
+                               {{"Authorization", "Bearer " + token},
+                                {"authorization", "Bearer " + random_token()}});
+  ASSERT_TRUE(twice);
+  EXPECT_EQ(twice->status, 401u) << twice->body;
+
   const auto health = http_get(port, "/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200u);
@@ -277,7 +365,29 @@ TEST_F(AuthTest, HttpNeedsABearerTokenExceptOnHealth) {
   const auto status = http_get(port, "/status?format=json", {{"Authorization", "Bearer " + token}});
   ASSERT_TRUE(status);
   EXPECT_EQ(status->status, 200u);
-  EXPECT_NE(status->body.find("\"authentication_failures\": 6"), std::string::npos) << status->body;
+  EXPECT_NE(status->body.find("\"authentication_failures\": 7"), std::string::npos) << status->body;
+}
+
+// A stranger's body is never read: the 401 comes once the header is in,
+// and the connection closes (counted as unauthenticated).
+TEST_F(AuthTest, HttpRefusesAfterTheHeaderWithoutReadingTheBody) {
+  start_with_token(random_token());
+  HttpClient client("127.0.0.1", server_->port(), scaled(milliseconds(5000)));
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.send_raw("POST /example.EchoService/Echo HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 50000000\r\n"
+                              "Expect: 100-continue\r\n\r\n{\"message\":"));
+  const auto answer = client.read_answer();
+  ASSERT_TRUE(answer) << client.error();
+  EXPECT_EQ(answer->status, 401u);
+  EXPECT_TRUE(client.closed_by_peer());
+  EXPECT_TRUE(eventually([&] { return unauthenticated_closes() == 1; }, scaled(milliseconds(3000))));
+  // The absolute form, its scheme in capitals, reaches /health too.
+  HttpClient health("127.0.0.1", server_->port(), scaled(milliseconds(5000)));
+  ASSERT_TRUE(health.send_raw("GET HTTP://x/health HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const auto open = health.read_answer();
+  ASSERT_TRUE(open) << health.error();
+  EXPECT_EQ(open->status, 200u);
 }
 
 TEST_F(AuthTest, OpenBuiltinPagesServesStatusAndMetricsWithoutAToken) {
@@ -350,10 +460,16 @@ TEST(TokenAuthenticatorTest, RefusesTokensTooShortTooLongOrNotPrintable) {
   EXPECT_EQ(TokenAuthenticator::FromToken(std::string(5000, 'a'), &error), nullptr);
   EXPECT_NE(error.find("at most 4096"), std::string::npos) << error;
   EXPECT_EQ(TokenAuthenticator::FromToken("0123456789abcdef ghij", &error), nullptr);
-  EXPECT_NE(error.find("printable"), std::string::npos) << error;
+  EXPECT_NE(error.find("printable ASCII without spaces"), std::string::npos) << error;
   EXPECT_EQ(error.find("0123456789abcdef"), std::string::npos) << error;
   TokenFile empty("", 0600);
   EXPECT_EQ(TokenAuthenticator::FromFile(empty.path(), &error), nullptr);
+  EXPECT_EQ(TokenAuthenticator::FromFile("/tmp", &error), nullptr);
+  EXPECT_NE(error.find("not a regular file"), std::string::npos) << error;
+  // A file of one endless line is not read whole.
+  TokenFile endless(std::string(8 << 20, 'a'), 0600);
+  EXPECT_EQ(TokenAuthenticator::FromFile(endless.path(), &error), nullptr);
+  EXPECT_NE(error.find("at most 4096"), std::string::npos) << error;
 }
 
 TEST(TokenAuthenticatorTest, ReadsTheEnvironment) {

@@ -209,7 +209,7 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
       if (frame.meta.response().error_code() == to_int(ErrorCode::kUnauthorized)) {
         // The hello (or a probe) carried a credential the server refused.
         let_go(connection, ConnectionPool::LetGo::kUnauthorized,
-               "the server refused this client's credential (1004): " +
+               "the server refused this connection (1004): " +
                    frame.meta.response().error_text());
         return false;
       }
@@ -237,7 +237,7 @@ bool ReceiveThread::handle_frame(ClientConnection& connection, const Frame& fram
                          text.starts_with(kAuthenticationFailedText);
     std::string why;
     if (refused)
-      why = "the server refused this client's credential (1004): " + text;
+      why = "the server refused this connection (1004): " + text;
     CallCompleter::finish(group_, slot, static_cast<ErrorCode>(code), text,
                           connection.remote_side);
     if (refused) {

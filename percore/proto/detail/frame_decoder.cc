@@ -186,6 +186,23 @@ DecodeStatus FrameDecoder::check_header(uint32_t& body_bytes, uint32_t& meta_byt
   return DecodeStatus::kNeedMore;
 }
 
+bool FrameDecoder::peek_header(PendingHeader* header) const {
+  if (rejection_ != DecodeStatus::kNeedMore || buffered_bytes() < kFrameHeaderBytes)
+    return false;
+  return check_header(header->body_bytes, header->meta_bytes, header->stream) ==
+         DecodeStatus::kNeedMore;
+}
+
+bool FrameDecoder::peek_meta(wire::RpcMeta& meta) const {
+  PendingHeader header;
+  if (!peek_header(&header) || header.stream ||
+      buffered_bytes() < kFrameHeaderBytes + size_t{header.meta_bytes}) {
+    return false;
+  }
+  return meta.ParseFromArray(data_ + begin_ + kFrameHeaderBytes,
+                             static_cast<int>(header.meta_bytes));
+}
+
 DecodeStatus FrameDecoder::next_frame(Frame& frame, StreamFrame* stream_frame) {
   if (rejection_ != DecodeStatus::kNeedMore)
     return rejection_;

@@ -107,6 +107,19 @@ class FrameDecoder {
     return next_frame(frame, &stream_frame);
   }
 
+  // The next frame before it is whole (next() said kNeedMore): whether its
+  // 12-byte header is in (and valid), with its sizes and kind; then
+  // whether its meta is in too, parsed into `meta` (false also when it does
+  // not parse: next() rejects it once whole). For a server that must read
+  // a request's meta before it takes the body (authentication).
+  struct PendingHeader {
+    uint32_t body_bytes = 0;
+    uint32_t meta_bytes = 0;
+    bool stream = false;
+  };
+  bool peek_header(PendingHeader* header) const;
+  bool peek_meta(wire::RpcMeta& meta) const;
+
   // Bytes received but not yet returned as frames.
   size_t buffered_bytes() const { return end_ - begin_; }
   std::string_view buffered() const { return std::string_view(data_ + begin_, end_ - begin_); }

@@ -31,7 +31,7 @@ class RequestMetaEncoder {
     bool stream_need_feedback = false;
     // RpcMeta.authentication_data (call authentication); empty: absent. Not
     // owned: it must outlive write().
-    std::string_view authentication_data;
+    std::string_view authentication_data{};
   };
 
   RequestMetaEncoder(std::string_view service_name, std::string_view method_name);

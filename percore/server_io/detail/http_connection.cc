@@ -38,6 +38,18 @@ std::optional<int64_t> header_number(std::string_view value) {
   return number;
 }
 
+// The path of a request target, without its query: the origin form as it is,
+// the absolute form (RFC 9112 3.2.2, which a server must accept; its scheme
+// in any case) from its first slash after the authority.
+std::string_view path_of(std::string_view target) {
+  if (target.size() >= 7 && boost::beast::iequals(boost::beast::string_view(target.data(), 7),
+                                                  boost::beast::string_view("http://", 7))) {
+    const size_t path = target.find('/', 7);
+    target = path == std::string_view::npos ? std::string_view("/") : target.substr(path);
+  }
+  return target.substr(0, target.find('?'));
+}
+
 }  // namespace
 
 HttpConnection::HttpConnection(IoThread& io_thread, ServerCore& core,
@@ -73,6 +85,7 @@ void HttpConnection::read_request() {
     parser_->header_limit(static_cast<std::uint32_t>(core_.options.max_http_header_bytes));
     parser_->body_limit(core_.options.max_body_bytes);
     request_started_at_.reset();
+    header_checked_ = false;
   }
   if (buffer_.size() > 0 && !request_started_at_)
     request_started_at_ = Clock::now();
@@ -88,6 +101,11 @@ void HttpConnection::read_request() {
     }
     if (used == 0)
       break;
+    if (parser_->is_header_done() && !header_checked_) {
+      header_checked_ = true;
+      if (core_.options.authenticator != nullptr && !authenticate(parser_->get()))
+        return;
+    }
   }
   if (parser_->is_done()) {
     Request request = parser_->release();
@@ -189,23 +207,11 @@ void HttpConnection::handle_request(Request& request) {
   version_ = request.version() == 10 ? 10 : 11;
   head_only_ = request.method() == http::verb::head;
   std::string_view target(request.target().data(), request.target().size());
-  // The absolute form (RFC 9112 3.2.2), which a server must accept.
-  if (target.substr(0, 7) == "http://") {
-    const size_t path = target.find('/', 7);
-    target = path == std::string_view::npos ? std::string_view("/") : target.substr(path);
-  }
+  const std::string_view path = path_of(target);
   const size_t question = target.find('?');
-  const std::string_view path = target.substr(0, question);
   const std::string_view query =
       question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
 
-  // Every page but /health (and, when so configured, /status and /metrics)
-  // needs the credential, WebSocket upgrades included.
-  if (core_.options.authenticator != nullptr && path != "/health" &&
-      !(core_.options.open_builtin_pages && (path == "/status" || path == "/metrics")) &&
-      !authenticate(request)) {
-    return;
-  }
   if (path.substr(0, 4) == "/ws/") {
     upgrade_to_web_socket(request);
     return;
@@ -409,18 +415,31 @@ void HttpConnection::answer_abandoned_call(MethodEntry* method,
                 method);
 }
 
-bool HttpConnection::authenticate(const Request& request) {
+bool HttpConnection::authenticate(const http::request_header<>& request) {
   io_thread_.assert_in_loop_thread();
   auth_context_.reset();
+  // Every page but /health (and, when so configured, /status and /metrics)
+  // needs the credential, WebSocket upgrades included.
+  const std::string_view path =
+      path_of(std::string_view(request.target().data(), request.target().size()));
+  if (path == "/health" ||
+      (core_.options.open_builtin_pages && (path == "/status" || path == "/metrics"))) {
+    return true;
+  }
   const auto header = request[http::field::authorization];
   std::string_view value(header.data(), header.size());
   std::string reason;
+  const bool repeated = request.count(http::field::authorization) > 1;
   // RFC 6750 2.1: "Bearer" (any case), one or more spaces, the token.
   constexpr std::string_view kScheme = "bearer";
   const bool bearer = value.size() > kScheme.size() && value[kScheme.size()] == ' ' &&
                       boost::beast::iequals(boost::beast::string_view(value.data(), kScheme.size()),
                                               boost::beast::string_view(kScheme.data(), kScheme.size()));
-  if (value.empty()) {
+  if (repeated) {
+    // Which one counts is ambiguous (proxies differ): none does.
+    reason = "more than one Authorization header";
+    challenge_ = "Bearer realm=\"percore\", error=\"invalid_request\"";
+  } else if (value.empty()) {
     reason = "no Authorization header";
     challenge_ = "Bearer realm=\"percore\"";
   } else if (!bearer) {
@@ -447,6 +466,10 @@ bool HttpConnection::authenticate(const Request& request) {
   });
   io_thread_.count_answer(nullptr, to_int(ErrorCode::kUnauthorized),
                           request_started_at_.value_or(Clock::now()));
+  // The body, if any, is never read: the answer closes the connection.
+  version_ = request.version() == 10 ? 10 : 11;
+  head_only_ = request.method() == http::verb::head;
+  close_reason_ = CloseReason::kUnauthenticated;
   respond(401,
           error_json(to_int(ErrorCode::kUnauthorized),
                      std::string(kAuthenticationFailedText) + reason),

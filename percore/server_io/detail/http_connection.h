@@ -91,10 +91,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   // connection after it.
   void respond(unsigned status, std::string body, std::string_view content_type, bool close);
   void respond_error(int32_t code, std::string_view text, MethodEntry* method);
-  // ServerOptions::authenticator: whether `request` carries a valid
-  // "Authorization: Bearer <credential>" (RFC 6750), filling auth_context_;
-  // when not, answers 401 with WWW-Authenticate and closes.
-  bool authenticate(const Request& request);
+  // ServerOptions::authenticator, as soon as a request's header is in
+  // (before its body is read, so a stranger cannot make the server hold a
+  // body): whether `header` needs no credential (/health, open built-in
+  // pages) or carries a valid "Authorization: Bearer <credential>" (RFC
+  // 6750), filling auth_context_; when not, answers 401 with
+  // WWW-Authenticate and closes.
+  bool authenticate(const boost::beast::http::request_header<>& header);
   void on_written(const boost::system::error_code& error, size_t bytes);
   void linger();
   void transition(State next);
@@ -107,6 +110,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  bool header_checked_ = false;  // authenticate() ran on the parser's header.
   Response response_;
   State state_ = State::kReading;
   CloseReason close_reason_ = CloseReason::kPeerClosed;

@@ -252,13 +252,27 @@ void ServerConnection::process_frames() {
       break;
     }
     const DecodeStatus status = decoder_.next(frame_, stream_frame_);
-    if (status == DecodeStatus::kNeedMore)
+    if (status == DecodeStatus::kNeedMore) {
+      // Before a connection is authenticated, its request is judged by its
+      // meta: a stranger's body is never taken in.
+      if (core_.options.authenticator != nullptr && auth_context_ == nullptr &&
+          !authentication_refused_) {
+        authenticate_partial_frame();
+      }
       break;
+    }
     if (is_rejection(status)) {
       reject(status, decode_status_text(status));
       break;
     }
     if (status == DecodeStatus::kStreamFrame) {
+      if (core_.options.authenticator != nullptr && auth_context_ == nullptr) {
+        // No stream exists before a call was served.
+        if (!authentication_refused_)
+          refuse_connection("a stream frame before any request", /*answer_buffered=*/false);
+        frames_ended_ = true;
+        break;
+      }
       on_stream_frame(stream_frame_);
     } else {
       dispatch(frame_);
@@ -425,13 +439,20 @@ std::string ServerConnection::authentication_refusal(const wire::RpcMeta& meta) 
   io_thread_.assert_in_loop_thread();
   if (authentication_refused_)
     return std::string(kAuthenticationFailedText) + "the connection's first request was refused";
-  if (auth_context_ != nullptr && !core_.options.authenticate_every_call)
+  // Once verified, a connection needs no credential (brpc's rule) unless
+  // every call is verified; a credential a request does present must be
+  // valid all the same.
+  if (auth_context_ != nullptr && !core_.options.authenticate_every_call &&
+      !meta.has_authentication_data()) {
     return std::string();
+  }
   std::string reason;
   auto context = std::make_shared<AuthContext>();
   if (!meta.has_authentication_data()) {
-    reason = auth_context_ == nullptr ? "the connection's first request carries no credential"
-                                      : "the request carries no credential";
+    reason = auth_context_ == nullptr
+                 ? "the connection's first request carries no credential"
+                 : "the request carries no credential, and this server verifies every call "
+                   "(percore clients: ChannelOptions::credential_on_every_call)";
   } else if (core_.options.authenticator->VerifyCredential(meta.authentication_data(), peer_,
                                                            context.get(), &reason) == 0) {
     if (auth_context_ == nullptr)
@@ -440,19 +461,63 @@ std::string ServerConnection::authentication_refusal(const wire::RpcMeta& meta) 
   } else if (reason.empty()) {
     reason = "credential refused";
   }
+  refuse_connection(reason, /*answer_buffered=*/true);
+  return std::string(kAuthenticationFailedText) + reason;
+}
+
+void ServerConnection::refuse_connection(const std::string& reason, bool answer_buffered) {
+  io_thread_.assert_in_loop_thread();
   core_.authentication_failures.fetch_add(1, std::memory_order_relaxed);
   core_.authentication_log.log(LogLevel::kWarning, [&] {
     return "refusing connection from " + peer_ + ": authentication failed: " + reason;
   });
-  // The requests read behind it are answered 1004 (dispatch continues while
-  // draining, as at a stop), then the connection closes: nothing more is read.
+  // With answer_buffered, the requests read behind it are answered 1004
+  // (dispatch continues while draining, as at a stop); nothing more is read.
   authentication_refused_ = true;
   if (state_ == State::kOpen) {
     close_reason_ = CloseReason::kUnauthenticated;
-    frames_ended_ = false;
+    frames_ended_ = !answer_buffered;
     transition(State::kDraining);
+  } else if (!answer_buffered) {
+    frames_ended_ = true;
   }
-  return std::string(kAuthenticationFailedText) + reason;
+}
+
+void ServerConnection::authenticate_partial_frame() {
+  io_thread_.assert_in_loop_thread();
+  FrameDecoder::PendingHeader header;
+  if (!decoder_.peek_header(&header))
+    return;
+  if (header.stream) {
+    refuse_connection("a stream frame before any request", /*answer_buffered=*/false);
+    return;
+  }
+  // A credential fits in far less; a stranger may not make the server hold
+  // a meta of up to max_body_bytes.
+  if (header.meta_bytes > kMaxUnauthenticatedMetaBytes) {
+    refuse_connection("the first request's meta has " + std::to_string(header.meta_bytes) +
+                          " bytes, more than the " +
+                          std::to_string(kMaxUnauthenticatedMetaBytes) +
+                          " allowed before authentication",
+                      /*answer_buffered=*/false);
+    return;
+  }
+  wire::RpcMeta meta;
+  if (!decoder_.peek_meta(meta) || !meta.has_request())
+    return;  // Not in yet; or bad, and rejected once whole (bounded by the meta check).
+  const std::string refusal = authentication_refusal(meta);
+  if (refusal.empty())
+    return;  // Verified: the body is read as usual, the frame dispatched when whole.
+  // Answered now, before its body is read; the body never will be.
+  frames_ended_ = true;
+  IoThread::StreamReply stream_reply{
+      meta.has_stream_settings() && meta.stream_settings().stream_id() >= 0
+          ? meta.stream_settings().stream_id()
+          : kInvalidStreamId,
+      meta.stream_settings().need_feedback(), nullptr};
+  io_thread_.answer(*this, meta.correlation_id(), nullptr, to_int(ErrorCode::kUnauthorized),
+                    refusal, nullptr, std::string(), last_read_at_, CompressType::kNone, {},
+                    stream_reply.remote_id >= 0 ? &stream_reply : nullptr);
 }
 
 void ServerConnection::on_stream_frame(const StreamFrame& frame) {

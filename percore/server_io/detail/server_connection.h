@@ -144,6 +144,15 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // and the connection closes after answering the requests read behind it
   // (1004 too).
   std::string authentication_refusal(const wire::RpcMeta& meta);
+  // Counts and logs a refused connection and begins its close; with
+  // `answer_buffered`, the complete requests read behind are answered 1004.
+  void refuse_connection(const std::string& reason, bool answer_buffered);
+  // An unauthenticated connection's frame is not whole yet: judges it by
+  // its header and meta (refused at once, answered 1004 when its meta is
+  // in), so that a stranger's body is never buffered.
+  void authenticate_partial_frame();
+  // The largest meta of a connection's first request before it is verified.
+  static constexpr uint32_t kMaxUnauthenticatedMetaBytes = 64 * 1024;
   void on_stream_frame(const StreamFrame& frame);
   // Removes an ended stream, remembering its id for a while.
   void forget_stream(StreamId id);
