@@ -107,6 +107,16 @@ class AuthTest : public ServerTest {
     return codes;
   }
 
+  // Reads the answers of calls 1..codes.size(), in order, each with its code.
+  static void expect_answers(BlockingClient& client, const std::vector<int>& codes) {
+    for (int64_t id = 1; id <= static_cast<int64_t>(codes.size()); ++id) {
+      ReceivedFrame frame;
+      ASSERT_EQ(client.receive(frame, kReceiveTimeout), ReceiveStatus::kFrame) << "call " << id;
+      EXPECT_EQ(frame.correlation_id(), id);
+      EXPECT_EQ(frame.error_code(), codes[id - 1]) << "call " << id << ": " << frame.error_text();
+    }
+  }
+
   uint64_t unauthenticated_closes() const {
     const ServerStats stats = server_->stats();
     const auto found = stats.closes_by_reason.find(CloseReason::kUnauthenticated);
@@ -194,12 +204,7 @@ TEST_F(AuthTest, RequestsReadBehindARefusedFirstRequestAreEachAnswered1004ThenTh
   for (int64_t id = 1; id <= 4; ++id)
     burst += BlockingClient::encode_request(echo_request(id, request));
   ASSERT_TRUE(client->send_bytes(burst));
-  for (int64_t id = 1; id <= 4; ++id) {
-    ReceivedFrame frame;
-    ASSERT_EQ(client->receive(frame, kReceiveTimeout), ReceiveStatus::kFrame) << "call " << id;
-    EXPECT_EQ(frame.correlation_id(), id);
-    EXPECT_EQ(frame.error_code(), 1004) << frame.error_text();
-  }
+  expect_answers(*client, {1004, 1004, 1004, 1004});
   EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
   EXPECT_EQ(server_->stats().authentication_failures, 1u);  // The first; the rest follow it.
 }
@@ -216,12 +221,7 @@ TEST_F(AuthTest, TheFirstRequestsCredentialAuthenticatesTheWholeConnection) {
   for (int64_t id = 2; id <= 4; ++id)
     burst += BlockingClient::encode_request(echo_request(id, request));
   ASSERT_TRUE(client->send_bytes(burst));
-  for (int64_t id = 1; id <= 4; ++id) {
-    ReceivedFrame frame;
-    ASSERT_EQ(client->receive(frame, kReceiveTimeout), ReceiveStatus::kFrame) << "call " << id;
-    EXPECT_EQ(frame.correlation_id(), id);
-    EXPECT_EQ(frame.error_code(), 0) << frame.error_text();
-  }
+  expect_answers(*client, {0, 0, 0, 0});
   EXPECT_EQ(server_->stats().authentication_failures, 0u);
 }
 
@@ -294,13 +294,7 @@ TEST_F(AuthTest, AWrongCredentialOnALaterRequestIsRefusedToo) {
   ASSERT_TRUE(client->send_bytes(BlockingClient::encode_request(first) +
                                  BlockingClient::encode_request(second) +
                                  BlockingClient::encode_request(third)));
-  const int expected[] = {0, 0, 1004};
-  for (int64_t id = 1; id <= 3; ++id) {
-    ReceivedFrame frame;
-    ASSERT_EQ(client->receive(frame, kReceiveTimeout), ReceiveStatus::kFrame) << "call " << id;
-    EXPECT_EQ(frame.correlation_id(), id);
-    EXPECT_EQ(frame.error_code(), expected[id - 1]) << frame.error_text();
-  }
+  expect_answers(*client, {0, 0, 1004});
   EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
 }
 
