@@ -107,6 +107,20 @@ class AuthTest : public ServerTest {
     return codes;
   }
 
+  // Echo calls 1..credentials.size() in one write, call i carrying
+  // credentials[i - 1] as its authentication_data (empty: none).
+  static std::string pipelined_echoes(const std::vector<std::string>& credentials) {
+    example::EchoRequest request;
+    request.set_message("x");
+    std::string burst;
+    for (size_t i = 0; i < credentials.size(); ++i) {
+      RequestParts parts = echo_request(static_cast<int64_t>(i + 1), request);
+      parts.authentication_data = credentials[i];
+      burst += BlockingClient::encode_request(parts);
+    }
+    return burst;
+  }
+
   // Reads the answers of calls 1..codes.size(), in order, each with its code.
   static void expect_answers(BlockingClient& client, const std::vector<int>& codes) {
     for (int64_t id = 1; id <= static_cast<int64_t>(codes.size()); ++id) {
@@ -198,12 +212,7 @@ TEST_F(AuthTest, TheRightTokenIsServedAndHandlersSeeWhoTheClientIs) {
 TEST_F(AuthTest, RequestsReadBehindARefusedFirstRequestAreEachAnswered1004ThenTheConnectionCloses) {
   start_with_token(random_token());
   auto client = connect();
-  example::EchoRequest request;
-  request.set_message("x");
-  std::string burst;
-  for (int64_t id = 1; id <= 4; ++id)
-    burst += BlockingClient::encode_request(echo_request(id, request));
-  ASSERT_TRUE(client->send_bytes(burst));
+  ASSERT_TRUE(client->send_bytes(pipelined_echoes({"", "", "", ""})));
   expect_answers(*client, {1004, 1004, 1004, 1004});
   EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
   EXPECT_EQ(server_->stats().authentication_failures, 1u);  // The first; the rest follow it.
@@ -213,14 +222,7 @@ TEST_F(AuthTest, TheFirstRequestsCredentialAuthenticatesTheWholeConnection) {
   const std::string token = random_token();
   start_with_token(token);
   auto client = connect();
-  example::EchoRequest request;
-  request.set_message("x");
-  RequestParts first = echo_request(1, request);
-  first.authentication_data = token;
-  std::string burst = BlockingClient::encode_request(first);
-  for (int64_t id = 2; id <= 4; ++id)
-    burst += BlockingClient::encode_request(echo_request(id, request));
-  ASSERT_TRUE(client->send_bytes(burst));
+  ASSERT_TRUE(client->send_bytes(pipelined_echoes({token, "", "", ""})));
   expect_answers(*client, {0, 0, 0, 0});
   EXPECT_EQ(server_->stats().authentication_failures, 0u);
 }
@@ -284,16 +286,8 @@ TEST_F(AuthTest, AWrongCredentialOnALaterRequestIsRefusedToo) {
   const std::string token = random_token();
   start_with_token(token);
   auto client = connect();
-  example::EchoRequest request;
-  request.set_message("x");
-  RequestParts first = echo_request(1, request);
-  first.authentication_data = token;
-  RequestParts second = echo_request(2, request);  // None: served (verified once).
-  RequestParts third = echo_request(3, request);
-  third.authentication_data = random_token();  // Presented, and wrong.
-  ASSERT_TRUE(client->send_bytes(BlockingClient::encode_request(first) +
-                                 BlockingClient::encode_request(second) +
-                                 BlockingClient::encode_request(third)));
+  // The second carries none (served: verified once); the third a wrong one.
+  ASSERT_TRUE(client->send_bytes(pipelined_echoes({token, "", random_token()})));
   expect_answers(*client, {0, 0, 1004});
   EXPECT_TRUE(client->wait_closed(kReceiveTimeout));
 }
