@@ -40,7 +40,12 @@ constexpr const char* kUsage =
     "  --auth-token-file FILE  send the token in FILE (mode 600) to authenticate\n"
     "  --auth-token-env NAME   send the token in environment variable NAME\n"
     "  --credential-on-every-call  send it with every call, not only once per\n"
-    "         connection (for servers that verify every call)\n";
+    "         connection (for servers that verify every call)\n"
+    "  --tls-ca FILE   call over TLS, trusting the CAs in FILE (PEM)\n"
+    "  --tls           call over TLS, trusting the system's CAs\n"
+    "  --tls-server-name NAME  the name the server's certificate must carry\n"
+    "         (default: the host called)\n"
+    "  --tls-cert FILE --tls-key FILE  a client certificate (mutual TLS)\n";
 
 // With a message: to stderr, exit 2; without (--help): to stdout, exit 0.
 [[noreturn]] void usage(const std::string& message) {
@@ -288,6 +293,24 @@ int main(int argc, char** argv) {
       usage(std::string());
     } else if (argument == "--credential-on-every-call") {
       options.credential_on_every_call = true;
+    } else if (argument == "--tls") {
+      if (!options.tls)
+        options.tls = percore::TlsOptions{};
+    } else if (argument == "--tls-ca" || argument == "--tls-server-name" ||
+               argument == "--tls-cert" || argument == "--tls-key") {
+      if (i + 1 >= argc)
+        usage("missing value for " + argument);
+      const std::string value = argv[++i];
+      if (!options.tls)
+        options.tls = percore::TlsOptions{};
+      if (argument == "--tls-ca")
+        options.tls->ca_file = value;
+      else if (argument == "--tls-server-name")
+        options.tls->server_name = value;
+      else if (argument == "--tls-cert")
+        options.tls->certificate_file = value;
+      else
+        options.tls->private_key_file = value;
     } else if (argument == "--auth-token-file" || argument == "--auth-token-env") {
       if (i + 1 >= argc)
         usage("missing value for " + argument);

@@ -46,6 +46,8 @@ constexpr std::string_view kUsage =
     "                      [--prime-max-run-ms N] [--prime-allow-faults]\n"
     "                      [--auth-token-file FILE | --auth-token-env NAME]\n"
     "                      [--authenticate-every-call] [--open-builtin-pages]\n"
+    "                      [--tls-cert FILE --tls-key FILE] [--tls-required]\n"
+    "                      [--tls-client-ca FILE]\n"
     "  --listen          address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --io-threads      I/O threads (default: one per core)\n"
     "  --workers         worker threads for IsPrime (default: one per core)\n"
@@ -105,6 +107,11 @@ constexpr std::string_view kUsage =
     "                    connection's first\n"
     "  --open-builtin-pages  with a token: serve /status and /metrics without it\n"
     "                    (/health is always open)\n"
+    "  --tls-cert, --tls-key  serve TLS on the same port (PEM certificate chain\n"
+    "                    and private key); clear text is still served unless\n"
+    "  --tls-required    clear-text connections are refused\n"
+    "  --tls-client-ca   mutual TLS: clients must present a certificate signed\n"
+    "                    by a CA in FILE\n"
     "  --stage-b         also host pipeline.StageB (examples/pipeline.proto)\n"
     "  --stage-a-next    also host pipeline.StageA, calling pipeline.StageB at\n"
     "                    TARGET (any Channel target: zk://..., host:port, ...)\n";
@@ -204,6 +211,10 @@ int main(int argc, char** argv) {
       options.open_builtin_pages = true;
       continue;
     }
+    if (flag == "--tls-required") {
+      options.tls_required = true;
+      continue;
+    }
     if (i + 1 >= argc)
       usage_error("missing value for " + flag);
     const char* value = argv[++i];
@@ -255,6 +266,17 @@ int main(int argc, char** argv) {
       // Read: worker processes (forked later) need not inherit it.
       if (flag == "--auth-token-env")
         ::unsetenv(value);
+    } else if (flag == "--tls-cert" || flag == "--tls-key" || flag == "--tls-client-ca") {
+      if (!options.tls)
+        options.tls = percore::TlsOptions{};
+      if (flag == "--tls-cert") {
+        options.tls->certificate_file = value;
+      } else if (flag == "--tls-key") {
+        options.tls->private_key_file = value;
+      } else {
+        options.tls->ca_file = value;
+        options.tls->verify_client = true;
+      }
     } else if (flag == "--registry-credential-file") {
       credential = read_credential_file(value);
     } else if (flag == "--deregister-timeout-ms") {
@@ -289,6 +311,10 @@ int main(int argc, char** argv) {
     usage_error("--authenticate-every-call and --open-builtin-pages need --auth-token-file or "
                 "--auth-token-env");
   }
+  if (options.tls_required && !options.tls)
+    usage_error("--tls-required needs --tls-cert and --tls-key");
+  if (options.tls && (options.tls->certificate_file.empty() || options.tls->private_key_file.empty()))
+    usage_error("TLS needs both --tls-cert and --tls-key");
   std::optional<percore::ZooKeeperUri> registry_uri;
   if (!registry.empty()) {
     std::string error;

@@ -1,3 +1,4 @@
+#include <percore/base/detail/tls_context.h>
 #include <percore/client_proxy/channel.h>
 
 #include <unistd.h>
@@ -132,6 +133,16 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
       *error = "channel already initialized";
     return false;
   }
+  std::shared_ptr<const detail::TlsContext> tls_context;
+  if (options.tls.has_value()) {
+    std::string why;
+    tls_context = detail::TlsContext::create(*options.tls, detail::TlsContext::Side::kClient, &why);
+    if (tls_context == nullptr) {
+      if (error != nullptr)
+        *error = "TLS: " + why;
+      return false;
+    }
+  }
   NamingOptions naming_options;
   naming_options.connect_timeout_ms = options.naming_timeout_ms;
   naming_options.session_timeout_ms = options.zookeeper_session_timeout_ms;
@@ -146,7 +157,7 @@ bool Channel::Init(const std::string& target, const ChannelOptions& options, std
   }
   events_ = std::make_unique<detail::ChannelEventLog>(target);
   for (int i = 0; i < runtime_->group_count(); ++i) {
-    routes_.push_back(std::make_unique<detail::ChannelRoute>(options_, *events_));
+    routes_.push_back(std::make_unique<detail::ChannelRoute>(options_, *events_, tls_context));
     runtime_->group(i).add_route(*routes_.back());
   }
   if (!naming->start([this](const std::vector<ServerAddress>& servers) { on_servers(servers); },

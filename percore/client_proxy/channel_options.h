@@ -6,6 +6,7 @@
 #include <optional>
 
 #include <percore/base/authenticator.h>
+#include <percore/base/tls_options.h>
 #include <percore/client_proxy/client_runtime.h>
 #include <percore/proto/frame.h>
 
@@ -166,6 +167,19 @@ struct ChannelOptions {
   // credential too, asked of the authenticator on the calling thread, for
   // servers with ServerOptions::authenticate_every_call. Default false.
   bool credential_on_every_call = false;
+
+  // --- TLS (docs/SECURITY.md, "TLS"). ---
+  // Set: every connection is TLS (1.2 or 1.3), its handshake started as
+  // soon as TCP connects, with calls queued behind it. The server's
+  // certificate is verified by default (TlsOptions::verify_peer: the chain
+  // against ca_file or the system's store, the dates, and the name:
+  // server_name, or else the host dialled); certificate_file and
+  // private_key_file present a client certificate (mutual TLS). A failed
+  // handshake ends the connection's calls 1016 (ESSL) with the reason, e.g.
+  // "TLS handshake with 10.0.0.7:8000 failed: certificate verify failed
+  // (certificate has expired)"; Channel::Init fails when a file cannot be
+  // used. Default: none, clear text.
+  std::optional<TlsOptions> tls{};
 };
 
 }  // namespace percore

@@ -22,6 +22,7 @@ constexpr ErrorCodeInfo kInfo[] = {
     {ErrorCode::kTimedOut, "ERPCTIMEDOUT", "timed out"},
     {ErrorCode::kBrokenConnection, "EFAILEDSOCKET", "broken connection"},
     {ErrorCode::kOvercrowded, "EOVERCROWDED", "too many calls in flight"},
+    {ErrorCode::kTls, "ESSL", "TLS handshake failed"},
     {ErrorCode::kInternal, "EINTERNAL", "internal error"},
     {ErrorCode::kBadResponse, "ERESPONSE", "bad response"},
     {ErrorCode::kServerStopping, "ELOGOFF", "server is stopping"},

@@ -24,6 +24,7 @@ enum class ErrorCode : int32_t {
   kTimedOut = 1008,            // ERPCTIMEDOUT
   kBrokenConnection = 1009,    // EFAILEDSOCKET
   kOvercrowded = 1011,         // EOVERCROWDED
+  kTls = 1016,                 // ESSL
   kInternal = 2001,            // EINTERNAL
   kBadResponse = 2002,         // ERESPONSE
   kServerStopping = 2003,      // ELOGOFF
@@ -58,6 +59,12 @@ inline constexpr std::string_view kAuthenticationFailedText = "authentication fa
 //         dead (keepalive); or broke before, and max_resends or the retry
 //         budget refused to send it again.
 //   1011  the group's in-flight limit (max_inflight_per_group) is reached.
+//   1016  (ESSL) the TLS handshake with the server failed (ChannelOptions::
+//         tls): its certificate did not verify (the text says why: expired,
+//         not signed by a trusted CA, another name), the server refused the
+//         client's certificate, or it does not speak TLS. Not sent again
+//         on that server; calls fail so, fast, until it is reconnected
+//         after back-off.
 //   2001  Controller::SetFailed by the application; CallMethod on a Channel
 //         that is not initialized.
 //   2002  the response does not parse, or uses a compression percore does not
@@ -83,6 +90,7 @@ inline constexpr ErrorCode kAllErrorCodes[] = {
     ErrorCode::kTimedOut,
     ErrorCode::kBrokenConnection,
     ErrorCode::kOvercrowded,
+    ErrorCode::kTls,
     ErrorCode::kInternal,
     ErrorCode::kBadResponse,
     ErrorCode::kServerStopping,

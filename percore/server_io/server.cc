@@ -16,11 +16,16 @@
 #include <future>
 #include <thread>
 
+#include <percore/base/detail/tls_context.h>
 #include <percore/base/log.h>
 #include <percore/proto/detail/assert.h>
 #include <percore/server_io/detail/acceptor.h>
 #include <percore/server_io/detail/io_thread.h>
 #include <percore/server_io/detail/process_pool.h>
+#include <percore/server_io/detail/server_core.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <openssl/ssl.h>
 #include <percore/server_io/detail/server_core.h>
 #include <percore/server_io/detail/worker_pool.h>
 
@@ -153,6 +158,30 @@ bool Server::AddService(std::unique_ptr<google::protobuf::Service> service, Serv
   return true;
 }
 
+bool Server::make_tls_context(std::string* error) {
+  const ServerOptions& options = core_->options;
+  if (!options.tls.has_value()) {
+    if (options.tls_required) {
+      if (error != nullptr)
+        *error = "tls_required needs tls (a certificate and a private key)";
+      return false;
+    }
+    return true;
+  }
+  std::string why;
+  const std::shared_ptr<detail::TlsContext> made =
+      detail::TlsContext::create(*options.tls, detail::TlsContext::Side::kServer, &why);
+  if (made == nullptr) {
+    if (error != nullptr)
+      *error = "TLS: " + why;
+    return false;
+  }
+  // Asio's context takes a reference of its own (it frees it).
+  SSL_CTX_up_ref(made->native());
+  core_->tls_context = std::make_unique<boost::asio::ssl::context>(made->native());
+  return true;
+}
+
 bool Server::Start(const std::string& listen_address, std::string* error) {
   std::lock_guard lock(lifecycle_mutex_);
   if (started_) {
@@ -161,6 +190,8 @@ bool Server::Start(const std::string& listen_address, std::string* error) {
     return false;
   }
   const ServerOptions& options = core_->options;
+  if (!make_tls_context(error))
+    return false;
   // The zygote first, while the server has no thread of its own.
   bool uses_processes = false;
   core_->services.for_each_method([&uses_processes](const detail::MethodEntry& method) {

@@ -8,10 +8,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <percore/base/authenticator.h>
+#include <percore/base/tls_options.h>
 #include <percore/proto/frame.h>
 #include <percore/server_io/server_controller.h>
 #include <percore/server_io/server_stats.h>
@@ -201,6 +203,23 @@ struct ServerOptions {
   // network). /health is always open (load balancers and orchestrators
   // probe it). Default false.
   bool open_builtin_pages = false;
+
+  // --- TLS (docs/SECURITY.md, "TLS"). ---
+  // Set: connections whose first byte opens a TLS handshake record (0x16, a
+  // ClientHello) are served inside TLS on the same port, as brpc does:
+  // baidu_std and HTTP alike. Needs
+  // certificate_file and private_key_file; verify_client asks for a client
+  // certificate (mutual TLS) and refuses a client without a valid one, and
+  // handlers read its subject (ServerController::peer_certificate_subject()).
+  // TLS 1.2 or 1.3 (OpenSSL's defaults otherwise). Start() fails with the
+  // file and OpenSSL's reason when a file cannot be used. Each TLS
+  // connection holds about 34 KiB more (Asio's record buffers). A failed
+  // handshake is counted (ServerStats::tls_handshake_failures) and logged,
+  // rate-limited. Default: none, clear text only.
+  std::optional<TlsOptions> tls{};
+  // With tls: clear-text connections are refused (closed at their first
+  // byte, counted in ServerStats::clear_text_refused). Default false: both.
+  bool tls_required = false;
 };
 
 // The server container: hosts protobuf Services on one TCP port.
@@ -292,6 +311,9 @@ class Server {
  private:
   // Asserts that the caller is not one of the server's I/O threads.
   void assert_not_in_io_thread() const;
+  // ServerOptions::tls: makes the shared TLS context (false, with the file
+  // and OpenSSL's reason in *error, when it cannot).
+  bool make_tls_context(std::string* error);
 
   std::unique_ptr<detail::ServerCore> core_;
   std::vector<std::unique_ptr<detail::IoThread>> io_threads_;

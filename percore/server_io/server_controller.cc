@@ -7,6 +7,11 @@
 
 namespace percore {
 
+const std::string& ServerController::peer_certificate_subject() const {
+  static const std::string kNone;
+  return peer_certificate_subject_ != nullptr ? *peer_certificate_subject_ : kNone;
+}
+
 void ServerController::Reset() {
   error_code_ = percore::ErrorCode::kOk;
   error_text_.clear();
@@ -14,6 +19,7 @@ void ServerController::Reset() {
   response_attachment_.clear();
   remote_side_.clear();
   auth_context_.reset();
+  peer_certificate_subject_.reset();
   log_id_ = 0;
   trace_id_ = 0;
   span_id_ = 0;

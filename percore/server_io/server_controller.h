@@ -93,6 +93,10 @@ class ServerController : public google::protobuf::RpcController {
   // Who the client proved to be (ServerOptions::authenticator); null when
   // the server has no authenticator. brpc's Controller::auth_context().
   const AuthContext* auth_context() const { return auth_context_.get(); }
+  // The subject of the client's certificate, one line as OpenSSL prints it
+  // ("/O=example/CN=client-a"), when the call came over TLS with a verified
+  // client certificate (ServerOptions::tls verify_client); empty otherwise.
+  const std::string& peer_certificate_subject() const;
   int64_t log_id() const { return log_id_; }
   // The request's trace (RpcRequestMeta trace_id, span_id, parent_span_id);
   // 0 when the client sent none.
@@ -132,6 +136,7 @@ class ServerController : public google::protobuf::RpcController {
   std::string response_attachment_;
   std::string remote_side_;
   std::shared_ptr<const AuthContext> auth_context_;  // The connection's.
+  std::shared_ptr<const std::string> peer_certificate_subject_;  // The connection's.
   int64_t log_id_ = 0;
   int64_t trace_id_ = 0;
   int64_t span_id_ = 0;

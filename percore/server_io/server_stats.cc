@@ -31,6 +31,10 @@ const char* close_reason_name(CloseReason reason) {
       return "partial frame timeout";
     case CloseReason::kServerStopped:
       return "server stopped";
+    case CloseReason::kTlsFailed:
+      return "TLS handshake failed";
+    case CloseReason::kClearTextRefused:
+      return "clear text refused";
   }
   return "unknown";
 }

@@ -36,8 +36,10 @@ enum class CloseReason {
   kPartialFrameTimeout,  // ServerOptions::partial_frame_timeout_ms.
   kServerStopped,        // Server::Stop().
   kUnauthenticated,      // Its first request failed authentication (1004).
+  kTlsFailed,            // Its TLS handshake failed (ServerStats::tls_handshake_failures).
+  kClearTextRefused,     // Clear text to a server with tls_required.
 };
-inline constexpr int kCloseReasonCount = 7;
+inline constexpr int kCloseReasonCount = 9;
 // A short name for logs and stats, e.g. "idle timeout".
 const char* close_reason_name(CloseReason reason);
 
@@ -101,6 +103,14 @@ struct ServerStats {
   // requests read behind a refused one on its connection are answered 1004
   // too but not counted here.
   uint64_t authentication_failures = 0;
+  // TLS (ServerOptions::tls): connections whose handshake completed; whose
+  // handshake failed (a client that does not trust the server's certificate,
+  // has no valid certificate for verify_client, or is not TLS at all), each
+  // logged with the reason, rate-limited; clear-text connections refused by
+  // tls_required.
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_handshake_failures = 0;
+  uint64_t clear_text_refused = 0;
   // Worker processes of kProcessPool methods: alive now (starting, idle or
   // busy); that died on their own (signal or exit, idle ones included) or
   // sent a malformed answer; that the server killed for max_run_ms or a

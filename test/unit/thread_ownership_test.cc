@@ -54,6 +54,7 @@ struct NoListener : ConnectionPool::Listener {
   void on_connection_releasing(ClientConnection&) override {}
   void on_maintenance_due(ConnectionPool::Clock::time_point) override {}
   void send_health_probe(ClientConnection&, bool) override {}
+  void start_tls(ClientConnection&) override {}
   void on_connection_freed(ClientConnection&) override {}
 };
 

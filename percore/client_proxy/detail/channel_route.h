@@ -44,13 +44,19 @@ struct ChannelRoute {
     RetryBudget budget;
   };
 
-  ChannelRoute(const ChannelOptions& channel_options, ChannelEventLog& channel_events)
-      : options(channel_options), events(channel_events), send_(options) {}
+  ChannelRoute(const ChannelOptions& channel_options, ChannelEventLog& channel_events,
+               std::shared_ptr<const TlsContext> channel_tls_context = nullptr)
+      : options(channel_options),
+        events(channel_events),
+        tls_context(std::move(channel_tls_context)),
+        send_(options) {}
   ChannelRoute(const ChannelRoute&) = delete;
   ChannelRoute& operator=(const ChannelRoute&) = delete;
 
   const ChannelOptions options;  // Sanitized.
   ChannelEventLog& events;       // The Channel's; outlives the route.
+  // ChannelOptions::tls, made once by Channel::Init (null: clear text).
+  const std::shared_ptr<const TlsContext> tls_context;
   // This Channel's counters and gauges in this group (Channel::stats()).
   RouteCounters counters;
   // The Channel's calls in this group: entered when a call starts, left once

@@ -8,6 +8,7 @@
 #include <percore/client_proxy/detail/event_loop.h>
 #include <percore/client_proxy/detail/loop_owned.h>
 #include <percore/client_proxy/detail/route_counters.h>
+#include <percore/client_proxy/detail/tls_session.h>
 #include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/frame_decoder.h>
 #include <percore/proto/detail/gather_buffer.h>
@@ -54,6 +55,7 @@ class ClientConnection {
     int ready_index = -1;           // Position in its pool's ready or ejected list, or -1.
     std::string failure_reason;     // Why the send side released it.
     bool found_dead = false;        // Released because the liveness check failed.
+    bool tls_failed = false;        // Released because its TLS session failed.
     // Liveness (ConnectionPool::check_liveness): the receive side's `reads`
     // when last looked at; since when calls have waited with no byte back
     // (min: none); when the health check went out (min: none).
@@ -80,12 +82,14 @@ class ClientConnection {
 
   ClientConnection(const EventLoop& send_loop, const EventLoop& receive_loop,
                    uint64_t connection_id, uint64_t owning_server_id, bool is_fallback,
-                   std::string remote, size_t max_body_bytes, RouteCounters& route_counters)
+                   std::string remote, size_t max_body_bytes, RouteCounters& route_counters,
+                   std::unique_ptr<TlsSession> tls_session = nullptr)
       : id(connection_id),
         server_id(owning_server_id),
         fallback(is_fallback),
         remote_side(std::move(remote)),
         counters(route_counters),
+        tls(std::move(tls_session)),
         send_loop_(send_loop),
         receive_loop_(receive_loop),
         receive_(max_body_bytes) {}
@@ -100,6 +104,12 @@ class ClientConnection {
   const bool fallback;
   const std::string remote_side;  // "ip:port"
   RouteCounters& counters;        // Its Channel's, in this group.
+  // ChannelOptions::tls: the connection's TLS session (null: clear text).
+  // Then send_side().pending holds plaintext and writing ciphertext, and
+  // bytes_written counts plaintext handed to TLS (a call whose bytes are
+  // encrypted may have reached the server: it is never sent again as
+  // unsent). Its methods lock; the send and receive sides call them.
+  const std::unique_ptr<TlsSession> tls;
 
   // Calls queued on it and not completed: the send thread adds, whoever
   // completes a call subtracts. The balancer reads it.

@@ -63,10 +63,12 @@ std::chrono::steady_clock::duration liveness_interval_of(const ChannelOptions& o
 ConnectionPool::ConnectionPool(EventLoop& send_loop, const EventLoop& receive_loop,
                                ChannelOptions options, ConnectionRegistry& registry,
                                Listener& listener, RouteCounters& counters,
-                               ChannelEventLog& events, uint64_t seed)
+                               ChannelEventLog& events, uint64_t seed,
+                               std::shared_ptr<const TlsContext> tls_context)
     : loop_(send_loop),
       receive_loop_(receive_loop),
       options_(std::move(options)),
+      tls_context_(std::move(tls_context)),
       registry_(registry),
       listener_(listener),
       counters_(counters),
@@ -264,9 +266,14 @@ void ConnectionPool::drain(ClientConnection& connection) {
 void ConnectionPool::connect(ServerEntry& server, size_t slot_index) {
   loop_.assert_in_loop_thread();
   const uint64_t id = registry_.next_id();
+  std::unique_ptr<TlsSession> tls;
+  std::string tls_error;
+  if (tls_context_ != nullptr)
+    tls = TlsSession::create(*tls_context_, server.key, &tls_error);
   auto owned = std::make_unique<ClientConnection>(loop_, receive_loop_, id, server.id,
                                                   server.fallback, server.key,
-                                                  options_.max_body_bytes, counters_);
+                                                  options_.max_body_bytes, counters_,
+                                                  std::move(tls));
   ClientConnection& connection = *owned;
   connections_.emplace(id, std::move(owned));
   registry_.add(*this, connection);
@@ -274,6 +281,10 @@ void ConnectionPool::connect(ServerEntry& server, size_t slot_index) {
   RouteCounters::bump(counters_.connects);
 
   ClientConnection::SendSide& side = connection.send_side();
+  if (tls_context_ != nullptr && connection.tls == nullptr) {
+    on_connect_failed(connection, tls_error);
+    return;
+  }
   side.fd =
       ::socket(server.socket_address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (side.fd < 0) {
@@ -321,6 +332,8 @@ void ConnectionPool::on_connected(ClientConnection& connection) {
   // The credential goes first; calls placed from now on follow it.
   if (options_.authenticator != nullptr)
     listener_.send_health_probe(connection, /*hello=*/true);
+  else if (connection.tls != nullptr)
+    listener_.start_tls(connection);  // The ClientHello goes now, calls or not.
   listener_.on_connection_ready(connection);
   if (server != nullptr && server->health.state == OutlierDetector::ServerHealth::State::kProbing &&
       server->probe_connection == 0) {
@@ -376,10 +389,11 @@ void ConnectionPool::on_let_go(ClientConnection& connection, LetGo how, bool had
   const bool answered = connection.reads.load(std::memory_order_relaxed) > 0;
   const bool stopping = server != nullptr && server->stopping;
   Reconnect reconnect;
-  if (how == LetGo::kUnauthorized) {
-    // Its credential was refused: a fault of configuration, not of the
-    // server's health (no outlier ejection), retried only after back-off.
-    credential_refusal_ = why;
+  if (how == LetGo::kUnauthorized || how == LetGo::kTlsFailed) {
+    // Its credential or its TLS handshake was refused: a fault of
+    // configuration, not of the server's health (no outlier ejection),
+    // retried only after back-off.
+    refusal_ = {how == LetGo::kTlsFailed ? ErrorCode::kTls : ErrorCode::kUnauthorized, why};
     events_.failure(connection.remote_side, LogLevel::kWarning,
                     [&] { return "connection to " + connection.remote_side + ": " + why; });
     reconnect = Reconnect::kAfterBackoff;

@@ -94,6 +94,8 @@ class ConnectionPool {
     // first bytes of a new connection, carrying the client's credential
     // (ChannelOptions::authenticator).
     virtual void send_health_probe(ClientConnection& connection, bool hello) = 0;
+    // ChannelOptions::tls without a hello: write the ClientHello now.
+    virtual void start_tls(ClientConnection& connection) = 0;
     // `connection` is about to be freed: nothing may keep a pointer to it
     // (a task earlier in the same turn may have queued bytes on it).
     virtual void on_connection_freed(ClientConnection& connection) = 0;
@@ -105,11 +107,13 @@ class ConnectionPool {
     kEndOfStream,  // The server closed it.
     kError,        // A read error, a malformed frame.
     kUnauthorized,  // The server answered the connection's hello 1004.
+    kTlsFailed,     // The TLS handshake (or record layer) failed.
   };
 
   ConnectionPool(EventLoop& send_loop, const EventLoop& receive_loop, ChannelOptions options,
                  ConnectionRegistry& registry, Listener& listener, RouteCounters& counters,
-                 ChannelEventLog& events, uint64_t seed);
+                 ChannelEventLog& events, uint64_t seed,
+                 std::shared_ptr<const TlsContext> tls_context = nullptr);
   // Closes the descriptors still open (the receive side has let go of them
   // or never had them).
   ~ConnectionPool();
@@ -174,9 +178,15 @@ class ConnectionPool {
   bool empty() const { return connections_.empty(); }
 
   const ChannelOptions& options() const { return options_; }
-  // Why the last server to refuse this client's credential did (1004), or
-  // empty once a connection's hello has been accepted since.
-  const std::string& credential_refusal() const { return credential_refusal_; }
+  // Why the last connection was refused for what this client is: its
+  // credential (1004) or its TLS handshake (1016); code kOk once a
+  // connection has been answered since. Calls that find no connection end
+  // so, instead of 112.
+  struct Refusal {
+    ErrorCode code = ErrorCode::kOk;
+    std::string text{};
+  };
+  const Refusal& refusal() const { return refusal_; }
   size_t ready_count() const { return ready_[0].size() + ready_[1].size(); }
   int connecting_count() const { return connecting_[0] + connecting_[1]; }
 
@@ -253,7 +263,9 @@ class ConnectionPool {
   EventLoop& loop_;
   const EventLoop& receive_loop_;
   const ChannelOptions options_;
-  std::string credential_refusal_;  // credential_refusal().
+  Refusal refusal_;  // refusal().
+  // ChannelOptions::tls: made once per Channel, shared by its pools.
+  const std::shared_ptr<const TlsContext> tls_context_;
   ConnectionRegistry& registry_;
   Listener& listener_;
   RouteCounters& counters_;

@@ -27,7 +27,7 @@ void ConnectionPool::on_call_timed_out(ClientConnection& connection) {
 void ConnectionPool::on_probe_answered(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
   ClientConnection::SendSide& side = connection.send_side();
-  credential_refusal_.clear();  // Any answer but 1004: the credential passed.
+  refusal_ = {};  // Any answer but 1004: the credential (and TLS) passed.
   if (side.probe_sent_at == Clock::time_point::min())
     return;
   side.probe_sent_at = Clock::time_point::min();

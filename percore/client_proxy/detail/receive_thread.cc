@@ -65,8 +65,14 @@ void ReceiveThread::on_event(uint64_t tag, uint32_t) {
 void ReceiveThread::read(ClientConnection& connection) {
   loop_.assert_in_loop_thread();
   ClientConnection::ReceiveSide& side = connection.receive_side();
+  if (connection.tls != nullptr && tls_input_ == nullptr)
+    tls_input_ = std::make_unique<char[]>(kReadBytes);
   for (;;) {
-    std::span<char> space = side.decoder.prepare(kReadBytes);
+    // Clear text lands in the decoder; TLS records in a buffer of this
+    // thread's, decrypted into the decoder.
+    const std::span<char> space = connection.tls != nullptr
+                                      ? std::span<char>(tls_input_.get(), kReadBytes)
+                                      : side.decoder.prepare(kReadBytes);
     const ssize_t bytes = ::read(side.fd, space.data(), space.size());
     if (bytes < 0) {
       if (errno == EINTR)
@@ -81,10 +87,50 @@ void ReceiveThread::read(ClientConnection& connection) {
       let_go(connection, ConnectionPool::LetGo::kEndOfStream, "closed by the server");
       return;
     }
-    side.decoder.commit(static_cast<size_t>(bytes));
     // Progress for the send thread's liveness check; this thread alone writes.
     connection.reads.store(connection.reads.load(std::memory_order_relaxed) + 1,
                            std::memory_order_relaxed);
+    if (connection.tls != nullptr) {
+      if (!decrypt(connection, std::string_view(space.data(), static_cast<size_t>(bytes))))
+        return;
+    } else {
+      side.decoder.commit(static_cast<size_t>(bytes));
+      if (!decode_frames(connection))
+        return;
+    }
+    // A short read means the socket is drained; epoll will say when more comes.
+    if (static_cast<size_t>(bytes) < space.size())
+      return;
+  }
+}
+
+bool ReceiveThread::decrypt(ClientConnection& connection, std::string_view bytes) {
+  loop_.assert_in_loop_thread();
+  size_t plain_bytes = 0;
+  bool wants_flush = false;
+  std::string failure;
+  const TlsSession::Status status = connection.tls->decrypt(
+      bytes, connection.receive_side().decoder, &plain_bytes, &wants_flush, &failure);
+  if (wants_flush)
+    send_.post_flush(connection.id);
+  // Answers decrypted before a close or a failure are answers all the same.
+  if (plain_bytes > 0 && !decode_frames(connection))
+    return false;
+  if (status == TlsSession::Status::kFailed) {
+    let_go(connection, ConnectionPool::LetGo::kTlsFailed, std::move(failure));
+    return false;
+  }
+  if (status == TlsSession::Status::kClosed) {
+    let_go(connection, ConnectionPool::LetGo::kEndOfStream, "closed by the server");
+    return false;
+  }
+  return true;
+}
+
+bool ReceiveThread::decode_frames(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::ReceiveSide& side = connection.receive_side();
+  {
     for (;;) {
       const DecodeStatus status = side.decoder.next(side.frame, side.stream_frame);
       if (status == DecodeStatus::kNeedMore)
@@ -94,21 +140,19 @@ void ReceiveThread::read(ClientConnection& connection) {
         RouteCounters::bump(connection.counters.malformed_responses);
         let_go(connection, ConnectionPool::LetGo::kError,
                "malformed frame from the server: " + std::string(decode_status_text(status)));
-        return;
+        return false;
       }
       const bool kept = status == DecodeStatus::kStreamFrame
                             ? handle_stream_frame(connection, side.stream_frame)
                             : handle_frame(connection, side.frame);
       if (!kept) {
         deliver_stream_input();
-        return;
+        return false;
       }
     }
     deliver_stream_input();
-    // A short read means the socket is drained; epoll will say when more comes.
-    if (static_cast<size_t>(bytes) < space.size())
-      return;
   }
+  return true;
 }
 
 bool ReceiveThread::handle_stream_frame(ClientConnection& connection, const StreamFrame& frame) {

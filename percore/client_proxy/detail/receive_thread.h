@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -47,6 +48,12 @@ class ReceiveThread : private EventLoop::Owner {
   void adopt(ClientConnection& connection, int fd);
   void release(uint64_t connection_id);
   void read(ClientConnection& connection);
+  // ChannelOptions::tls: decrypts `bytes` read from the socket into the
+  // decoder and decodes the frames. False when the connection was let go.
+  bool decrypt(ClientConnection& connection, std::string_view bytes);
+  // Decodes and handles the decoder's complete frames. False when the
+  // connection was let go.
+  bool decode_frames(ClientConnection& connection);
   // False if the frame broke the connection. `stream_call`: the response
   // came inside a stream's DATA frame (its call is never sent again).
   bool handle_frame(ClientConnection& connection, const Frame& frame, bool stream_call = false);
@@ -66,6 +73,8 @@ class ReceiveThread : private EventLoop::Owner {
   EventLoop& loop_;
   std::unordered_map<uint64_t, ClientConnection*> adopted_;
   std::vector<std::shared_ptr<StreamCore>> streams_with_input_;
+  // Where TLS connections' records are read (made with the first one).
+  std::unique_ptr<char[]> tls_input_;
   // Responses are a peer's input: parsed without protobuf's own log lines.
   PeerMessageParser response_parser_;
 };

@@ -78,6 +78,14 @@ void SendThread::post_resend(CallTable::Slot slot, uint64_t connection_id) {
   loop_.post([this, slot, connection_id] { on_resend(slot, connection_id); });
 }
 
+void SendThread::post_flush(uint64_t connection_id) {
+  loop_.post([this, connection_id] {
+    const ConnectionRegistry::Entry entry = registry_.find(connection_id);
+    if (entry.connection != nullptr)
+      flush(*entry.connection);
+  });
+}
+
 void SendThread::post_probe_answered(uint64_t connection_id) {
   loop_.post([this, connection_id] {
     const ConnectionRegistry::Entry entry = registry_.find(connection_id);
@@ -296,6 +304,11 @@ void SendThread::send_health_probe(ClientConnection& connection, bool hello) {
   flush(connection);
 }
 
+void SendThread::start_tls(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  flush(connection);  // Nothing queued: the session writes its ClientHello.
+}
+
 // --- intake and placement ---
 
 bool SendThread::drain_requests() {
@@ -360,9 +373,9 @@ void SendThread::place(CallTable::Slot slot, CallRecord& record, CallRecord::Sen
     route.waiting.push_back(slot);  // A connection is on its way.
     return;
   }
-  if (!route.pool->credential_refusal().empty()) {
-    complete(slot, ErrorCode::kUnauthorized,
-             route.pool->credential_refusal() + " (reconnecting after back-off)");
+  if (const ConnectionPool::Refusal& refusal = route.pool->refusal();
+      refusal.code != ErrorCode::kOk) {
+    complete(slot, refusal.code, refusal.text + " (reconnecting after back-off)");
     return;
   }
   if (send.last_error == ErrorCode::kServerStopping) {
@@ -479,9 +492,14 @@ void SendThread::flush(ClientConnection& connection) {
   iovec vectors[kMaxIovecs];
   for (;;) {
     if (side.writing.empty()) {
-      if (side.pending.empty())
-        return;
-      side.writing.swap(side.pending);
+      if (connection.tls != nullptr) {
+        if (!encrypt_pending(connection) || side.writing.empty())
+          return;
+      } else {
+        if (side.pending.empty())
+          return;
+        side.writing.swap(side.pending);
+      }
     }
     msghdr message{};
     message.msg_iov = vectors;
@@ -499,8 +517,26 @@ void SendThread::flush(ClientConnection& connection) {
       return;
     }
     side.writing.consume(static_cast<size_t>(written));
-    side.bytes_written += static_cast<uint64_t>(written);
+    if (connection.tls == nullptr)
+      side.bytes_written += static_cast<uint64_t>(written);
   }
+}
+
+bool SendThread::encrypt_pending(ClientConnection& connection) {
+  loop_.assert_in_loop_thread();
+  ClientConnection::SendSide& side = connection.send_side();
+  size_t taken = 0;
+  std::string failure;
+  const TlsSession::Status status = connection.tls->encrypt(side.pending, side.writing, &taken,
+                                                            &failure);
+  // Handed to TLS counts as written: its record may reach the server.
+  side.bytes_written += taken;
+  if (status == TlsSession::Status::kFailed) {
+    side.tls_failed = true;
+    registry_.find(connection.id).pool->release(connection, failure);
+    return false;
+  }
+  return true;
 }
 
 // --- connections coming back from the receive side ---
@@ -516,6 +552,8 @@ void SendThread::on_released(uint64_t connection_id, ConnectionPool::LetGo how,
   // The receive side says why when it saw the failure; otherwise the send
   // side asked, and said why (empty: a drained connection closing).
   const std::string why = reason.empty() ? side.failure_reason : reason;
+  if (side.tls_failed)
+    how = ConnectionPool::LetGo::kTlsFailed;
   const bool had_calls = connection.outstanding.load(std::memory_order_relaxed) > 0 ||
                          !side.writing.empty() || !side.pending.empty();
   const GoneConnection gone{connection.id, connection.server_id, side.bytes_written,
@@ -527,6 +565,8 @@ void SendThread::on_released(uint64_t connection_id, ConnectionPool::LetGo how,
   entry.pool->on_let_go(connection, how, had_calls, why);
   if (how == ConnectionPool::LetGo::kUnauthorized) {
     settle_calls_on(gone, why, ErrorCode::kUnauthorized);
+  } else if (how == ConnectionPool::LetGo::kTlsFailed) {
+    settle_calls_on(gone, why, ErrorCode::kTls);
   } else {
     settle_calls_on(gone, "connection to " + gone.remote_side + " broke" +
                               (why.empty() ? std::string() : ": " + why));
@@ -626,7 +666,8 @@ void SendThread::add_route(ChannelRoute& route) {
   ConnectionPool::Listener& listener = *this;
   route.send_side(loop_).pool =
       std::make_unique<ConnectionPool>(loop_, group_.receive_loop, route.options, registry_,
-                                       listener, route.counters, route.events, pool_seed_++);
+                                       listener, route.counters, route.events, pool_seed_++,
+                                       route.tls_context);
   routes_.push_back(&route);
 }
 

@@ -62,6 +62,10 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void post_resend(CallTable::Slot slot, uint64_t connection_id);
   // Receive thread: the health check on `connection_id` was answered.
   void post_probe_answered(uint64_t connection_id);
+  // Receive thread: the TLS session of `connection_id` has bytes to send
+  // (the handshake's next flight, an answer OpenSSL owes), or finished its
+  // handshake (the calls queued behind it can be encrypted now).
+  void post_flush(uint64_t connection_id);
   // A stream bound to `connection_id` has frames queued: they are moved to
   // the connection's buffer (or the stream ends, the connection being gone).
   void post_stream_output(uint64_t connection_id, std::shared_ptr<StreamCore> stream);
@@ -87,6 +91,7 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   void on_connection_releasing(ClientConnection& connection) override;
   void on_maintenance_due(EventLoop::Clock::time_point when) override;
   void send_health_probe(ClientConnection& connection, bool hello) override;
+  void start_tls(ClientConnection& connection) override;
   void on_connection_freed(ClientConnection& connection) override;
 
   // --- intake and placement ---
@@ -108,6 +113,9 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
                 CallRecord::SendSide& send);
   void flush_dirty();
   void flush(ClientConnection& connection);
+  // ChannelOptions::tls: encrypts the queued plaintext into `writing`; false
+  // when the session failed (the connection is then released).
+  bool encrypt_pending(ClientConnection& connection);
 
   // --- connections coming back from the receive side ---
   void on_released(uint64_t connection_id, ConnectionPool::LetGo how, const std::string& reason);

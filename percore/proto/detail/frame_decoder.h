@@ -96,6 +96,12 @@ class FrameDecoder {
   // buffered; a reader calls it before it waits for more input, so that an
   // idle connection holds no buffer. Invalidates views.
   void release();
+  // Forgets every buffered byte (they were another layer's: a TLS
+  // ClientHello handed to the handshake), then release().
+  void drop_buffered() {
+    begin_ = end_;
+    release();
+  }
 
   // Decodes the next frame into `frame`, or says why not. A STRM frame is
   // bad magic here, even with accept_stream_frames: read such a decoder with

@@ -105,6 +105,9 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"replies_dropped", stats.replies_dropped},
       {"handler_exceptions", stats.handler_exceptions},
       {"authentication_failures", stats.authentication_failures},
+      {"tls_handshakes", stats.tls_handshakes},
+      {"tls_handshake_failures", stats.tls_handshake_failures},
+      {"clear_text_refused", stats.clear_text_refused},
       {"streams_accepted", stats.streams_accepted},
       {"stream_frames_for_unknown_streams", stats.stream_frames_for_unknown_streams},
       {"stream_window_overruns", stats.stream_window_overruns},
@@ -237,6 +240,13 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
   counter("percore_server_authentication_failures_total",
           "Requests refused for their credential (1004, HTTP 401).",
           static_cast<double>(stats.authentication_failures));
+  counter("percore_server_tls_handshakes_total", "TLS handshakes completed.",
+          static_cast<double>(stats.tls_handshakes));
+  counter("percore_server_tls_handshake_failures_total", "TLS handshakes that failed.",
+          static_cast<double>(stats.tls_handshake_failures));
+  counter("percore_server_clear_text_refused_total",
+          "Clear-text connections refused (tls_required).",
+          static_cast<double>(stats.clear_text_refused));
   counter("percore_server_streams_accepted_total", "Streams accepted by handlers and connected.",
           static_cast<double>(stats.streams_accepted));
   counter("percore_server_stream_frames_unknown_total",

@@ -52,8 +52,8 @@ std::string_view path_of(std::string_view target) {
 
 }  // namespace
 
-HttpConnection::HttpConnection(IoThread& io_thread, ServerCore& core,
-                               boost::asio::ip::tcp::socket socket, uint64_t id, std::string peer,
+HttpConnection::HttpConnection(IoThread& io_thread, ServerCore& core, ServerSocket socket,
+                               uint64_t id, std::string peer,
                                std::string_view received)
     : io_thread_(io_thread),
       core_(core),
@@ -306,6 +306,11 @@ void HttpConnection::handle_request(Request& request) {
   if (log_id)
     meta.set_log_id(*log_id);
   call->set_request_context(peer_, auth_context_, meta, std::string_view(), request.body().size());
+  if (socket_.is_tls()) {
+    std::string subject = socket_.peer_certificate_subject();
+    if (!subject.empty())
+      call->set_peer_certificate_subject(std::make_shared<const std::string>(std::move(subject)));
+  }
   io_thread_.run_call(call);
 }
 
@@ -535,7 +540,8 @@ void HttpConnection::linger() {
   if (reading_ || state_ != State::kLingering)
     return;
   reading_ = true;
-  socket_.async_read_some(boost::asio::buffer(discard_),
+  // Discarded: read below TLS.
+  socket_.tcp().async_read_some(boost::asio::buffer(discard_),
                           [self = shared_from_this()](const boost::system::error_code& error,
                                                       size_t bytes) { self->on_read(error, bytes); });
 }
@@ -548,7 +554,7 @@ void HttpConnection::begin_close(CloseReason reason) {
   close_reason_ = reason;
   if (state_ == State::kReading && !(parser_ && parser_->got_some()) && buffer_.size() == 0) {
     // Between requests: nothing is owed.
-    socket_.cancel();
+    socket_.tcp().cancel();
     linger();
   }
   // Otherwise the request being read or served is answered, then it closes.
@@ -561,7 +567,7 @@ void HttpConnection::abort(CloseReason reason) {
   if (!closing_)
     close_reason_ = reason;
   boost::system::error_code ignored;
-  socket_.set_option(boost::asio::socket_base::linger(true, 0), ignored);
+  socket_.tcp().set_option(boost::asio::socket_base::linger(true, 0), ignored);
   transition(State::kClosed);
 }
 
@@ -579,7 +585,7 @@ void HttpConnection::check_timeouts(Clock::time_point now) {
         closing_ = true;
         parser_.reset();
         buffer_.consume(buffer_.size());
-        socket_.cancel();
+        socket_.tcp().cancel();
         head_only_ = false;
         respond(408,
                 error_json(to_int(ErrorCode::kBadRequest),
@@ -591,7 +597,7 @@ void HttpConnection::check_timeouts(Clock::time_point now) {
                  now - last_activity_at_ >= std::chrono::milliseconds(options.idle_timeout_ms)) {
         close_reason_ = CloseReason::kIdleTimeout;
         closing_ = true;
-        socket_.cancel();
+        socket_.tcp().cancel();
         linger();
       }
       break;
@@ -634,7 +640,7 @@ void HttpConnection::transition(State next) {
       break;
     case State::kLingering:
       linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
-      socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+      socket_.tcp().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
       break;
     case State::kClosed:
       if (previous == State::kCalling || previous == State::kWriting) {
@@ -646,7 +652,7 @@ void HttpConnection::transition(State next) {
                  (previous == State::kCalling ? "not yet made" : "not fully written");
         });
       }
-      socket_.close(ignored);
+      socket_.tcp().close(ignored);
       core_.count_close(close_reason_);
       core_.open_connections.leave();
       io_thread_.remove_http_connection(id_);

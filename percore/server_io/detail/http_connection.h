@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include <percore/server_io/detail/asio.h>
+#include <percore/server_io/detail/server_socket.h>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
@@ -57,7 +58,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   enum class State { kReading, kCalling, kWriting, kLingering, kClosed, kUpgraded };
 
   // `received` are the bytes ServerConnection read before it saw HTTP.
-  HttpConnection(IoThread& io_thread, ServerCore& core, boost::asio::ip::tcp::socket socket,
+  HttpConnection(IoThread& io_thread, ServerCore& core, ServerSocket socket,
                  uint64_t id, std::string peer, std::string_view received);
 
   void start();
@@ -104,7 +105,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   IoThread& io_thread_;
   ServerCore& core_;
-  boost::asio::ip::tcp::socket socket_;
+  ServerSocket socket_;  // TLS or clear text, as ServerConnection found it.
   const uint64_t id_;
   const std::string peer_;
 

@@ -199,7 +199,7 @@ void IoThread::run_call(ServerCall* call) {
   }
 }
 
-void IoThread::adopt_http(uint64_t connection_id, boost::asio::ip::tcp::socket socket,
+void IoThread::adopt_http(uint64_t connection_id, ServerSocket socket,
                           const std::string& peer, std::string_view received) {
   assert_in_loop_thread();
   auto connection = std::make_shared<HttpConnection>(*this, core_, std::move(socket),

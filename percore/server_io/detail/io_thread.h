@@ -14,6 +14,7 @@
 #include <percore/proto/detail/stream_core.h>
 #include <percore/proto/rpc_meta.pb.h>
 #include <percore/server_io/detail/asio.h>
+#include <percore/server_io/detail/server_socket.h>
 #include <percore/server_io/detail/server_call.h>
 #include <percore/server_io/server_stats.h>
 
@@ -75,7 +76,7 @@ class IoThread {
   void count_answer(MethodEntry* method, int32_t code, ServerCall::Clock::time_point received_at);
   // A connection that turned out to speak HTTP: serves it under the same id,
   // starting with the bytes already read.
-  void adopt_http(uint64_t connection_id, boost::asio::ip::tcp::socket socket,
+  void adopt_http(uint64_t connection_id, ServerSocket socket,
                   const std::string& peer, std::string_view received);
   void remove_http_connection(uint64_t connection_id);
   // An HTTP connection upgraded to a WebSocket (GET /ws/...): the session

@@ -542,6 +542,8 @@ void ProcessPool::begin_call(const std::shared_ptr<Worker>& self, ServerCall* ca
     request->set_timeout_ms(static_cast<int32_t>(std::min<int64_t>(left, INT32_MAX)));
   }
   (*meta.mutable_user_fields())["remote_side"] = controller.remote_side();
+  if (!controller.peer_certificate_subject().empty())
+    (*meta.mutable_user_fields())["tls.peer_subject"] = controller.peer_certificate_subject();
   if (const AuthContext* auth = controller.auth_context()) {
     auto& fields = *meta.mutable_user_fields();
     fields["auth.user"] = auth->user;

@@ -48,6 +48,10 @@ class ServerCall final : public google::protobuf::Closure {
                            std::shared_ptr<const AuthContext> auth_context,
                            const wire::RpcRequestMeta& meta, std::string_view attachment,
                            size_t message_bytes);
+  // mTLS: the subject of the client's certificate (the connection's).
+  void set_peer_certificate_subject(std::shared_ptr<const std::string> subject) {
+    controller_.peer_certificate_subject_ = std::move(subject);
+  }
 
   // The request carried StreamSettings: the client attached stream
   // `remote_id`. `supported`: the handler may accept it (the connection

@@ -1,5 +1,8 @@
 #include <percore/server_io/detail/server_connection.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <linux/sockios.h>
 
 #include <algorithm>
@@ -27,6 +30,24 @@ constexpr size_t kMinReadBytes = 4096;
 constexpr int kMaxReadsPerEvent = 4;
 // Buffers per write: Asio passes at most 64 to one sendmsg.
 constexpr size_t kMaxWriteBuffers = 64;
+// A TLS record's largest plaintext (RFC 8446, 5.1): what one gathered TLS
+// write takes.
+constexpr size_t kTlsRecordBytes = 16 * 1024;
+// A TLS record's first byte when it carries a handshake message.
+constexpr char kTlsHandshakeRecord = 0x16;
+
+// Why a TLS handshake failed, for a log line: OpenSSL's reason, and the
+// certificate check's when that is what failed.
+std::string tls_error_text(const boost::system::error_code& error, SSL* ssl) {
+  if (error == boost::asio::ssl::error::stream_truncated || error == boost::asio::error::eof)
+    return "the client closed the connection during the handshake (does it trust this "
+           "server's certificate?)";
+  std::string text = error.message();
+  const long verified = SSL_get_verify_result(ssl);
+  if (verified != X509_V_OK)
+    text += std::string(" (") + X509_verify_cert_error_string(verified) + ")";
+  return text;
+}
 
 FrameDecoderOptions decoder_options(const ServerOptions& options, ReadBlockPool* blocks,
                                     std::span<char> inline_space) {
@@ -66,16 +87,16 @@ ServerConnection::ServerConnection(IoThread& io_thread, ServerCore& core,
       core_(core),
       socket_(std::move(socket)),
       id_(id),
-      peer_(describe_peer(socket_.native_handle())),
+      peer_(describe_peer(socket_.tcp().native_handle())),
       decoder_(decoder_options(core.options, &io_thread.read_blocks(),
                                std::span<char>(wake_buffer_))) {}
 
 void ServerConnection::start() {
   io_thread_.assert_in_loop_thread();
   boost::system::error_code ignored;
-  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+  socket_.tcp().set_option(boost::asio::ip::tcp::no_delay(true), ignored);
   // For the reads made by hand after a read that filled its buffer.
-  socket_.non_blocking(true, ignored);
+  socket_.tcp().non_blocking(true, ignored);
   last_read_at_ = last_write_at_ = Clock::now();
   if (core_.stopping.load(std::memory_order_acquire)) {
     begin_close(CloseReason::kServerStopped);
@@ -94,7 +115,7 @@ void ServerConnection::pump() {
 }
 
 bool ServerConnection::wants_input() const {
-  if (input_ended_)
+  if (input_ended_ || handshaking_)
     return false;
   if (state_ == State::kLingering)
     return true;  // Discarding until the peer's FIN.
@@ -109,9 +130,16 @@ void ServerConnection::wait_readable() {
   std::span<char> space;
   if (state_ == State::kLingering) {
     // Input past the close is discarded; nothing is decoded any more, so the
-    // wake buffer serves as the sink.
-    space = std::span<char>(wake_buffer_);
-  } else if (decoder_.buffered_bytes() == 0 && last_read_was_small_) {
+    // wake buffer serves as the sink. Read below TLS: discarded either way.
+    offered_bytes_ = wake_buffer_.size();
+    socket_.tcp().async_read_some(
+        boost::asio::buffer(wake_buffer_),
+        [self = shared_from_this()](const boost::system::error_code& error, size_t bytes) {
+          self->on_read(error, bytes);
+        });
+    return;
+  }
+  if (decoder_.buffered_bytes() == 0 && last_read_was_small_) {
     // A quiet connection waits with no read block: its next read lands in
     // the wake buffer (the decoder's inline space) and is decoded there.
     decoder_.release();
@@ -169,10 +197,15 @@ void ServerConnection::on_read(const boost::system::error_code& error, size_t by
 }
 
 void ServerConnection::read_input() {
+  // Reads by hand bypass TLS (Asio's stream reads ciphertext itself, and a
+  // non-blocking synchronous TLS read cannot write what it may owe).
+  if (socket_.is_tls())
+    return;
   for (int reads = 1; reads < kMaxReadsPerEvent && wants_input(); ++reads) {
     const std::span<char> space = decoder_.prepare(kMinReadBytes);
     boost::system::error_code error;
-    const size_t bytes = socket_.read_some(boost::asio::buffer(space.data(), space.size()), error);
+    const size_t bytes =
+        socket_.tcp().read_some(boost::asio::buffer(space.data(), space.size()), error);
     if (error == boost::asio::error::interrupted)
       continue;
     if (would_block(error))
@@ -206,7 +239,7 @@ void ServerConnection::discard_input() {
   char sink[4096];
   for (int reads = 0; reads < 16; ++reads) {
     boost::system::error_code error;
-    const size_t bytes = socket_.read_some(boost::asio::buffer(sink), error);
+    const size_t bytes = socket_.tcp().read_some(boost::asio::buffer(sink), error);
     if (error == boost::asio::error::eof) {
       input_ended_ = true;
       return;
@@ -229,6 +262,10 @@ void ServerConnection::process_frames() {
   const int inflight_limit = core_.options.max_inflight_per_connection;
   const size_t unwritten_limit = core_.options.max_unwritten_bytes_per_connection;
   frames_waiting_ = false;
+  if (!transport_known_ && !choose_transport()) {
+    in_pass_ = false;
+    return;
+  }
   if (!protocol_known_) {
     const Protocol protocol = sniff_protocol();
     if (protocol == Protocol::kHttp) {
@@ -302,13 +339,99 @@ ServerConnection::Protocol ServerConnection::sniff_protocol() const {
   return prefix_of_one ? Protocol::kUnknown : Protocol::kBaiduStd;
 }
 
+bool ServerConnection::choose_transport() {
+  if (decoder_.buffered_bytes() == 0)
+    return false;
+  if (state_ != State::kOpen) {
+    frames_ended_ = true;  // Closing before its first byte was known: nothing is owed.
+    return false;
+  }
+  // A TLS record of type handshake (RFC 8446, 5.1): a ClientHello.
+  const bool client_hello = decoder_.buffered()[0] == kTlsHandshakeRecord;
+  if (client_hello && core_.tls_context != nullptr) {
+    start_tls_handshake();
+    return false;
+  }
+  transport_known_ = true;
+  if (core_.options.tls_required && core_.tls_context != nullptr) {
+    core_.clear_text_refused.fetch_add(1, std::memory_order_relaxed);
+    core_.tls_log.log(LogLevel::kWarning, [&] {
+      return "refusing a clear-text connection from " + peer_ + ": this server requires TLS";
+    });
+    frames_ended_ = true;
+    close_reason_ = CloseReason::kClearTextRefused;
+    transition(State::kDraining);
+    return false;
+  }
+  return true;  // Clear text (or a ClientHello to a server without TLS: bad magic).
+}
+
+void ServerConnection::start_tls_handshake() {
+  handshaking_ = true;
+  // The bytes read so far are the handshake's; Asio takes them as its first
+  // input.
+  tls_hello_.assign(decoder_.buffered());
+  decoder_.drop_buffered();
+  socket_.start_tls(*core_.tls_context);
+  socket_.tls().async_handshake(
+      boost::asio::ssl::stream_base::server, boost::asio::buffer(tls_hello_),
+      [self = shared_from_this()](const boost::system::error_code& error, size_t) {
+        self->on_tls_handshake(error);
+      });
+}
+
+void ServerConnection::on_tls_handshake(const boost::system::error_code& error) {
+  io_thread_.assert_in_loop_thread();
+  handshaking_ = false;
+  std::string().swap(tls_hello_);
+  if (state_ == State::kClosed)
+    return;
+  if (error) {
+    // Asio wrote OpenSSL's alert before completing: the client learns why.
+    tls_failed_ = true;
+    fail_tls(tls_error_text(error, socket_.tls().native_handle()));
+    return;
+  }
+  core_.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+  transport_known_ = true;
+  last_read_at_ = Clock::now();
+  std::string subject = socket_.peer_certificate_subject();
+  if (!subject.empty())
+    peer_certificate_subject_ = std::make_shared<const std::string>(std::move(subject));
+  pump();
+}
+
+void ServerConnection::fail_tls(const std::string& reason) {
+  core_.tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+  core_.tls_log.log(LogLevel::kWarning,
+                    [&] { return "TLS handshake with " + peer_ + " failed: " + reason; });
+  frames_ended_ = true;
+  if (state_ == State::kOpen) {
+    close_reason_ = CloseReason::kTlsFailed;
+    transition(State::kDraining);
+  }
+  pump();
+}
+
+void ServerConnection::on_tls_shutdown() {
+  io_thread_.assert_in_loop_thread();
+  reading_ = false;
+  if (state_ == State::kClosed)
+    return;
+  // The peer answered close_notify, closed, or failed: its input is over.
+  input_ended_ = true;
+  boost::system::error_code ignored;
+  socket_.tcp().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+  pump();
+}
+
 void ServerConnection::hand_over_to_http() {
   // Nothing was dispatched nor written, and no operation is outstanding (this
   // runs inside the read's handler): the socket and the bytes move as they are.
   protocol_known_ = true;
   frames_ended_ = true;
   handed_over_ = true;
-  boost::asio::ip::tcp::socket socket = std::move(socket_);
+  ServerSocket socket = std::move(socket_);
   const std::string received(decoder_.buffered());
   // Closed first: the HTTP connection, under the same id, may answer a call
   // before adopt_http() returns (an inline handler).
@@ -420,6 +543,8 @@ void ServerConnection::dispatch(const Frame& frame) {
   }
   raw_call->set_request_context(peer_, auth_context_, request_meta, frame.attachment,
                                 frame.message.size());
+  if (peer_certificate_subject_ != nullptr)
+    raw_call->set_peer_certificate_subject(peer_certificate_subject_);
   if (stream != nullptr) {
     // Streams open plus stream calls in flight (each may accept one): a
     // bound that holds whatever the handlers decide.
@@ -636,9 +761,23 @@ void ServerConnection::flush() {
     pending_output_.swap(writing_output_);
   }
   write_buffers_.clear();
-  for (size_t i = 0; i < writing_output_.chunk_count() && i < kMaxWriteBuffers; ++i) {
-    const std::string_view chunk = writing_output_.chunk(i);
-    write_buffers_.emplace_back(chunk.data(), chunk.size());
+  if (socket_.is_tls() && writing_output_.chunk_count() > 1) {
+    // Asio's TLS stream writes only a sequence's first buffer per call:
+    // answers are gathered into one record's worth instead.
+    tls_write_buffer_.clear();
+    for (size_t i = 0; i < writing_output_.chunk_count(); ++i) {
+      const std::string_view chunk = writing_output_.chunk(i);
+      const size_t room = kTlsRecordBytes - tls_write_buffer_.size();
+      tls_write_buffer_.append(chunk.substr(0, room));
+      if (chunk.size() >= room)
+        break;
+    }
+    write_buffers_.emplace_back(tls_write_buffer_.data(), tls_write_buffer_.size());
+  } else {
+    for (size_t i = 0; i < writing_output_.chunk_count() && i < kMaxWriteBuffers; ++i) {
+      const std::string_view chunk = writing_output_.chunk(i);
+      write_buffers_.emplace_back(chunk.data(), chunk.size());
+    }
   }
   writing_ = true;
   if (state_ != State::kOpen)
@@ -703,7 +842,7 @@ void ServerConnection::note_peer_progress(Clock::time_point now) {
   // has not read). A write completes only when half the socket's buffer is
   // free, so a slow but steady reader shows its progress here first.
   int unacknowledged = 0;
-  if (::ioctl(socket_.native_handle(), SIOCOUTQ, &unacknowledged) != 0)
+  if (::ioctl(socket_.tcp().native_handle(), SIOCOUTQ, &unacknowledged) != 0)
     return;
   const uint64_t taken = bytes_written_ - static_cast<uint64_t>(std::max(0, unacknowledged));
   if (taken > bytes_taken_by_peer_) {
@@ -717,7 +856,7 @@ bool ServerConnection::peer_has_everything() const {
   // let destroy answers the peer has not read yet), and every byte written is
   // acknowledged by the peer (SIOCOUTQ: unacknowledged bytes; for a Unix
   // socket, bytes the peer has not read).
-  const int fd = const_cast<boost::asio::ip::tcp::socket&>(socket_).native_handle();
+  const int fd = const_cast<ServerSocket&>(socket_).tcp().native_handle();
   int unread = 0;
   int unacknowledged = 0;
   return ::ioctl(fd, FIONREAD, &unread) == 0 && unread == 0 &&
@@ -729,6 +868,10 @@ void ServerConnection::begin_close(CloseReason reason) {
   if (state_ != State::kOpen)
     return;
   close_reason_ = reason;
+  if (handshaking_) {
+    abort(reason);  // Nothing is owed before TLS is up.
+    return;
+  }
   // At a stop the requests already buffered are answered (2003); after a
   // timeout only a partial frame is buffered, and it is dropped.
   frames_ended_ = reason != CloseReason::kServerStopped;
@@ -745,13 +888,13 @@ void ServerConnection::abort(CloseReason reason) {
   // A reset, not a FIN: the kernel drops what is unsent at once instead of
   // keeping it for a peer that does not read.
   boost::system::error_code ignored;
-  socket_.set_option(boost::asio::socket_base::linger(true, 0), ignored);
+  socket_.tcp().set_option(boost::asio::socket_base::linger(true, 0), ignored);
   transition(State::kClosed);
 }
 
 bool ServerConnection::has_unread_input() {
   int unread = 0;
-  return ::ioctl(socket_.native_handle(), FIONREAD, &unread) == 0 && unread > 0;
+  return ::ioctl(socket_.tcp().native_handle(), FIONREAD, &unread) == 0 && unread > 0;
 }
 
 void ServerConnection::check_timeouts(Clock::time_point now) {
@@ -767,6 +910,20 @@ void ServerConnection::check_timeouts(Clock::time_point now) {
   }
   switch (state_) {
     case State::kOpen:
+      if (handshaking_) {
+        // A TLS handshake is bounded as a partial frame is.
+        if (options.partial_frame_timeout_ms > 0 &&
+            now - last_read_at_ >= std::chrono::milliseconds(options.partial_frame_timeout_ms)) {
+          core_.tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+          core_.tls_log.log(LogLevel::kWarning, [&] {
+            return "TLS handshake with " + peer_ + " failed: not done within " +
+                   std::to_string(options.partial_frame_timeout_ms) +
+                   " ms (partial_frame_timeout_ms)";
+          });
+          abort(CloseReason::kTlsFailed);
+        }
+        break;
+      }
       // Buffered bytes with nothing blocking dispatch are a partial frame.
       if (options.partial_frame_timeout_ms > 0 && decoder_.buffered_bytes() > 0 &&
           wants_input() &&
@@ -833,7 +990,18 @@ void ServerConnection::transition(State next) {
       break;
     case State::kLingering:
       linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
-      socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+      if (socket_.is_tls() && !tls_failed_ && !reading_) {
+        // TLS ends with close_notify (RFC 8446, 6.1), then TCP's FIN; Asio
+        // writes it and reads until the peer's (or its FIN), which is the
+        // lingering read.
+        reading_ = true;
+        socket_.tls().async_shutdown(
+            [self = shared_from_this()](const boost::system::error_code&) {
+              self->on_tls_shutdown();
+            });
+      } else {
+        socket_.tcp().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+      }
       break;
     case State::kClosed:
       if (handed_over_) {
@@ -849,7 +1017,7 @@ void ServerConnection::transition(State next) {
         });
       }
       end_streams(false, StreamEndReason::kConnectionBroken);
-      socket_.close(ignored);
+      socket_.tcp().close(ignored);
       core_.count_close(close_reason_);
       core_.open_connections.leave();
       io_thread_.remove_connection(id_);

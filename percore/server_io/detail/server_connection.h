@@ -12,6 +12,7 @@
 #include <percore/proto/detail/stream_core.h>
 #include <percore/server_io/detail/asio.h>
 #include <percore/server_io/detail/server_call.h>
+#include <percore/server_io/detail/server_socket.h>
 #include <percore/server_io/server_stats.h>
 
 namespace percore::detail {
@@ -24,6 +25,15 @@ struct ServerCore;
 // handed, with those bytes, to an HttpConnection (brpc serves both on one
 // port the same way); as many as are ready per gathered write (one write in
 // flight at a time, the next batch collecting meanwhile).
+//
+// TLS (ServerOptions::tls): a first byte 0x16 (a ClientHello's record) makes
+// the socket a TLS stream (ServerSocket) and starts the handshake with the
+// bytes read so far; once it completes, the first plaintext bytes choose
+// baidu_std or HTTP as above. The handshake is bounded by
+// partial_frame_timeout_ms; a failure is counted, logged and closes the
+// connection (kTlsFailed) after OpenSSL's alert is written. With
+// tls_required a clear-text first byte closes it (kClearTextRefused). A TLS
+// connection's close sends close_notify before TCP's FIN.
 //
 // Its life is a state machine that only moves forward, and every move goes
 // through transition():
@@ -136,6 +146,16 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // is handed to an HttpConnection), baidu_std, or not known yet.
   enum class Protocol { kUnknown, kBaiduStd, kHttp };
   Protocol sniff_protocol() const;
+  // Before the first frame: TLS or clear text, from the first byte. False
+  // while it cannot go on to frames: no byte yet, a handshake started, or
+  // clear text refused (tls_required).
+  bool choose_transport();
+  void start_tls_handshake();
+  void on_tls_handshake(const boost::system::error_code& error);
+  // Counts and logs a failed handshake, and closes (its alert is written).
+  void fail_tls(const std::string& reason);
+  // close_notify was written and the peer's read (or its FIN, or a failure).
+  void on_tls_shutdown();
   void hand_over_to_http();
   void dispatch(const Frame& frame);
   // ServerOptions::authenticator: empty when `meta` may be served on this
@@ -174,7 +194,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   IoThread& io_thread_;
   ServerCore& core_;
-  boost::asio::ip::tcp::socket socket_;
+  ServerSocket socket_;
   const uint64_t id_;
   std::string peer_;
 
@@ -221,6 +241,13 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool write_backpressure_ = false;  // Over the unwritten-bytes limit.
   bool protocol_known_ = false;      // The first bytes were read and classified.
   bool handed_over_ = false;         // It lives on as an HttpConnection.
+  bool transport_known_ = false;     // TLS (handshake done) or clear text.
+  bool handshaking_ = false;         // A TLS handshake is outstanding.
+  bool tls_failed_ = false;          // It failed: no close_notify.
+  std::string tls_hello_;            // The handshake's first input.
+  std::string tls_write_buffer_;     // Answers gathered into one TLS record.
+  // mTLS: the client certificate's subject, given to every call's handler.
+  std::shared_ptr<const std::string> peer_certificate_subject_;
   // Call authentication: who the peer proved to be (set once verified), and
   // whether it failed (every request read after it is answered 1004).
   std::shared_ptr<const AuthContext> auth_context_;

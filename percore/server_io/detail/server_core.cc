@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include <percore/server_io/detail/asio.h>
 #include <percore/server_io/detail/process_pool.h>
+
+#include <boost/asio/ssl/context.hpp>
 #include <percore/server_io/detail/worker_pool.h>
 
 namespace percore::detail {
@@ -73,6 +76,9 @@ ServerStats snapshot_stats(const ServerCore& core) {
       std::max<int64_t>(0, core.web_sockets_open.load(std::memory_order_relaxed)));
   stats.handler_exceptions = core.handler_exceptions.load(std::memory_order_relaxed);
   stats.authentication_failures = core.authentication_failures.load(std::memory_order_relaxed);
+  stats.tls_handshakes = core.tls_handshakes.load(std::memory_order_relaxed);
+  stats.tls_handshake_failures = core.tls_handshake_failures.load(std::memory_order_relaxed);
+  stats.clear_text_refused = core.clear_text_refused.load(std::memory_order_relaxed);
   if (core.processes != nullptr) {
     stats.worker_processes_alive = core.processes->workers_alive();
     stats.worker_process_crashes = core.processes->crashes();

@@ -13,6 +13,10 @@
 #include <percore/server_io/detail/service_table.h>
 #include <percore/server_io/server.h>
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace percore::detail {
 
 class ProcessPool;
@@ -71,6 +75,12 @@ struct ServerCore {
   std::atomic<uint64_t> web_socket_messages_rejected{0};
   std::atomic<uint64_t> handler_exceptions{0};
   std::atomic<uint64_t> authentication_failures{0};
+  std::atomic<uint64_t> tls_handshakes{0};
+  std::atomic<uint64_t> tls_handshake_failures{0};
+  std::atomic<uint64_t> clear_text_refused{0};
+  // Made by Server::Start from options.tls; null without it. Shared by every
+  // TLS connection (SSL_new from any I/O thread).
+  std::unique_ptr<boost::asio::ssl::context> tls_context;
   // Indexed by DecodeStatus.
   std::array<std::atomic<uint64_t>, 16> rejected_frames{};
   // Indexed by CloseReason.
@@ -87,6 +97,7 @@ struct ServerCore {
   LogRateLimiter handler_exception_log{1};
   LogRateLimiter worker_process_log{3};
   LogRateLimiter authentication_log{3};
+  LogRateLimiter tls_log{3};
 };
 
 // A snapshot of the server's counters (Server::stats(), /status, /metrics).

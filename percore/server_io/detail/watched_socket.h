@@ -11,6 +11,7 @@
 #include <boost/beast/core/role.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
+#include <percore/server_io/detail/server_socket.h>
 #include <percore/server_io/detail/web_socket_frame_watch.h>
 
 namespace percore::detail {
@@ -34,13 +35,16 @@ class WatchedSocket {
   using next_layer_type = boost::asio::ip::tcp::socket;
 
   // `max_message_bytes`, `limit_name`: the watch's (WebSocketFrameWatch).
-  WatchedSocket(boost::asio::ip::tcp::socket socket, uint64_t max_message_bytes,
+  WatchedSocket(ServerSocket socket, uint64_t max_message_bytes,
                 std::string limit_name)
       : socket_(std::move(socket)), watch_(max_message_bytes, std::move(limit_name)) {}
 
   executor_type get_executor() noexcept { return socket_.get_executor(); }
   // Beast's get_lowest_layer() (its timeouts close the socket) and ours.
-  next_layer_type& next_layer() noexcept { return socket_; }
+  // The TCP socket below any TLS.
+  next_layer_type& next_layer() noexcept { return socket_.tcp(); }
+  // The byte stream (TLS or clear text): the held close frame goes here.
+  ServerSocket& stream() noexcept { return socket_; }
   WebSocketFrameWatch& watch() noexcept { return watch_; }
 
   // Called (posted) once a read waits on the client's held close frame.
@@ -94,8 +98,8 @@ class WatchedSocket {
   }
 
   template <class ConstBuffers, class Handler>
-  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
-    return socket_.async_write_some(buffers, std::forward<Handler>(handler));
+  void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    socket_.async_write_some(buffers, std::forward<Handler>(handler));
   }
 
   static boost::system::error_code violation_error() {
@@ -164,7 +168,7 @@ class WatchedSocket {
     }
   }
 
-  boost::asio::ip::tcp::socket socket_;
+  ServerSocket socket_;
   WebSocketFrameWatch watch_;
   std::string held_;  // The client's close frame, until Beast reads it.
   std::function<void()> on_close_held_;

@@ -109,7 +109,7 @@ uint16_t web_socket_close_code_for(int32_t code) {
 }
 
 WebSocketSession::WebSocketSession(IoThread& io_thread, ServerCore& core,
-                                   boost::asio::ip::tcp::socket socket, uint64_t id,
+                                   ServerSocket socket, uint64_t id,
                                    std::string peer, Request request,
                                    Clock::time_point received_at)
     : io_thread_(io_thread),
@@ -229,6 +229,11 @@ void WebSocketSession::dispatch() {
   }
   call->set_request_context(peer_, auth_context_, wire::RpcRequestMeta(), std::string_view(),
                             query.size());
+  if (ws_.next_layer().stream().is_tls()) {
+    std::string subject = ws_.next_layer().stream().peer_certificate_subject();
+    if (!subject.empty())
+      call->set_peer_certificate_subject(std::make_shared<const std::string>(std::move(subject)));
+  }
   // In a worker process (kProcessPool) the handler's end is the worker's,
   // and this session drives the server's relay of it as it would a stream.
   call->set_remote_stream(peer_stream_id_, /*remote_needs_feedback=*/true,
@@ -661,7 +666,7 @@ void WebSocketSession::close_raw() {
   raw_close_frame_ += static_cast<char>(close_->code & 0xFF);
   raw_close_frame_.append(reason);
   boost::asio::async_write(
-      ws_.next_layer().next_layer(), boost::asio::buffer(raw_close_frame_),
+      ws_.next_layer().stream(), boost::asio::buffer(raw_close_frame_),
       [self = shared_from_this()](const boost::system::error_code& error, size_t) {
         if (self->state_ == State::kClosed)
           return;

@@ -107,7 +107,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
 
   // `request`: the upgrade request HttpConnection read (no byte followed
   // it); `received_at`: when its first byte came.
-  WebSocketSession(IoThread& io_thread, ServerCore& core, boost::asio::ip::tcp::socket socket,
+  WebSocketSession(IoThread& io_thread, ServerCore& core, ServerSocket socket,
                    uint64_t id, std::string peer, Request request, Clock::time_point received_at);
   ~WebSocketSession();
   // Who the upgrade request proved to be (ServerOptions::authenticator),

@@ -122,6 +122,9 @@ struct WorkerCall {
     const auto remote = frame.meta.user_fields().find("remote_side");
     if (remote != frame.meta.user_fields().end())
       controller.remote_side_ = remote->second;
+    const auto subject = frame.meta.user_fields().find("tls.peer_subject");
+    if (subject != frame.meta.user_fields().end())
+      controller.peer_certificate_subject_ = std::make_shared<const std::string>(subject->second);
     if (frame.meta.user_fields().contains("auth.user")) {
       // The connection's AuthContext, as the server verified it.
       const auto& fields = frame.meta.user_fields();
