@@ -48,6 +48,7 @@ struct Options : percore::bench::CommonOptions {
   int spin_us = 0;
   bool inline_callbacks = false;
   double idle_s = 0;  // --idle: no calls, just measure the CPU of an idle channel.
+  std::string tls_ca;  // --tls-ca: call over TLS, trusting the CAs in this file.
 };
 
 [[noreturn]] void usage(const std::string& message) {
@@ -56,7 +57,7 @@ struct Options : percore::bench::CommonOptions {
                "usage: percore-bench --target URI (--concurrency C | --rate R) [--groups G]\n"
                "       [--payload BYTES] [--duration S] [--warmup S] [--method echo|is_prime]\n"
                "       [--server-pid PID[,PID...]] [--timeout-ms N] [--spin-us N] [--inline]\n"
-               "       [--json FILE]\n",
+               "       [--json FILE] [--tls-ca FILE]\n",
                message.c_str());
   std::exit(2);
 }
@@ -77,6 +78,8 @@ Options parse(int argc, char** argv) {
       options.prime_number = std::stoull(value);
     } else if (flag == "--idle") {
       options.idle_s = std::stod(value);
+    } else if (flag == "--tls-ca") {
+      options.tls_ca = value;
     } else {
       return false;
     }
@@ -181,6 +184,8 @@ int main(int argc, char** argv) {
       percore::ClientRuntimeOptions{.groups = options.groups, .max_inflight_per_group = 1 << 16,
                                     .spin_us = options.spin_us};
   channel_options.timeout_ms = options.timeout_ms;
+  if (!options.tls_ca.empty())
+    channel_options.tls = percore::TlsOptions{.ca_file = options.tls_ca};
   if (options.inline_callbacks)
     channel_options.completion = percore::CompletionMode::kInlineCallback;
   percore::Channel channel;

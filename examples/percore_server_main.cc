@@ -424,11 +424,14 @@ int main(int argc, char** argv) {
     answered += count;
   std::fprintf(stderr,
                "percore-server: stopped; %llu answers, %llu connections, %llu rejected frames, "
-               "%llu rejected WebSocket messages, %llu authentication failures\n",
+               "%llu rejected WebSocket messages, %llu authentication failures, "
+               "%llu TLS handshake failures, %llu clear-text connections refused\n",
                static_cast<unsigned long long>(answered),
                static_cast<unsigned long long>(stats.connections_accepted),
                static_cast<unsigned long long>(stats.rejected_frames_total()),
                static_cast<unsigned long long>(stats.web_socket_messages_rejected),
-               static_cast<unsigned long long>(stats.authentication_failures));
+               static_cast<unsigned long long>(stats.authentication_failures),
+               static_cast<unsigned long long>(stats.tls_handshake_failures),
+               static_cast<unsigned long long>(stats.clear_text_refused));
   return 0;
 }

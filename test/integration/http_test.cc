@@ -22,6 +22,7 @@
 #include <percore/server_io/server.h>
 #include "examples/echo_service.h"
 #include "examples/prime_service.h"
+#include "test/support/child_process.h"
 #include "test/support/eventually.h"
 #include "test/support/http_client.h"
 #include "test/support/test_service_impl.h"
@@ -515,17 +516,7 @@ TEST_F(HttpTest, CurlReachesEveryEndpoint) {
     GTEST_SKIP() << "curl is not installed (scripts/bootstrap installs it)";
   start();
   auto curl = [&](const std::string& arguments) {
-    const std::string command = "curl -s -S --max-time 10 -w ' %{http_code}' " + arguments;
-    std::string output;
-    FILE* pipe = popen(command.c_str(), "r");
-    if (pipe == nullptr)
-      return output;
-    char buffer[4096];
-    size_t got;
-    while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
-      output.append(buffer, got);
-    pclose(pipe);
-    return output;
+    return percore::testing::command_output("curl -s -S --max-time 10 -w ' %{http_code}' " + arguments);
   };
   const std::string base = std::string("http://127.0.0.1:") + std::to_string(port_);
   EXPECT_EQ(curl("'" + base + "/prime.PrimeService/IsPrime?number=32416190071'"),

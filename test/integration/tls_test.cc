@@ -19,6 +19,7 @@
 #include <percore/client_proxy/channel.h>
 #include <percore/proto/echo.pb.h>
 #include <percore/server_io/server.h>
+#include "test/support/child_process.h"
 #include "test/support/eventually.h"
 #include "test/support/slack.h"
 
@@ -28,16 +29,7 @@ namespace {
 using std::chrono::milliseconds;
 
 std::string run(const std::string& command) {
-  std::string output;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr)
-    return output;
-  char buffer[4096];
-  size_t got;
-  while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
-    output.append(buffer, got);
-  pclose(pipe);
-  return output;
+  return command_output(command);
 }
 
 // A test CA, a second CA that signed nothing here, and certificates signed by
@@ -327,6 +319,18 @@ TEST_F(TlsTest, CertificatesTheClientMustRefuseEndCallsWithTheReason) {
     client.reset();
     server_.reset();
   }
+}
+
+TEST_F(TlsTest, ATlsClientOfAClearTextServerIsToldTheServerDoesNotServeTls) {
+  start(ServerOptions{});
+  auto client = channel(client_tls());
+  const std::vector<Outcome> outcomes = echo(*client, numbered(3));
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    EXPECT_EQ(outcomes[i].code, 1016) << "call " << i << ": " << outcomes[i].text;
+    EXPECT_NE(outcomes[i].text.find("does it serve TLS on this port?"), std::string::npos)
+        << "call " << i << ": " << outcomes[i].text;
+  }
+  EXPECT_EQ(server_->stats().methods["example.EchoService.Echo"].calls, 0u);
 }
 
 TEST_F(TlsTest, MutualTlsServesAClientCertificateAndRefusesNone) {

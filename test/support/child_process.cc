@@ -143,6 +143,19 @@ std::optional<ServerProcess> start_server_process(const std::vector<std::string>
   return server;
 }
 
+std::string command_output(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr)
+    return output;
+  char buffer[4096];
+  size_t got;
+  while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+    output.append(buffer, got);
+  pclose(pipe);
+  return output;
+}
+
 long resident_kib(pid_t pid) {
   std::FILE* status = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
   if (status == nullptr)

@@ -60,6 +60,10 @@ std::optional<ServerProcess> start_server_process(const std::vector<std::string>
                                                   const std::vector<std::string>& wrapper = {},
                                                   const std::string& stderr_path = {});
 
+// What `command` (run by /bin/sh) prints on stdout, once it has exited (its
+// stderr too with "2>&1"); for short tool runs such as curl or openssl.
+std::string command_output(const std::string& command);
+
 // The resident set of a process in KiB (VmRSS in /proc/PID/status); -1 if
 // unreadable.
 long resident_kib(pid_t pid);

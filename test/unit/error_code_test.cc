@@ -33,7 +33,7 @@ TEST(ErrorCodeTest, NumbersAreBrpcs) {
 }
 
 TEST(ErrorCodeTest, AllErrorCodesListsEachCodeOnce) {
-  EXPECT_EQ(kErrorCodeCount, 15);
+  EXPECT_EQ(kErrorCodeCount, 16);
   std::set<int32_t> numbers;
   for (ErrorCode code : kAllErrorCodes)
     numbers.insert(to_int(code));
@@ -49,7 +49,7 @@ TEST(ErrorCodeTest, IndexIsThePositionInAllErrorCodes) {
 TEST(ErrorCodeTest, UnknownNumbersHaveNoIndex) {
   // A peer may send any int32; neighbours of real codes must not alias them.
   for (int32_t number :
-       {-1, 1, 34, 36, 111, 113, 1000, 1005, 1010, 1012, 2000, 2005, std::numeric_limits<int32_t>::min(),
+       {-1, 1, 34, 36, 111, 113, 1000, 1005, 1010, 1012, 1015, 1017, 2000, 2005, std::numeric_limits<int32_t>::min(),
         std::numeric_limits<int32_t>::max()}) {
     EXPECT_EQ(error_code_index(number), -1) << number;
   }
@@ -67,6 +67,7 @@ TEST(ErrorCodeTest, NamesAreBrpcs) {
   EXPECT_EQ(error_code_name(1008), "ERPCTIMEDOUT");
   EXPECT_EQ(error_code_name(1009), "EFAILEDSOCKET");
   EXPECT_EQ(error_code_name(1011), "EOVERCROWDED");
+  EXPECT_EQ(error_code_name(1016), "ESSL");
   EXPECT_EQ(error_code_name(2001), "EINTERNAL");
   EXPECT_EQ(error_code_name(2002), "ERESPONSE");
   EXPECT_EQ(error_code_name(2003), "ELOGOFF");

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,14 +70,24 @@ const char* status_code_name(int code) {
 
 struct Options : percore::bench::CommonOptions {
   int threads = 2;
+  // --tls-ca: TLS, trusting the CAs in this file; --tls-server-name: the
+  // name the server's certificate must carry (gRPC's target name override).
+  std::string tls_ca;
+  std::string tls_server_name;
 };
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 [[noreturn]] void usage(const std::string& message) {
   std::fprintf(stderr,
                "grpc-echo-bench: %s\n"
                "usage: grpc-echo-bench --target HOST:PORT (--concurrency C | --rate R)\n"
                "       [--threads T] [--payload BYTES] [--duration S] [--warmup S]\n"
-               "       [--server-pid PID[,PID...]] [--timeout-ms N] [--json FILE]\n",
+               "       [--server-pid PID[,PID...]] [--timeout-ms N] [--json FILE]\n"
+               "       [--tls-ca FILE [--tls-server-name NAME]]\n",
                message.c_str());
   std::exit(2);
 }
@@ -85,6 +96,16 @@ Options parse(int argc, char** argv) {
   Options options;
   percore::bench::FlagSpec spec;
   spec.int_flags = {{"--threads", &options.threads}};
+  spec.on_flag = [&options](const std::string& flag, const std::string& value) {
+    if (flag == "--tls-ca") {
+      options.tls_ca = value;
+    } else if (flag == "--tls-server-name") {
+      options.tls_server_name = value;
+    } else {
+      return false;
+    }
+    return true;
+  };
   percore::bench::parse_flags(argc, argv, options, spec, usage);
   if ((options.concurrency > 0) == (options.rate > 0)) {
     usage("give one of --concurrency C or --rate R");
@@ -209,8 +230,15 @@ int main(int argc, char** argv) {
     // completion queue. This is the only non-default argument set.
     grpc::ChannelArguments arguments;
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    client->channel =
-        grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), arguments);
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (!options.tls_ca.empty()) {
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = read_file(options.tls_ca);
+      credentials = grpc::SslCredentials(ssl);
+      if (!options.tls_server_name.empty())
+        arguments.SetSslTargetNameOverride(options.tls_server_name);
+    }
+    client->channel = grpc::CreateCustomChannel(options.target, credentials, arguments);
     const auto connect_deadline =
         std::chrono::system_clock::now() + std::chrono::milliseconds(options.timeout_ms);
     if (!client->channel->WaitForConnected(connect_deadline)) {

@@ -20,6 +20,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,7 +39,8 @@ constexpr std::string_view kUsage =
     "usage: grpc-echo-server [--listen HOST:PORT] [--threads N] [--grace-ms N]\n"
     "  --listen    address to serve on (default 127.0.0.1:8000; port 0 picks one)\n"
     "  --threads   completion queues, one polling thread each (default: one per core)\n"
-    "  --grace-ms  how long a stop waits for calls in flight (default 5000)\n";
+    "  --grace-ms  how long a stop waits for calls in flight (default 5000)\n"
+    "  --tls-cert, --tls-key  serve TLS with this PEM certificate chain and key\n";
 
 // Requests kept posted on each completion queue, so that a burst of arriving
 // calls does not wait in gRPC's list of unmatched calls; every arrival posts
@@ -163,6 +165,8 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:8000";
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   long long grace_ms = 5000;
+  std::string tls_cert;
+  std::string tls_key;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -180,6 +184,10 @@ int main(int argc, char** argv) {
         usage_error("--threads needs at least 1");
     } else if (flag == "--grace-ms") {
       grace_ms = parse_number(flag, value);
+    } else if (flag == "--tls-cert") {
+      tls_cert = value;
+    } else if (flag == "--tls-key") {
+      tls_key = value;
     } else {
       usage_error("unknown option " + flag);
     }
@@ -199,7 +207,17 @@ int main(int argc, char** argv) {
   grpcpeer::EchoService::AsyncService service;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!tls_cert.empty() || !tls_key.empty()) {
+    auto read = [](const std::string& path) {
+      std::ifstream in(path, std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    };
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({read(tls_key), read(tls_cert)});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(listen, credentials, &port);
   builder.RegisterService(&service);
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < threads; ++i) {

@@ -84,6 +84,14 @@ void ReceiveThread::read(ClientConnection& connection) {
       return;
     }
     if (bytes == 0) {
+      if (connection.tls != nullptr && !connection.tls->handshake_done()) {
+        // A server that does not speak TLS on this port closes at the
+        // ClientHello's first byte.
+        let_go(connection, ConnectionPool::LetGo::kTlsFailed,
+               "TLS handshake with " + connection.remote_side +
+                   " failed: the server closed the connection (does it serve TLS on this port?)");
+        return;
+      }
       let_go(connection, ConnectionPool::LetGo::kEndOfStream, "closed by the server");
       return;
     }

@@ -91,23 +91,29 @@ std::string TlsSession::failure_text() {
          " failed: " + tls_failure_text(ssl_);
 }
 
+bool TlsSession::advance_handshake(std::string* failure) {
+  if (handshake_done_)
+    return true;
+  const int result = SSL_do_handshake(ssl_);
+  if (result == 1) {
+    handshake_done_ = true;
+    return true;
+  }
+  const int error = SSL_get_error(ssl_, result);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE)
+    return true;  // Waits for the peer's next flight.
+  *failure = failure_text();
+  return false;
+}
+
 TlsSession::Status TlsSession::encrypt(GatherBuffer& plain, GatherBuffer& cipher, size_t* taken,
                                        std::string* failure) {
   std::lock_guard lock(mutex_);
   *taken = 0;
   ERR_clear_error();
-  if (!handshake_done_) {
-    const int result = SSL_do_handshake(ssl_);
-    if (result == 1) {
-      handshake_done_ = true;
-    } else {
-      const int error = SSL_get_error(ssl_, result);
-      if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
-        take_output(cipher);  // The alert, if any.
-        *failure = failure_text();
-        return Status::kFailed;
-      }
-    }
+  if (!advance_handshake(failure)) {
+    take_output(cipher);  // The alert, if any.
+    return Status::kFailed;
   }
   while (handshake_done_ && !plain.empty()) {
     // Small chunks (a call's head, a message) gathered into one record: one
@@ -139,6 +145,11 @@ TlsSession::Status TlsSession::encrypt(GatherBuffer& plain, GatherBuffer& cipher
   return Status::kOk;
 }
 
+bool TlsSession::handshake_done() {
+  std::lock_guard lock(mutex_);
+  return handshake_done_;
+}
+
 TlsSession::Status TlsSession::decrypt(std::string_view bytes, FrameDecoder& decoder,
                                        size_t* plain_bytes, bool* wants_flush,
                                        std::string* failure) {
@@ -150,18 +161,8 @@ TlsSession::Status TlsSession::decrypt(std::string_view bytes, FrameDecoder& dec
   BIO_write(network_in_, bytes.data(), static_cast<int>(bytes.size()));
   const bool was_done = handshake_done_;
   Status status = Status::kOk;
-  if (!handshake_done_) {
-    const int result = SSL_do_handshake(ssl_);
-    if (result == 1) {
-      handshake_done_ = true;
-    } else {
-      const int error = SSL_get_error(ssl_, result);
-      if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
-        *failure = failure_text();
-        status = Status::kFailed;
-      }
-    }
-  }
+  if (!advance_handshake(failure))
+    status = Status::kFailed;
   while (status == Status::kOk && handshake_done_) {
     const std::span<char> space = decoder.prepare(kReadBytes);
     const int length = static_cast<int>(std::min<size_t>(space.size(), INT_MAX));

@@ -63,6 +63,8 @@ class TlsSession {
   // finished (calls queued behind it may be encrypted now).
   Status decrypt(std::string_view bytes, FrameDecoder& decoder, size_t* plain_bytes,
                  bool* wants_flush, std::string* failure);
+  // Receive thread: whether the handshake has finished.
+  bool handshake_done();
 
  private:
   TlsSession(SSL* ssl, BIO* network_in, BIO* network_out, std::string remote)
@@ -70,6 +72,9 @@ class TlsSession {
   // Moves OpenSSL's output into `cipher`. Under mutex_.
   void take_output(GatherBuffer& cipher);
   std::string failure_text();
+  // Moves the handshake on if it is not done; false (with *failure) when it
+  // failed. Under mutex_.
+  bool advance_handshake(std::string* failure);
 
   std::mutex mutex_;
   SSL* const ssl_;
