@@ -111,7 +111,7 @@ constexpr std::string_view kUsage =
     "                    and private key); clear text is still served unless\n"
     "  --tls-required    clear-text connections are refused\n"
     "  --tls-client-ca   mutual TLS: clients must present a certificate signed\n"
-    "                    by a CA in FILE\n"
+    "                    by a CA in FILE (clear text is then refused)\n"
     "  --stage-b         also host pipeline.StageB (examples/pipeline.proto)\n"
     "  --stage-a-next    also host pipeline.StageA, calling pipeline.StageB at\n"
     "                    TARGET (any Channel target: zk://..., host:port, ...)\n";

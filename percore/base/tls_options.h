@@ -6,7 +6,8 @@ namespace percore {
 
 // TLS on a percore connection (OpenSSL, Debian's libssl). The same struct
 // configures a server (ServerOptions::tls) and a client
-// (ChannelOptions::tls); fields say which side reads them. Files are PEM.
+// (ChannelOptions::tls); fields say which side reads them. Files are PEM;
+// private keys unencrypted (an encrypted one is refused, never prompted for).
 // docs/SECURITY.md, "TLS".
 struct TlsOptions {
   // Server: its certificate chain and private key (required).
@@ -26,8 +27,9 @@ struct TlsOptions {
   // IP address is checked against the certificate's IP SANs).
   std::string server_name{};
   // Server: ask clients for a certificate and refuse those without a valid
-  // one (mutual TLS); the handler sees its subject
-  // (ServerController::peer_certificate_subject()). Default false.
+  // one (mutual TLS), clear-text clients included (as with tls_required);
+  // the handler sees its subject (ServerController::peer_certificate_subject()).
+  // Default false.
   bool verify_client = false;
 };
 

@@ -213,12 +213,15 @@ struct ServerOptions {
   // handlers read its subject (ServerController::peer_certificate_subject()).
   // TLS 1.2 or 1.3 (OpenSSL's defaults otherwise). Start() fails with the
   // file and OpenSSL's reason when a file cannot be used. Each TLS
-  // connection holds about 34 KiB more (Asio's record buffers). A failed
+  // connection holds up to about 100 KiB more (Asio's and OpenSSL's record
+  // buffers; less while idle). A failed
   // handshake is counted (ServerStats::tls_handshake_failures) and logged,
   // rate-limited. Default: none, clear text only.
   std::optional<TlsOptions> tls{};
   // With tls: clear-text connections are refused (closed at their first
-  // byte, counted in ServerStats::clear_text_refused). Default false: both.
+  // byte, counted in ServerStats::clear_text_refused). Default false: both,
+  // unless tls->verify_client: a server that requires client certificates
+  // refuses clear text, which has none.
   bool tls_required = false;
 };
 

@@ -191,9 +191,18 @@ TEST_F(TlsTest, PercoreCallsPercoreOverTlsAndClearTextStillWorksOnTheSamePort) {
   const std::vector<Outcome> clear_outcomes = echo(*clear, numbered(5));
   for (size_t i = 0; i < clear_outcomes.size(); ++i)
     EXPECT_EQ(clear_outcomes[i].code, 0) << "call " << i << ": " << clear_outcomes[i].text;
+  // The client closes TLS with a FIN and no close_notify: counted as the
+  // peer's close, not as an error.
+  tls.reset();
+  clear.reset();
+  eventually([&] { return server_->stats().connections_closed >= 2; }, milliseconds(5000));
   const ServerStats stats = server_->stats();
   EXPECT_GE(stats.tls_handshakes, 1u);
   EXPECT_EQ(stats.tls_handshake_failures, 0u);
+  EXPECT_GE(stats.closes_by_reason.at(CloseReason::kPeerClosed), 2u);
+  EXPECT_EQ(stats.closes_by_reason.count(CloseReason::kConnectionError) == 0 ||
+                stats.closes_by_reason.at(CloseReason::kConnectionError) == 0,
+            true);
 }
 
 TEST_F(TlsTest, CurlOverHttpsAndOpenSslClientReachTheSamePort) {
@@ -366,6 +375,135 @@ TEST_F(TlsTest, MutualTlsServesAClientCertificateAndRefusesNone) {
                 path("client.key") + " 'https://" + address() + "/health'"),
             "200");
   EXPECT_GE(server_->stats().tls_handshake_failures, 2u);
+  // A resumed session (curl resumes for its second URL) is served too.
+  EXPECT_EQ(run("curl -s --max-time 10 -o /dev/null -o /dev/null -w '%{http_code} ' -H "
+                "'Connection: close' --cacert " + path("ca.pem") + " --cert " +
+                path("client.pem") + " --key " + path("client.key") + " 'https://" + address() +
+                "/health' 'https://" + address() + "/health'"),
+            "200 200 ");
+  // Clear text has no certificate: refused, as with tls_required.
+  EXPECT_EQ(run("curl -s --max-time 10 -o /dev/null -w '%{http_code}' 'http://" + address() +
+                "/health'"),
+            "000");
+  auto clear = channel(std::nullopt);
+  const std::vector<Outcome> clear_outcomes = echo(*clear, numbered(2));
+  for (size_t i = 0; i < clear_outcomes.size(); ++i)
+    EXPECT_NE(clear_outcomes[i].code, 0) << "call " << i;
+  EXPECT_GE(server_->stats().clear_text_refused, 2u);
+}
+
+// Python's ssl module as the peer: it can stop inside a record, and it tells
+// a close_notify from a bare FIN.
+class TlsPeerTest : public TlsTest {
+ protected:
+  std::string python(const std::string& script) {
+    const std::string file = path("peer.py");
+    FILE* out = std::fopen(file.c_str(), "w");
+    std::fputs(script.c_str(), out);
+    std::fclose(out);
+    return run("timeout 60 python3 " + file + " 2>&1");
+  }
+  std::string connect_script() const {
+    return "import socket, ssl, sys, time\n"
+           "ctx = ssl.create_default_context(cafile='" + path("ca.pem") + "')\n"
+           "sock = socket.create_connection(('127.0.0.1', " + std::to_string(server_->port()) +
+           "))\n"
+           "incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()\n"
+           "tls = ctx.wrap_bio(incoming, outgoing, server_hostname='localhost')\n"
+           "while True:\n"
+           "    try:\n"
+           "        tls.do_handshake(); break\n"
+           "    except ssl.SSLWantReadError:\n"
+           "        sock.sendall(outgoing.read()); incoming.write(sock.recv(65536))\n"
+           "sock.sendall(outgoing.read())\n";
+  }
+};
+
+TEST_F(TlsPeerTest, ARecordLeftIncompleteIsBoundedByThePartialFrameTimeout) {
+  ServerOptions options;
+  options.tls = server_tls();
+  options.partial_frame_timeout_ms = 300;
+  start(options);
+  // A whole request's record less its last 5 bytes, then silence.
+  const std::string output = python(
+      connect_script() +
+      "tls.write(b'POST /example.EchoService/Echo HTTP/1.1\\r\\nContent-Length: 2\\r\\n\\r\\n{}')\n"
+      "record = outgoing.read(); sock.sendall(record[:-5])\n"
+      "started = time.time(); sock.settimeout(30)\n"
+      "while sock.recv(65536): pass\n"
+      "print('closed after %.1f s' % (time.time() - started))\n");
+  ASSERT_NE(output.find("closed after"), std::string::npos) << output;
+  const double seconds = std::stod(output.substr(output.find("after") + 6));
+  EXPECT_LT(seconds, scaled(milliseconds(5000)).count() / 1000.0) << output;
+  EXPECT_GE(server_->stats().incomplete_frames, 1u);
+}
+
+TEST_F(TlsPeerTest, AnsweredConnectionsEndWithCloseNotify) {
+  ServerOptions options;
+  options.tls = server_tls();
+  start(options);
+  // HTTP with Connection: close, then a read to the end: close_notify makes
+  // SSLObject.read() return b'', a bare FIN ends the socket first.
+  const std::string http = python(
+      connect_script() +
+      "tls.write(b'GET /health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+      "sock.sendall(outgoing.read())\n"
+      "received = b''\n"
+      "while True:\n"
+      "    try:\n"
+      "        chunk = tls.read(65536)\n"
+      "        if not chunk: print('close_notify after', received[:12]); sys.exit(0)\n"
+      "        received += chunk\n"
+      "    except ssl.SSLWantReadError:\n"
+      "        data = sock.recv(65536)\n"
+      "        if not data: print('bare FIN after', received[:12]); sys.exit(0)\n"
+      "        incoming.write(data)\n"
+      "    except ssl.SSLZeroReturnError:\n"
+      "        print('close_notify after', received[:12]); sys.exit(0)\n");
+  EXPECT_NE(http.find("close_notify after b'HTTP/1.1 200"), std::string::npos) << http;
+  // baidu_std: an echo call answered, then the idle timeout closes the
+  // connection (the read in flight is cancelled for close_notify).
+  server_.reset();
+  options.idle_timeout_ms = 300;
+  start(options);
+  const std::string baidu_std = python(
+      connect_script() +
+      "def field(number, value):\n"
+      "    return bytes([number << 3 | 2, len(value)]) + value\n"
+      "meta = field(1, field(1, b'example.EchoService') + field(2, b'Echo')) + bytes([4 << 3, 1])\n"
+      "message = field(1, b'tls')\n"
+      "frame = b'PRPC' + (len(meta) + len(message)).to_bytes(4, 'big') + "
+      "len(meta).to_bytes(4, 'big') + meta + message\n"
+      "tls.write(frame); sock.sendall(outgoing.read())\n"
+      "received = b''\n"
+      "while True:\n"
+      "    try:\n"
+      "        chunk = tls.read(65536)\n"
+      "        if not chunk:\n"
+      "            print('close_notify after', received.endswith(b'tls'), len(received), 'bytes')\n"
+      "            sys.exit(0)\n"
+      "        received += chunk\n"
+      "    except ssl.SSLWantReadError:\n"
+      "        data = sock.recv(65536)\n"
+      "        if not data: print('bare FIN after', len(received), 'bytes'); sys.exit(0)\n"
+      "        incoming.write(data)\n"
+      "    except ssl.SSLZeroReturnError:\n"
+      "        print('close_notify after', received.endswith(b'tls'), len(received), 'bytes')\n"
+      "        sys.exit(0)\n");
+  EXPECT_NE(baidu_std.find("close_notify after True"), std::string::npos) << baidu_std;
+}
+
+TEST_F(TlsTest, AnEncryptedPrivateKeyIsRefusedWithoutAPrompt) {
+  ASSERT_EQ(run("openssl pkey -in " + path("server.key") + " -aes256 -passout pass:secret -out " +
+                path("encrypted.key") + " 2>&1; echo $?"),
+            "0\n");
+  ServerOptions options;
+  options.tls = server_tls();
+  options.tls->private_key_file = path("encrypted.key");
+  Server server(options);
+  std::string error;
+  EXPECT_FALSE(server.Start("127.0.0.1:0", &error));
+  EXPECT_NE(error.find("is encrypted"), std::string::npos) << error;
 }
 
 }  // namespace

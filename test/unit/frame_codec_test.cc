@@ -449,6 +449,35 @@ TEST(FrameDecoderStorageTest, FrameLargerThanABlockGetsItsOwnBufferAndTheBlockGo
   EXPECT_EQ(pool.cached(), 1u);  // The large buffer was freed, not pooled.
 }
 
+// Reads that take little at a time (a TLS record, 16 KiB, per read; a slow
+// peer) must not make every read move the whole partial frame: the buffer
+// grows geometrically, so a large frame moves a bounded number of times.
+TEST(FrameDecoderStorageTest, ALargeFrameReadInSmallPiecesMovesOnlyAFewTimes) {
+  FrameDecoder decoder(FrameDecoderOptions{64u << 20});
+  const std::string attachment = patterned_bytes(16u << 20, 9);
+  const std::string bytes = encode(response_meta(7), nullptr, attachment);
+  constexpr size_t kPiece = 16 * 1024;
+  size_t offset = 0;
+  int moves = 0;
+  const char* next_write = nullptr;
+  while (offset < bytes.size()) {
+    const std::span<char> space = decoder.prepare(kPiece);
+    if (next_write != nullptr && space.data() != next_write)
+      ++moves;  // The partial frame was copied elsewhere.
+    const size_t taken = std::min({space.size(), kPiece, bytes.size() - offset});
+    std::memcpy(space.data(), bytes.data() + offset, taken);
+    decoder.commit(taken);
+    offset += taken;
+    next_write = space.data() + taken;
+  }
+  // 16 MiB from 64 KiB growing 4x: about 8 growths (it was one per read,
+  // 1024 of them).
+  EXPECT_LE(moves, 12);
+  Frame frame;
+  ASSERT_EQ(decoder.next(frame), DecodeStatus::kFrame);
+  EXPECT_TRUE(frame.attachment == attachment);
+}
+
 TEST_F(FrameStreamTest, DecodesOneByteAtATime) {
   FrameDecoder decoder;
   std::vector<DecodedFrame> frames;

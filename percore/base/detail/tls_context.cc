@@ -48,14 +48,39 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& options, Side s
       *error = "a TLS server needs certificate_file and private_key_file";
     return nullptr;
   }
+  // A key protected by a passphrase is refused, never prompted for on the
+  // terminal (OpenSSL's default): a server cannot answer a prompt.
+  bool passphrase_asked = false;
+  SSL_CTX_set_default_passwd_cb_userdata(context, &passphrase_asked);
+  SSL_CTX_set_default_passwd_cb(context, [](char*, int, int, void* asked) {
+    *static_cast<bool*>(asked) = true;
+    return 0;
+  });
   if (has_certificate) {
     if (SSL_CTX_use_certificate_chain_file(context, options.certificate_file.c_str()) != 1)
       return fail("cannot use the certificate in " + options.certificate_file);
-    if (SSL_CTX_use_PrivateKey_file(context, options.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+    if (SSL_CTX_use_PrivateKey_file(context, options.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      if (passphrase_asked) {
+        ERR_clear_error();
+        if (error != nullptr)
+          *error = "the private key in " + options.private_key_file +
+                   " is encrypted: give it unencrypted (mode 600), percore does not prompt";
+        return nullptr;
+      }
       return fail("cannot use the private key in " + options.private_key_file);
+    }
     if (SSL_CTX_check_private_key(context) != 1)
       return fail("the private key in " + options.private_key_file +
                   " does not match the certificate in " + options.certificate_file);
+  }
+  SSL_CTX_set_default_passwd_cb(context, nullptr);
+  SSL_CTX_set_default_passwd_cb_userdata(context, nullptr);
+  if (side == Side::kServer) {
+    // Sessions are resumable only within this context: OpenSSL refuses to
+    // resume one (an "internal error" alert) when a client certificate is
+    // verified and no session id context is set.
+    static constexpr unsigned char kSessionContext[] = "percore";
+    SSL_CTX_set_session_id_context(context, kSessionContext, sizeof(kSessionContext) - 1);
   }
   const bool verify = side == Side::kClient ? options.verify_peer : options.verify_client;
   if (verify) {

@@ -63,12 +63,18 @@ void ReadBlockPool::give(std::unique_ptr<char[]> block) {
 FrameDecoder::FrameDecoder(FrameDecoderOptions options) : options_(options) {}
 
 std::span<char> FrameDecoder::prepare(size_t min_bytes) {
-  size_t wanted = std::max<size_t>(min_bytes, 1);
+  // `needed`: the free space below which the buffer grows (or compacts);
+  // `wanted`: how much room a growth makes.
+  size_t needed = std::max<size_t>(min_bytes, 1);
+  size_t wanted = needed;
   // A frame whose header is in: make room toward all of it, but never more
   // than three times what has arrived, so that a header alone cannot make
   // the decoder reserve the body it announces (a peer sending headers only
   // must not exhaust the address space). Growth by 4x keeps the copies under
-  // a third of a large frame.
+  // a third of a large frame. It grows only once the room left is under a
+  // growth step: reads that take little at a time (a slow peer, TLS records
+  // of 16 KiB) fill the room first, so each byte is copied a bounded number
+  // of times, not once per read.
   size_t frame_rest = 0;
   uint32_t body_bytes = 0;
   uint32_t meta_bytes = 0;
@@ -80,6 +86,7 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
       frame_rest = frame_bytes - buffered_bytes();
       wanted = std::max(wanted,
                         std::min(frame_rest, std::max(3 * buffered_bytes(), kFrameGrowthStep)));
+      needed = std::max(needed, std::min(frame_rest, kFrameGrowthStep));
     }
   }
 
@@ -96,7 +103,7 @@ std::span<char> FrameDecoder::prepare(size_t min_bytes) {
     capacity_ = inline_space.size();
     storage_ = Storage::kInline;
   }
-  if (capacity_ - end_ < wanted) {
+  if (capacity_ - end_ < needed) {
     const size_t live = end_ - begin_;
     if (capacity_ - live >= wanted && begin_ > 0) {
       std::memmove(data_, data_ + begin_, live);

@@ -151,7 +151,9 @@ void HttpConnection::on_read(const boost::system::error_code& error, size_t byte
     }
     return;
   }
-  if (error == boost::asio::error::eof) {
+  // A TLS peer that closes without close_notify ends as a FIN does (HTTP
+  // messages carry their length: a cut one is an incomplete request).
+  if (error == boost::asio::error::eof || error == boost::asio::ssl::error::stream_truncated) {
     const bool mid_request = parser_ && parser_->got_some();
     if (mid_request) {
       // The peer ended inside a request: nothing to answer it with.
@@ -537,9 +539,29 @@ void HttpConnection::on_written(const boost::system::error_code& error, size_t) 
 void HttpConnection::linger() {
   if (state_ != State::kLingering)
     transition(State::kLingering);
+  if (close_notify_pending_ && reading_) {
+    // Asio's shutdown needs the stream to itself: the read waiting ends
+    // (aborted), and its handler comes back here.
+    socket_.tcp().cancel();
+    return;
+  }
   if (reading_ || state_ != State::kLingering)
     return;
   reading_ = true;
+  if (close_notify_pending_) {
+    // TLS ends with close_notify (RFC 8446, 6.1); Asio writes it and reads
+    // until the peer's (or its FIN), then TCP's FIN follows.
+    close_notify_pending_ = false;
+    socket_.tls().async_shutdown([self = shared_from_this()](const boost::system::error_code&) {
+      self->reading_ = false;
+      if (self->closed())
+        return;
+      boost::system::error_code ignored;
+      self->socket_.tcp().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+      self->transition(State::kClosed);
+    });
+    return;
+  }
   // Discarded: read below TLS.
   socket_.tcp().async_read_some(boost::asio::buffer(discard_),
                           [self = shared_from_this()](const boost::system::error_code& error,
@@ -640,7 +662,10 @@ void HttpConnection::transition(State next) {
       break;
     case State::kLingering:
       linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
-      socket_.tcp().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+      if (socket_.is_tls())
+        close_notify_pending_ = true;  // linger() sends it, then the FIN.
+      else
+        socket_.tcp().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
       break;
     case State::kClosed:
       if (previous == State::kCalling || previous == State::kWriting) {

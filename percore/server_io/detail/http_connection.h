@@ -105,6 +105,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   IoThread& io_thread_;
   ServerCore& core_;
+  bool close_notify_pending_ = false;  // Lingering over TLS: close_notify not sent yet.
   ServerSocket socket_;  // TLS or clear text, as ServerConnection found it.
   const uint64_t id_;
   const std::string peer_;

@@ -129,6 +129,11 @@ void ServerConnection::wait_readable() {
   reading_ = true;
   std::span<char> space;
   if (state_ == State::kLingering) {
+    if (close_notify_pending_) {
+      reading_ = false;
+      start_close_notify();  // Its read is the lingering read.
+      return;
+    }
     // Input past the close is discarded; nothing is decoded any more, so the
     // wake buffer serves as the sink. Read below TLS: discarded either way.
     offered_bytes_ = wake_buffer_.size();
@@ -161,7 +166,13 @@ void ServerConnection::on_read(const boost::system::error_code& error, size_t by
   reading_ = false;
   if (state_ == State::kClosed)
     return;
-  if (error == boost::asio::error::eof) {
+  if (error == boost::asio::error::operation_aborted && close_notify_pending_) {
+    start_close_notify();  // Cancelled so that close_notify can go.
+    return;
+  }
+  // A TLS peer that closes without close_notify ends its input as a FIN
+  // does (frames are self-delimiting: a cut one is an incomplete frame).
+  if (error == boost::asio::error::eof || error == boost::asio::ssl::error::stream_truncated) {
     input_ended_ = true;
   } else if (error) {
     abort(CloseReason::kConnectionError);
@@ -353,7 +364,8 @@ bool ServerConnection::choose_transport() {
     return false;
   }
   transport_known_ = true;
-  if (core_.options.tls_required && core_.tls_context != nullptr) {
+  if ((core_.options.tls_required || core_.options.tls->verify_client) &&
+      core_.tls_context != nullptr) {
     core_.clear_text_refused.fetch_add(1, std::memory_order_relaxed);
     core_.tls_log.log(LogLevel::kWarning, [&] {
       return "refusing a clear-text connection from " + peer_ + ": this server requires TLS";
@@ -411,6 +423,18 @@ void ServerConnection::fail_tls(const std::string& reason) {
     transition(State::kDraining);
   }
   pump();
+}
+
+void ServerConnection::start_close_notify() {
+  if (!close_notify_pending_ || reading_ || state_ != State::kLingering)
+    return;
+  close_notify_pending_ = false;
+  // Asio writes close_notify and reads until the peer's (or its FIN): that
+  // read is the lingering read.
+  reading_ = true;
+  socket_.tls().async_shutdown([self = shared_from_this()](const boost::system::error_code&) {
+    self->on_tls_shutdown();
+  });
 }
 
 void ServerConnection::on_tls_shutdown() {
@@ -832,7 +856,10 @@ void ServerConnection::advance() {
     // The peer that already sent its FIN needs no lingering.
     transition(input_ended_ ? State::kClosed : State::kLingering);
   }
-  if (state_ == State::kLingering && (input_ended_ || peer_has_everything()))
+  // Not before close_notify has gone (its write starts with Asio's
+  // shutdown, once a cancelled read is out of the way).
+  if (state_ == State::kLingering && !close_notify_pending_ &&
+      (input_ended_ || peer_has_everything()))
     transition(State::kClosed);
 }
 
@@ -924,8 +951,10 @@ void ServerConnection::check_timeouts(Clock::time_point now) {
         }
         break;
       }
-      // Buffered bytes with nothing blocking dispatch are a partial frame.
-      if (options.partial_frame_timeout_ms > 0 && decoder_.buffered_bytes() > 0 &&
+      // Buffered bytes with nothing blocking dispatch are a partial frame
+      // (with TLS, also a record not whole yet, held below the decoder).
+      if (options.partial_frame_timeout_ms > 0 &&
+          (decoder_.buffered_bytes() > 0 || socket_.tls_input_pending()) &&
           wants_input() &&
           now - last_read_at_ >= std::chrono::milliseconds(options.partial_frame_timeout_ms)) {
         core_.incomplete_frames.fetch_add(1, std::memory_order_relaxed);
@@ -990,15 +1019,15 @@ void ServerConnection::transition(State next) {
       break;
     case State::kLingering:
       linger_deadline_ = Clock::now() + std::chrono::milliseconds(core_.options.close_linger_ms);
-      if (socket_.is_tls() && !tls_failed_ && !reading_) {
-        // TLS ends with close_notify (RFC 8446, 6.1), then TCP's FIN; Asio
-        // writes it and reads until the peer's (or its FIN), which is the
-        // lingering read.
-        reading_ = true;
-        socket_.tls().async_shutdown(
-            [self = shared_from_this()](const boost::system::error_code&) {
-              self->on_tls_shutdown();
-            });
+      if (socket_.is_tls() && !tls_failed_) {
+        // TLS ends with close_notify (RFC 8446, 6.1), then TCP's FIN. A read
+        // still waiting (no write is, by now) is cancelled first: Asio's
+        // shutdown needs the stream to itself.
+        close_notify_pending_ = true;
+        if (reading_)
+          socket_.tcp().cancel();
+        else
+          start_close_notify();
       } else {
         socket_.tcp().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
       }

@@ -154,6 +154,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void on_tls_handshake(const boost::system::error_code& error);
   // Counts and logs a failed handshake, and closes (its alert is written).
   void fail_tls(const std::string& reason);
+  // Starts Asio's TLS shutdown (close_notify) once no read waits.
+  void start_close_notify();
   // close_notify was written and the peer's read (or its FIN, or a failure).
   void on_tls_shutdown();
   void hand_over_to_http();
@@ -244,6 +246,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool transport_known_ = false;     // TLS (handshake done) or clear text.
   bool handshaking_ = false;         // A TLS handshake is outstanding.
   bool tls_failed_ = false;          // It failed: no close_notify.
+  bool close_notify_pending_ = false;  // Lingering: close_notify not started yet.
   std::string tls_hello_;            // The handshake's first input.
   std::string tls_write_buffer_;     // Answers gathered into one TLS record.
   // mTLS: the client certificate's subject, given to every call's handler.

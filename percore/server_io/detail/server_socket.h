@@ -37,6 +37,8 @@ class ServerSocket {
   TlsStream& tls() { return *tls_; }
   // The peer's verified certificate subject, or empty (clear text, or none).
   std::string peer_certificate_subject();
+  // TLS bytes received and not yet decrypted (a record not whole yet).
+  bool tls_input_pending() const;
 
   boost::asio::ip::tcp::socket& tcp() { return tls_ != nullptr ? tls_->next_layer() : socket_; }
   const boost::asio::ip::tcp::socket& tcp() const {
