@@ -632,6 +632,10 @@ TEST(ChannelHealthTest, StatsCountCallsByCodeAndConnectionsByState) {
   stub.Echo(&timed_out, &request, &response, nullptr);
   ASSERT_EQ(timed_out.ErrorCode(), 1008);
 
+  // Each group learns the server list on its own thread: a group that took
+  // none of the calls may connect a moment later.
+  testing::eventually([&] { return channel.stats().total.connections_ready == 2; },
+                      milliseconds(5000));
   const ChannelStats stats = channel.stats();
   ASSERT_EQ(stats.groups.size(), 2u);
   EXPECT_EQ(stats.total.calls_started, 11u);
