@@ -364,8 +364,9 @@ bool ServerConnection::choose_transport() {
     return false;
   }
   transport_known_ = true;
-  if ((core_.options.tls_required || core_.options.tls->verify_client) &&
-      core_.tls_context != nullptr) {
+  // (tls is set whenever tls_context is: test that first.)
+  if (core_.tls_context != nullptr &&
+      (core_.options.tls_required || core_.options.tls->verify_client)) {
     core_.clear_text_refused.fetch_add(1, std::memory_order_relaxed);
     core_.tls_log.log(LogLevel::kWarning, [&] {
       return "refusing a clear-text connection from " + peer_ + ": this server requires TLS";
