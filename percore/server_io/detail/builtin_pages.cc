@@ -245,7 +245,7 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
   counter("percore_server_tls_handshake_failures_total", "TLS handshakes that failed.",
           static_cast<double>(stats.tls_handshake_failures));
   counter("percore_server_clear_text_refused_total",
-          "Clear-text connections refused (tls_required).",
+          "Clear-text connections refused (tls_required, verify_client).",
           static_cast<double>(stats.clear_text_refused));
   counter("percore_server_streams_accepted_total", "Streams accepted by handlers and connected.",
           static_cast<double>(stats.streams_accepted));
