@@ -4,7 +4,12 @@
 //                 [--payload BYTES] [--duration S] [--warmup S]
 //                 [--method echo|is_prime] [--server-pid PID[,PID...]]
 //                 [--timeout-ms N] [--spin-us N] [--inline] [--json FILE]
+//                 [--send-thread-writes] [--tls-ca FILE]
 //   percore-bench --target URI --idle S [--groups G] [--server-pid PID]
+//
+// --send-thread-writes: every call is written by its group's send thread
+// (ClientRuntimeOptions::callers_write = false), to compare with callers
+// writing their own calls when the send thread sleeps (the default).
 //
 // Closed loop (--concurrency): C calls in flight in total, spread over the
 // groups; each completion makes the next call from its group's own thread.
@@ -47,6 +52,8 @@ struct Options : percore::bench::CommonOptions {
   uint64_t prime_number = 32416190071ull;
   int spin_us = 0;
   bool inline_callbacks = false;
+  // --send-thread-writes: ClientRuntimeOptions::callers_write = false.
+  bool callers_write = true;
   double idle_s = 0;  // --idle: no calls, just measure the CPU of an idle channel.
   std::string tls_ca;  // --tls-ca: call over TLS, trusting the CAs in this file.
 };
@@ -57,7 +64,7 @@ struct Options : percore::bench::CommonOptions {
                "usage: percore-bench --target URI (--concurrency C | --rate R) [--groups G]\n"
                "       [--payload BYTES] [--duration S] [--warmup S] [--method echo|is_prime]\n"
                "       [--server-pid PID[,PID...]] [--timeout-ms N] [--spin-us N] [--inline]\n"
-               "       [--json FILE] [--tls-ca FILE]\n",
+               "       [--send-thread-writes] [--json FILE] [--tls-ca FILE]\n",
                message.c_str());
   std::exit(2);
 }
@@ -66,9 +73,13 @@ Options parse(int argc, char** argv) {
   Options options;
   percore::bench::FlagSpec spec;
   spec.on_switch = [&options](const std::string& flag) {
-    if (flag != "--inline")
+    if (flag == "--inline") {
+      options.inline_callbacks = true;
+    } else if (flag == "--send-thread-writes") {
+      options.callers_write = false;
+    } else {
       return false;
-    options.inline_callbacks = true;
+    }
     return true;
   };
   spec.on_flag = [&options](const std::string& flag, const std::string& value) {
@@ -182,7 +193,8 @@ int main(int argc, char** argv) {
   // The groups measured are the bench's own, as --groups says.
   channel_options.private_groups =
       percore::ClientRuntimeOptions{.groups = options.groups, .max_inflight_per_group = 1 << 16,
-                                    .spin_us = options.spin_us};
+                                    .spin_us = options.spin_us,
+                                    .callers_write = options.callers_write};
   channel_options.timeout_ms = options.timeout_ms;
   if (!options.tls_ca.empty())
     channel_options.tls = percore::TlsOptions{.ca_file = options.tls_ca};

@@ -20,6 +20,7 @@
 
 #include <percore/client_proxy/channel.h>
 #include <percore/client_proxy/client_runtime.h>
+#include <percore/client_proxy/detail/thread_group.h>
 #include "examples/echo_service.h"
 #include <percore/proto/echo.pb.h>
 #include <percore/proto/error_code.h>
@@ -393,6 +394,41 @@ TEST(ClientRuntimeTest, DestroyingOneChannelLeavesTheOthersOnTheRuntimeWorking) 
   for (int i = 0; i < 100; ++i)
     ASSERT_TRUE(echo_once(*kept, "after " + std::to_string(i)));
   EXPECT_GT(servers.server(0).stats().connections_open, 0u);
+}
+
+// ClientRuntimeOptions::callers_write: one call at a time, each written by
+// its caller while the send thread sleeps (a lent turn), so the send thread
+// is not woken per call; with the option off, every call wakes it. Every
+// call is answered with its own text either way.
+TEST(ClientRuntimeTest, CallersWriteTheirOwnCallsWhileTheSendThreadSleeps) {
+  TenServers servers;
+  for (const bool callers_write : {true, false}) {
+    SCOPED_TRACE(callers_write ? "callers write" : "the send thread writes");
+    auto runtime = std::make_shared<ClientRuntime>(
+        ClientRuntimeOptions{.groups = 1, .callers_write = callers_write});
+    ChannelOptions options;
+    options.runtime = runtime;
+    auto channel = open_channel(servers.address(0), options);
+    ASSERT_TRUE(echo_once(*channel, "connect"));
+    const detail::ThreadGroup& group = runtime->group(0);
+    const uint64_t lent_before = group.lent_send_turns();
+    const uint64_t wakeups_before = group.send_wakeups();
+    constexpr int kCalls = 200;
+    int answered = 0;
+    for (int i = 0; i < kCalls; ++i)
+      answered += echo_once(*channel, "call " + std::to_string(i)) ? 1 : 0;
+    EXPECT_EQ(answered, kCalls);
+    const uint64_t lent = group.lent_send_turns() - lent_before;
+    const uint64_t wakeups = group.send_wakeups() - wakeups_before;
+    if (callers_write) {
+      // A few calls may find the send thread awake (a timer): most do not.
+      EXPECT_GE(lent, uint64_t{kCalls} * 3 / 4);
+      EXPECT_LE(wakeups, uint64_t{kCalls} / 4);
+    } else {
+      EXPECT_EQ(lent, 0u);
+      EXPECT_GE(wakeups, uint64_t{kCalls} * 3 / 4);
+    }
+  }
 }
 
 }  // namespace

@@ -14,9 +14,13 @@ namespace percore::detail {
 // The deadlines of one group's calls. Calls with the same timeout arrive in
 // deadline order, so one FIFO queue per timeout length keeps the earliest at
 // its front: adding and expiring are O(1). Entries of calls that ended early
-// stay until their deadline; once they outnumber the calls that can be
-// pending (twice the table, plus 1,024), a compaction drops them, which
-// bounds the queues by the in-flight limit at amortized O(1) per call.
+// leave once they reach the front (every turn looks at each queue's front:
+// there is one per timeout length in use, usually one), so the send thread
+// sleeps until the first deadline of a call still pending, not of one long
+// answered; entries behind a pending one stay until it leaves,
+// and once they outnumber the calls that can be pending (twice the table,
+// plus 1,024), a compaction drops them: the queues are bounded by the
+// in-flight limit at amortized O(1) per call.
 //
 // Owns: the queues. Threads: the send thread only (checked).
 class DeadlineQueue {
@@ -38,22 +42,24 @@ class DeadlineQueue {
   template <typename Expire>
   Clock::time_point expire_due(Clock::time_point now, Expire&& expire) {
     loop_.assert_in_loop_thread();
-    if (now < next_due_)
-      return next_due_;  // The usual turn: nothing due.
     Clock::time_point next = Clock::time_point::max();
     for (auto queue = queues_.begin(); queue != queues_.end();) {
       std::deque<Entry>& entries = queue->second;
-      while (!entries.empty() && entries.front().deadline <= now) {
-        const CallTable::Slot slot = entries.front().slot;
+      while (!entries.empty()) {
+        const Entry& front = entries.front();
+        const bool pending = table_.is_pending(front.slot);
+        if (pending && front.deadline > now)
+          break;
+        const CallTable::Slot slot = front.slot;
         entries.pop_front();
         --entries_;
-        if (table_.is_pending(slot))
+        if (pending)
           expire(slot, queue->first);
       }
       if (entries.empty()) {
-        if (&entries == last_queue_)
-          last_queue_ = nullptr;
-        queue = queues_.erase(queue);
+        // The queue calls last went to stays (the next call would make it
+        // again); others go, so lengths used once do not pile up.
+        queue = &entries == last_queue_ ? std::next(queue) : queues_.erase(queue);
       } else {
         next = std::min(next, entries.front().deadline);
         ++queue;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 
 #include <percore/proto/detail/assert.h>
 
@@ -29,17 +30,96 @@ EventLoop::~EventLoop() {
 
 void EventLoop::run(Owner& owner) {
   current_ = this;
+  owner_ = &owner;
+  role_.store(Role::kRunning, std::memory_order_relaxed);
   while (!stopped_) {
-    bool worked = run_tasks();
-    if (stopped_)
-      break;
-    worked |= owner.on_turn();
-    // Every turn: a deadline added this turn may be due soonest.
-    const Clock::time_point next_timer = owner.on_timers(Clock::now());
+    bool worked;
+    Clock::time_point next_timer;
+    {
+      // Calls made by this turn's work (inline callbacks) are written
+      // together at its end.
+      BatchScope batch;
+      worked = run_tasks();
+      if (stopped_)
+        break;
+      worked |= owner.on_turn();
+      // Every turn: a deadline added this turn may be due soonest.
+      next_timer = owner.on_timers(Clock::now());
+    }
     if (!worked)
       park(owner, next_timer);
   }
+  role_.store(Role::kNotRunning, std::memory_order_release);
   current_ = nullptr;
+}
+
+void EventLoop::run_turn_here_or_wake() {
+  if (batch_depth_ > 0) {
+    for (int i = 0; i < batched_count_; ++i) {
+      if (batched_[i] == this)
+        return;
+    }
+    if (batched_count_ < kBatchedLoops) {
+      batched_[batched_count_++] = this;
+      return;
+    }
+    // More loops than held back: this one is woken now.
+  }
+  lend_or_wake_now();
+}
+
+EventLoop::BatchScope::~BatchScope() {
+  if (--batch_depth_ > 0)
+    return;
+  // A lent turn's own calls are not held back (the scope has ended).
+  while (batched_count_ > 0) {
+    EventLoop* loop = batched_[--batched_count_];
+    loop->lend_or_wake_now();
+  }
+}
+
+void EventLoop::lend_or_wake_now() {
+  Role expected = Role::kParked;
+  if (lent_ != nullptr || current_ == this || role_.load(std::memory_order_relaxed) != expected ||
+      !role_.compare_exchange_strong(expected, Role::kLent, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+    notifier_.notify();
+    return;
+  }
+  // Tasks posted before this work must run before it (a Channel's route
+  // before its first call): they are the loop thread's.
+  if (!owner_->lends_turns() || queued_tasks_.load(std::memory_order_acquire) > 0) {
+    role_.store(Role::kParked, std::memory_order_release);
+    notifier_.notify();
+    return;
+  }
+  lent_ = this;
+  owner_->on_turn();
+  // Tasks posted meanwhile are the loop thread's (run_tasks() runs none in
+  // a lent turn); they, a stop, or a timer due before the parked loop's
+  // timeout need the loop thread awake.
+  const bool must_wake = stopped_ || owner_->next_timer() < parked_until_ ||
+                         queued_tasks_.load(std::memory_order_acquire) > 0;
+  lent_ = nullptr;
+  lent_turns_.fetch_add(1, std::memory_order_relaxed);
+  role_.store(Role::kParked, std::memory_order_release);
+  if (must_wake)
+    notifier_.notify();
+}
+
+void EventLoop::take_back_role() {
+  assert_in_loop_thread();
+  for (int tries = 0;; ++tries) {
+    Role expected = Role::kParked;
+    if (role_.compare_exchange_weak(expected, Role::kRunning, std::memory_order_acquire,
+                                    std::memory_order_relaxed)) {
+      return;
+    }
+    // A lent turn is one batch of writes: spin briefly, then let its
+    // thread run (it may share this CPU).
+    if (tries > 64)
+      std::this_thread::yield();
+  }
 }
 
 void EventLoop::stop() {
@@ -56,6 +136,8 @@ void EventLoop::post(Task task) {
 
 bool EventLoop::run_tasks() {
   assert_in_loop_thread();
+  if (lent_ == this)
+    return false;
   if (queued_tasks_.load(std::memory_order_acquire) == 0)
     return false;
   Task task;
@@ -102,8 +184,12 @@ void EventLoop::park(Owner& owner, Clock::time_point next_timer) {
     timeout_ms = static_cast<int>(std::clamp<int64_t>(left, 0, 60000));
   }
   epoll_event events[kMaxEvents];
+  parked_until_ = next_timer;
+  role_.store(Role::kParked, std::memory_order_release);
   const int count = ::epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
+  take_back_role();
   notifier_.cancel_park();
+  BatchScope batch;  // Calls made by the events' callbacks, written together.
   for (int i = 0; i < count; ++i) {
     if (events[i].data.u64 == kNotifierTag) {
       notifier_.consume();

@@ -22,9 +22,28 @@ namespace percore::detail {
 // done (after spinning up to spin_us, and after a last look at the queues
 // with the parked flag raised, so a wake-up is never lost).
 //
+// Lent turns (brpc's "the caller writes when uncontended"): while the loop
+// thread is parked in epoll_wait, another thread may take the loop's role
+// for one on_turn() (run_turn_here_or_wake), so that the work it has just
+// queued is done without waking the loop thread: one thread wake-up and
+// two system calls fewer per call at low load. The role is one atomic
+// (Role): the loop thread holds it except while parked, takes it back when
+// epoll_wait returns (waiting out a lent turn, which is short), and a lent
+// turn wakes it only when it must (a timer now due sooner than the park's
+// timeout, a posted task, a stop). While a thread holds the role,
+// in_loop_thread() is true on it.
+//
+// Batching comes first: a thread that makes many calls in a row (a receive
+// thread running inline callbacks for a batch of replies, a callback thread
+// draining its queue) holds a BatchScope, and its run_turn_here_or_wake()
+// calls wait for the scope's end, where one turn writes them all (one
+// sendmsg per connection, as the send thread's turns do). Under load the
+// loop thread is rarely parked, so it keeps batching too.
+//
 // Owns: the epoll descriptor, the notifier and the task queue.
-// Threads: post() and in_loop_thread() from any thread; run() is the loop
-// thread's body; everything else on the loop thread only (checked).
+// Threads: post(), wake(), run_turn_here_or_wake() and in_loop_thread()
+// from any thread; run() is the loop thread's body; everything else by the
+// holder of the loop's role (the loop thread, or a lent turn; checked).
 class EventLoop {
  public:
   using Clock = std::chrono::steady_clock;
@@ -46,6 +65,11 @@ class EventLoop {
       (void)now;
       return Clock::time_point::max();
     }
+    // When on_timers() is next due, without running it (after a lent turn:
+    // a sooner time than the parked loop's timeout wakes it).
+    virtual Clock::time_point next_timer() const { return Clock::time_point::max(); }
+    // Whether another thread may run on_turn() while the loop is parked.
+    virtual bool lends_turns() const { return false; }
   };
 
   // `spin_us`: how long a loop with nothing to do polls its queues before
@@ -67,10 +91,31 @@ class EventLoop {
   // Wakes the loop if it is parked (work was queued for on_turn()). Any
   // thread.
   void wake() { notifier_.notify(); }
+  // Work was queued for on_turn(): runs that turn on the calling thread if
+  // the loop is parked and its owner lends turns, else wakes the loop. Any
+  // thread; a thread already in a lent turn, and the loop's own thread,
+  // only wake it.
+  void run_turn_here_or_wake();
+  // Holds back this thread's run_turn_here_or_wake() calls until the
+  // outermost scope on the thread ends, then makes each once (per loop).
+  // For a thread about to make a batch of calls. Scopes nest.
+  class BatchScope {
+   public:
+    BatchScope() { ++batch_depth_; }
+    ~BatchScope();
+    BatchScope(const BatchScope&) = delete;
+    BatchScope& operator=(const BatchScope&) = delete;
+  };
 
-  // One thread-local load and a compare: cheap enough for the accessors
+  // Turns run by other threads (tests, benchmarks).
+  uint64_t lent_turns() const { return lent_turns_.load(std::memory_order_relaxed); }
+
+  // Two thread-local loads and compares: cheap enough for the accessors
   // that check every per-call access to thread-owned state.
-  bool in_loop_thread() const { return current_ == this; }
+  bool in_loop_thread() const { return current_ == this || lent_ == this; }
+  // Whether the calling thread runs a lent turn of this loop (not its own
+  // thread).
+  bool in_lent_turn() const { return lent_ == this; }
   // Whether the calling thread runs any EventLoop (of any group or runtime).
   static bool in_any_loop_thread() { return current_ != nullptr; }
   void assert_in_loop_thread() const { PERCORE_ASSERT(in_loop_thread()); }
@@ -86,11 +131,25 @@ class EventLoop {
   // Runs the tasks posted so far; true if there were any. The loop runs them
   // at the start of every turn; an owner also calls it before work that a
   // task posted earlier must precede (a call made after its Channel's route
-  // was posted). Loop thread.
+  // was posted). Loop thread; none in a lent turn (run_turn_here_or_wake
+  // lends none while tasks wait).
   bool run_tasks();
 
  private:
   void park(Owner& owner, Clock::time_point next_timer);
+  // The loop thread, after epoll_wait: kParked -> kRunning, waiting while a
+  // lent turn holds the role.
+  void take_back_role();
+  // run_turn_here_or_wake(), at once.
+  void lend_or_wake_now();
+
+  // Who holds the loop's role.
+  enum class Role : uint8_t {
+    kNotRunning,  // Before run() and after it: nothing is lent.
+    kRunning,     // The loop thread works.
+    kParked,      // The loop thread waits in epoll_wait: the role is free.
+    kLent,        // Another thread runs a turn.
+  };
 
   const int spin_us_;
   int epoll_fd_ = -1;
@@ -100,9 +159,22 @@ class EventLoop {
   // the queue, whose empty dequeue looks at every producer.
   std::atomic<uint64_t> queued_tasks_{0};
   bool stopped_ = false;
+  std::atomic<Role> role_{Role::kNotRunning};
+  Owner* owner_ = nullptr;  // Set by run() before the role is first freed.
+  // When the parked loop wakes by itself (its epoll_wait timeout). Written
+  // before the role is freed, read by the lent turn that takes it.
+  Clock::time_point parked_until_ = Clock::time_point::max();
+  std::atomic<uint64_t> lent_turns_{0};
   // The loop the calling thread runs, if any. constinit: every user sees
   // there is no dynamic initialization, so access is a plain TLS load.
   static inline constinit thread_local const EventLoop* current_ = nullptr;
+  // The loop whose turn the calling thread runs for it, if any.
+  static inline constinit thread_local const EventLoop* lent_ = nullptr;
+  // BatchScope: its depth on this thread, and the loops it holds back.
+  static constexpr int kBatchedLoops = 4;
+  static inline constinit thread_local int batch_depth_ = 0;
+  static inline constinit thread_local int batched_count_ = 0;
+  static inline constinit thread_local EventLoop* batched_[kBatchedLoops] = {};
 };
 
 }  // namespace percore::detail

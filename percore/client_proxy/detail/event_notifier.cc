@@ -42,9 +42,13 @@ void EventNotifier::cancel_park() {
 
 void EventNotifier::consume() {
   parked_.store(false, std::memory_order_relaxed);
+  // One read takes the whole counter (not EFD_SEMAPHORE): a second read
+  // would only return EAGAIN.
   uint64_t count;
-  while (::read(fd_, &count, sizeof(count)) > 0) {
-  }
+  ssize_t got;
+  do {
+    got = ::read(fd_, &count, sizeof(count));
+  } while (got < 0 && errno == EINTR);
 }
 
 }  // namespace percore::detail

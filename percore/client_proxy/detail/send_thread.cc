@@ -199,6 +199,18 @@ bool SendThread::has_work() const {
   return group_.requests.size_approx() > 0;
 }
 
+bool SendThread::lends_turns() const {
+  return group_.options.callers_write;
+}
+
+EventLoop::Clock::time_point SendThread::next_timer() const {
+  loop_.assert_in_loop_thread();
+  EventLoop::Clock::time_point next = std::min(deadlines_.next_due(), pools_due_);
+  if (group_.streams.with_idle_timeout() > 0)
+    next = std::min(next, streams_idle_due_);
+  return next;
+}
+
 void SendThread::on_event(uint64_t tag, uint32_t events) {
   loop_.assert_in_loop_thread();
   const ConnectionRegistry::Entry entry = registry_.find(tag);
@@ -421,6 +433,15 @@ void SendThread::retry_waiting(ChannelRoute& route) {
 
 void SendThread::complete(CallTable::Slot slot, ErrorCode code, std::string text) {
   loop_.assert_in_loop_thread();
+  if (loop_.in_lent_turn()) {
+    // A calling thread runs this turn (ClientRuntimeOptions::callers_write):
+    // a call ends on the send thread, whose CompletionMode is known, never
+    // inside another call's CallMethod.
+    loop_.post([this, slot, code, text = std::move(text)]() mutable {
+      complete(slot, code, std::move(text));
+    });
+    return;
+  }
   if (!group_.table.try_complete(slot))
     return;
   CallRecord& record = group_.records[slot.index];
@@ -616,6 +637,13 @@ void SendThread::settle_calls_on(const GoneConnection& gone, const std::string& 
 void SendThread::fail_attempt(CallTable::Slot slot, ErrorCode code, const std::string& why,
                               const std::string& refusal, const std::string& remote_side) {
   loop_.assert_in_loop_thread();
+  if (loop_.in_lent_turn()) {
+    // As complete(): a call ends on the send thread itself.
+    loop_.post([this, slot, code, why, refusal, remote_side] {
+      fail_attempt(slot, code, why, refusal, remote_side);
+    });
+    return;
+  }
   if (!group_.table.try_complete(slot))
     return;
   CallCompleter::finish(group_, slot, code,

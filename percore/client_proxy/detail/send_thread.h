@@ -85,6 +85,8 @@ class SendThread : private EventLoop::Owner, private ConnectionPool::Listener {
   bool has_work() const override;
   void on_event(uint64_t tag, uint32_t events) override;
   EventLoop::Clock::time_point on_timers(EventLoop::Clock::time_point now) override;
+  EventLoop::Clock::time_point next_timer() const override;
+  bool lends_turns() const override;
 
   // --- ConnectionPool::Listener ---
   void on_connection_ready(ClientConnection& connection) override;

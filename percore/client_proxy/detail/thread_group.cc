@@ -61,9 +61,14 @@ ThreadGroup::ThreadGroup(const ClientRuntimeOptions& options, int index, const v
       for (;;) {
         GroupState::QueuedCallback callback;
         state_.callbacks.wait_dequeue(callback);
-        if (callback.done == nullptr)
-          return;
-        state_.run_callback(callback);
+        // The calls these callbacks make are written together when the
+        // queue is empty (EventLoop::BatchScope).
+        EventLoop::BatchScope batch;
+        do {
+          if (callback.done == nullptr)
+            return;
+          state_.run_callback(callback);
+        } while (state_.callbacks.try_dequeue(callback));
       }
     });
     name_thread(callback_threads_.back(), "percore-cb-" + std::to_string(index));
@@ -253,7 +258,7 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
     state_.streams.add(stream);  // Before the response can come.
   state_.table.publish(*slot);
   state_.requests.enqueue(*slot);
-  state_.send_loop.wake();
+  state_.send_loop.run_turn_here_or_wake();
   if (done == nullptr) {
     wait_for(record);
     call.shared_head.reset();

@@ -64,6 +64,8 @@ class ThreadGroup {
   uint32_t calls_in_flight() const { return state_.table.in_use(); }
   // Wake-ups of the send thread that needed a system call.
   uint64_t send_wakeups() const { return state_.send_loop.wakeups_signalled(); }
+  // Send-thread turns run by calling threads (ClientRuntimeOptions::callers_write).
+  uint64_t lent_send_turns() const { return state_.send_loop.lent_turns(); }
 
  private:
   void wait_for(CallRecord& record);
