@@ -25,6 +25,10 @@ namespace {
 // A read is offered at least this much free space; the decoder's block (or
 // a buffer sized for a known large frame) usually offers more.
 constexpr size_t kMinReadBytes = 4096;
+// Inside TLS a read is offered a whole record's plaintext (RFC 8446: at most
+// 16 KiB): less, and one record takes several Asio read operations, each a
+// completion of its own.
+constexpr size_t kMinTlsReadBytes = 16384;
 // Reads per event, so that one busy connection cannot hold its I/O thread;
 // the next read comes at once if more is waiting.
 constexpr int kMaxReadsPerEvent = 4;
@@ -151,7 +155,7 @@ void ServerConnection::wait_readable() {
     space = decoder_.prepare(1);
   } else {
     // A busy one, or one in the middle of a frame, reads into a block.
-    space = decoder_.prepare(kMinReadBytes);
+    space = decoder_.prepare(socket_.is_tls() ? kMinTlsReadBytes : kMinReadBytes);
   }
   offered_bytes_ = space.size();
   socket_.async_read_some(
