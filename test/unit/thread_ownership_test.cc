@@ -13,6 +13,7 @@
 #include <percore/client_proxy/detail/connection_pool.h>
 #include <percore/client_proxy/detail/deadline_queue.h>
 #include <percore/client_proxy/detail/event_loop.h>
+#include "test/support/run_on_loop.h"
 
 namespace percore::detail {
 namespace {
@@ -32,12 +33,7 @@ class LoopThread {
   // Runs `task` on the loop thread and waits for it.
   template <typename Task>
   void run_on_loop(Task task) {
-    std::promise<void> done;
-    loop_.post([&] {
-      task();
-      done.set_value();
-    });
-    done.get_future().wait();
+    testing::run_on_loop(loop_, std::move(task));
   }
 
  private:
