@@ -31,8 +31,11 @@ struct ClientRuntimeOptions {
   // waking it: one thread wake-up and two system calls fewer per call at
   // low load, as brpc's caller writes when uncontended. The caller then does
   // the send thread's work for that turn (placing the call on a connection,
-  // one sendmsg); callbacks still run where CompletionMode says. Under load
-  // the send thread is awake and batches as before. Default true.
+  // one sendmsg); callbacks still run where CompletionMode says. Calls made
+  // by inline callbacks for one batch of replies are written together after
+  // it; calls from queued callbacks (their thread may block) wake the send
+  // thread. Under load the send thread is awake and batches as before.
+  // Default true.
   bool callers_write = true;
 };
 

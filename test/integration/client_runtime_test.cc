@@ -24,6 +24,7 @@
 #include "examples/echo_service.h"
 #include <percore/proto/echo.pb.h>
 #include <percore/proto/error_code.h>
+#include <percore/proto/new_callback.h>
 #include <percore/proto/detail/frame_decoder.h>
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/server_io/server.h>
@@ -428,6 +429,77 @@ TEST(ClientRuntimeTest, CallersWriteTheirOwnCallsWhileTheSendThreadSleeps) {
       EXPECT_EQ(lent, 0u);
       EXPECT_GE(wakeups, uint64_t{kCalls} * 3 / 4);
     }
+  }
+}
+
+// A synchronous call from a queued callback (allowed) is written at once,
+// with callers_write on or off: the callback thread is blocked in it, so
+// nothing may hold it back until the callback returns (it was held until
+// the send thread's next timer, about 500 ms, and a 100 ms call to a server
+// that answers at once ended 1008).
+TEST(ClientRuntimeTest, ASynchronousCallFromAQueuedCallbackIsWrittenAtOnce) {
+  TenServers servers;
+  for (const bool callers_write : {true, false}) {
+    SCOPED_TRACE(callers_write ? "callers write" : "the send thread writes");
+    ChannelOptions options;
+    options.private_groups = ClientRuntimeOptions{.groups = 1, .callers_write = callers_write};
+    auto channel = open_channel(servers.address(0), options);
+    ASSERT_TRUE(echo_once(*channel, "connect"));
+    std::promise<std::pair<int, std::string>> inner;
+    example::EchoService_Stub stub(channel.get());
+    Controller outer_controller;
+    example::EchoRequest outer_request;
+    outer_request.set_message("outer");
+    example::EchoResponse outer_response;
+    stub.Echo(&outer_controller, &outer_request, &outer_response, NewCallback([&] {
+                Controller controller;
+                controller.set_timeout_ms(
+                    static_cast<int>(testing::scaled(milliseconds(200)).count()));
+                example::EchoRequest request;
+                request.set_message("inner");
+                example::EchoResponse response;
+                stub.Echo(&controller, &request, &response, nullptr);
+                inner.set_value({controller.ErrorCode(), response.message()});
+              }));
+    std::future<std::pair<int, std::string>> result = inner.get_future();
+    ASSERT_EQ(result.wait_for(testing::scaled(milliseconds(5000))), std::future_status::ready);
+    const auto [code, text] = result.get();
+    EXPECT_EQ(code, 0);
+    EXPECT_EQ(text, "inner");
+  }
+}
+
+// A queued callback of one runtime's Channel makes a call on a Channel with
+// groups of its own and destroys it (allowed from any thread but that
+// runtime's): nothing of the destroyed runtime is touched afterwards (a
+// held-back wake-up of its send loop once was, after the runtime was freed:
+// ASan's heap-use-after-free).
+TEST(ClientRuntimeTest, ACallbackMayCallOnAnotherRuntimeAndDestroyIt) {
+  TenServers servers;
+  ChannelOptions options;
+  options.private_groups = ClientRuntimeOptions{.groups = 1};
+  auto channel = open_channel(servers.address(0), options);
+  for (int round = 0; round < 20; ++round) {
+    std::promise<int> done;
+    example::EchoService_Stub stub(channel.get());
+    Controller controller;
+    example::EchoRequest request;
+    example::EchoResponse response;
+    stub.Echo(&controller, &request, &response, NewCallback([&] {
+                auto other = open_channel(servers.address(1), options);
+                example::EchoService_Stub other_stub(other.get());
+                Controller other_controller;
+                example::EchoRequest other_request;
+                example::EchoResponse other_response;
+                std::atomic<int> ended{0};
+                other_stub.Echo(&other_controller, &other_request, &other_response,
+                                NewCallback([&] { ended.fetch_add(1); }));
+                other.reset();  // Ends the call (answered, or 125) and frees its groups.
+                done.set_value(ended.load());
+              }));
+    std::future<int> ended = done.get_future();
+    ASSERT_EQ(ended.wait_for(testing::scaled(milliseconds(10000))), std::future_status::ready);
+    EXPECT_EQ(ended.get(), 1) << "round " << round;
   }
 }
 

@@ -210,9 +210,9 @@ TEST(EventLoopLentTurnTest, ABatchScopeWritesItsCallsInOneTurnAtItsEnd) {
   const uint64_t lent = loop.loop().lent_turns();
   const uint64_t wakeups = loop.loop().wakeups_signalled();
   {
-    EventLoop::BatchScope batch;
+    EventLoop::BatchScope batch(&loop.loop());
     {
-      EventLoop::BatchScope nested;
+      EventLoop::BatchScope nested(&loop.loop());
       loop.owner().queue(1);
       loop.loop().run_turn_here_or_wake();
     }
@@ -230,6 +230,23 @@ TEST(EventLoopLentTurnTest, ABatchScopeWritesItsCallsInOneTurnAtItsEnd) {
   EXPECT_EQ(loop.owner().last_turn_thread_.load(), 2);
   EXPECT_EQ(loop.loop().wakeups_signalled(), wakeups);
   loop.run_on_loop([&] { EXPECT_EQ(loop.owner().taken(), 3u); });
+}
+
+TEST(EventLoopLentTurnTest, ABatchScopeHoldsBackOnlyTheLoopItNames) {
+  LoopThread named(/*lends=*/true);
+  LoopThread other(/*lends=*/true);
+  named.wait_until_parked();
+  other.wait_until_parked();
+  const uint64_t lent = other.loop().lent_turns();
+  {
+    EventLoop::BatchScope batch(&named.loop());
+    other.owner().queue(1);
+    other.loop().run_turn_here_or_wake();
+    // Written at once: the scope is not for that loop (which may not
+    // outlive it, or whose answer the caller may wait for).
+    EXPECT_EQ(other.loop().lent_turns(), lent + 1);
+    EXPECT_EQ(other.owner().last_turn_thread_.load(), 2);
+  }
 }
 
 TEST(EventLoopLentTurnTest, ManyCallersAndTheLoopThreadNeverShareTheRoleAndLoseNothing) {

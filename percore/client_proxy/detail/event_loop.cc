@@ -38,7 +38,7 @@ void EventLoop::run(Owner& owner) {
     {
       // Calls made by this turn's work (inline callbacks) are written
       // together at its end.
-      BatchScope batch;
+      BatchScope batch(batch_for_);
       worked = run_tasks();
       if (stopped_)
         break;
@@ -54,26 +54,31 @@ void EventLoop::run(Owner& owner) {
 }
 
 void EventLoop::run_turn_here_or_wake() {
-  if (batch_depth_ > 0) {
-    for (int i = 0; i < batched_count_; ++i) {
-      if (batched_[i] == this)
-        return;
-    }
-    if (batched_count_ < kBatchedLoops) {
-      batched_[batched_count_++] = this;
-      return;
-    }
-    // More loops than held back: this one is woken now.
+  if (batch_loop_ == this) {
+    batch_held_ = true;
+    return;
+  }
+  if (never_lend_) {
+    notifier_.notify();
+    return;
   }
   lend_or_wake_now();
 }
 
-EventLoop::BatchScope::~BatchScope() {
-  if (--batch_depth_ > 0)
+EventLoop::BatchScope::BatchScope(EventLoop* loop) {
+  if (loop == nullptr || batch_loop_ != nullptr)
     return;
-  // A lent turn's own calls are not held back (the scope has ended).
-  while (batched_count_ > 0) {
-    EventLoop* loop = batched_[--batched_count_];
+  outermost_ = true;
+  batch_loop_ = loop;
+}
+
+EventLoop::BatchScope::~BatchScope() {
+  if (!outermost_)
+    return;
+  EventLoop* loop = batch_loop_;
+  batch_loop_ = nullptr;  // A lent turn's own calls are not held back.
+  if (batch_held_) {
+    batch_held_ = false;
     loop->lend_or_wake_now();
   }
 }
@@ -189,7 +194,7 @@ void EventLoop::park(Owner& owner, Clock::time_point next_timer) {
   const int count = ::epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
   take_back_role();
   notifier_.cancel_park();
-  BatchScope batch;  // Calls made by the events' callbacks, written together.
+  BatchScope batch(batch_for_);  // Calls the events' callbacks make, written together.
   for (int i = 0; i < count; ++i) {
     if (events[i].data.u64 == kNotifierTag) {
       notifier_.consume();

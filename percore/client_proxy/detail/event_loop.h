@@ -33,12 +33,16 @@ namespace percore::detail {
 // timeout, a posted task, a stop). While a thread holds the role,
 // in_loop_thread() is true on it.
 //
-// Batching comes first: a thread that makes many calls in a row (a receive
-// thread running inline callbacks for a batch of replies, a callback thread
-// draining its queue) holds a BatchScope, and its run_turn_here_or_wake()
-// calls wait for the scope's end, where one turn writes them all (one
-// sendmsg per connection, as the send thread's turns do). Under load the
-// loop thread is rarely parked, so it keeps batching too.
+// Batching comes first: a receive thread running inline callbacks for a
+// batch of replies holds a BatchScope for its own group's send loop, and
+// the calls they make wait for the scope's end, where one turn writes them
+// all (one sendmsg per connection, as the send thread's turns do). Only
+// there: an inline callback may not block (a synchronous call from it fails
+// at once), so nothing waits on a held-back call, and the group's send loop
+// outlives its receive thread. Callback threads run user code that may
+// block (a synchronous call from a queued callback is allowed), so they
+// never lend: they wake the send thread, which batches what they queue.
+// Under load the loop thread is rarely parked, so it keeps batching too.
 //
 // Owns: the epoll descriptor, the notifier and the task queue.
 // Threads: post(), wake(), run_turn_here_or_wake() and in_loop_thread()
@@ -96,16 +100,27 @@ class EventLoop {
   // thread; a thread already in a lent turn, and the loop's own thread,
   // only wake it.
   void run_turn_here_or_wake();
-  // Holds back this thread's run_turn_here_or_wake() calls until the
-  // outermost scope on the thread ends, then makes each once (per loop).
-  // For a thread about to make a batch of calls. Scopes nest.
+  // Holds back this thread's run_turn_here_or_wake() calls for `loop` (null:
+  // none) until the scope ends, then makes one. Only for a loop that
+  // outlives the scope, on a thread that cannot block while it holds one
+  // (a receive thread, for its group's send loop). A scope inside another
+  // one holds nothing back of its own.
   class BatchScope {
    public:
-    BatchScope() { ++batch_depth_; }
+    explicit BatchScope(EventLoop* loop);
     ~BatchScope();
     BatchScope(const BatchScope&) = delete;
     BatchScope& operator=(const BatchScope&) = delete;
+
+   private:
+    bool outermost_ = false;
   };
+  // The loop whose thread's BatchScopes hold back calls for `send_loop`
+  // (a group's receive loop, for its send loop). Before run().
+  void batch_calls_for(EventLoop& send_loop) { batch_for_ = &send_loop; }
+  // The calling thread never runs a lent turn: run_turn_here_or_wake()
+  // only wakes (a callback thread, whose user code may block).
+  static void never_lend_on_this_thread() { never_lend_ = true; }
 
   // Turns run by other threads (tests, benchmarks).
   uint64_t lent_turns() const { return lent_turns_.load(std::memory_order_relaxed); }
@@ -165,16 +180,17 @@ class EventLoop {
   // before the role is freed, read by the lent turn that takes it.
   Clock::time_point parked_until_ = Clock::time_point::max();
   std::atomic<uint64_t> lent_turns_{0};
+  EventLoop* batch_for_ = nullptr;  // batch_calls_for()
   // The loop the calling thread runs, if any. constinit: every user sees
   // there is no dynamic initialization, so access is a plain TLS load.
   static inline constinit thread_local const EventLoop* current_ = nullptr;
   // The loop whose turn the calling thread runs for it, if any.
   static inline constinit thread_local const EventLoop* lent_ = nullptr;
-  // BatchScope: its depth on this thread, and the loops it holds back.
-  static constexpr int kBatchedLoops = 4;
-  static inline constinit thread_local int batch_depth_ = 0;
-  static inline constinit thread_local int batched_count_ = 0;
-  static inline constinit thread_local EventLoop* batched_[kBatchedLoops] = {};
+  // BatchScope: the loop it holds calls back for on this thread, and
+  // whether one was held back.
+  static inline constinit thread_local EventLoop* batch_loop_ = nullptr;
+  static inline constinit thread_local bool batch_held_ = false;
+  static inline constinit thread_local bool never_lend_ = false;
 };
 
 }  // namespace percore::detail

@@ -45,6 +45,9 @@ void ThreadGroup::enter_thread() const {
 ThreadGroup::ThreadGroup(const ClientRuntimeOptions& options, int index, const void* owner)
     : owner_(owner), state_(options, index), send_(state_), receive_(state_, send_) {
   send_.set_receive_thread(receive_);
+  // The calls inline callbacks make for a batch of replies are written by
+  // one turn after the batch (EventLoop::BatchScope).
+  state_.receive_loop.batch_calls_for(state_.send_loop);
   send_thread_ = std::thread([this] {
     enter_thread();
     send_.run();
@@ -58,17 +61,15 @@ ThreadGroup::ThreadGroup(const ClientRuntimeOptions& options, int index, const v
   for (int i = 0; i < options.callback_threads; ++i) {
     callback_threads_.emplace_back([this] {
       enter_thread();
+      // User code here may block, even on a call it has just made: it
+      // wakes the send thread rather than hold the send loop's role.
+      EventLoop::never_lend_on_this_thread();
       for (;;) {
         GroupState::QueuedCallback callback;
         state_.callbacks.wait_dequeue(callback);
-        // The calls these callbacks make are written together when the
-        // queue is empty (EventLoop::BatchScope).
-        EventLoop::BatchScope batch;
-        do {
-          if (callback.done == nullptr)
-            return;
-          state_.run_callback(callback);
-        } while (state_.callbacks.try_dequeue(callback));
+        if (callback.done == nullptr)
+          return;
+        state_.run_callback(callback);
       }
     });
     name_thread(callback_threads_.back(), "percore-cb-" + std::to_string(index));
