@@ -279,6 +279,21 @@ TEST(EventLoopLentTurnTest, ManyCallersAndTheLoopThreadNeverShareTheRoleAndLoseN
   EXPECT_GT(loop.loop().lent_turns(), 0u);
 }
 
+// `count` calls made pending in `table`, as a calling thread publishes them.
+std::vector<CallTable::Slot> publish_calls(CallTable& table, int count) {
+  std::vector<CallTable::Slot> slots;
+  for (int i = 0; i < count; ++i) {
+    const std::optional<CallTable::Slot> slot = table.acquire();
+    if (!slot) {
+      ADD_FAILURE() << "the call table is full";
+      break;
+    }
+    table.publish(*slot);
+    slots.push_back(*slot);
+  }
+  return slots;
+}
+
 // Calls of several timeout lengths (one queue each): an answered call at
 // the front of any of them is not what the send thread sleeps until.
 TEST(DeadlineQueueTest, TheNextDeadlineIsThatOfACallStillPending) {
@@ -286,13 +301,8 @@ TEST(DeadlineQueueTest, TheNextDeadlineIsThatOfACallStillPending) {
   CallTable table(16);
   DeadlineQueue deadlines(send.loop(), table);
   const Clock::time_point now = Clock::now();
-  std::vector<CallTable::Slot> slots;
-  for (int i = 0; i < 3; ++i) {
-    const std::optional<CallTable::Slot> slot = table.acquire();
-    ASSERT_TRUE(slot);
-    table.publish(*slot);
-    slots.push_back(*slot);
-  }
+  const std::vector<CallTable::Slot> slots = publish_calls(table, 3);
+  ASSERT_EQ(slots.size(), 3u);
   send.run_on_loop([&] {
     for (int i = 0; i < 3; ++i)
       deadlines.add(slots[i], now, now + std::chrono::seconds(10 + i));
@@ -330,20 +340,19 @@ TEST(DeadlineQueueTest, AnsweredCallsLeaveTheFrontWithoutWaitingForTheirDeadline
   CallTable table(64);
   DeadlineQueue deadlines(send.loop(), table);
   const Clock::time_point start = Clock::now();
-  std::optional<CallTable::Slot> previous;
   for (int i = 0; i < 1000; ++i) {
-    const std::optional<CallTable::Slot> slot = table.acquire();
-    ASSERT_TRUE(slot);
-    table.publish(*slot);
+    const std::vector<CallTable::Slot> published = publish_calls(table, 1);
+    ASSERT_EQ(published.size(), 1u);
+    const CallTable::Slot slot = published[0];
     const Clock::time_point now = start + std::chrono::microseconds(i);
     send.run_on_loop([&] {
-      deadlines.add(*slot, now, now + std::chrono::seconds(1));
+      deadlines.add(slot, now, now + std::chrono::seconds(1));
       EXPECT_EQ(deadlines.expire_due(now, [](CallTable::Slot, int64_t) { FAIL(); }),
                 now + std::chrono::seconds(1));
     });
     // One call in flight at a time.
-    ASSERT_TRUE(table.try_complete(*slot));
-    table.release(*slot);
+    ASSERT_TRUE(table.try_complete(slot));
+    table.release(slot);
   }
   send.run_on_loop([&] {
     EXPECT_EQ(deadlines.expire_due(start + std::chrono::milliseconds(2),
