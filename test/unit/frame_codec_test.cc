@@ -847,5 +847,117 @@ TEST(FrameCodecTest, SmallFramesAfterALargeOne) {
   }
 }
 
+
+// --- encode_frame_referencing: large fields referenced, not copied ----------
+
+// Whether some chunk of `out` lies inside `bytes` (referenced, not copied).
+bool references(const GatherBuffer& out, std::string_view bytes) {
+  for (size_t i = 0; i < out.chunk_count(); ++i) {
+    const std::string_view chunk = out.chunk(i);
+    if (chunk.data() >= bytes.data() && chunk.data() + chunk.size() <= bytes.data() + bytes.size())
+      return true;
+  }
+  return false;
+}
+
+TEST(FrameReferencingTest, ALargeMessageIsReferencedAndKeptAliveUntilConsumed) {
+  auto response = std::make_shared<example::EchoResponse>();
+  response->set_message(patterned_bytes(1 << 20));
+  int lent = 0;
+  const auto keep_alive = [&]() -> std::shared_ptr<const void> {
+    ++lent;
+    return response;
+  };
+  wire::RpcMeta meta = response_meta(7);
+  GatherBuffer out;
+  out.append_copy("queued before");
+  ASSERT_EQ(encode_frame_referencing(meta, *response, keep_alive, "attachment bytes", 1 << 21,
+                                     out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(lent, 1);
+  EXPECT_TRUE(references(out, response->message()));
+  EXPECT_GT(response.use_count(), 1);
+
+  // The same bytes as the copying encoder's.
+  wire::RpcMeta copy_meta = response_meta(7);
+  GatherBuffer copied;
+  copied.append_copy("queued before");
+  ASSERT_EQ(encode_frame(copy_meta, response.get(), "attachment bytes", 1 << 21, copied),
+            EncodeStatus::kOk);
+  EXPECT_EQ(flatten(out), flatten(copied));
+
+  out.consume(out.size());
+  EXPECT_EQ(response.use_count(), 1);  // Written: the reference is dropped.
+}
+
+TEST(FrameReferencingTest, NestedAndRepeatedLargeFieldsInterleaveWithCopiedOnes) {
+  // RpcMeta as the message: nested messages, small and large strings and
+  // bytes, varints, in one message.
+  auto message = std::make_shared<wire::RpcMeta>();
+  message->set_correlation_id(123456789);
+  message->mutable_request()->set_service_name(patterned_bytes(70 * 1024));
+  message->mutable_request()->set_method_name("Echo");
+  message->mutable_request()->set_log_id(42);
+  message->set_authentication_data(patterned_bytes(200 * 1024));
+  message->set_attachment_size(5);
+  wire::RpcMeta meta = response_meta(9);
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame_referencing(
+                meta, *message, [&]() -> std::shared_ptr<const void> { return message; },
+                std::string(), 1 << 21, out),
+            EncodeStatus::kOk);
+  EXPECT_TRUE(references(out, message->request().service_name()));
+  EXPECT_TRUE(references(out, message->authentication_data()));
+
+  FrameDecoderOptions options;
+  options.max_body_bytes = 1 << 21;
+  FrameDecoder decoder(options);
+  decoder.feed(flatten(out));
+  std::vector<DecodedFrame> frames;
+  drain(decoder, frames);
+  ASSERT_EQ(frames.size(), 1u);
+  wire::RpcMeta parsed;
+  ASSERT_TRUE(parsed.ParseFromString(frames[0].message));
+  EXPECT_TRUE(MessageDifferencer::Equals(parsed, *message));
+  EXPECT_EQ(frames[0].message, message->SerializeAsString());
+}
+
+TEST(FrameReferencingTest, ASmallMessageIsCopiedAndNotLent) {
+  example::EchoResponse response;
+  response.set_message(std::string(kReferenceMessagesFrom - 100, 'x'));
+  int lent = 0;
+  wire::RpcMeta meta = response_meta(1);
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame_referencing(
+                meta, response,
+                [&]() -> std::shared_ptr<const void> {
+                  ++lent;
+                  return nullptr;
+                },
+                std::string(), 1 << 20, out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(lent, 0);
+  EXPECT_FALSE(references(out, response.message()));
+}
+
+TEST(FrameReferencingTest, TooLargeAppendsNothingAndLendsNothing) {
+  example::EchoResponse response;
+  response.set_message(std::string(200 * 1024, 'x'));
+  int lent = 0;
+  wire::RpcMeta meta = response_meta(1);
+  GatherBuffer out;
+  out.append_copy("already queued");
+  EXPECT_EQ(encode_frame_referencing(
+                meta, response,
+                [&]() -> std::shared_ptr<const void> {
+                  ++lent;
+                  return nullptr;
+                },
+                std::string(), 100 * 1024, out),
+            EncodeStatus::kBodyTooLarge);
+  EXPECT_EQ(lent, 0);
+  EXPECT_EQ(flatten(out), "already queued");
+}
+
 }  // namespace
 }  // namespace percore

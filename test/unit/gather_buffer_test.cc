@@ -261,6 +261,7 @@ TEST(GatherBufferTest, AppendAfterPartialConsume) {
 // A backlog larger than one arena block grows by new blocks, not by copying
 // the arena into one twice as large; every byte stays in order.
 TEST(GatherBufferTest, LargeBacklogIsAChainOfBlocks) {
+  SpareBlocks::trim();  // Blocks kept from earlier tests would be larger.
   GatherBuffer buffer;
   std::string expected;
   for (int i = 0; i < 80; ++i) {
@@ -284,6 +285,62 @@ TEST(GatherBufferTest, LargeBacklogIsAChainOfBlocks) {
   EXPECT_EQ(consumed, expected.size());
   buffer.append_copy("reused");
   EXPECT_EQ(flatten(buffer), "reused");
+}
+
+TEST(GatherBufferTest, ALargeFrameReusesTheBlockOfThePreviousOne) {
+  SpareBlocks::trim();
+  GatherBuffer buffer;
+  buffer.append_copy("small first");
+  buffer.consume(buffer.size());
+  const std::string answer = large_string(1 << 20);
+  char* first = buffer.append_space(answer.size());
+  std::memcpy(first, answer.data(), answer.size());
+  EXPECT_EQ(flatten(buffer), answer);
+  buffer.consume(buffer.size());
+  // The 1 MiB block went to the thread's spare blocks, not to the kernel...
+  EXPECT_EQ(SpareBlocks::kept_blocks(), 1u);
+  // ...and the next large frame is written into it.
+  char* second = buffer.append_space(answer.size());
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(SpareBlocks::kept_blocks(), 0u);
+  std::memcpy(second, answer.data(), answer.size());
+  EXPECT_EQ(flatten(buffer), answer);
+  buffer.clear();
+  EXPECT_EQ(SpareBlocks::kept_blocks(), 1u);
+  SpareBlocks::trim();
+}
+
+TEST(GatherBufferTest, BlocksOfABacklogGoToTheSpareBlocksWithinTheirBound) {
+  SpareBlocks::trim();
+  {
+    GatherBuffer buffer;
+    for (int i = 0; i < 40; ++i)
+      std::memset(buffer.append_space(1 << 20), 'x', 1 << 20);
+    EXPECT_EQ(buffer.size(), size_t{40} << 20);
+  }  // Destroyed with its 40 blocks: at most the bound is kept.
+  EXPECT_LE(SpareBlocks::kept_blocks(), SpareBlocks::kMaxBlocks);
+  EXPECT_LE(SpareBlocks::kept_bytes(), SpareBlocks::kMaxBytesPerThread);
+  EXPECT_GT(SpareBlocks::kept_blocks(), 0u);
+  SpareBlocks::trim();
+  EXPECT_EQ(SpareBlocks::kept_bytes(), 0u);
+}
+
+TEST(GatherBufferTest, SharedBytesAreReferencedWithTheirOwner) {
+  auto owner = std::make_shared<std::string>(large_string(4096));
+  const std::string_view tail = std::string_view(*owner).substr(1000);
+  GatherBuffer buffer;
+  buffer.append_copy("head");
+  buffer.append_shared(owner, tail);
+  EXPECT_EQ(owner.use_count(), 2);
+  ASSERT_EQ(buffer.chunk_count(), 2u);
+  EXPECT_EQ(buffer.chunk(1).data(), tail.data());
+  GatherBuffer moved;
+  moved.append_copy("before");
+  moved.append(std::move(buffer));
+  EXPECT_EQ(owner.use_count(), 2);  // The reference moved; nothing was copied.
+  EXPECT_EQ(flatten(moved), "beforehead" + std::string(tail));
+  moved.consume(moved.size());
+  EXPECT_EQ(owner.use_count(), 1);
 }
 
 TEST(GatherBufferTest, MoveTransfersTheBytes) {

@@ -51,8 +51,10 @@ struct CallRecord {
     // Header + meta + message, serialized by the caller. Kept until the call
     // ends, since the call may have to be sent again on another connection.
     std::string head;
-    // Large heads move here instead, to be shared by connection buffers.
-    std::shared_ptr<const std::string> shared_head;
+    // A large head is written here instead (shared_head_bytes long), to be
+    // referenced by connection buffers rather than copied into them.
+    std::shared_ptr<const char[]> shared_head;
+    size_t shared_head_bytes = 0;
     std::shared_ptr<const std::string> attachment;
   };
 

@@ -473,8 +473,9 @@ void SendThread::queue_on(ClientConnection& connection, CallRecord& record,
   send.stream_offset = side.bytes_queued;
   size_t bytes;
   if (call.shared_head != nullptr) {
-    bytes = call.shared_head->size();
-    side.pending.append_shared(call.shared_head);
+    bytes = call.shared_head_bytes;
+    side.pending.append_shared(call.shared_head,
+                               std::string_view(call.shared_head.get(), bytes));
   } else {
     bytes = call.head.size();
     side.pending.append_copy(call.head);

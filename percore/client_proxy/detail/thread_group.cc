@@ -14,6 +14,7 @@
 #include <percore/proto/detail/compression.h>
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/proto/detail/request_meta_encoder.h>
+#include <percore/proto/detail/spare_blocks.h>
 
 namespace percore::detail {
 namespace {
@@ -206,16 +207,13 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
   }
   call.head.clear();
   EncodeStatus encoded = EncodeStatus::kBodyTooLarge;
+  RequestHeadLayout layout;
   size_t message_bytes = 0;
+  // Compressed here, on the calling thread, like the serialization.
+  thread_local std::string compressed;
   if (compress_type == CompressType::kNone) {
-    if (attachment_fits) {
-      encoded = encode_request_head(*meta_encoder, fields, *request, route.options.max_body_bytes,
-                                    call.head);
-    }
-    message_bytes = encoded == EncodeStatus::kOk ? 0 : request->ByteSizeLong();
+    message_bytes = request->ByteSizeLong();  // Caches the sizes for the write below.
   } else {
-    // Compressed here, on the calling thread, like the serialization.
-    thread_local std::string compressed;
     compressed.clear();
     if (!is_supported_compress_type(static_cast<int32_t>(compress_type)) ||
         !serialize_compressed(*request, compress_type, compressed)) {
@@ -226,27 +224,40 @@ void ThreadGroup::call(ChannelRoute& route, const google::protobuf::MethodDescri
                std::string(compress_type_name(static_cast<int32_t>(compress_type))) + ")");
       return;
     }
-    if (attachment_fits) {
-      encoded = encode_request_head(*meta_encoder, fields, std::string_view(compressed),
-                                    route.options.max_body_bytes, call.head);
-    }
     message_bytes = compressed.size();
-    if (compressed.capacity() > kMaxKeptCompressedBytes)
-      std::string().swap(compressed);  // A large buffer is not kept per thread.
+  }
+  if (attachment_fits) {
+    encoded = plan_request_head(*meta_encoder, fields, message_bytes,
+                                route.options.max_body_bytes, layout);
   }
   if (encoded != EncodeStatus::kOk) {
     const size_t body = message_bytes + attachment.size();
+    if (compressed.capacity() > kMaxKeptCompressedBytes)
+      std::string().swap(compressed);
     state_.table.release(*slot);
     fail(ErrorCode::kBadRequest,
          "request too large: " + std::to_string(body) + " bytes of message and attachment " +
              "exceed max_body_bytes (" + std::to_string(route.options.max_body_bytes) + ")");
     return;
   }
-  if (call.head.size() >= kShareHeadAbove) {
-    call.shared_head = std::make_shared<const std::string>(std::move(call.head));
-    call.head = std::string();
+  // A large head is written into a shared block (uninitialized until written,
+  // reused through the thread's SpareBlocks) that connection buffers
+  // reference; a small one is copied into them.
+  char* head = nullptr;
+  if (layout.head_bytes() >= kShareHeadAbove) {
+    call.shared_head = SpareBlocks::take_shared(layout.head_bytes(), &head);
+    call.shared_head_bytes = layout.head_bytes();
   } else {
     call.shared_head.reset();
+    call.head.resize(layout.head_bytes());
+    head = call.head.data();
+  }
+  if (compress_type == CompressType::kNone) {
+    write_request_head(*meta_encoder, fields, layout, *request, head);
+  } else {
+    write_request_head(*meta_encoder, fields, layout, std::string_view(compressed), head);
+    if (compressed.capacity() > kMaxKeptCompressedBytes)
+      std::string().swap(compressed);  // A large buffer is not kept per thread.
   }
   if (attachment.empty()) {
     call.attachment.reset();

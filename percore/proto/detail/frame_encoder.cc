@@ -1,7 +1,10 @@
 #include <percore/proto/detail/frame_encoder.h>
 
+#include <percore/proto/detail/assert.h>
 #include <percore/proto/detail/big_endian.h>
+#include <percore/proto/detail/gather_buffer_output_stream.h>
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/message_lite.h>
 
 #include <algorithm>
@@ -68,6 +71,32 @@ EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLi
   return EncodeStatus::kOk;
 }
 
+EncodeStatus encode_frame_referencing(
+    wire::RpcMeta& meta, const google::protobuf::MessageLite& message,
+    const std::function<std::shared_ptr<const void>()>& keep_alive, std::string&& attachment,
+    size_t max_body_bytes, GatherBuffer& out) {
+  FrameLayout layout;
+  const EncodeStatus status =
+      plan_frame(meta, message.ByteSizeLong(), attachment.size(), max_body_bytes, layout);
+  if (status != EncodeStatus::kOk)
+    return status;
+  if (layout.message_bytes < kReferenceMessagesFrom) {
+    write_head(meta, &message, layout, out.append_space(layout.head_bytes()));
+  } else {
+    write_head(meta, nullptr, layout, out.append_space(kFrameHeaderBytes + layout.meta_bytes));
+    GatherBufferOutputStream stream(out, keep_alive());
+    {
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.EnableAliasing(true);
+      message.SerializeWithCachedSizes(&coded);  // Sizes cached by plan_frame's caller.
+    }  // Gives back the unused end of the last arena space.
+    PERCORE_ASSERT(static_cast<size_t>(stream.ByteCount()) == layout.message_bytes);
+  }
+  if (!attachment.empty())
+    out.append_owned(std::move(attachment));
+  return EncodeStatus::kOk;
+}
+
 EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
                           std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
   FrameLayout layout;
@@ -98,54 +127,81 @@ EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::Mess
   return EncodeStatus::kOk;
 }
 
-namespace {
-
-// The request head with `message_bytes` of message, written by `write_message`.
-template <typename WriteMessage>
-EncodeStatus encode_request_head_with(const RequestMetaEncoder& meta,
-                                      const RequestMetaEncoder::CallFields& fields,
-                                      size_t message_bytes, size_t max_body_bytes,
-                                      std::string& out, WriteMessage&& write_message) {
-  const size_t meta_bytes = meta.size(fields);
-  const size_t body_bytes =
-      meta_bytes + message_bytes + static_cast<size_t>(std::max(0, fields.attachment_size));
-  if (body_bytes > max_body_bytes || body_bytes > std::numeric_limits<uint32_t>::max()) {
+EncodeStatus plan_request_head(const RequestMetaEncoder& meta,
+                               const RequestMetaEncoder::CallFields& fields,
+                               size_t message_bytes, size_t max_body_bytes,
+                               RequestHeadLayout& layout) {
+  layout.meta_bytes = meta.size(fields);
+  layout.message_bytes = message_bytes;
+  layout.body_bytes =
+      layout.meta_bytes + message_bytes + static_cast<size_t>(std::max(0, fields.attachment_size));
+  if (layout.body_bytes > max_body_bytes ||
+      layout.body_bytes > std::numeric_limits<uint32_t>::max()) {
     return EncodeStatus::kBodyTooLarge;
   }
-  const size_t offset = out.size();
-  out.resize(offset + kFrameHeaderBytes + meta_bytes + message_bytes);
-  char* head = out.data() + offset;
-  std::memcpy(head, kFrameMagic, sizeof(kFrameMagic));
-  put_uint32_big_endian(head + 4, static_cast<uint32_t>(body_bytes));
-  put_uint32_big_endian(head + 8, static_cast<uint32_t>(meta_bytes));
-  write_message(meta.write(fields, head + kFrameHeaderBytes));
   return EncodeStatus::kOk;
 }
 
+namespace {
+
+// Header and meta at `out`; returns where the message goes.
+char* write_request_header_and_meta(const RequestMetaEncoder& meta,
+                                    const RequestMetaEncoder::CallFields& fields,
+                                    const RequestHeadLayout& layout, char* out) {
+  std::memcpy(out, kFrameMagic, sizeof(kFrameMagic));
+  put_uint32_big_endian(out + 4, static_cast<uint32_t>(layout.body_bytes));
+  put_uint32_big_endian(out + 8, static_cast<uint32_t>(layout.meta_bytes));
+  return meta.write(fields, out + kFrameHeaderBytes);
+}
+
 }  // namespace
+
+void write_request_head(const RequestMetaEncoder& meta,
+                        const RequestMetaEncoder::CallFields& fields,
+                        const RequestHeadLayout& layout,
+                        const google::protobuf::MessageLite& message, char* out) {
+  char* cursor = write_request_header_and_meta(meta, fields, layout, out);
+  // plan_request_head()'s caller took message_bytes from ByteSizeLong(),
+  // which cached the sizes the serializer relies on.
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(cursor));
+}
+
+void write_request_head(const RequestMetaEncoder& meta,
+                        const RequestMetaEncoder::CallFields& fields,
+                        const RequestHeadLayout& layout, std::string_view message_bytes,
+                        char* out) {
+  char* cursor = write_request_header_and_meta(meta, fields, layout, out);
+  std::memcpy(cursor, message_bytes.data(), message_bytes.size());
+}
 
 EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
                                  const RequestMetaEncoder::CallFields& fields,
                                  const google::protobuf::MessageLite& message,
                                  size_t max_body_bytes, std::string& out) {
-  const size_t message_bytes = message.ByteSizeLong();
-  return encode_request_head_with(meta, fields, message_bytes, max_body_bytes, out,
-                                  [&](char* cursor) {
-                                    // ByteSizeLong() above cached the sizes the
-                                    // serializer relies on.
-                                    message.SerializeWithCachedSizesToArray(
-                                        reinterpret_cast<uint8_t*>(cursor));
-                                  });
+  RequestHeadLayout layout;
+  const EncodeStatus status =
+      plan_request_head(meta, fields, message.ByteSizeLong(), max_body_bytes, layout);
+  if (status != EncodeStatus::kOk)
+    return status;
+  const size_t offset = out.size();
+  out.resize(offset + layout.head_bytes());
+  write_request_head(meta, fields, layout, message, out.data() + offset);
+  return EncodeStatus::kOk;
 }
 
 EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
                                  const RequestMetaEncoder::CallFields& fields,
                                  std::string_view message_bytes, size_t max_body_bytes,
                                  std::string& out) {
-  return encode_request_head_with(
-      meta, fields, message_bytes.size(), max_body_bytes, out, [&](char* cursor) {
-        std::memcpy(cursor, message_bytes.data(), message_bytes.size());
-      });
+  RequestHeadLayout layout;
+  const EncodeStatus status =
+      plan_request_head(meta, fields, message_bytes.size(), max_body_bytes, layout);
+  if (status != EncodeStatus::kOk)
+    return status;
+  const size_t offset = out.size();
+  out.resize(offset + layout.head_bytes());
+  write_request_head(meta, fields, layout, message_bytes, out.data() + offset);
+  return EncodeStatus::kOk;
 }
 
 }  // namespace percore

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -32,6 +34,21 @@ enum class EncodeStatus {
 EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                           std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
 
+// Messages of at least this many bytes are encoded by reference by
+// encode_frame_referencing().
+inline constexpr size_t kReferenceMessagesFrom = 64 * 1024;
+
+// As encode_frame(), but a message of kReferenceMessagesFrom bytes or more
+// has its long string and bytes fields referenced from `out` where the
+// message holds them, not copied (protobuf's aliasing serialization). Then
+// `keep_alive()` is called, once, for an owner that keeps `message` alive
+// and unchanged until `out` has consumed the frame. A smaller message is
+// copied in, and keep_alive is not called. Any thread.
+EncodeStatus encode_frame_referencing(
+    wire::RpcMeta& meta, const google::protobuf::MessageLite& message,
+    const std::function<std::shared_ptr<const void>()>& keep_alive, std::string&& attachment,
+    size_t max_body_bytes, GatherBuffer& out);
+
 // As above, with the message already serialized (and compressed, as
 // meta.compress_type says): the bytes are copied in as they are.
 EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
@@ -43,6 +60,36 @@ EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
 // proxy, which may have to send a call again). Any thread.
 EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                                size_t attachment_bytes, size_t max_body_bytes, std::string& out);
+
+// The sizes of a request frame's head, for writing it where the caller
+// chooses (the client proxy writes a large one into an uninitialized shared
+// block).
+struct RequestHeadLayout {
+  size_t meta_bytes = 0;
+  size_t message_bytes = 0;
+  size_t body_bytes = 0;  // Meta + message + attachment: the header's body_size.
+  size_t head_bytes() const { return kFrameHeaderBytes + meta_bytes + message_bytes; }
+};
+
+// Plans the head of a request with `message_bytes` of message (for a
+// protobuf message: its ByteSizeLong(), which caches the sizes that
+// write_request_head() relies on) and fields.attachment_size of attachment.
+// kBodyTooLarge when the body would exceed max_body_bytes (or 4 GiB - 1).
+EncodeStatus plan_request_head(const RequestMetaEncoder& meta,
+                               const RequestMetaEncoder::CallFields& fields,
+                               size_t message_bytes, size_t max_body_bytes,
+                               RequestHeadLayout& layout);
+// Writes the planned head, layout.head_bytes() bytes, at `out`. Any thread.
+void write_request_head(const RequestMetaEncoder& meta,
+                        const RequestMetaEncoder::CallFields& fields,
+                        const RequestHeadLayout& layout,
+                        const google::protobuf::MessageLite& message, char* out);
+// The same with the message already serialized (and compressed as
+// fields.compress_type says).
+void write_request_head(const RequestMetaEncoder& meta,
+                        const RequestMetaEncoder::CallFields& fields,
+                        const RequestHeadLayout& layout, std::string_view message_bytes,
+                        char* out);
 
 // The head of a request frame, its meta written by `meta` (no RpcMeta is
 // built): the client's per-call path. Same bytes as encode_frame_head with

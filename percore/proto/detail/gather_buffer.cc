@@ -2,28 +2,46 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include <percore/proto/detail/assert.h>
 
 namespace percore {
 
+GatherBuffer::~GatherBuffer() {
+  release_arena();
+}
+
+void GatherBuffer::grow(ArenaBlock& block, size_t bytes) {
+  // Doubling, as std::string grows, so that many small appends cost few
+  // reallocations.
+  constexpr size_t kFirstBlockBytes = 512;
+  ByteBlock larger =
+      SpareBlocks::take(std::max({bytes, 2 * block.bytes.capacity, kFirstBlockBytes}));
+  if (block.size > 0)
+    std::memcpy(larger.data.get(), block.bytes.data.get(), block.size);
+  SpareBlocks::give(std::exchange(block.bytes, std::move(larger)));
+}
+
 char* GatherBuffer::append_space(size_t bytes) {
   if (arena_.empty())
     arena_.emplace_back();
-  std::string* block = &arena_.back();
-  size_t offset = block->size();
-  if (bytes == 0)
-    return block->data() + offset;
-  if (offset > 0 && offset + bytes > block->capacity() && offset + bytes > kArenaBlockBytes) {
-    // A new block instead of a reallocation that would copy this one.
-    block = &arena_.emplace_back();
-    block->reserve(std::max(bytes, kArenaBlockBytes));
-    offset = 0;
+  ArenaBlock* block = &arena_.back();
+  size_t offset = block->size;
+  if (offset + bytes > block->bytes.capacity) {
+    if (offset > 0 && offset + bytes > kArenaBlockBytes) {
+      // A new block instead of a reallocation that would copy this one.
+      block = &arena_.emplace_back();
+      block->bytes = SpareBlocks::take(std::max(bytes, kArenaBlockBytes));
+      offset = 0;
+    } else {
+      grow(*block, offset + bytes);
+    }
   }
-  // resize() value-initializes; the bytes are overwritten by the caller at
-  // once, and the first block keeps its capacity across clear(), so this is
-  // cheap.
-  block->resize(offset + bytes);
+  char* space = block->bytes.data.get() + offset;
+  if (bytes == 0)
+    return space;
+  block->size = offset + bytes;
   const auto index = static_cast<uint32_t>(arena_.size() - 1);
   if (!chunks_.empty() && chunks_.back().source == Source::kArena &&
       chunks_.back().index == index && chunks_.back().offset + chunks_.back().size == offset) {
@@ -32,7 +50,21 @@ char* GatherBuffer::append_space(size_t bytes) {
     chunks_.push_back(Chunk{Source::kArena, index, offset, bytes});
   }
   unconsumed_bytes_ += bytes;
-  return block->data() + offset;
+  return space;
+}
+
+void GatherBuffer::unappend(size_t bytes) {
+  if (bytes == 0)
+    return;
+  PERCORE_ASSERT(!chunks_.empty() && chunks_.size() > first_chunk_);
+  Chunk& last = chunks_.back();
+  PERCORE_ASSERT(last.source == Source::kArena && last.index == arena_.size() - 1 &&
+                 last.size >= bytes && last.offset + last.size == arena_.back().size);
+  last.size -= bytes;
+  arena_.back().size -= bytes;
+  unconsumed_bytes_ -= bytes;
+  if (last.size == 0)
+    chunks_.pop_back();
 }
 
 void GatherBuffer::append_copy(std::string_view bytes) {
@@ -53,16 +85,23 @@ void GatherBuffer::append_owned(std::string&& bytes) {
 }
 
 void GatherBuffer::append_shared(std::shared_ptr<const std::string> bytes) {
-  if (bytes == nullptr || bytes->empty())
+  if (bytes == nullptr)
     return;
-  if (bytes->size() < kCopyThreshold) {
-    append_copy(*bytes);
+  const std::string_view view = *bytes;
+  append_shared(std::move(bytes), view);
+}
+
+void GatherBuffer::append_shared(std::shared_ptr<const void> owner, std::string_view bytes) {
+  if (bytes.empty())
+    return;
+  if (bytes.size() < kCopyThreshold) {
+    append_copy(bytes);
     return;
   }
-  const size_t size = bytes->size();
-  shared_.push_back(std::move(bytes));
-  chunks_.push_back(Chunk{Source::kShared, static_cast<uint32_t>(shared_.size() - 1), 0, size});
-  unconsumed_bytes_ += size;
+  shared_.push_back(SharedPiece{std::move(owner), bytes.data(), bytes.size()});
+  chunks_.push_back(
+      Chunk{Source::kShared, static_cast<uint32_t>(shared_.size() - 1), 0, bytes.size()});
+  unconsumed_bytes_ += bytes.size();
 }
 
 void GatherBuffer::append(GatherBuffer&& other) {
@@ -79,8 +118,9 @@ void GatherBuffer::append(GatherBuffer&& other) {
         chunk.size == other.owned_[chunk.index].size()) {
       append_owned(std::move(other.owned_[chunk.index]));
     } else if (chunk.source == Source::kShared && chunk.offset == 0 &&
-               chunk.size == other.shared_[chunk.index]->size()) {
-      append_shared(std::move(other.shared_[chunk.index]));
+               chunk.size == other.shared_[chunk.index].size) {
+      SharedPiece& piece = other.shared_[chunk.index];
+      append_shared(std::move(piece.owner), std::string_view(piece.data, piece.size));
     } else {
       append_copy(other.chunk(i - other.first_chunk_));
     }
@@ -90,10 +130,10 @@ void GatherBuffer::append(GatherBuffer&& other) {
 
 std::string_view GatherBuffer::chunk(size_t index) const {
   const Chunk& chunk = chunks_[first_chunk_ + index];
-  const std::string& source = chunk.source == Source::kArena   ? arena_[chunk.index]
-                              : chunk.source == Source::kOwned ? owned_[chunk.index]
-                                                               : *shared_[chunk.index];
-  return std::string_view(source.data() + chunk.offset, chunk.size);
+  const char* source = chunk.source == Source::kArena   ? arena_[chunk.index].bytes.data.get()
+                       : chunk.source == Source::kOwned ? owned_[chunk.index].data()
+                                                        : shared_[chunk.index].data;
+  return std::string_view(source + chunk.offset, chunk.size);
 }
 
 int GatherBuffer::fill_iovecs(iovec* vecs, int max_vecs) const {
@@ -126,15 +166,20 @@ void GatherBuffer::consume(size_t bytes) {
     clear();
 }
 
+void GatherBuffer::release_arena() {
+  if (arena_.empty())
+    return;
+  for (size_t i = 1; i < arena_.size(); ++i)
+    SpareBlocks::give(std::move(arena_[i].bytes));
+  arena_.resize(1);
+  ArenaBlock& first = arena_.front();
+  if (first.bytes.capacity > kKeptArenaBytes)
+    SpareBlocks::give(std::exchange(first.bytes, ByteBlock{}));
+  first.size = 0;
+}
+
 void GatherBuffer::clear() {
-  if (!arena_.empty()) {
-    arena_.resize(1);
-    if (arena_.front().capacity() > kKeptArenaBytes) {
-      std::string().swap(arena_.front());
-    } else {
-      arena_.front().clear();
-    }
-  }
+  release_arena();
   owned_.clear();
   shared_.clear();
   chunks_.clear();

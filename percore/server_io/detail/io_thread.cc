@@ -273,7 +273,7 @@ void IoThread::complete_call(ServerCall* call) {
                                      std::move(controller.response_attachment()),
                                      call->received_at(), compress_type,
                                      call->compressed_response(),
-                                     stream.remote_id >= 0 ? &stream : nullptr));
+                                     stream.remote_id >= 0 ? &stream : nullptr, call));
       connection->call_answered();  // Writes the answer.
     }
   }
@@ -289,7 +289,8 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
                         int32_t code, const std::string& text,
                         const google::protobuf::Message* response, std::string&& attachment,
                         ServerCall::Clock::time_point received_at, CompressType compress_type,
-                        std::string_view compressed_response, StreamReply* stream) {
+                        std::string_view compressed_response, StreamReply* stream,
+                        ServerCall* response_of) {
   assert_in_loop_thread();
   std::string error_text;
   if (code == 0 && response != nullptr && !response->IsInitialized()) {
@@ -332,8 +333,16 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
       // temporary string for every answer.
       if (!ok)
         attachment.clear();
-      status = encode_frame(reply_meta_, ok ? response : nullptr, std::move(attachment),
-                            core_.options.max_body_bytes, output);
+      if (ok && response != nullptr && response_of != nullptr) {
+        // A large response is referenced, not copied: the call lends it to
+        // the output until written.
+        status = encode_frame_referencing(
+            reply_meta_, *response, [response_of] { return response_of->lend_response(); },
+            std::move(attachment), core_.options.max_body_bytes, output);
+      } else {
+        status = encode_frame(reply_meta_, ok ? response : nullptr, std::move(attachment),
+                              core_.options.max_body_bytes, output);
+      }
     }
     if (status == EncodeStatus::kOk)
       break;

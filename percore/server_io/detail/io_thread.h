@@ -89,6 +89,8 @@ class IoThread {
   // `compress_type` other than kNone sends `compressed_response` (the
   // response, serialized and compressed by ServerCall::Run()) as its message
   // and writes compress_type in the meta. Returns the bytes encoded.
+  // `response_of`: the call `response` belongs to, which lends it when it is
+  // large enough to be referenced rather than copied (kReferenceMessagesFrom).
   //
   // A call whose request carried StreamSettings (`stream`, remote_id set) is
   // answered as brpc answers it (baidu_rpc_protocol.cpp, SendRpcResponse):
@@ -108,7 +110,8 @@ class IoThread {
                 int32_t code, const std::string& text, const google::protobuf::Message* response,
                 std::string&& attachment, ServerCall::Clock::time_point received_at,
                 CompressType compress_type = CompressType::kNone,
-                std::string_view compressed_response = {}, StreamReply* stream = nullptr);
+                std::string_view compressed_response = {}, StreamReply* stream = nullptr,
+                ServerCall* response_of = nullptr);
   // Open while this thread exists: stream carriers post through it.
   const std::shared_ptr<CarrierGate>& stream_gate() const { return stream_gate_; }
   // A stream of `connection_id` has frames queued (StreamCarrier::wake).

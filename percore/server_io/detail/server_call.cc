@@ -28,6 +28,12 @@ ServerCall::ServerCall(IoThread& io_thread, MethodEntry& method)
       request_(method.request_prototype->New()),
       response_(method.response_prototype->New()) {}
 
+std::shared_ptr<const google::protobuf::Message> ServerCall::lend_response() {
+  io_thread_.assert_in_loop_thread();
+  large_ = true;
+  return std::shared_ptr<const google::protobuf::Message>(std::move(response_));
+}
+
 void ServerCall::begin(uint64_t connection_id, int64_t correlation_id,
                        Clock::time_point received_at) {
   connection_id_ = connection_id;

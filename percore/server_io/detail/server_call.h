@@ -108,6 +108,11 @@ class ServerCall final : public google::protobuf::Closure {
   google::protobuf::Message* request() const { return request_.get(); }
   google::protobuf::Message* response() const { return response_.get(); }
   ServerController& controller() { return controller_; }
+  // Hands the response over to an answer that references its large fields
+  // instead of copying them, to be kept alive (and unchanged) until written;
+  // response() is null afterwards, and the call is freed rather than pooled.
+  // I/O thread, after done->Run().
+  std::shared_ptr<const google::protobuf::Message> lend_response();
   google::protobuf::Closure* take_end_callback();
 
   // Calls whose request, attachment or answer were larger than this are
