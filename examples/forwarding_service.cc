@@ -23,6 +23,8 @@ class Forward final : public google::protobuf::Closure {
       incoming_->SetFailed(static_cast<ErrorCode>(code_for_caller(controller.ErrorCode())),
                            "forwarding to " + target_ + " (" + controller.remote_side() +
                                "): " + controller.ErrorText());
+    } else {
+      incoming_->response_attachment() = std::move(controller.response_attachment());
     }
     google::protobuf::Closure* done = done_;
     delete this;
@@ -55,6 +57,8 @@ void ForwardingService::CallMethod(const google::protobuf::MethodDescriptor* met
   auto* forward = new Forward(incoming, done, target_);
   const CallContext context = incoming->downstream_context();
   forward->controller.inherit(context);
+  // The attachment goes on as it is (moved: the incoming call is done with it).
+  forward->controller.request_attachment() = std::move(incoming->request_attachment());
   if (!context.has_deadline())
     forward->controller.set_timeout_ms(default_timeout_ms_);
   // The response is filled in place: the server's, which lives until done.

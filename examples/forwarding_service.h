@@ -16,6 +16,8 @@ namespace percore::examples {
 // building block. Hosted in a percore Server, it answers HTTP/JSON and
 // baidu_std alike.
 //
+// The request's attachment is forwarded and the backend's answer attachment
+// comes back with the response.
 // Each call inherits the incoming call's deadline, log id and trace
 // (ServerController::downstream_context()); a call that came without a
 // deadline (an HTTP request without X-Timeout-Ms) gets `default_timeout_ms`.

@@ -38,7 +38,9 @@ struct WorkerCall;
 //   // next->Run() fills the response, then runs `done`.
 //
 // Owns: the attachments and the error. Threads: the handler's; one thread at
-// a time, up to done->Run().
+// a time, up to done->Run(). done->Run() gives the controller, the request
+// and the response back to the server: none may be touched afterwards (a
+// large response is written from where its fields lie, not copied).
 class ServerController : public google::protobuf::RpcController {
  public:
   using Clock = std::chrono::steady_clock;

@@ -20,6 +20,10 @@
 
 #include "test/integration/discovery_fixture.h"
 #include "test/support/child_process.h"
+#include "test/support/echo_server.h"
+#include <percore/client_proxy/channel.h>
+#include <percore/client_proxy/controller.h>
+#include <percore/proto/echo.pb.h>
 #include "test/support/eventually.h"
 #include "test/support/http_client.h"
 #include "test/support/slack.h"
@@ -144,6 +148,47 @@ double calls_answered(int port, const std::string& method) {
 }
 
 class GatewayTest : public DiscoveryTest {};
+
+// Attachments go through the gateway both ways, each call with its own
+// (baidu_std; a backend listed by address, no ZooKeeper needed).
+TEST(GatewayAttachmentTest, EveryCallsAttachmentsGoThroughBothWays) {
+  testing::EchoServer backend;
+  std::optional<GatewayProcess> gateway =
+      start_gateway({"example.EchoService=" + backend.address()});
+  ASSERT_TRUE(gateway.has_value());
+  Channel channel;
+  ChannelOptions options;
+  options.timeout_ms = static_cast<int>(testing::scaled(milliseconds(5000)).count());
+  ASSERT_TRUE(channel.Init("127.0.0.1:" + std::to_string(gateway->port), options));
+  example::EchoService_Stub stub(&channel);
+  constexpr int kCalls = 40;
+  std::map<int, std::string> outcome;  // Per call id.
+  for (int id = 0; id < kCalls; ++id) {
+    Controller controller;
+    example::EchoRequest request;
+    example::EchoResponse response;
+    request.set_message("call " + std::to_string(id));
+    // Empty, small and large (past the copy threshold, and past 64 KiB).
+    const size_t size = id % 4 == 0 ? 0 : id % 4 == 1 ? 10 : id % 4 == 2 ? 5000 : 100000;
+    const std::string attachment(size, static_cast<char>('a' + id % 26));
+    controller.request_attachment() = attachment;
+    stub.Echo(&controller, &request, &response, nullptr);
+    if (controller.Failed()) {
+      outcome[id] = "failed: " + controller.ErrorText();
+    } else if (response.message() != request.message()) {
+      outcome[id] = "wrong message";
+    } else if (controller.response_attachment() != attachment) {
+      outcome[id] = "attachment of " + std::to_string(controller.response_attachment().size()) +
+                    " bytes, sent " + std::to_string(attachment.size());
+    } else {
+      outcome[id] = "ok";
+    }
+  }
+  for (int id = 0; id < kCalls; ++id)
+    EXPECT_EQ(outcome[id], "ok") << "call " << id;
+  gateway->process->send_signal(SIGTERM);
+  EXPECT_TRUE(gateway->process->wait_exit(testing::scaled(milliseconds(10000))).has_value());
+}
 
 TEST_F(GatewayTest, BackendsKilledAddedAndStoppedUnderLoadEveryRequestAnsweredOnce) {
   auto first = start_registered_server();

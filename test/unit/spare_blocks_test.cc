@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -93,6 +95,36 @@ TEST_F(SpareBlocksTest, EachThreadKeepsItsOwn) {
   EXPECT_EQ(kept_there, 1u);
   EXPECT_EQ(SpareBlocks::kept_blocks(), 1u);
   EXPECT_EQ(SpareBlocks::kept_bytes(), kMiB);
+}
+
+TEST_F(SpareBlocksTest, AllThreadsTogetherKeepAtMostTheProcessBound) {
+  const size_t before = SpareBlocks::kept_bytes_in_process();
+  constexpr int kThreads = 12;  // 12 x 8 MiB would pass the process bound.
+  std::vector<std::thread> threads;
+  std::atomic<int> filled{0};
+  std::atomic<bool> exit{false};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      std::vector<ByteBlock> blocks;
+      for (int i = 0; i < 4; ++i)
+        blocks.push_back(SpareBlocks::take(2 * kMiB));
+      for (ByteBlock& block : blocks)
+        SpareBlocks::give(std::move(block));
+      filled.fetch_add(1);
+      while (!exit.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+  }
+  while (filled.load() < kThreads)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_LE(SpareBlocks::kept_bytes_in_process(), SpareBlocks::kMaxBytesPerProcess);
+  EXPECT_GE(SpareBlocks::kept_bytes_in_process(),
+            SpareBlocks::kMaxBytesPerProcess - 2 * kMiB - before);
+  exit.store(true);
+  for (std::thread& thread : threads)
+    thread.join();
+  // Exited threads freed their blocks and gave back their share.
+  EXPECT_EQ(SpareBlocks::kept_bytes_in_process(), before);
 }
 
 TEST_F(SpareBlocksTest, ASharedBlockGoesBackWhenItsLastReferenceDrops) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <utility>
 
 namespace percore {
@@ -23,10 +24,28 @@ struct ThreadState {
 };
 thread_local ThreadState state;
 
+// Bytes kept by all threads' caches (kMaxBytesPerProcess).
+std::atomic<size_t> process_bytes{0};
+
+// Counts `bytes` more kept in the process, unless that would pass the bound.
+bool reserve_process_bytes(size_t bytes) {
+  size_t kept = process_bytes.load(std::memory_order_relaxed);
+  do {
+    if (kept + bytes > SpareBlocks::kMaxBytesPerProcess)
+      return false;
+  } while (!process_bytes.compare_exchange_weak(kept, kept + bytes, std::memory_order_relaxed));
+  return true;
+}
+
+void release_process_bytes(size_t bytes) {
+  process_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
 struct ThreadCacheOwner {
   ThreadCache cache;
   ThreadCacheOwner() { state.cache = &cache; }
   ~ThreadCacheOwner() {
+    release_process_bytes(cache.bytes);
     state.cache = nullptr;
     state.exited = true;
   }
@@ -54,6 +73,7 @@ ByteBlock SpareBlocks::take(size_t bytes) {
     if (best != kept->count) {
       ByteBlock block = std::move(kept->blocks[best]);
       kept->bytes -= block.capacity;
+      release_process_bytes(block.capacity);
       --kept->count;
       if (best != kept->count)
         kept->blocks[best] = std::move(kept->blocks[kept->count]);
@@ -81,7 +101,8 @@ void SpareBlocks::give(ByteBlock&& block) {
         smallest = i;
     }
     if (kept->count == 0 || kept->blocks[smallest].capacity >= block.capacity ||
-        kept->bytes - kept->blocks[smallest].capacity + block.capacity > kMaxBytesPerThread) {
+        kept->bytes - kept->blocks[smallest].capacity + block.capacity > kMaxBytesPerThread ||
+        !reserve_process_bytes(block.capacity - kept->blocks[smallest].capacity)) {
       return;
     }
     kept->bytes -= kept->blocks[smallest].capacity;
@@ -89,6 +110,8 @@ void SpareBlocks::give(ByteBlock&& block) {
     kept->blocks[smallest] = std::move(block);
     return;
   }
+  if (!reserve_process_bytes(block.capacity))
+    return;
   kept->bytes += block.capacity;
   kept->blocks[kept->count++] = std::move(block);
 }
@@ -112,8 +135,13 @@ void SpareBlocks::trim() {
     return;
   for (size_t i = 0; i < kept->count; ++i)
     kept->blocks[i] = ByteBlock{};
+  release_process_bytes(kept->bytes);
   kept->count = 0;
   kept->bytes = 0;
+}
+
+size_t SpareBlocks::kept_bytes_in_process() {
+  return process_bytes.load(std::memory_order_relaxed);
 }
 
 size_t SpareBlocks::kept_blocks() {

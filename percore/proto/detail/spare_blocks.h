@@ -22,9 +22,12 @@ struct ByteBlock {
 // same reason.
 //
 // Bound: each thread keeps at most kMaxBlocks blocks and kMaxBytesPerThread
-// bytes; a block over kMaxBytesPerThread is never kept, and blocks under
-// kMinBlockBytes are not worth keeping (the allocator's own bins serve them
-// without the kernel). Blocks are freed when their thread exits.
+// bytes, and all threads together at most kMaxBytesPerProcess (so an
+// application with many threads that send large requests keeps no more
+// than that idle); a block over kMaxBytesPerThread is never kept, and
+// blocks under kMinBlockBytes are not worth keeping (the allocator's own
+// bins serve them without the kernel). Blocks are freed when their thread
+// exits.
 //
 // Threads: each thread has its own cache; a block taken on one thread may
 // be given back on another (it joins that thread's cache).
@@ -33,6 +36,7 @@ class SpareBlocks {
   static constexpr size_t kMinBlockBytes = 64 * 1024;
   static constexpr size_t kMaxBlocks = 8;
   static constexpr size_t kMaxBytesPerThread = 8 * 1024 * 1024;
+  static constexpr size_t kMaxBytesPerProcess = 32 * 1024 * 1024;
 
   // A block of at least `bytes`: a kept one when this thread has one large
   // enough (the smallest such), else a fresh allocation of exactly `bytes`.
@@ -51,6 +55,8 @@ class SpareBlocks {
   // This thread's kept blocks and their bytes (for tests).
   static size_t kept_blocks();
   static size_t kept_bytes();
+  // Bytes kept by all threads.
+  static size_t kept_bytes_in_process();
 };
 
 }  // namespace percore
