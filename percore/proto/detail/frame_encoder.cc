@@ -174,13 +174,18 @@ void write_request_head(const RequestMetaEncoder& meta,
   std::memcpy(cursor, message_bytes.data(), message_bytes.size());
 }
 
-EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+namespace {
+
+// Plans the head, appends it to `out` and writes it there; `message` is a
+// MessageLite or its serialized bytes (write_request_head's overloads).
+template <typename Message>
+EncodeStatus append_request_head(const RequestMetaEncoder& meta,
                                  const RequestMetaEncoder::CallFields& fields,
-                                 const google::protobuf::MessageLite& message,
+                                 size_t message_bytes, const Message& message,
                                  size_t max_body_bytes, std::string& out) {
   RequestHeadLayout layout;
   const EncodeStatus status =
-      plan_request_head(meta, fields, message.ByteSizeLong(), max_body_bytes, layout);
+      plan_request_head(meta, fields, message_bytes, max_body_bytes, layout);
   if (status != EncodeStatus::kOk)
     return status;
   const size_t offset = out.size();
@@ -189,19 +194,21 @@ EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
   return EncodeStatus::kOk;
 }
 
+}  // namespace
+
+EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
+                                 const RequestMetaEncoder::CallFields& fields,
+                                 const google::protobuf::MessageLite& message,
+                                 size_t max_body_bytes, std::string& out) {
+  return append_request_head(meta, fields, message.ByteSizeLong(), message, max_body_bytes, out);
+}
+
 EncodeStatus encode_request_head(const RequestMetaEncoder& meta,
                                  const RequestMetaEncoder::CallFields& fields,
                                  std::string_view message_bytes, size_t max_body_bytes,
                                  std::string& out) {
-  RequestHeadLayout layout;
-  const EncodeStatus status =
-      plan_request_head(meta, fields, message_bytes.size(), max_body_bytes, layout);
-  if (status != EncodeStatus::kOk)
-    return status;
-  const size_t offset = out.size();
-  out.resize(offset + layout.head_bytes());
-  write_request_head(meta, fields, layout, message_bytes, out.data() + offset);
-  return EncodeStatus::kOk;
+  return append_request_head(meta, fields, message_bytes.size(), message_bytes, max_body_bytes,
+                             out);
 }
 
 }  // namespace percore
