@@ -253,6 +253,41 @@ TEST_F(HttpTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
   EXPECT_TRUE(client.closed_by_peer());
 }
 
+TEST_F(HttpTest, AnswersToHeadHaveTheGetAnswersHeadersAndNoBody) {
+  start();
+  HttpClient client("127.0.0.1", port_);
+  ASSERT_TRUE(client.connected());
+  // Pipelined HEADs between GETs: were a HEAD answer to carry its body, the
+  // next answer would start inside it and not parse.
+  const std::string head_health = "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string get_health = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string head_method = "HEAD /example.EchoService/Echo HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string head_status = "HEAD /status HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(client.send_raw(head_health + get_health + head_method + get_health + head_status +
+                              get_health));
+  const auto health = client.read_answer(/*to_head=*/true);
+  ASSERT_TRUE(health.has_value()) << client.error();
+  EXPECT_EQ(health->status, 200u);
+  EXPECT_EQ(health->headers.at("content-length"), "3");  // What GET's "OK\n" has.
+  EXPECT_EQ(health->body, "");
+  for (const unsigned head_status : {405u, 200u}) {  // A method; /status.
+    const auto got = client.read_answer();
+    ASSERT_TRUE(got.has_value()) << head_status << ": " << client.error();
+    EXPECT_EQ(got->status, 200u);
+    EXPECT_EQ(got->body, "OK\n");
+    const auto head = client.read_answer(/*to_head=*/true);
+    ASSERT_TRUE(head.has_value()) << head_status << ": " << client.error();
+    EXPECT_EQ(head->status, head_status);
+    EXPECT_NE(head->headers.at("content-length"), "0");
+    EXPECT_EQ(head->body, "");
+  }
+  const auto last = client.read_answer();
+  ASSERT_TRUE(last.has_value()) << client.error();
+  EXPECT_EQ(last->status, 200u);
+  EXPECT_EQ(last->body, "OK\n");
+  EXPECT_TRUE(client.request("GET", "/health").has_value());  // Nothing left over.
+}
+
 TEST_F(HttpTest, BadHttpGetsA4xxAndACloseNeverAHang) {
   ServerOptions options;
   options.max_body_bytes = 4096;

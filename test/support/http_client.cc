@@ -71,8 +71,9 @@ bool HttpClient::send_raw(const std::string& bytes) {
   return true;
 }
 
-std::optional<HttpAnswer> HttpClient::read_answer() {
+std::optional<HttpAnswer> HttpClient::read_answer(bool to_head) {
   http::response_parser<http::string_body> parser;
+  parser.skip(to_head);
   parser.body_limit(1 << 30);
   bool done = false;
   boost::system::error_code result;
@@ -118,7 +119,7 @@ std::optional<HttpAnswer> HttpClient::request(const std::string& method, const s
   text << request;
   if (!send_raw(text.str()))
     return std::nullopt;
-  return read_answer();
+  return read_answer(method == "HEAD");
 }
 
 bool HttpClient::closed_by_peer() {

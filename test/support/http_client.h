@@ -36,8 +36,9 @@ class HttpClient {
                                     const std::map<std::string, std::string>& headers = {});
   // Writes raw bytes (pipelined requests, malformed ones).
   bool send_raw(const std::string& bytes);
-  // Reads one answer.
-  std::optional<HttpAnswer> read_answer();
+  // Reads one answer; an answer to HEAD has headers only (RFC 9110, 9.3.2),
+  // which the caller must say: nothing in the answer does.
+  std::optional<HttpAnswer> read_answer(bool to_head = false);
   // Whether the server closed the connection (end of stream within the
   // timeout, with no more bytes).
   bool closed_by_peer();
