@@ -115,11 +115,13 @@ struct Results {
   percore::ErrorCodeCounters errors;
   LatencyHistogram latency;
 
-  void record(const percore::Controller& controller, Clock::time_point since) {
+  // Records a call that started at `since` and ended at `now`.
+  void record(const percore::Controller& controller, Clock::time_point since,
+              Clock::time_point now) {
     if (!measuring.load(std::memory_order_relaxed))
       return;
     latency.record(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count()));
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now - since).count()));
     completed.fetch_add(1, std::memory_order_relaxed);
     if (controller.Failed())
       errors.add(controller.ErrorCode());
@@ -152,7 +154,10 @@ class BenchCall : public google::protobuf::Closure {
   }
 
   void Run() override {
-    results_.record(controller_, intended_);
+    // One clock read ends this call and starts the next, as the raw echo
+    // bench reads the clock once per read for every reply in it.
+    const Clock::time_point now = Clock::now();
+    results_.record(controller_, intended_, now);
     if (!closed_loop_) {
       delete this;
       return;
@@ -161,7 +166,7 @@ class BenchCall : public google::protobuf::Closure {
       results_.ended_after_stop.fetch_add(1, std::memory_order_release);
       return;
     }
-    start(Clock::now());
+    start(now);
   }
 
  private:

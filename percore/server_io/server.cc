@@ -287,7 +287,8 @@ void Server::Stop(std::chrono::milliseconds grace) {
   // it ends.
   if (core_->processes != nullptr)
     core_->processes->close_streams_for_stop();
-  core_->unanswered_calls.close_and_wait_until(deadline);
+  for (const auto& gate : core_->unanswered_calls_by_thread)
+    gate->close_and_wait_until(deadline);
   run_on_each(io_threads_, [](detail::IoThread& io_thread) {
     io_thread.abandon_in_flight_calls();
     io_thread.begin_close_connections(CloseReason::kServerStopped);

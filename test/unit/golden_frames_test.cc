@@ -194,6 +194,27 @@ TEST(GoldenFramesTest, EncoderProducesTheGoldenErrorResponse) {
   EXPECT_EQ(flatten(out), as_bytes(kGoldenErrorResponse, sizeof(kGoldenErrorResponse)));
 }
 
+// The server writes its answers' metas without an RpcMeta: the same bytes.
+TEST(GoldenFramesTest, ResponseMetaEncoderProducesTheGoldenResponses) {
+  example::EchoResponse response;
+  response.set_message("hello");
+  ResponseMetaEncoder::Fields meta;
+  meta.correlation_id = 1;
+  GatherBuffer out;
+  ASSERT_EQ(encode_frame(meta, &response, "ATTACH", kDefaultMaxBodyBytes, out), EncodeStatus::kOk);
+  EXPECT_EQ(meta.attachment_size, 6);
+  EXPECT_EQ(flatten(out), as_bytes(kGoldenResponse, sizeof(kGoldenResponse)));
+
+  ResponseMetaEncoder::Fields error;
+  error.correlation_id = 2;
+  error.error_code = 1002;
+  error.error_text = "no such method: example.EchoService.Nope";
+  GatherBuffer error_out;
+  ASSERT_EQ(encode_frame(error, nullptr, std::string(), kDefaultMaxBodyBytes, error_out),
+            EncodeStatus::kOk);
+  EXPECT_EQ(flatten(error_out), as_bytes(kGoldenErrorResponse, sizeof(kGoldenErrorResponse)));
+}
+
 TEST(GoldenFramesTest, DecoderReadsTheGoldenRequest) {
   FrameDecoder decoder;
   const Frame frame = decode_one(as_bytes(kGoldenRequest, sizeof(kGoldenRequest)), decoder);

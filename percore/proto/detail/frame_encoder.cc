@@ -21,19 +21,46 @@ struct FrameLayout {
   size_t head_bytes() const { return kFrameHeaderBytes + meta_bytes + message_bytes; }
 };
 
-// Sets attachment_size and computes (and caches) the sizes of the frame.
-EncodeStatus plan_frame(wire::RpcMeta& meta, size_t message_bytes, size_t attachment_bytes,
+// The two kinds of meta a frame is encoded with: an RpcMeta, serialized by
+// protobuf, and a response's, written by ResponseMetaEncoder. plan() sets
+// the attachment's size in the meta and returns (and, for protobuf, caches)
+// the meta's size; write() writes that many bytes.
+struct ProtobufMeta {
+  wire::RpcMeta& meta;
+
+  size_t plan(size_t attachment_bytes) {
+    if (attachment_bytes == 0) {
+      meta.clear_attachment_size();
+    } else {
+      meta.set_attachment_size(static_cast<int32_t>(attachment_bytes));
+    }
+    return meta.ByteSizeLong();
+  }
+  char* write(char* out) const {
+    return reinterpret_cast<char*>(
+        meta.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out)));
+  }
+};
+
+struct WrittenResponseMeta {
+  ResponseMetaEncoder::Fields& fields;
+
+  size_t plan(size_t attachment_bytes) {
+    fields.attachment_size = static_cast<int32_t>(attachment_bytes);
+    return ResponseMetaEncoder::size(fields);
+  }
+  char* write(char* out) const { return ResponseMetaEncoder::write(fields, out); }
+};
+
+// Sets attachment_size and computes the sizes of the frame.
+template <typename Meta>
+EncodeStatus plan_frame(Meta meta, size_t message_bytes, size_t attachment_bytes,
                         size_t max_body_bytes, FrameLayout& layout) {
   if (attachment_bytes > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     return EncodeStatus::kBodyTooLarge;
   }
-  if (attachment_bytes == 0) {
-    meta.clear_attachment_size();
-  } else {
-    meta.set_attachment_size(static_cast<int32_t>(attachment_bytes));
-  }
   layout.message_bytes = message_bytes;
-  layout.meta_bytes = meta.ByteSizeLong();
+  layout.meta_bytes = meta.plan(attachment_bytes);
   layout.body_bytes = layout.meta_bytes + layout.message_bytes + attachment_bytes;
   if (layout.body_bytes > max_body_bytes ||
       layout.body_bytes > std::numeric_limits<uint32_t>::max()) {
@@ -43,22 +70,23 @@ EncodeStatus plan_frame(wire::RpcMeta& meta, size_t message_bytes, size_t attach
 }
 
 // Writes header, meta and message: layout.head_bytes() bytes at `out`.
-void write_head(const wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+template <typename Meta>
+void write_head(Meta meta, const google::protobuf::MessageLite* message,
                 const FrameLayout& layout, char* out) {
   std::memcpy(out, kFrameMagic, sizeof(kFrameMagic));
   put_uint32_big_endian(out + 4, static_cast<uint32_t>(layout.body_bytes));
   put_uint32_big_endian(out + 8, static_cast<uint32_t>(layout.meta_bytes));
-  auto* cursor = reinterpret_cast<uint8_t*>(out + kFrameHeaderBytes);
-  // plan_frame()'s ByteSizeLong() cached the sizes these serializers rely on.
-  cursor = meta.SerializeWithCachedSizesToArray(cursor);
+  char* cursor = meta.write(out + kFrameHeaderBytes);
+  PERCORE_ASSERT(static_cast<size_t>(cursor - out) == kFrameHeaderBytes + layout.meta_bytes);
+  // The caller's ByteSizeLong() cached the sizes this serializer relies on.
   if (message != nullptr)
-    message->SerializeWithCachedSizesToArray(cursor);
+    message->SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(cursor));
 }
 
-}  // namespace
-
-EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
-                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
+template <typename Meta>
+EncodeStatus encode_message_frame(Meta meta, const google::protobuf::MessageLite* message,
+                                  std::string&& attachment, size_t max_body_bytes,
+                                  GatherBuffer& out) {
   FrameLayout layout;
   const EncodeStatus status =
       plan_frame(meta, message == nullptr ? 0 : message->ByteSizeLong(), attachment.size(),
@@ -71,8 +99,9 @@ EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLi
   return EncodeStatus::kOk;
 }
 
-EncodeStatus encode_frame_referencing(
-    wire::RpcMeta& meta, const google::protobuf::MessageLite& message,
+template <typename Meta>
+EncodeStatus encode_message_frame_referencing(
+    Meta meta, const google::protobuf::MessageLite& message,
     const std::function<std::shared_ptr<const void>()>& keep_alive, std::string&& attachment,
     size_t max_body_bytes, GatherBuffer& out) {
   FrameLayout layout;
@@ -88,7 +117,7 @@ EncodeStatus encode_frame_referencing(
     {
       google::protobuf::io::CodedOutputStream coded(&stream);
       coded.EnableAliasing(true);
-      message.SerializeWithCachedSizes(&coded);  // Sizes cached by plan_frame's caller.
+      message.SerializeWithCachedSizes(&coded);  // Sizes cached by ByteSizeLong() above.
     }  // Gives back the unused end of the last arena space.
     PERCORE_ASSERT(static_cast<size_t>(stream.ByteCount()) == layout.message_bytes);
   }
@@ -97,8 +126,10 @@ EncodeStatus encode_frame_referencing(
   return EncodeStatus::kOk;
 }
 
-EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
-                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
+template <typename Meta>
+EncodeStatus encode_bytes_frame(Meta meta, std::string_view message_bytes,
+                                std::string&& attachment, size_t max_body_bytes,
+                                GatherBuffer& out) {
   FrameLayout layout;
   const EncodeStatus status =
       plan_frame(meta, message_bytes.size(), attachment.size(), max_body_bytes, layout);
@@ -113,17 +144,60 @@ EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
   return EncodeStatus::kOk;
 }
 
+}  // namespace
+
+EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
+  return encode_message_frame(ProtobufMeta{meta}, message, std::move(attachment), max_body_bytes,
+                              out);
+}
+
+EncodeStatus encode_frame(ResponseMetaEncoder::Fields& meta,
+                          const google::protobuf::MessageLite* message, std::string&& attachment,
+                          size_t max_body_bytes, GatherBuffer& out) {
+  return encode_message_frame(WrittenResponseMeta{meta}, message, std::move(attachment),
+                              max_body_bytes, out);
+}
+
+EncodeStatus encode_frame_referencing(
+    wire::RpcMeta& meta, const google::protobuf::MessageLite& message,
+    const std::function<std::shared_ptr<const void>()>& keep_alive, std::string&& attachment,
+    size_t max_body_bytes, GatherBuffer& out) {
+  return encode_message_frame_referencing(ProtobufMeta{meta}, message, keep_alive,
+                                          std::move(attachment), max_body_bytes, out);
+}
+
+EncodeStatus encode_frame_referencing(
+    ResponseMetaEncoder::Fields& meta, const google::protobuf::MessageLite& message,
+    const std::function<std::shared_ptr<const void>()>& keep_alive, std::string&& attachment,
+    size_t max_body_bytes, GatherBuffer& out) {
+  return encode_message_frame_referencing(WrittenResponseMeta{meta}, message, keep_alive,
+                                          std::move(attachment), max_body_bytes, out);
+}
+
+EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
+  return encode_bytes_frame(ProtobufMeta{meta}, message_bytes, std::move(attachment),
+                            max_body_bytes, out);
+}
+
+EncodeStatus encode_frame(ResponseMetaEncoder::Fields& meta, std::string_view message_bytes,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out) {
+  return encode_bytes_frame(WrittenResponseMeta{meta}, message_bytes, std::move(attachment),
+                            max_body_bytes, out);
+}
+
 EncodeStatus encode_frame_head(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                                size_t attachment_bytes, size_t max_body_bytes, std::string& out) {
   FrameLayout layout;
   const EncodeStatus status =
-      plan_frame(meta, message == nullptr ? 0 : message->ByteSizeLong(), attachment_bytes,
+      plan_frame(ProtobufMeta{meta}, message == nullptr ? 0 : message->ByteSizeLong(), attachment_bytes,
                  max_body_bytes, layout);
   if (status != EncodeStatus::kOk)
     return status;
   const size_t offset = out.size();
   out.resize(offset + layout.head_bytes());
-  write_head(meta, message, layout, out.data() + offset);
+  write_head(ProtobufMeta{meta}, message, layout, out.data() + offset);
   return EncodeStatus::kOk;
 }
 

@@ -9,6 +9,7 @@
 #include <percore/proto/frame.h>
 #include <percore/proto/detail/gather_buffer.h>
 #include <percore/proto/detail/request_meta_encoder.h>
+#include <percore/proto/detail/response_meta_encoder.h>
 #include <percore/proto/rpc_meta.pb.h>
 
 namespace google::protobuf {
@@ -33,6 +34,12 @@ enum class EncodeStatus {
 // Any thread; touches only its arguments.
 EncodeStatus encode_frame(wire::RpcMeta& meta, const google::protobuf::MessageLite* message,
                           std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
+// The same for a response whose meta ResponseMetaEncoder writes (the
+// server's per-call path, no RpcMeta built); sets meta.attachment_size.
+// Same bytes as with the equivalent RpcMeta.
+EncodeStatus encode_frame(ResponseMetaEncoder::Fields& meta,
+                          const google::protobuf::MessageLite* message, std::string&& attachment,
+                          size_t max_body_bytes, GatherBuffer& out);
 
 // Messages of at least this many bytes are encoded by reference by
 // encode_frame_referencing().
@@ -48,10 +55,16 @@ EncodeStatus encode_frame_referencing(
     wire::RpcMeta& meta, const google::protobuf::MessageLite& message,
     const std::function<std::shared_ptr<const void>()>& keep_alive, std::string&& attachment,
     size_t max_body_bytes, GatherBuffer& out);
+EncodeStatus encode_frame_referencing(
+    ResponseMetaEncoder::Fields& meta, const google::protobuf::MessageLite& message,
+    const std::function<std::shared_ptr<const void>()>& keep_alive, std::string&& attachment,
+    size_t max_body_bytes, GatherBuffer& out);
 
 // As above, with the message already serialized (and compressed, as
 // meta.compress_type says): the bytes are copied in as they are.
 EncodeStatus encode_frame(wire::RpcMeta& meta, std::string_view message_bytes,
+                          std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
+EncodeStatus encode_frame(ResponseMetaEncoder::Fields& meta, std::string_view message_bytes,
                           std::string&& attachment, size_t max_body_bytes, GatherBuffer& out);
 
 // Appends only the head of a frame (header, meta, message) to `out`, sized for

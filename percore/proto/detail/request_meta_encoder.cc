@@ -2,59 +2,41 @@
 
 #include <algorithm>
 
+#include <percore/proto/detail/meta_wire.h>
+
 namespace percore {
 namespace {
 
-// Field keys: (number << 3) | wire type.
-constexpr uint8_t kRequestKey = (1 << 3) | 2;         // RpcMeta.request
-constexpr uint8_t kCompressTypeKey = (3 << 3) | 0;   // RpcMeta.compress_type
-constexpr uint8_t kCorrelationIdKey = (4 << 3) | 0;   // RpcMeta.correlation_id
-constexpr uint8_t kAttachmentSizeKey = (5 << 3) | 0;  // RpcMeta.attachment_size
-constexpr uint8_t kAuthenticationDataKey = (7 << 3) | 2;  // RpcMeta.authentication_data
-constexpr uint8_t kStreamSettingsKey = (8 << 3) | 2;  // RpcMeta.stream_settings
-constexpr uint8_t kStreamIdKey = (1 << 3) | 0;        // StreamSettings.stream_id
-constexpr uint8_t kNeedFeedbackKey = (2 << 3) | 0;    // StreamSettings.need_feedback
-constexpr uint8_t kWritableKey = (3 << 3) | 0;        // StreamSettings.writable
-constexpr uint8_t kServiceNameKey = (1 << 3) | 2;     // RpcRequestMeta.service_name
-constexpr uint8_t kMethodNameKey = (2 << 3) | 2;      // RpcRequestMeta.method_name
-constexpr uint8_t kLogIdKey = (3 << 3) | 0;           // RpcRequestMeta.log_id
-constexpr uint8_t kTraceIdKey = (4 << 3) | 0;         // RpcRequestMeta.trace_id
-constexpr uint8_t kSpanIdKey = (5 << 3) | 0;          // RpcRequestMeta.span_id
-constexpr uint8_t kParentSpanIdKey = (6 << 3) | 0;    // RpcRequestMeta.parent_span_id
-constexpr uint8_t kTimeoutMsKey = (8 << 3) | 0;       // RpcRequestMeta.timeout_ms
+using meta_wire::as_varint;
+using meta_wire::key;
+using meta_wire::varint_size;
+using meta_wire::write_varint;
 
-// Protobuf writes int32 and int64 as the varint of the 64-bit two's
-// complement value: a negative number takes 10 bytes.
-size_t varint_size(uint64_t value) {
-  size_t bytes = 1;
-  while (value >= 0x80) {
-    value >>= 7;
-    ++bytes;
-  }
-  return bytes;
-}
-
-char* write_varint(uint64_t value, char* out) {
-  while (value >= 0x80) {
-    *out++ = static_cast<char>(value | 0x80);
-    value >>= 7;
-  }
-  *out++ = static_cast<char>(value);
-  return out;
-}
-
-uint64_t as_varint(int64_t value) {
-  return static_cast<uint64_t>(value);
-}
+constexpr uint8_t kRequestKey = key(1, 2);             // RpcMeta.request
+constexpr uint8_t kCompressTypeKey = key(3, 0);        // RpcMeta.compress_type
+constexpr uint8_t kCorrelationIdKey = key(4, 0);       // RpcMeta.correlation_id
+constexpr uint8_t kAttachmentSizeKey = key(5, 0);      // RpcMeta.attachment_size
+constexpr uint8_t kAuthenticationDataKey = key(7, 2);  // RpcMeta.authentication_data
+constexpr uint8_t kStreamSettingsKey = key(8, 2);      // RpcMeta.stream_settings
+constexpr uint8_t kStreamIdKey = key(1, 0);            // StreamSettings.stream_id
+constexpr uint8_t kNeedFeedbackKey = key(2, 0);        // StreamSettings.need_feedback
+constexpr uint8_t kWritableKey = key(3, 0);            // StreamSettings.writable
+constexpr uint8_t kServiceNameKey = key(1, 2);         // RpcRequestMeta.service_name
+constexpr uint8_t kMethodNameKey = key(2, 2);          // RpcRequestMeta.method_name
+constexpr uint8_t kLogIdKey = key(3, 0);               // RpcRequestMeta.log_id
+constexpr uint8_t kTraceIdKey = key(4, 0);             // RpcRequestMeta.trace_id
+constexpr uint8_t kSpanIdKey = key(5, 0);              // RpcRequestMeta.span_id
+constexpr uint8_t kParentSpanIdKey = key(6, 0);        // RpcRequestMeta.parent_span_id
+constexpr uint8_t kTimeoutMsKey = key(8, 0);           // RpcRequestMeta.timeout_ms
 
 size_t optional_field_size(int64_t value) {
   return value != 0 ? 1 + varint_size(as_varint(value)) : 0;
 }
 
-char* write_optional_field(uint8_t key, int64_t value, char* out) {
+char* write_optional_field(uint8_t field_key, int64_t value, char* out) {
   if (value == 0)
     return out;
-  *out++ = static_cast<char>(key);
+  *out++ = static_cast<char>(field_key);
   return write_varint(as_varint(value), out);
 }
 

@@ -4,22 +4,35 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 
 #include <percore/proto/detail/error_code_counters.h>
 
 namespace percore::detail {
 
-// Counts answers by error code, plus latency. Written by I/O threads with
-// relaxed atomics, read by any thread for a snapshot.
+// Counts answers by error code, plus latency, in one shard per writer (each
+// I/O thread is one), summed on read: every call counts here, and counters
+// shared by all I/O threads were one cache line that every answer on every
+// core wrote with a locked instruction. Within its shard a writer adds with
+// a relaxed load and store. brpc's bvar::Adder keeps per-thread agents
+// combined on read for the same reason.
+//
+// Owns: its shards. Threads: record() from writer `writer` only (the I/O
+// thread of that index, checked by the caller's assert_in_loop_thread);
+// the readers from any thread, each counter read once (a snapshot good
+// enough for stats).
 class AnswerCounters {
  public:
-  // Any thread.
-  void record(int32_t code, uint64_t latency_us);
-  // Any thread; a consistent-enough snapshot (each counter read once).
-  uint64_t calls() const { return calls_.load(std::memory_order_relaxed); }
-  std::map<int32_t, uint64_t> answers_by_code() const { return by_code_.snapshot(); }
-  uint64_t total_latency_us() const { return total_latency_us_.load(std::memory_order_relaxed); }
-  uint64_t max_latency_us() const { return max_latency_us_.load(std::memory_order_relaxed); }
+  // `writers` >= 1: the server's I/O threads.
+  explicit AnswerCounters(int writers);
+
+  // Writer `writer` (0 <= writer < writers) only.
+  void record(int writer, int32_t code, uint64_t latency_us);
+
+  uint64_t calls() const;
+  std::map<int32_t, uint64_t> answers_by_code() const;
+  uint64_t total_latency_us() const;
+  uint64_t max_latency_us() const;
 
   // Latency histogram for /metrics: upper bounds in microseconds (Prometheus
   // "le", each bucket counting what is above the previous bound), and a last
@@ -30,11 +43,17 @@ class AnswerCounters {
   std::array<uint64_t, kLatencyBoundsUs.size() + 1> latency_buckets() const;
 
  private:
-  std::atomic<uint64_t> calls_{0};
-  ErrorCodeCounters by_code_;
-  std::atomic<uint64_t> total_latency_us_{0};
-  std::atomic<uint64_t> max_latency_us_{0};
-  std::array<std::atomic<uint64_t>, kLatencyBoundsUs.size() + 1> latency_buckets_{};
+  // A cache line of its own, so that writers never share one.
+  struct alignas(64) Shard {
+    std::atomic<uint64_t> calls{0};
+    std::atomic<uint64_t> total_latency_us{0};
+    std::atomic<uint64_t> max_latency_us{0};
+    std::array<std::atomic<uint64_t>, kLatencyBoundsUs.size() + 1> latency_buckets{};
+    ErrorCodeCounters by_code;
+  };
+
+  const int writers_;
+  std::unique_ptr<Shard[]> shards_;
 };
 
 }  // namespace percore::detail

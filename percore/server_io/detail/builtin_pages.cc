@@ -93,7 +93,7 @@ nlohmann::json status_json(const ServerCore& core, const ServerStats& stats) {
       {"io_threads", core.options.io_threads},
       {"workers", core.options.workers},
       {"worker_queue_depth", core.workers ? core.workers->queued() : 0},
-      {"calls_in_flight", std::max<int64_t>(0, core.unanswered_calls.count())},
+      {"calls_in_flight", std::max<int64_t>(0, core.unanswered_calls())},
       {"methods", methods},
       {"connections",
        {{"open", stats.connections_open},
@@ -206,7 +206,7 @@ void add_server_metrics(const ServerCore& core, const ServerStats& stats,
     families.push_back(std::move(result));
   };
   gauge("percore_server_calls_in_flight", "Calls dispatched to a handler and not yet answered.",
-        static_cast<double>(std::max<int64_t>(0, core.unanswered_calls.count())));
+        static_cast<double>(std::max<int64_t>(0, core.unanswered_calls())));
   gauge("percore_server_worker_queue_depth", "Calls waiting for a worker thread.",
         static_cast<double>(core.workers ? core.workers->queued() : 0));
   gauge("percore_server_connections_open", "Connections open now (baidu_std and HTTP).",

@@ -43,12 +43,16 @@ constexpr size_t kReadBlockBytes = 64 * 1024;
 constexpr size_t kCachedReadBlocks = 16;
 
 IoThread::IoThread(ServerCore& core, int index)
-    : core_(core), index_(index), read_blocks_(kReadBlockBytes, kCachedReadBlocks) {}
+    : core_(core),
+      index_(index),
+      read_blocks_(kReadBlockBytes, kCachedReadBlocks),
+      call_pool_(core.services.method_count()),
+      unanswered_calls_(*core.unanswered_calls_by_thread.at(static_cast<size_t>(index))) {}
 
 IoThread::~IoThread() {
   stream_gate_->close();  // Writers of streams stop posting here.
   join();
-  for (auto& [method, calls] : call_pool_) {
+  for (std::vector<ServerCall*>& calls : call_pool_) {
     for (ServerCall* call : calls)
       delete call;
   }
@@ -58,7 +62,9 @@ ServerCall* IoThread::acquire_call(MethodEntry& method, uint64_t connection_id,
                                    int64_t correlation_id,
                                    ServerCall::Clock::time_point received_at) {
   assert_in_loop_thread();
-  std::vector<ServerCall*>& pool = call_pool_[&method];
+  if (method.index >= call_pool_.size())
+    call_pool_.resize(method.index + 1);  // A method added after this thread was made.
+  std::vector<ServerCall*>& pool = call_pool_[method.index];
   ServerCall* call;
   if (pool.empty()) {
     call = new ServerCall(*this, method);
@@ -76,7 +82,7 @@ void IoThread::recycle(ServerCall* call) {
   // held large messages is freed, so the pool holds at most
   // kMaxPooledPerMethod x (kMaxPooledBytes + the call's own size) per method.
   constexpr size_t kMaxPooledPerMethod = 1024;
-  std::vector<ServerCall*>& pool = call_pool_[&call->method()];
+  std::vector<ServerCall*>& pool = call_pool_[call->method().index];
   if (pool.size() >= kMaxPooledPerMethod || call->held_large_data()) {
     delete call;
   } else {
@@ -173,7 +179,7 @@ void IoThread::track(ServerCall* call) {
   if (in_flight_head_ != nullptr)
     in_flight_head_->previous_in_flight = call;
   in_flight_head_ = call;
-  core_.unanswered_calls.enter();
+  unanswered_calls_.enter();
 }
 
 void IoThread::run_call(ServerCall* call) {
@@ -242,7 +248,7 @@ void IoThread::complete_call(ServerCall* call) {
   assert_in_loop_thread();
   untrack(call);
   if (!call->abandoned.load(std::memory_order_acquire)) {
-    core_.unanswered_calls.leave();
+    unanswered_calls_.leave();
     ServerController& controller = call->controller();
     const int32_t code = controller.ErrorCode();
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
@@ -305,28 +311,29 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
   // it is serialized; an echoed peer string must not make a line per answer.
   google::protobuf::LogSilencer silence_protobuf;
 #endif
+  std::string bounded_text;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    reply_meta_.Clear();
-    reply_meta_.set_correlation_id(correlation_id);
-    wire::RpcResponseMeta* response_meta = reply_meta_.mutable_response();
+    // Written without an RpcMeta (ResponseMetaEncoder): per answer, that is
+    // a few bytes, not a protobuf message to clear, size and serialize.
+    ResponseMetaEncoder::Fields meta;
+    meta.correlation_id = correlation_id;
     const bool ok = code == 0;
     if (!ok) {
-      response_meta->set_error_code(code);
+      meta.error_code = code;
       // Bounded, so that an error answer always fits (names in it come from
-      // the peer) and the reused meta keeps no large string.
-      response_meta->set_error_text(bounded_error_text(error_text.empty() ? text : error_text));
+      // the peer).
+      bounded_text = bounded_error_text(error_text.empty() ? text : error_text);
+      meta.error_text = bounded_text;
     } else if (stream != nullptr && stream->accepted != nullptr) {
-      wire::StreamSettings* settings = reply_meta_.mutable_stream_settings();
-      settings->set_stream_id(stream->accepted->id());
-      settings->set_need_feedback(stream->accepted->needs_feedback());
-      settings->set_writable(true);
+      meta.stream_id = stream->accepted->id();
+      meta.stream_need_feedback = stream->accepted->needs_feedback();
     }
     EncodeStatus status;
     if (ok && compress_type != CompressType::kNone) {
       // brpc writes the response's compress_type in its meta
       // (baidu_rpc_protocol.cpp, SendRpcResponse); the attachment stays raw.
-      reply_meta_.set_compress_type(static_cast<int32_t>(compress_type));
-      status = encode_frame(reply_meta_, compressed_response, std::move(attachment),
+      meta.compress_type = static_cast<int32_t>(compress_type);
+      status = encode_frame(meta, compressed_response, std::move(attachment),
                             core_.options.max_body_bytes, output);
     } else {
       // Cleared rather than `ok ? move : std::string()`, which would build a
@@ -337,10 +344,10 @@ size_t IoThread::answer(ServerConnection& connection, int64_t correlation_id, Me
         // A large response is referenced, not copied: the call lends it to
         // the output until written.
         status = encode_frame_referencing(
-            reply_meta_, *response, [response_of] { return response_of->lend_response(); },
+            meta, *response, [response_of] { return response_of->lend_response(); },
             std::move(attachment), core_.options.max_body_bytes, output);
       } else {
-        status = encode_frame(reply_meta_, ok ? response : nullptr, std::move(attachment),
+        status = encode_frame(meta, ok ? response : nullptr, std::move(attachment),
                               core_.options.max_body_bytes, output);
       }
     }
@@ -391,18 +398,16 @@ void IoThread::flush_stream(uint64_t connection_id, const std::shared_ptr<Stream
 
 void IoThread::count_answer(MethodEntry* method, int32_t code,
                             ServerCall::Clock::time_point received_at) {
+  assert_in_loop_thread();  // This thread's shard of the counters.
   const uint64_t latency_us = microseconds_since(received_at);
   if (method != nullptr)
-    method->counters.record(code, latency_us);
-  core_.answers.record(code, latency_us);
+    method->counters.record(index_, code, latency_us);
+  core_.answers.record(index_, code, latency_us);
 }
 
 void IoThread::count_dropped(MethodEntry* method, int32_t code,
                              ServerCall::Clock::time_point received_at) {
-  const uint64_t latency_us = microseconds_since(received_at);
-  if (method != nullptr)
-    method->counters.record(code, latency_us);
-  core_.answers.record(code, latency_us);
+  count_answer(method, code, received_at);
   core_.replies_dropped.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -417,7 +422,7 @@ void IoThread::abandon_in_flight_calls() {
   for (ServerCall* call = in_flight_head_; call != nullptr; call = call->next_in_flight) {
     if (call->abandoned.exchange(true, std::memory_order_acq_rel))
       continue;
-    core_.unanswered_calls.leave();
+    unanswered_calls_.leave();
     const int32_t code = to_int(ErrorCode::kServerStopping);
     std::shared_ptr<ServerConnection> connection = find_connection(call->connection_id());
     if (connection == nullptr) {

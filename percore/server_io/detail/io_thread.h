@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <percore/base/detail/gate.h>
 #include <percore/proto/detail/frame_decoder.h>
 #include <percore/proto/detail/stream_core.h>
 #include <percore/proto/rpc_meta.pb.h>
@@ -161,11 +162,13 @@ class IoThread {
   std::unordered_map<uint64_t, std::shared_ptr<WebSocketSession>> web_sockets_;
   uint64_t next_connection_serial_ = 0;
   ServerCall* in_flight_head_ = nullptr;
-  wire::RpcMeta reply_meta_;  // Reused for every answer.
   GatherBuffer stream_reply_;  // An answer to be wrapped in a DATA frame.
   const std::shared_ptr<CarrierGate> stream_gate_ = std::make_shared<CarrierGate>();
-  // Finished calls by method, ready for reuse.
-  std::unordered_map<const MethodEntry*, std::vector<ServerCall*>> call_pool_;
+  // Finished calls by MethodEntry::index, ready for reuse.
+  std::vector<std::vector<ServerCall*>> call_pool_;
+  // Calls of this thread dispatched and not yet answered
+  // (ServerCore::unanswered_calls_by_thread[index_]).
+  Gate& unanswered_calls_;
 };
 
 }  // namespace percore::detail

@@ -10,7 +10,20 @@
 
 namespace percore::detail {
 
-ServerCore::ServerCore(ServerOptions server_options) : options(std::move(server_options)) {}
+ServerCore::ServerCore(ServerOptions server_options)
+    : options(std::move(server_options)),
+      services(options.io_threads),
+      answers(options.io_threads) {
+  for (int i = 0; i < options.io_threads; ++i)
+    unanswered_calls_by_thread.push_back(std::make_unique<Gate>());
+}
+
+int64_t ServerCore::unanswered_calls() const {
+  int64_t calls = 0;
+  for (const auto& gate : unanswered_calls_by_thread)
+    calls += gate->count();
+  return calls;
+}
 
 ServerCore::~ServerCore() = default;
 

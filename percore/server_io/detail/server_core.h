@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include <percore/base/detail/gate.h>
 #include <percore/base/log.h>
@@ -50,9 +51,12 @@ struct ServerCore {
   std::atomic<bool> running{false};
   // Set once by Stop(): new requests are answered 2003.
   std::atomic<bool> stopping{false};
-  // Calls dispatched to a handler and not yet answered, over all threads;
-  // Stop() waits on it for the grace period.
-  Gate unanswered_calls;
+  // Calls dispatched to a handler and not yet answered, one gate per I/O
+  // thread (entered and left on that thread, so no cache line is shared
+  // across cores per call); Stop() waits on each for the grace period.
+  std::vector<std::unique_ptr<Gate>> unanswered_calls_by_thread;
+  // Their sum. Any thread.
+  int64_t unanswered_calls() const;
   // Connections accepted (or added) and not yet closed; max_connections
   // applies to it, and Stop() waits on it for the connections to close.
   Gate open_connections;

@@ -60,7 +60,7 @@ bool ServiceTable::add(google::protobuf::Service* service, const ServiceOptions&
   auto& methods = services_[descriptor->full_name()];
   for (int i = 0; i < descriptor->method_count(); ++i) {
     const google::protobuf::MethodDescriptor* method = descriptor->method(i);
-    auto entry = std::make_unique<MethodEntry>();
+    auto entry = std::make_unique<MethodEntry>(io_threads_, method_count_++);
     entry->service = service;
     entry->method = method;
     entry->request_prototype = &service->GetRequestPrototype(method);

@@ -18,6 +18,12 @@ namespace percore::detail {
 
 // One hosted method: where to call it, how, and its counters.
 struct MethodEntry {
+  // `writers`: the server's I/O threads (AnswerCounters); `index`: see below.
+  MethodEntry(int writers, size_t method_index) : index(method_index), counters(writers) {}
+
+  // 0, 1, 2, ... in the order the server's methods were added: an I/O
+  // thread's per-method state is a vector indexed by it, not a map.
+  const size_t index;
   google::protobuf::Service* service = nullptr;
   const google::protobuf::MethodDescriptor* method = nullptr;
   const google::protobuf::Message* request_prototype = nullptr;
@@ -41,6 +47,9 @@ struct MethodEntry {
 // read-only afterwards, so any thread may look up without a lock.
 class ServiceTable {
  public:
+  // `io_threads`: the server's, the writers of each method's counters.
+  explicit ServiceTable(int io_threads) : io_threads_(io_threads) {}
+
   // Control thread, before start.
   bool add(google::protobuf::Service* service, const ServiceOptions& options, std::string* error);
   void adopt(std::unique_ptr<google::protobuf::Service> service);
@@ -52,6 +61,10 @@ class ServiceTable {
       const std::unordered_map<std::string, std::unique_ptr<MethodEntry>>& methods,
       const std::string& method_name);
 
+  // Methods added so far (each MethodEntry::index is below it). Control
+  // thread before start; any thread after.
+  size_t method_count() const { return method_count_; }
+
   template <typename Visitor>
   void for_each_method(Visitor&& visit) const {
     for (const auto& [service_name, methods] : services_) {
@@ -61,6 +74,8 @@ class ServiceTable {
   }
 
  private:
+  const int io_threads_;
+  size_t method_count_ = 0;
   // service full name -> method name -> entry
   std::unordered_map<std::string, std::unordered_map<std::string, std::unique_ptr<MethodEntry>>>
       services_;

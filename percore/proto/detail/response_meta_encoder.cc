@@ -1,0 +1,80 @@
+#include <percore/proto/detail/response_meta_encoder.h>
+
+#include <algorithm>
+
+#include <percore/proto/detail/meta_wire.h>
+
+namespace percore {
+namespace {
+
+using meta_wire::as_varint;
+using meta_wire::delimited_field_size;
+using meta_wire::key;
+using meta_wire::varint_field_size;
+using meta_wire::varint_size;
+using meta_wire::write_varint;
+using meta_wire::write_varint_field;
+
+constexpr uint8_t kResponseKey = key(2, 2);        // RpcMeta.response
+constexpr uint8_t kCompressTypeKey = key(3, 0);    // RpcMeta.compress_type
+constexpr uint8_t kCorrelationIdKey = key(4, 0);   // RpcMeta.correlation_id
+constexpr uint8_t kAttachmentSizeKey = key(5, 0);  // RpcMeta.attachment_size
+constexpr uint8_t kStreamSettingsKey = key(8, 2);  // RpcMeta.stream_settings
+constexpr uint8_t kErrorCodeKey = key(1, 0);       // RpcResponseMeta.error_code
+constexpr uint8_t kErrorTextKey = key(2, 2);       // RpcResponseMeta.error_text
+constexpr uint8_t kStreamIdKey = key(1, 0);        // StreamSettings.stream_id
+constexpr uint8_t kNeedFeedbackKey = key(2, 0);    // StreamSettings.need_feedback
+constexpr uint8_t kWritableKey = key(3, 0);        // StreamSettings.writable
+
+size_t response_size(const ResponseMetaEncoder::Fields& fields) {
+  if (fields.error_code == 0)
+    return 0;
+  return varint_field_size(fields.error_code) + delimited_field_size(fields.error_text.size());
+}
+
+size_t stream_settings_size(const ResponseMetaEncoder::Fields& fields) {
+  return varint_field_size(fields.stream_id) + 2 + 2;
+}
+
+}  // namespace
+
+size_t ResponseMetaEncoder::size(const Fields& fields) {
+  size_t bytes = delimited_field_size(response_size(fields));
+  if (fields.compress_type != 0)
+    bytes += varint_field_size(fields.compress_type);
+  bytes += varint_field_size(fields.correlation_id);
+  if (fields.attachment_size != 0)
+    bytes += varint_field_size(fields.attachment_size);
+  if (fields.stream_id != 0)
+    bytes += delimited_field_size(stream_settings_size(fields));
+  return bytes;
+}
+
+char* ResponseMetaEncoder::write(const Fields& fields, char* out) {
+  *out++ = static_cast<char>(kResponseKey);
+  out = write_varint(response_size(fields), out);
+  if (fields.error_code != 0) {
+    out = write_varint_field(kErrorCodeKey, fields.error_code, out);
+    *out++ = static_cast<char>(kErrorTextKey);
+    out = write_varint(fields.error_text.size(), out);
+    out = std::copy(fields.error_text.begin(), fields.error_text.end(), out);
+  }
+  if (fields.compress_type != 0)
+    out = write_varint_field(kCompressTypeKey, fields.compress_type, out);
+  // Protobuf writes a set proto2 field even when it is 0.
+  out = write_varint_field(kCorrelationIdKey, fields.correlation_id, out);
+  if (fields.attachment_size != 0)
+    out = write_varint_field(kAttachmentSizeKey, fields.attachment_size, out);
+  if (fields.stream_id != 0) {
+    *out++ = static_cast<char>(kStreamSettingsKey);
+    out = write_varint(stream_settings_size(fields), out);
+    out = write_varint_field(kStreamIdKey, fields.stream_id, out);
+    *out++ = static_cast<char>(kNeedFeedbackKey);
+    *out++ = fields.stream_need_feedback ? 1 : 0;
+    *out++ = static_cast<char>(kWritableKey);
+    *out++ = 1;
+  }
+  return out;
+}
+
+}  // namespace percore
