@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include <percore/proto/detail/error_code_counters.h>
 #include <percore/proto/error_code.h>
 
 namespace percore::detail {
@@ -54,6 +55,28 @@ TEST(AnswerCountersTest, ShardsWrittenByTheirOwnThreadsSumToEveryAnswer) {
   for (const uint64_t count : buckets)
     in_buckets += count;
   EXPECT_EQ(in_buckets, counters.calls());
+}
+
+// A handler's own codes: the slots are shared by the shards, so a number is
+// counted under itself, or under kOtherErrorCodes, whichever thread answered
+// (per-shard slots once counted one number both ways).
+TEST(AnswerCountersTest, ACodeOutsideTheEnumIsCountedTheSameWayByEveryShard) {
+  AnswerCounters counters(2);
+  const int slots = ErrorCodeCounters::kOtherCodeSlots;
+  counters.record(1, 9999, 10);  // Shard 1 claims a slot for 9999.
+  for (int i = 0; i < slots - 1; ++i)
+    counters.record(0, 10000 + i, 10);  // Shard 0 fills the rest.
+  counters.record(0, 20000, 10);        // No slot left: overflow, on either shard.
+  counters.record(1, 20000, 10);
+  counters.record(0, 9999, 10);  // The slot shard 1 claimed.
+  const std::map<int32_t, uint64_t> by_code = counters.answers_by_code();
+  EXPECT_EQ(by_code.at(9999), 2u);
+  EXPECT_EQ(by_code.count(20000), 0u);
+  EXPECT_EQ(by_code.at(kOtherErrorCodes), 2u);
+  for (int i = 0; i < slots - 1; ++i)
+    EXPECT_EQ(by_code.at(10000 + i), 1u) << i;
+  EXPECT_EQ(by_code.size(), static_cast<size_t>(slots) + 1);  // Bounded by the slots.
+  EXPECT_EQ(counters.calls(), static_cast<uint64_t>(slots) + 3);
 }
 
 TEST(AnswerCountersTest, AtLeastOneShard) {

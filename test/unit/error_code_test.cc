@@ -103,26 +103,16 @@ TEST(ErrorCodeTest, UnknownNumbersHaveAGenericDescription) {
   EXPECT_EQ(error_code_description(-7), "unknown error");
 }
 
-class ErrorCodeCountersTest : public ::testing::TestWithParam<bool> {};
-
-INSTANTIATE_TEST_SUITE_P(AddAndAddFromSingleWriter, ErrorCodeCountersTest, ::testing::Bool());
-
-TEST_P(ErrorCodeCountersTest, ApplicationCodesAreCountedByNumberUpToTheSlotsThenUnderMinusOne) {
+TEST(ErrorCodeCountersTest, ApplicationCodesAreCountedByNumberUpToTheSlotsThenUnderMinusOne) {
   ErrorCodeCounters counters;
-  const auto add = [&](int32_t code) {
-    if (GetParam())
-      counters.add_from_single_writer(code);
-    else
-      counters.add(code);
-  };
-  add(0);
-  add(to_int(ErrorCode::kTimedOut));
+  counters.add(0);
+  counters.add(to_int(ErrorCode::kTimedOut));
   for (int i = 0; i < 3; ++i)
-    add(5000);
-  add(-1);  // A real code, apart from the overflow.
+    counters.add(5000);
+  counters.add(-1);  // A real code, apart from the overflow.
   // 5000 and -1 hold two slots; fill the rest, then overflow by 5.
   for (int code = 6000; code < 6000 + ErrorCodeCounters::kOtherCodeSlots - 2 + 5; ++code)
-    add(code);
+    counters.add(code);
   const std::map<int32_t, uint64_t> counts = counters.snapshot();
   EXPECT_EQ(counts.at(0), 1u);
   EXPECT_EQ(counts.at(to_int(ErrorCode::kTimedOut)), 1u);

@@ -15,22 +15,6 @@ void ErrorCodeCounters::add_other(int32_t code) {
   by_code_[kErrorCodeCount].fetch_add(1, std::memory_order_relaxed);
 }
 
-void ErrorCodeCounters::add_other_from_single_writer(int32_t code) {
-  for (OtherCode& slot : other_codes_) {
-    int32_t held = slot.code.load(std::memory_order_relaxed);
-    if (held == 0) {
-      // Published before its count: a reader that sees the count sees the code.
-      slot.code.store(code, std::memory_order_release);
-      held = code;
-    }
-    if (held == code) {
-      bump(slot.count);
-      return;
-    }
-  }
-  bump(by_code_[kErrorCodeCount]);
-}
-
 std::map<int32_t, uint64_t> ErrorCodeCounters::snapshot() const {
   std::map<int32_t, uint64_t> counts;
   for (int i = 0; i <= kErrorCodeCount; ++i) {

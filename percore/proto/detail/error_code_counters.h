@@ -30,15 +30,6 @@ class ErrorCodeCounters {
     else
       add_other(code);
   }
-  // add() for an object only one thread ever adds to (readers may be any):
-  // a relaxed load and store, no locked instruction.
-  void add_from_single_writer(int32_t code) {
-    const int index = code == 0 ? 0 : error_code_index(code);
-    if (index >= 0) [[likely]]
-      bump(by_code_[index]);
-    else
-      add_other_from_single_writer(code);
-  }
   // Codes seen at least once -> count; numbers outside the enum past the
   // slots are reported under kOtherErrorCodes. Each counter is read once (a snapshot good
   // enough for stats).
@@ -47,10 +38,6 @@ class ErrorCodeCounters {
 
  private:
   void add_other(int32_t code);
-  void add_other_from_single_writer(int32_t code);
-  static void bump(std::atomic<uint64_t>& counter) {
-    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
 
   struct OtherCode {
     std::atomic<int32_t> code{0};  // 0: free (0 is kOk, never an "other" code).

@@ -52,4 +52,29 @@ inline size_t delimited_field_size(size_t bytes) {
   return 1 + varint_size(bytes) + bytes;
 }
 
+// RpcMeta's fields that requests and responses both carry.
+inline constexpr uint8_t kCompressTypeKey = key(3, 0);    // RpcMeta.compress_type
+inline constexpr uint8_t kCorrelationIdKey = key(4, 0);   // RpcMeta.correlation_id
+inline constexpr uint8_t kAttachmentSizeKey = key(5, 0);  // RpcMeta.attachment_size
+
+// RpcMeta.stream_settings { stream_id, need_feedback, writable: true }, as
+// both sides attach a stream (brpc's StreamSettings): the field's size.
+inline size_t stream_settings_body_size(int64_t stream_id) {
+  return varint_field_size(stream_id) + 2 + 2;
+}
+inline size_t stream_settings_field_size(int64_t stream_id) {
+  return delimited_field_size(stream_settings_body_size(stream_id));
+}
+// Writes the field; returns the end.
+inline char* write_stream_settings_field(int64_t stream_id, bool need_feedback, char* out) {
+  *out++ = static_cast<char>(key(8, 2));  // RpcMeta.stream_settings
+  out = write_varint(stream_settings_body_size(stream_id), out);
+  out = write_varint_field(key(1, 0), stream_id, out);  // StreamSettings.stream_id
+  *out++ = static_cast<char>(key(2, 0));                // StreamSettings.need_feedback
+  *out++ = need_feedback ? 1 : 0;
+  *out++ = static_cast<char>(key(3, 0));  // StreamSettings.writable
+  *out++ = 1;
+  return out;
+}
+
 }  // namespace percore::meta_wire

@@ -8,19 +8,15 @@ namespace percore {
 namespace {
 
 using meta_wire::as_varint;
+using meta_wire::kAttachmentSizeKey;
+using meta_wire::kCompressTypeKey;
+using meta_wire::kCorrelationIdKey;
 using meta_wire::key;
 using meta_wire::varint_size;
 using meta_wire::write_varint;
 
 constexpr uint8_t kRequestKey = key(1, 2);             // RpcMeta.request
-constexpr uint8_t kCompressTypeKey = key(3, 0);        // RpcMeta.compress_type
-constexpr uint8_t kCorrelationIdKey = key(4, 0);       // RpcMeta.correlation_id
-constexpr uint8_t kAttachmentSizeKey = key(5, 0);      // RpcMeta.attachment_size
 constexpr uint8_t kAuthenticationDataKey = key(7, 2);  // RpcMeta.authentication_data
-constexpr uint8_t kStreamSettingsKey = key(8, 2);      // RpcMeta.stream_settings
-constexpr uint8_t kStreamIdKey = key(1, 0);            // StreamSettings.stream_id
-constexpr uint8_t kNeedFeedbackKey = key(2, 0);        // StreamSettings.need_feedback
-constexpr uint8_t kWritableKey = key(3, 0);            // StreamSettings.writable
 constexpr uint8_t kServiceNameKey = key(1, 2);         // RpcRequestMeta.service_name
 constexpr uint8_t kMethodNameKey = key(2, 2);          // RpcRequestMeta.method_name
 constexpr uint8_t kLogIdKey = key(3, 0);               // RpcRequestMeta.log_id
@@ -80,15 +76,9 @@ size_t RequestMetaEncoder::size(const CallFields& fields) const {
     bytes += 1 + varint_size(fields.authentication_data.size()) +
              fields.authentication_data.size();
   }
-  if (fields.stream_id != 0) {
-    const size_t settings = stream_settings_size(fields);
-    bytes += 1 + varint_size(settings) + settings;
-  }
+  if (fields.stream_id != 0)
+    bytes += meta_wire::stream_settings_field_size(fields.stream_id);
   return bytes;
-}
-
-size_t RequestMetaEncoder::stream_settings_size(const CallFields& fields) {
-  return 1 + varint_size(as_varint(fields.stream_id)) + 2 + 2;
 }
 
 char* RequestMetaEncoder::write(const CallFields& fields, char* out) const {
@@ -124,16 +114,8 @@ char* RequestMetaEncoder::write(const CallFields& fields, char* out) const {
     out = write_varint(fields.authentication_data.size(), out);
     out = std::copy(fields.authentication_data.begin(), fields.authentication_data.end(), out);
   }
-  if (fields.stream_id != 0) {
-    *out++ = static_cast<char>(kStreamSettingsKey);
-    out = write_varint(stream_settings_size(fields), out);
-    *out++ = static_cast<char>(kStreamIdKey);
-    out = write_varint(as_varint(fields.stream_id), out);
-    *out++ = static_cast<char>(kNeedFeedbackKey);
-    *out++ = fields.stream_need_feedback ? 1 : 0;
-    *out++ = static_cast<char>(kWritableKey);
-    *out++ = 1;
-  }
+  if (fields.stream_id != 0)
+    out = meta_wire::write_stream_settings_field(fields.stream_id, fields.stream_need_feedback, out);
   return out;
 }
 

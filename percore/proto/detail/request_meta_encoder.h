@@ -43,7 +43,6 @@ class RequestMetaEncoder {
 
  private:
   size_t request_size(const CallFields& fields) const;
-  static size_t stream_settings_size(const CallFields& fields);
   static bool has_trace(const CallFields& fields) {
     return (fields.trace_id | fields.span_id | fields.parent_span_id) != 0;
   }

@@ -7,33 +7,23 @@
 namespace percore {
 namespace {
 
-using meta_wire::as_varint;
 using meta_wire::delimited_field_size;
+using meta_wire::kAttachmentSizeKey;
+using meta_wire::kCompressTypeKey;
+using meta_wire::kCorrelationIdKey;
 using meta_wire::key;
 using meta_wire::varint_field_size;
-using meta_wire::varint_size;
 using meta_wire::write_varint;
 using meta_wire::write_varint_field;
 
-constexpr uint8_t kResponseKey = key(2, 2);        // RpcMeta.response
-constexpr uint8_t kCompressTypeKey = key(3, 0);    // RpcMeta.compress_type
-constexpr uint8_t kCorrelationIdKey = key(4, 0);   // RpcMeta.correlation_id
-constexpr uint8_t kAttachmentSizeKey = key(5, 0);  // RpcMeta.attachment_size
-constexpr uint8_t kStreamSettingsKey = key(8, 2);  // RpcMeta.stream_settings
-constexpr uint8_t kErrorCodeKey = key(1, 0);       // RpcResponseMeta.error_code
-constexpr uint8_t kErrorTextKey = key(2, 2);       // RpcResponseMeta.error_text
-constexpr uint8_t kStreamIdKey = key(1, 0);        // StreamSettings.stream_id
-constexpr uint8_t kNeedFeedbackKey = key(2, 0);    // StreamSettings.need_feedback
-constexpr uint8_t kWritableKey = key(3, 0);        // StreamSettings.writable
+constexpr uint8_t kResponseKey = key(2, 2);   // RpcMeta.response
+constexpr uint8_t kErrorCodeKey = key(1, 0);  // RpcResponseMeta.error_code
+constexpr uint8_t kErrorTextKey = key(2, 2);  // RpcResponseMeta.error_text
 
 size_t response_size(const ResponseMetaEncoder::Fields& fields) {
   if (fields.error_code == 0)
     return 0;
   return varint_field_size(fields.error_code) + delimited_field_size(fields.error_text.size());
-}
-
-size_t stream_settings_size(const ResponseMetaEncoder::Fields& fields) {
-  return varint_field_size(fields.stream_id) + 2 + 2;
 }
 
 }  // namespace
@@ -46,7 +36,7 @@ size_t ResponseMetaEncoder::size(const Fields& fields) {
   if (fields.attachment_size != 0)
     bytes += varint_field_size(fields.attachment_size);
   if (fields.stream_id != 0)
-    bytes += delimited_field_size(stream_settings_size(fields));
+    bytes += meta_wire::stream_settings_field_size(fields.stream_id);
   return bytes;
 }
 
@@ -65,15 +55,8 @@ char* ResponseMetaEncoder::write(const Fields& fields, char* out) {
   out = write_varint_field(kCorrelationIdKey, fields.correlation_id, out);
   if (fields.attachment_size != 0)
     out = write_varint_field(kAttachmentSizeKey, fields.attachment_size, out);
-  if (fields.stream_id != 0) {
-    *out++ = static_cast<char>(kStreamSettingsKey);
-    out = write_varint(stream_settings_size(fields), out);
-    out = write_varint_field(kStreamIdKey, fields.stream_id, out);
-    *out++ = static_cast<char>(kNeedFeedbackKey);
-    *out++ = fields.stream_need_feedback ? 1 : 0;
-    *out++ = static_cast<char>(kWritableKey);
-    *out++ = 1;
-  }
+  if (fields.stream_id != 0)
+    out = meta_wire::write_stream_settings_field(fields.stream_id, fields.stream_need_feedback, out);
   return out;
 }
 

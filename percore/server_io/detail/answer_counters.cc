@@ -19,7 +19,16 @@ void AnswerCounters::record(int writer, int32_t code, uint64_t latency_us) {
   assert(writer >= 0 && writer < writers_);
   Shard& shard = shards_[writer];
   add(shard.calls, 1);
-  shard.by_code.add_from_single_writer(code);
+  const int index = code == 0 ? 0 : error_code_index(code);
+  if (index >= 0) [[likely]] {
+    add(shard.by_code[static_cast<size_t>(index)], 1);
+  } else if (const int slot = other_code_slot(code); slot >= 0) {
+    // Release: a reader that sees the count sees the slot's number.
+    std::atomic<uint64_t>& count = shard.by_other_code[static_cast<size_t>(slot)];
+    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  } else {
+    add(shard.by_code[kErrorCodeCount], 1);
+  }
   add(shard.total_latency_us, latency_us);
   const size_t bucket = static_cast<size_t>(
       std::lower_bound(kLatencyBoundsUs.begin(), kLatencyBoundsUs.end(), latency_us) -
@@ -27,6 +36,18 @@ void AnswerCounters::record(int writer, int32_t code, uint64_t latency_us) {
   add(shard.latency_buckets[bucket], 1);
   if (latency_us > shard.max_latency_us.load(std::memory_order_relaxed))
     shard.max_latency_us.store(latency_us, std::memory_order_relaxed);
+}
+
+int AnswerCounters::other_code_slot(int32_t code) {
+  for (int slot = 0; slot < kOtherCodeSlots; ++slot) {
+    std::atomic<int32_t>& held = other_codes_[static_cast<size_t>(slot)];
+    int32_t number = held.load(std::memory_order_acquire);
+    if (number == 0 && held.compare_exchange_strong(number, code, std::memory_order_acq_rel))
+      return slot;
+    if (number == code)
+      return slot;
+  }
+  return -1;
 }
 
 uint64_t AnswerCounters::calls() const {
@@ -39,8 +60,18 @@ uint64_t AnswerCounters::calls() const {
 std::map<int32_t, uint64_t> AnswerCounters::answers_by_code() const {
   std::map<int32_t, uint64_t> counts;
   for (int i = 0; i < writers_; ++i) {
-    for (const auto& [code, count] : shards_[i].by_code.snapshot())
-      counts[code] += count;
+    const Shard& shard = shards_[i];
+    for (int c = 0; c <= kErrorCodeCount; ++c) {
+      const uint64_t count = shard.by_code[static_cast<size_t>(c)].load(std::memory_order_relaxed);
+      if (count != 0)
+        counts[c < kErrorCodeCount ? to_int(kAllErrorCodes[c]) : kOtherErrorCodes] += count;
+    }
+    for (int slot = 0; slot < kOtherCodeSlots; ++slot) {
+      const uint64_t count =
+          shard.by_other_code[static_cast<size_t>(slot)].load(std::memory_order_acquire);
+      if (count != 0)
+        counts[other_codes_[static_cast<size_t>(slot)].load(std::memory_order_acquire)] += count;
+    }
   }
   return counts;
 }

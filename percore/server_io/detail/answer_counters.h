@@ -17,6 +17,12 @@ namespace percore::detail {
 // a relaxed load and store. brpc's bvar::Adder keeps per-thread agents
 // combined on read for the same reason.
 //
+// Codes outside ErrorCode (a handler's own) are counted as ErrorCodeCounters
+// counts them: each of the first kOtherCodeSlots numbers seen gets a slot,
+// the rest share one count reported as kOtherErrorCodes. The slots are one
+// table for all shards (claimed once per number), so a number has the same
+// slot, or none, whichever thread answered.
+//
 // Owns: its shards. Threads: record() from writer `writer` only (the I/O
 // thread of that index, checked by the caller's assert_in_loop_thread);
 // the readers from any thread, each counter read once (a snapshot good
@@ -43,17 +49,27 @@ class AnswerCounters {
   std::array<uint64_t, kLatencyBoundsUs.size() + 1> latency_buckets() const;
 
  private:
+  static constexpr int kOtherCodeSlots = ErrorCodeCounters::kOtherCodeSlots;
+
   // A cache line of its own, so that writers never share one.
   struct alignas(64) Shard {
     std::atomic<uint64_t> calls{0};
     std::atomic<uint64_t> total_latency_us{0};
     std::atomic<uint64_t> max_latency_us{0};
     std::array<std::atomic<uint64_t>, kLatencyBoundsUs.size() + 1> latency_buckets{};
-    ErrorCodeCounters by_code;
+    // kAllErrorCodes' order, then [kErrorCodeCount]: other numbers past the slots.
+    std::array<std::atomic<uint64_t>, kErrorCodeCount + 1> by_code{};
+    std::array<std::atomic<uint64_t>, kOtherCodeSlots> by_other_code{};  // By slot.
   };
+
+  // The slot of a number outside ErrorCode, claimed if free; -1 when all
+  // are held by other numbers.
+  int other_code_slot(int32_t code);
 
   const int writers_;
   std::unique_ptr<Shard[]> shards_;
+  // The number each slot counts; 0: free (0 is kOk, never "other").
+  std::array<std::atomic<int32_t>, kOtherCodeSlots> other_codes_{};
 };
 
 }  // namespace percore::detail
