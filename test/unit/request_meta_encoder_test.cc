@@ -13,6 +13,8 @@
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/proto/detail/request_meta_encoder.h>
 
+#include "test/support/meta_fields.h"
+
 namespace percore {
 namespace {
 
@@ -31,14 +33,8 @@ std::string protobuf_meta(const std::string& service, const std::string& method,
     meta.mutable_request()->set_parent_span_id(fields.parent_span_id);
   if (fields.timeout_ms != 0)
     meta.mutable_request()->set_timeout_ms(fields.timeout_ms);
-  meta.set_correlation_id(fields.correlation_id);
-  if (fields.attachment_size != 0)
-    meta.set_attachment_size(fields.attachment_size);
-  if (fields.stream_id != 0) {
-    meta.mutable_stream_settings()->set_stream_id(fields.stream_id);
-    meta.mutable_stream_settings()->set_need_feedback(fields.stream_need_feedback);
-    meta.mutable_stream_settings()->set_writable(true);
-  }
+  testing::set_shared_meta_fields(meta, fields.correlation_id, fields.attachment_size,
+                                  fields.stream_id, fields.stream_need_feedback);
   return meta.SerializeAsString();
 }
 

@@ -14,6 +14,7 @@
 #include <percore/proto/detail/frame_encoder.h>
 #include <percore/proto/detail/response_meta_encoder.h>
 #include "test/support/bytes.h"
+#include "test/support/meta_fields.h"
 
 namespace percore {
 namespace {
@@ -27,14 +28,8 @@ wire::RpcMeta protobuf_meta(const ResponseMetaEncoder::Fields& fields) {
   }
   if (fields.compress_type != 0)
     meta.set_compress_type(fields.compress_type);
-  meta.set_correlation_id(fields.correlation_id);
-  if (fields.attachment_size != 0)
-    meta.set_attachment_size(fields.attachment_size);
-  if (fields.stream_id != 0) {
-    meta.mutable_stream_settings()->set_stream_id(fields.stream_id);
-    meta.mutable_stream_settings()->set_need_feedback(fields.stream_need_feedback);
-    meta.mutable_stream_settings()->set_writable(true);
-  }
+  testing::set_shared_meta_fields(meta, fields.correlation_id, fields.attachment_size,
+                                  fields.stream_id, fields.stream_need_feedback);
   return meta;
 }
 

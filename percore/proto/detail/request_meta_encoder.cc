@@ -7,13 +7,7 @@
 namespace percore {
 namespace {
 
-using meta_wire::as_varint;
-using meta_wire::kAttachmentSizeKey;
-using meta_wire::kCompressTypeKey;
-using meta_wire::kCorrelationIdKey;
-using meta_wire::key;
-using meta_wire::varint_size;
-using meta_wire::write_varint;
+using namespace meta_wire;  // This file writes RpcMeta by hand.
 
 constexpr uint8_t kRequestKey = key(1, 2);             // RpcMeta.request
 constexpr uint8_t kAuthenticationDataKey = key(7, 2);  // RpcMeta.authentication_data

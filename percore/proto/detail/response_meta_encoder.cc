@@ -7,14 +7,7 @@
 namespace percore {
 namespace {
 
-using meta_wire::delimited_field_size;
-using meta_wire::kAttachmentSizeKey;
-using meta_wire::kCompressTypeKey;
-using meta_wire::kCorrelationIdKey;
-using meta_wire::key;
-using meta_wire::varint_field_size;
-using meta_wire::write_varint;
-using meta_wire::write_varint_field;
+using namespace meta_wire;  // This file writes RpcMeta by hand.
 
 constexpr uint8_t kResponseKey = key(2, 2);   // RpcMeta.response
 constexpr uint8_t kErrorCodeKey = key(1, 0);  // RpcResponseMeta.error_code
